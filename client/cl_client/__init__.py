@@ -1,0 +1,1 @@
+"""cl_client: typed client for CL Server compute deployments."""

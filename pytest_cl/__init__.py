@@ -1,0 +1,1 @@
+"""pytest_cl: the pytest plugin that certifies CL compute deployments."""

@@ -1,0 +1,1 @@
+"""The cl_compute reference deployment (API server, workers, broker, nine plugin backends)."""
