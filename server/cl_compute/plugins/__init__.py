@@ -7,7 +7,17 @@ import importlib
 from cl_compute.plugins.base import Plugin
 
 #: task_type -> "module:ClassName"; modules must be light to import (see base.py).
-PLUGIN_MODULES: dict[str, str] = {}
+PLUGIN_MODULES: dict[str, str] = {
+    "clip_embedding": "cl_compute.plugins.clip_embedding:ClipEmbeddingPlugin",
+    "dino_embedding": "cl_compute.plugins.dino_embedding:DinoEmbeddingPlugin",
+    "exif": "cl_compute.plugins.exif:ExifPlugin",
+    "face_detection": "cl_compute.plugins.face_detection:FaceDetectionPlugin",
+    "face_embedding": "cl_compute.plugins.face_embedding:FaceEmbeddingPlugin",
+    "hash": "cl_compute.plugins.hash:HashPlugin",
+    "hls_streaming": "cl_compute.plugins.hls_streaming:HlsStreamingPlugin",
+    "image_conversion": "cl_compute.plugins.image_conversion:ImageConversionPlugin",
+    "media_thumbnail": "cl_compute.plugins.media_thumbnail:MediaThumbnailPlugin",
+}
 
 
 def plugin_names() -> list[str]:
