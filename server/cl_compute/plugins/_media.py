@@ -27,7 +27,7 @@ import time
 import unicodedata
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import IO, TYPE_CHECKING, Any
 
 from cl_compute.plugins.base import BackendUnavailable, ParamError, PluginError
@@ -97,7 +97,7 @@ def form_int(
 def safe_stem(upload_name: str, fallback: str = "image") -> str:
     """A file-name stem safe to put in ``output/``: no directories, no control or shell characters."""
     name = upload_name.replace("\\", "/").rsplit("/", 1)[-1]
-    stem = name.rsplit(".", 1)[0] if "." in name.lstrip(".") else name
+    stem = PurePosixPath(name).stem if name not in ("", ".", "..") else ""
     stem = unicodedata.normalize("NFKC", stem)
     stem = re.sub(r"[^\w.-]+", "_", stem, flags=re.UNICODE).strip("._-")
     return stem[:100] or fallback
