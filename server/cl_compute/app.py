@@ -1,0 +1,563 @@
+"""The compute API server (FastAPI): every endpoint of PROTOCOL.md §2 with its fixes.
+
+Build it with :func:`create_app`; ``cl-compute serve`` runs it under uvicorn. The app owns:
+
+* the job store (SQLite, shared with workers, see ``store.py``),
+* one MQTT connection: it publishes ``queued`` events (acknowledged by the broker before the POST returns)
+  and subscribes to ``inference/workers/+`` **at start-up**, so ``/capabilities`` is right from the first call,
+* a reaper thread: a ``processing`` job whose worker vanished (empty retained capability message = will or
+  shutdown) or whose lease expired (no heartbeat) ends ``error`` with a message naming the worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import mimetypes
+import os
+import re
+import shutil
+import threading
+import unicodedata
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, Form, HTTPException, Query, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from cl_compute import __version__
+from cl_compute.auth import Authenticator, AuthError, User
+from cl_compute.mqtt import WORKERS_TOPIC_PREFIX, MQTTConnection
+from cl_compute.plugins import all_plugin_modules, get_plugin
+from cl_compute.plugins.base import ParamError, Plugin
+from cl_compute.store import JobStore, now_ms
+
+log = logging.getLogger(__name__)
+
+_MEDIA_TYPES = {
+    ".npy": "application/octet-stream",
+    ".m3u8": "application/vnd.apple.mpegurl",
+    ".ts": "video/mp2t",
+    ".json": "application/json",
+    ".webp": "image/webp",
+    ".heic": "image/heic",
+}
+_UNSAFE_NAME_CHARS = re.compile(r'[\x00-\x1f\x7f/\\?#%*:"<>|]')
+_MAX_NAME_BYTES = 200
+
+
+@dataclass
+class ServerSettings:
+    """Configuration of one API server.
+
+    Attributes:
+        data_dir: shared data directory (``compute.db`` and ``jobs/``).
+        mqtt_url: broker URL ``mqtt://host:port``.
+        auth_public_key_pem: ES256 verification key (PEM text); None = no authentication.
+        guest_mode_default: guest mode when never set (default: on without a key, off with one).
+        reap_interval: seconds between lease checks.
+    """
+
+    data_dir: Path
+    mqtt_url: str
+    auth_public_key_pem: str | None = None
+    guest_mode_default: bool | None = None
+    reap_interval: float = 1.0
+
+
+def sanitize_upload_name(name: str | None) -> str:
+    """A safe basename for an uploaded file: unicode kept, path parts stripped, never empty.
+
+    ``../x`` -> ``x``; ``C:\\a\\b.jpg`` -> ``b.jpg``; characters unsafe in URLs or file systems
+    (``/ \\ ? # % * : " < > |`` and control characters) become ``_``; leading/trailing spaces and dots go.
+    """
+    raw = unicodedata.normalize("NFC", name or "")
+    base = re.split(r"[/\\]", raw)[-1]
+    base = _UNSAFE_NAME_CHARS.sub("_", base).strip().strip(".").strip()
+    if not base or set(base) <= {"_"}:
+        base = "upload" + (Path(base).suffix if base else "")
+    if len(base.encode()) > _MAX_NAME_BYTES:
+        stem, suffix = os.path.splitext(base)
+        suffix = suffix[:20]
+        encoded = stem.encode()[: _MAX_NAME_BYTES - len(suffix.encode())]
+        base = encoded.decode("utf-8", errors="ignore") + suffix
+    return base
+
+
+def media_type_for(path: Path) -> str:
+    """The real media type of a result file (the **[fix]** over upstream's octet-stream)."""
+    suffix = path.suffix.lower()
+    if suffix in _MEDIA_TYPES:
+        return _MEDIA_TYPES[suffix]
+    guessed, _ = mimetypes.guess_type(path.name)
+    return guessed or "application/octet-stream"
+
+
+def _dir_size(path: Path) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for f in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(root, f)).st_size
+    return total
+
+
+def _validation_error(errors: list[dict[str, object]]) -> JSONResponse:
+    return JSONResponse(status_code=422, content={"detail": errors})
+
+
+class ServerState:
+    """Runtime state shared by the routes: store, auth, MQTT, capability cache, plugin cache."""
+
+    def __init__(self, settings: ServerSettings) -> None:
+        self.settings = settings
+        self.store = JobStore(settings.data_dir)
+        self.auth = Authenticator(settings.auth_public_key_pem)
+        self.workers: dict[str, dict[str, object]] = {}
+        self._workers_lock = threading.Lock()
+        self._plugins: dict[str, Plugin] = {}
+        self._stop = threading.Event()
+        self._reaper: threading.Thread | None = None
+        self.mqtt = MQTTConnection(
+            settings.mqtt_url,
+            client_id_prefix="cl-compute-api",
+            subscriptions=[f"{WORKERS_TOPIC_PREFIX}/+"],
+            on_message=self._on_message,
+        )
+
+    # -- lifecycle --------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Connect to the broker (subscribed before returning) and start the reaper."""
+        self.mqtt.start()
+        self._reaper = threading.Thread(target=self._reap_loop, name="cl-compute-reaper", daemon=True)
+        self._reaper.start()
+
+    def stop(self) -> None:
+        """Stop the reaper and disconnect."""
+        self._stop.set()
+        if self._reaper is not None:
+            self._reaper.join(timeout=5)
+        self.mqtt.stop()
+
+    # -- workers ----------------------------------------------------------------------------------------
+
+    def _on_message(self, topic: str, payload: bytes, retained: bool) -> None:
+        if not topic.startswith(WORKERS_TOPIC_PREFIX + "/"):
+            return
+        worker_id = topic[len(WORKERS_TOPIC_PREFIX) + 1 :]
+        if not payload:
+            with self._workers_lock:
+                known = self.workers.pop(worker_id, None)
+            log.info("worker %s gone (known=%s)", worker_id, known is not None)
+            self.fail_worker_jobs(worker_id, f"Worker {worker_id} disappeared while running this job")
+            return
+        try:
+            data = json.loads(payload)
+        except ValueError:
+            log.warning("ignoring malformed capability message on %s", topic)
+            return
+        if not isinstance(data, dict):
+            return
+        with self._workers_lock:
+            self.workers[worker_id] = data
+
+    def fail_worker_jobs(self, worker_id: str, message: str) -> None:
+        """End every ``processing`` job of ``worker_id`` with ``error`` and publish the events."""
+        for job in self.store.processing_jobs(worker_id):
+            done = self.store.finish_job(job.job_id, worker_id, status="error", error_message=message)
+            if done is not None:
+                log.warning("job %s: %s", job.job_id, message)
+                self.mqtt.publish_event(done.job_id, "error", done.progress, done.completed_at or now_ms())
+
+    def _reap_loop(self) -> None:
+        while not self._stop.wait(self.settings.reap_interval):
+            try:
+                for job in self.store.expired_jobs():
+                    msg = f"Worker {job.worker_id} stopped responding (lease expired) while running this job"
+                    done = self.store.finish_job(job.job_id, job.worker_id, status="error", error_message=msg)
+                    if done is not None:
+                        log.warning("job %s: %s", job.job_id, msg)
+                        self.mqtt.publish_event(done.job_id, "error", done.progress, now_ms())
+            except Exception:
+                log.exception("reaper failed")
+
+    def capabilities(self) -> dict[str, object]:
+        """``{"num_workers", "capabilities"}`` from the cache (busy workers add 0)."""
+        with self._workers_lock:
+            workers = list(self.workers.values())
+        caps: dict[str, int] = {}
+        for w in workers:
+            idle = w.get("idle_count", 0)
+            idle_n = idle if isinstance(idle, int) else 0
+            names = w.get("capabilities", [])
+            if isinstance(names, list):
+                for name in names:
+                    if isinstance(name, str):
+                        caps[name] = caps.get(name, 0) + idle_n
+        return {"num_workers": len(workers), "capabilities": caps}
+
+    def worker_snapshot(self) -> dict[str, dict[str, object]]:
+        """The cached capability payloads by worker id."""
+        with self._workers_lock:
+            return dict(self.workers)
+
+    # -- plugins ----------------------------------------------------------------------------------------
+
+    def plugin(self, task_type: str) -> Plugin:
+        """The plugin instance for a task type.
+
+        Raises:
+            HTTPException: 404 unknown task type, 503 the plugin module cannot be imported here.
+        """
+        plugin = self._plugins.get(task_type)
+        if plugin is not None:
+            return plugin
+        if task_type not in all_plugin_modules():
+            raise HTTPException(404, f"Unknown task type: {task_type}")
+        try:
+            plugin = get_plugin(task_type)
+        except Exception as exc:
+            log.warning("plugin %s cannot be imported: %r", task_type, exc)
+            raise HTTPException(
+                503, f"Plugin {task_type} is not available on this deployment: {type(exc).__name__}: {exc}"
+            ) from exc
+        self._plugins[task_type] = plugin
+        return plugin
+
+    # -- guest mode -------------------------------------------------------------------------------------
+
+    def guest_mode(self) -> bool:
+        """Effective guest mode: always on without a key; else the stored value (default off)."""
+        if not self.auth.enabled:
+            return True
+        stored = self.store.get_config("guest_mode")
+        if stored is None:
+            default = self.settings.guest_mode_default
+            return bool(default) if default is not None else False
+        return stored[0] == "true"
+
+
+def _parse_bool(value: str) -> bool | None:
+    v = value.strip().lower()
+    if v in ("true", "1", "yes", "on", "t", "y"):
+        return True
+    if v in ("false", "0", "no", "off", "f", "n"):
+        return False
+    return None
+
+
+def _auth_headers(exc: AuthError) -> dict[str, str] | None:
+    return {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+
+
+def _state(request: Request) -> ServerState:
+    state = request.app.state.cl
+    assert isinstance(state, ServerState)
+    return state
+
+
+def job_user(request: Request) -> User | None:
+    """FastAPI dependency of job and plugin routes (401/403 unless guest mode or auth off)."""
+    state = _state(request)
+    try:
+        return state.auth.require_job_access(request.headers.get("authorization"), state.guest_mode())
+    except AuthError as exc:
+        raise HTTPException(exc.status_code, exc.detail, headers=_auth_headers(exc)) from exc
+
+
+def admin_user(request: Request) -> User | None:
+    """FastAPI dependency of ``/admin`` routes (admin token required whenever auth is configured)."""
+    try:
+        return _state(request).auth.require_admin(request.headers.get("authorization"))
+    except AuthError as exc:
+        raise HTTPException(exc.status_code, exc.detail, headers=_auth_headers(exc)) from exc
+
+
+JobUser = Annotated[User | None, Depends(job_user)]
+AdminUser = Annotated[User | None, Depends(admin_user)]
+
+
+def create_app(settings: ServerSettings) -> FastAPI:
+    """Build the FastAPI app for ``settings``; MQTT connects and the reaper starts in the lifespan.
+
+    Raises (at start-up):
+        MQTTConnectError: the broker is unreachable.
+    """
+    state = ServerState(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(state.start)
+        try:
+            yield
+        finally:
+            await run_in_threadpool(state.stop)
+
+    app = FastAPI(title="cl_compute", version=__version__, lifespan=lifespan)
+    app.state.cl = state
+
+    # -- public -----------------------------------------------------------------------------------------
+
+    @app.get("/", tags=["health"])
+    def root() -> dict[str, object]:
+        return {
+            "status": "healthy",
+            "service": "cl_compute",
+            "version": __version__,
+            "guestMode": "on" if state.guest_mode() else "off",
+        }
+
+    @app.get("/capabilities", tags=["compute"])
+    def capabilities() -> dict[str, object]:
+        return state.capabilities()
+
+    @app.get("/internal/info", include_in_schema=False)
+    def internal_info() -> dict[str, object]:
+        return {"data_dir": str(state.store.data_dir), "mqtt_url": settings.mqtt_url}
+
+    @app.get("/internal/workers", include_in_schema=False)
+    def internal_workers() -> dict[str, object]:
+        return {"workers": state.worker_snapshot()}
+
+    # -- jobs -------------------------------------------------------------------------------------------
+
+    @app.post("/jobs/{task_type}", tags=["job"])
+    async def create_job(task_type: str, request: Request, user: JobUser) -> Response:
+        plugin = state.plugin(task_type)
+        try:
+            form = await request.form(max_files=10, max_fields=1000)
+        except Exception as exc:
+            return _validation_error(
+                [{"type": "value_error", "loc": ["body"], "msg": f"Invalid form body: {exc}", "input": None}]
+            )
+        try:
+            return await _create_job(task_type, plugin, form, user)
+        finally:
+            await form.close()
+
+    async def _create_job(task_type: str, plugin: Plugin, form: object, user: User | None) -> Response:
+        from starlette.datastructures import FormData
+
+        assert isinstance(form, FormData)
+        errors: list[dict[str, object]] = []
+        upload = form.get("file")
+        if upload is None:
+            errors.append({"type": "missing", "loc": ["body", "file"], "msg": "Field required", "input": None})
+        elif not isinstance(upload, UploadFile):
+            errors.append(
+                {
+                    "type": "value_error",
+                    "loc": ["body", "file"],
+                    "msg": "Value error, Expected UploadFile, received: <class 'str'>",
+                    "input": upload,
+                }
+            )
+        fields: dict[str, str] = {k: v for k, v in form.multi_items() if isinstance(v, str) and k != "file"}
+        priority = 5
+        raw_priority = fields.pop("priority", "")
+        if raw_priority.strip() != "":
+            try:
+                priority = int(raw_priority.strip())
+            except ValueError:
+                errors.append(
+                    {
+                        "type": "int_parsing",
+                        "loc": ["body", "priority"],
+                        "msg": "Input should be a valid integer, unable to parse string as an integer",
+                        "input": raw_priority,
+                    }
+                )
+            else:
+                if priority < 0:
+                    errors.append(
+                        {
+                            "type": "greater_than_equal",
+                            "loc": ["body", "priority"],
+                            "msg": "Input should be greater than or equal to 0",
+                            "input": raw_priority,
+                            "ctx": {"ge": 0},
+                        }
+                    )
+                elif priority > 10:
+                    errors.append(
+                        {
+                            "type": "less_than_equal",
+                            "loc": ["body", "priority"],
+                            "msg": "Input should be less than or equal to 10",
+                            "input": raw_priority,
+                            "ctx": {"le": 10},
+                        }
+                    )
+        upload_name = sanitize_upload_name(upload.filename if isinstance(upload, UploadFile) else None)
+        params: dict[str, object] = {}
+        try:
+            params = plugin.parse_params(fields, upload_name)
+        except ParamError as exc:
+            errors.append(
+                {
+                    "type": exc.error_type,
+                    "loc": ["body", exc.field],
+                    "msg": exc.message,
+                    "input": fields.get(exc.field),
+                }
+            )
+        except Exception as exc:  # a plugin that lets a parsing error escape: still the caller's input
+            log.warning("plugin %s parse_params raised %r", task_type, exc)
+            errors.append(
+                {"type": "value_error", "loc": ["body"], "msg": f"{type(exc).__name__}: {exc}", "input": None}
+            )
+        if errors:
+            return _validation_error(errors)
+        assert isinstance(upload, UploadFile)
+        job_id = str(uuid.uuid4())
+        output_path = params.get("output_path", "output")
+        full_params: dict[str, object] = dict(params)
+        full_params["input_path"] = f"input/{upload_name}"
+        full_params["output_path"] = output_path
+        job_dir = state.store.job_dir(job_id)
+
+        def write_and_insert() -> None:
+            try:
+                for sub in ("input", "output", "faces"):
+                    (job_dir / sub).mkdir(parents=True, exist_ok=True)
+                with open(job_dir / "input" / upload_name, "wb") as out:
+                    upload.file.seek(0)
+                    shutil.copyfileobj(upload.file, out, 1024 * 1024)
+                job = state.store.insert_job(
+                    job_id, task_type, full_params, priority, user.id if user is not None else None
+                )
+            except BaseException:
+                shutil.rmtree(job_dir, ignore_errors=True)
+                raise
+            state.mqtt.publish_event(job_id, "queued", 0, job.created_at, wait=True)
+
+        await run_in_threadpool(write_and_insert)
+        return JSONResponse({"job_id": job_id, "status": "queued", "task_type": task_type})
+
+    @app.get("/jobs/{job_id}", tags=["job"])
+    def get_job(job_id: str, user: JobUser) -> dict[str, object]:
+        job = state.store.get_job(job_id)
+        if job is None:
+            raise HTTPException(404, f"Job {job_id} not found")
+        return job.to_response()
+
+    @app.delete("/jobs/{job_id}", status_code=204, tags=["job"])
+    def delete_job(job_id: str, user: JobUser) -> Response:
+        job = state.store.delete_job(job_id)
+        if job is None:
+            raise HTTPException(404, f"Job {job_id} not found")
+        shutil.rmtree(state.store.job_dir(job_id), ignore_errors=True)
+        return Response(status_code=204)
+
+    @app.get("/jobs/{job_id}/files/{file_path:path}", tags=["job"])
+    def download(job_id: str, file_path: str, user: JobUser) -> Response:
+        if state.store.get_job(job_id) is None:
+            raise HTTPException(404, f"Job {job_id} not found")
+        job_dir = state.store.job_dir(job_id)
+        if not job_dir.is_dir():
+            raise HTTPException(404, f"Job directory not found for job {job_id}")
+        if "\x00" in file_path:
+            raise HTTPException(400, "Invalid file path: embedded null byte")
+        try:
+            root = job_dir.resolve(strict=True)
+            target = (job_dir / file_path).resolve()
+        except (OSError, RuntimeError, ValueError) as exc:
+            raise HTTPException(400, f"Invalid file path: {exc}") from exc
+        if target != root and root not in target.parents:
+            raise HTTPException(403, "Access denied: path traversal detected")
+        if not target.exists():
+            raise HTTPException(404, f"File not found: {file_path}")
+        if not target.is_file():
+            raise HTTPException(400, f"Path is not a file: {file_path}")
+        return FileResponse(
+            target, media_type=media_type_for(target), filename=target.name, content_disposition_type="attachment"
+        )
+
+    # -- admin ------------------------------------------------------------------------------------------
+
+    @app.get("/admin/jobs/storage/size", tags=["admin"])
+    def storage_size(user: AdminUser) -> dict[str, int]:
+        jobs_dir = state.store.jobs_dir
+        dirs = [p for p in jobs_dir.iterdir() if p.is_dir()] if jobs_dir.is_dir() else []
+        return {"total_size": sum(_dir_size(d) for d in dirs), "job_count": len(dirs)}
+
+    @app.delete("/admin/jobs/cleanup", tags=["admin"])
+    def cleanup(user: AdminUser, days: Annotated[int, Query(ge=0)] = 7) -> dict[str, int]:
+        cutoff_ms = now_ms() - days * 86_400_000
+        cutoff_s = cutoff_ms / 1000
+        victims: set[str] = set()
+        for job_id in state.store.jobs_created_before(cutoff_ms):
+            state.store.delete_job(job_id)
+            victims.add(job_id)
+        jobs_dir = state.store.jobs_dir
+        if jobs_dir.is_dir():
+            for d in jobs_dir.iterdir():
+                if d.is_dir() and d.name not in victims and d.stat().st_mtime < cutoff_s:
+                    if state.store.job_exists(d.name):
+                        continue  # a job row created after the cut-off owns it
+                    victims.add(d.name)
+        freed = 0
+        deleted = 0
+        for job_id in victims:
+            d = state.store.job_dir(job_id)
+            if d.is_dir():
+                freed += _dir_size(d)
+                shutil.rmtree(d, ignore_errors=True)
+            deleted += 1
+        return {"deleted_count": deleted, "freed_space": freed}
+
+    def _config() -> dict[str, object]:
+        stored = state.store.get_config("guest_mode")
+        return {
+            "guest_mode": state.guest_mode(),
+            "updated_at": stored[1] if stored else None,
+            "updated_by": stored[2] if stored else None,
+            "auth_configured": state.auth.enabled,
+        }
+
+    def _set_guest_mode(value: str, user: User | None) -> dict[str, object]:
+        parsed = _parse_bool(value)
+        if parsed is None:
+            raise HTTPException(
+                422,
+                [
+                    {
+                        "type": "bool_parsing",
+                        "loc": ["body", "guest_mode"],
+                        "msg": "Input should be a valid boolean, unable to interpret input",
+                        "input": value,
+                    }
+                ],
+            )
+        state.store.set_config("guest_mode", "true" if parsed else "false", user.id if user else None)
+        if not state.auth.enabled:
+            return {
+                "guest_mode": True,
+                "message": "Authentication is not configured (start with --auth-public-key); guest mode stays on",
+            }
+        return {"guest_mode": parsed, "message": "Configuration updated successfully"}
+
+    @app.get("/admin/config", tags=["admin"])
+    def get_config(user: AdminUser) -> dict[str, object]:
+        return _config()
+
+    @app.put("/admin/config/guest-mode", tags=["admin"])
+    def put_config_guest_mode(user: AdminUser, guest_mode: Annotated[str, Form()]) -> dict[str, object]:
+        return _set_guest_mode(guest_mode, user)
+
+    @app.get("/admin/pref/guest-mode", tags=["admin"])
+    def get_pref_guest_mode(user: AdminUser) -> dict[str, object]:
+        return {"guest_mode": state.guest_mode()}
+
+    @app.put("/admin/pref/guest-mode", tags=["admin"])
+    def put_pref_guest_mode(user: AdminUser, guest_mode: Annotated[str, Form()]) -> dict[str, object]:
+        return _set_guest_mode(guest_mode, user)
+
+    return app

@@ -1,0 +1,436 @@
+"""Start a whole ``cl_compute`` deployment (broker + API server + N workers) from Python or ``cl-compute up``.
+
+Example (what the pytest plugin does)::
+
+    from cl_compute.deployment import Deployment
+
+    with Deployment(workers=2) as dep:            # start() blocks until everything is ready
+        print(dep.server_url, dep.mqtt_url)        # http://127.0.0.1:PORT, mqtt://127.0.0.1:PORT
+        print(dep.worker_ids, dep.startup_seconds)
+    # stop(): workers finish/abandon their job and clear their retained capability message, then the API
+    # server and the broker stop; a temporary data directory is removed.
+
+Every process is a child of the caller, in its own session, and receives SIGTERM when the caller dies
+(``PR_SET_PDEATHSIG``), so nothing is orphaned even after ``kill -9`` of the caller. Call ``start()`` from a
+thread that outlives the deployment (normally the main thread): Linux ties the death signal to that thread.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+import httpx
+
+from cl_compute.broker import Broker, start_broker
+from cl_compute.plugins import EXTRA_PLUGINS_ENV, format_extra_plugins, parse_extra_plugins
+from cl_compute.worker import set_pdeathsig
+
+
+class DeploymentError(RuntimeError):
+    """The deployment could not start (the message names the failing part and the tail of its log)."""
+
+
+def _child_preexec() -> None:
+    set_pdeathsig(signal.SIGTERM)
+
+
+class Deployment:
+    """A running ``cl_compute`` deployment: MQTT broker, API server and worker processes.
+
+    Args:
+        workers: number of worker processes (None = number of CPU cores).
+        data_dir: shared data directory; None = a temporary directory removed by ``stop()``.
+        mqtt_url: use this broker (``mqtt://host:port``) instead of starting one.
+        auth_public_key: ES256 public key (PEM text, bytes, or a path to a PEM file) to turn auth on.
+        tasks: task types the workers serve (None = every registered plugin whose backend loads).
+        host: interface for the API server.
+        port: API port (0 = a free port).
+        extra_plugins: extra task types ``{"sleep": "pkg.mod:SleepPlugin" or "/path/file.py:SleepPlugin"}``,
+            registered in every process (via ``CL_COMPUTE_EXTRA_PLUGINS``).
+        broker: ``"auto"`` (mosquitto if installed, else amqtt), ``"mosquitto"`` or ``"amqtt"``.
+        job_time_limit: seconds a job may run before it ends ``error``.
+        heartbeat_interval: worker capability heartbeat in seconds (the job lease is 3x this).
+        guest_mode: initial guest mode when auth is on (default off); ignored without a key.
+        log_level: log level of the child processes.
+        log_dir: where child logs go (``api.log``, ``worker-<id>.log``); None = a temporary directory removed
+            by ``stop()``; ``"-"`` = inherit the caller's stdout/stderr.
+        startup_timeout: seconds ``start()`` waits for readiness (model loading included).
+        env: extra environment variables for the child processes.
+        worker_shutdown_grace: seconds a worker may spend finishing its job on ``stop()``.
+
+    Attributes (after ``start()``):
+        server_url: ``http://host:port`` of the API.
+        mqtt_url: ``mqtt://host:port`` of the broker.
+        data_dir: the data directory (a ``Path``).
+        worker_ids: ids of the worker processes.
+        worker_pids: worker id -> pid of its supervisor process.
+        api_pid: pid of the API server process.
+        broker_kind: ``"mosquitto"``, ``"amqtt"`` or ``"external"``.
+        startup_seconds: wall time ``start()`` took until everything was ready.
+        log_dir: directory of the child logs (None when inherited).
+    """
+
+    def __init__(
+        self,
+        workers: int | None = 2,
+        data_dir: str | os.PathLike[str] | None = None,
+        mqtt_url: str | None = None,
+        auth_public_key: str | bytes | os.PathLike[str] | None = None,
+        tasks: Sequence[str] | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        extra_plugins: Mapping[str, str] | None = None,
+        broker: str = "auto",
+        job_time_limit: float = 600.0,
+        heartbeat_interval: float = 10.0,
+        guest_mode: bool | None = None,
+        log_level: str = "WARNING",
+        log_dir: str | os.PathLike[str] | None = None,
+        startup_timeout: float = 120.0,
+        env: Mapping[str, str] | None = None,
+        worker_shutdown_grace: float = 5.0,
+    ) -> None:
+        self.num_workers = workers if workers is not None else (os.cpu_count() or 1)
+        if self.num_workers < 0:
+            raise ValueError("workers must be >= 0")
+        self._data_dir_arg = Path(data_dir) if data_dir is not None else None
+        self._mqtt_url_arg = mqtt_url
+        self._auth_public_key = auth_public_key
+        self.tasks = list(tasks) if tasks is not None else None
+        self.host = host
+        self.port = port
+        self.extra_plugins = dict(extra_plugins or {})
+        self.broker_pref = broker
+        self.job_time_limit = job_time_limit
+        self.heartbeat_interval = heartbeat_interval
+        self.guest_mode = guest_mode
+        self.log_level = log_level
+        self._log_dir_arg = log_dir
+        self.startup_timeout = startup_timeout
+        self.env = dict(env or {})
+        self.worker_shutdown_grace = worker_shutdown_grace
+
+        self.server_url = ""
+        self.mqtt_url = ""
+        self.data_dir = Path()
+        self.worker_ids: list[str] = []
+        self.worker_pids: dict[str, int] = {}
+        self.api_pid = 0
+        self.broker_kind = ""
+        self.startup_seconds = 0.0
+        self.log_dir: Path | None = None
+
+        self._broker: Broker | None = None
+        self._api: subprocess.Popen[bytes] | None = None
+        self._workers: dict[str, subprocess.Popen[bytes]] = {}
+        self._logs: list[IO[bytes]] = []
+        self._tmp_dirs: list[Path] = []
+        self._started = False
+
+    # -- helpers ----------------------------------------------------------------------------------------
+
+    def _child_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(self.env)
+        extra = parse_extra_plugins(env.get(EXTRA_PLUGINS_ENV, ""))
+        extra.update(self.extra_plugins)
+        if extra:
+            env[EXTRA_PLUGINS_ENV] = format_extra_plugins(extra)
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    def _log_file(self, name: str) -> IO[bytes] | None:
+        if self.log_dir is None:
+            return None
+        f = open(self.log_dir / name, "ab")  # noqa: SIM115 - closed in stop()
+        self._logs.append(f)
+        return f
+
+    def _log_tail(self, name: str) -> str:
+        if self.log_dir is None:
+            return ""
+        path = self.log_dir / name
+        with contextlib.suppress(OSError):
+            text = path.read_text(errors="replace")
+            return f"\n--- last lines of {path} ---\n" + "\n".join(text.splitlines()[-25:])
+        return ""
+
+    def _public_key_file(self) -> Path | None:
+        key = self._auth_public_key
+        if key is None:
+            return None
+        if isinstance(key, bytes):
+            key = key.decode()
+        if isinstance(key, str) and key.lstrip().startswith("-----BEGIN"):
+            tmp = Path(tempfile.mkdtemp(prefix="cl-compute-key-"))
+            self._tmp_dirs.append(tmp)
+            path = tmp / "public_key.pem"
+            path.write_text(key)
+            return path
+        path = Path(key)
+        if not path.is_file():
+            raise DeploymentError(f"auth public key file not found: {path}")
+        return path
+
+    # -- lifecycle --------------------------------------------------------------------------------------
+
+    def start(self) -> Deployment:
+        """Start broker, API server and workers; block until the API answers and every worker announced.
+
+        Returns:
+            self.
+
+        Raises:
+            DeploymentError: a part failed to start or was not ready within ``startup_timeout``
+                (everything already started is stopped again).
+        """
+        if self._started:
+            raise DeploymentError("deployment already started")
+        self._started = True
+        t0 = time.monotonic()
+        try:
+            self._start(t0)
+        except BaseException:
+            self.stop()
+            raise
+        self.startup_seconds = time.monotonic() - t0
+        atexit.register(self.stop)
+        return self
+
+    def _start(self, t0: float) -> None:
+        if self._data_dir_arg is None:
+            self.data_dir = Path(tempfile.mkdtemp(prefix="cl-compute-data-"))
+            self._tmp_dirs.append(self.data_dir)
+        else:
+            self.data_dir = self._data_dir_arg.resolve()
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self._log_dir_arg is None:
+            self.log_dir = Path(tempfile.mkdtemp(prefix="cl-compute-logs-"))
+            self._tmp_dirs.append(self.log_dir)
+        elif str(self._log_dir_arg) == "-":
+            self.log_dir = None
+        else:
+            self.log_dir = Path(self._log_dir_arg)
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+        key_file = self._public_key_file()
+
+        if self._mqtt_url_arg is not None:
+            self.mqtt_url = self._mqtt_url_arg
+            self.broker_kind = "external"
+            own_broker = False
+        else:
+            try:
+                self._broker = start_broker(prefer=self.broker_pref, preexec_fn=_child_preexec)
+            except Exception as exc:
+                raise DeploymentError(f"cannot start an MQTT broker: {exc}") from exc
+            self.mqtt_url = self._broker.url
+            self.broker_kind = self._broker.kind
+            own_broker = True
+
+        env = self._child_env()
+        py = [sys.executable, "-m", "cl_compute.cli"]
+
+        # API server on a socket bound here and handed over: no port race.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self.host, self.port))
+        except OSError as exc:
+            sock.close()
+            raise DeploymentError(f"cannot bind the API server to {self.host}:{self.port}: {exc}") from exc
+        sock.listen(512)
+        bound_port = sock.getsockname()[1]
+        url_host = f"[{self.host}]" if ":" in self.host else self.host
+        self.server_url = f"http://{url_host}:{bound_port}"
+        cmd = [
+            *py,
+            "serve",
+            "--fd",
+            str(sock.fileno()),
+            "--data-dir",
+            str(self.data_dir),
+            "--mqtt",
+            self.mqtt_url,
+            "--log-level",
+            self.log_level,
+        ]
+        if key_file is not None:
+            cmd += ["--auth-public-key", str(key_file)]
+        if self.guest_mode is not None:
+            cmd.append("--guest-mode" if self.guest_mode else "--no-guest-mode")
+        log = self._log_file("api.log")
+        try:
+            self._api = subprocess.Popen(
+                cmd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT if log is not None else None,
+                pass_fds=(sock.fileno(),),
+                start_new_session=True,
+                preexec_fn=_child_preexec,
+            )
+        finally:
+            sock.close()
+        self.api_pid = self._api.pid
+
+        prefix = "worker" if own_broker else f"worker-{uuid.uuid4().hex[:6]}"
+        self.worker_ids = [f"{prefix}-{i + 1}" for i in range(self.num_workers)]
+        for wid in self.worker_ids:
+            wcmd = [
+                *py,
+                "worker",
+                "--worker-id",
+                wid,
+                "--server",
+                self.server_url,
+                "--mqtt",
+                self.mqtt_url,
+                "--data-dir",
+                str(self.data_dir),
+                "--job-time-limit",
+                str(self.job_time_limit),
+                "--heartbeat-interval",
+                str(self.heartbeat_interval),
+                "--shutdown-grace",
+                str(self.worker_shutdown_grace),
+                "--log-level",
+                self.log_level,
+            ]
+            if self.tasks is not None:
+                wcmd += ["--tasks", ",".join(self.tasks)]
+            wlog = self._log_file(f"worker-{wid}.log")
+            proc = subprocess.Popen(
+                wcmd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=wlog,
+                stderr=subprocess.STDOUT if wlog is not None else None,
+                start_new_session=True,
+                preexec_fn=_child_preexec,
+            )
+            self._workers[wid] = proc
+            self.worker_pids[wid] = proc.pid
+        self._wait_ready(t0)
+
+    def _check_alive(self) -> None:
+        if self._api is not None and self._api.poll() is not None:
+            raise DeploymentError(
+                f"the API server exited with status {self._api.returncode} during start-up{self._log_tail('api.log')}"
+            )
+        for wid, proc in self._workers.items():
+            if proc.poll() is not None:
+                raise DeploymentError(
+                    f"worker {wid} exited with status {proc.returncode} during start-up"
+                    f"{self._log_tail(f'worker-{wid}.log')}"
+                )
+
+    def _wait_ready(self, t0: float) -> None:
+        deadline = t0 + self.startup_timeout
+        with httpx.Client(base_url=self.server_url, timeout=2.0) as http:
+            while True:
+                self._check_alive()
+                if time.monotonic() > deadline:
+                    raise DeploymentError(
+                        f"the API server at {self.server_url} did not answer within {self.startup_timeout:g} s"
+                        f"{self._log_tail('api.log')}"
+                    )
+                try:
+                    if http.get("/").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.02)
+            expected = set(self.worker_ids)
+            while True:
+                self._check_alive()
+                try:
+                    seen = set(http.get("/internal/workers").json()["workers"])
+                except (httpx.TransportError, ValueError, KeyError):
+                    seen = set()
+                if expected <= seen:
+                    return
+                if time.monotonic() > deadline:
+                    missing = sorted(expected - seen)
+                    raise DeploymentError(
+                        f"workers {missing} did not announce their capabilities within {self.startup_timeout:g} s"
+                        f"{self._log_tail(f'worker-{missing[0]}.log')}"
+                    )
+                time.sleep(0.02)
+
+    def stop(self) -> None:
+        """Stop workers (they finish or abandon their job and clear their retained message), API, broker.
+
+        Idempotent; never raises for processes that are already gone.
+        """
+        with contextlib.suppress(Exception):
+            atexit.unregister(self.stop)
+        grace = self.worker_shutdown_grace + 5
+        for proc in self._workers.values():
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for proc in self._workers.values():
+            _wait_or_kill(proc, deadline)
+        self._workers.clear()
+        if self._api is not None:
+            if self._api.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    self._api.send_signal(signal.SIGTERM)
+            _wait_or_kill(self._api, time.monotonic() + 10)
+            self._api = None
+        if self._broker is not None:
+            self._broker.stop()
+            self._broker = None
+        for f in self._logs:
+            with contextlib.suppress(Exception):
+                f.close()
+        self._logs.clear()
+        for d in self._tmp_dirs:
+            shutil.rmtree(d, ignore_errors=True)
+        self._tmp_dirs.clear()
+
+    def kill_worker(self, worker_id: str, sig: int = signal.SIGKILL) -> None:
+        """Send ``sig`` (default SIGKILL) to one worker's supervisor and reap it (for worker-death tests)."""
+        proc = self._workers[worker_id]
+        proc.send_signal(sig)
+        proc.wait(10)
+
+    def __enter__(self) -> Deployment:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return (
+            f"Deployment(server_url={self.server_url!r}, mqtt_url={self.mqtt_url!r}, "
+            f"workers={self.worker_ids!r}, data_dir={str(self.data_dir)!r})"
+        )
+
+
+def _wait_or_kill(proc: subprocess.Popen[bytes], deadline: float) -> None:
+    try:
+        proc.wait(max(0.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)

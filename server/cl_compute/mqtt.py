@@ -1,0 +1,199 @@
+"""MQTT plumbing shared by the API server, the workers and the deployment launcher (paho-mqtt 2.x, API v2).
+
+Everything speaks MQTT 3.1.1 so the same code runs on mosquitto and on the amqtt fallback broker.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+EVENTS_TOPIC = "inference/events"
+WORKERS_TOPIC_PREFIX = "inference/workers"
+
+log = logging.getLogger(__name__)
+
+
+class MQTTConnectError(RuntimeError):
+    """The broker could not be reached or refused the connection."""
+
+
+def parse_mqtt_url(url: str) -> tuple[str, int]:
+    """``mqtt://host[:port]`` -> ``(host, port)`` (port default 1883).
+
+    Raises:
+        ValueError: another scheme or no host.
+    """
+    parsed = urlparse(url)
+    if parsed.scheme not in ("mqtt", "tcp") or not parsed.hostname:
+        raise ValueError(f"invalid MQTT URL {url!r}: expected mqtt://host:port")
+    return parsed.hostname, parsed.port or 1883
+
+
+@dataclass
+class Will:
+    """A last-will message registered in CONNECT."""
+
+    topic: str
+    payload: bytes = b""
+    qos: int = 1
+    retain: bool = True
+
+
+MessageHandler = Callable[[str, bytes, bool], None]
+
+
+class MQTTConnection:
+    """A paho client with its network thread, (re)subscribing on every connect.
+
+    Args:
+        url: ``mqtt://host:port``.
+        client_id_prefix: readable prefix of the random client id.
+        subscriptions: topics subscribed (QoS 1) on every (re)connect.
+        on_message: called as ``(topic, payload, retained)`` from the network thread; exceptions are logged.
+        will: optional last will, registered before CONNECT.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        client_id_prefix: str = "cl-compute",
+        subscriptions: Sequence[str] = (),
+        on_message: MessageHandler | None = None,
+        will: Will | None = None,
+    ) -> None:
+        self.url = url
+        self.host, self.port = parse_mqtt_url(url)
+        self._subscriptions = list(subscriptions)
+        self._on_message = on_message
+        self._connected = threading.Event()
+        self._subscribed = threading.Event()
+        self._pending_subs: set[int] = set()
+        self._connect_rc: str | None = None
+        client_id = f"{client_id_prefix}-{uuid.uuid4().hex[:8]}"
+        self.client = paho.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv311, clean_session=True
+        )
+        self.client.reconnect_delay_set(0.2, 5)
+        if will is not None:
+            self.client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
+        self.client.on_connect = self._handle_connect
+        self.client.on_disconnect = self._handle_disconnect
+        self.client.on_subscribe = self._handle_subscribe
+        self.client.on_message = self._handle_message
+
+    def _handle_connect(
+        self,
+        client: paho.Client,
+        userdata: object,
+        flags: object,
+        reason_code: object,
+        properties: object,
+    ) -> None:
+        if getattr(reason_code, "is_failure", False):
+            self._connect_rc = str(reason_code)
+            return
+        self._connected.set()
+        if self._subscriptions:
+            _rc, mid = client.subscribe([(t, 1) for t in self._subscriptions])
+            if mid is not None:
+                self._pending_subs.add(mid)
+        else:
+            self._subscribed.set()
+
+    def _handle_disconnect(
+        self, client: paho.Client, userdata: object, flags: object, reason_code: object, properties: object
+    ) -> None:
+        self._connected.clear()
+
+    def _handle_subscribe(
+        self, client: paho.Client, userdata: object, mid: int, reason_codes: object, properties: object
+    ) -> None:
+        self._pending_subs.discard(mid)
+        if not self._pending_subs:
+            self._subscribed.set()
+
+    def _handle_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
+        if self._on_message is None:
+            return
+        try:
+            self._on_message(msg.topic, msg.payload, bool(msg.retain))
+        except Exception:
+            log.exception("error handling MQTT message on %s", msg.topic)
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Connect, start the network thread and wait for CONNACK and SUBACK.
+
+        Raises:
+            MQTTConnectError: no CONNACK within ``timeout`` or the broker refused.
+        """
+        try:
+            self.client.connect(self.host, self.port, keepalive=30)
+        except OSError as exc:
+            raise MQTTConnectError(f"cannot connect to MQTT broker {self.url}: {exc}") from exc
+        self.client.loop_start()
+        if not self._subscribed.wait(timeout):
+            self.client.loop_stop()
+            detail = f" (refused: {self._connect_rc})" if self._connect_rc else ""
+            raise MQTTConnectError(f"MQTT broker {self.url} did not accept the connection{detail}")
+
+    def publish(self, topic: str, payload: bytes | str, *, qos: int = 1, retain: bool = False) -> None:
+        """Publish without waiting (paho queues it while disconnected)."""
+        self.client.publish(topic, payload, qos=qos, retain=retain)
+
+    def publish_wait(
+        self, topic: str, payload: bytes | str, *, qos: int = 1, retain: bool = False, timeout: float = 2.0
+    ) -> bool:
+        """Publish and wait until the broker acknowledged it (QoS 1) or ``timeout``; True if acknowledged."""
+        info = self.client.publish(topic, payload, qos=qos, retain=retain)
+        try:
+            info.wait_for_publish(timeout)
+        except (RuntimeError, ValueError):
+            return False
+        return info.is_published()
+
+    def publish_event(self, job_id: str, event_type: str, progress: int, timestamp: int, wait: bool = False) -> None:
+        """Publish a job event on ``inference/events`` (QoS 1, not retained)."""
+        payload = json.dumps({"job_id": job_id, "event_type": event_type, "timestamp": timestamp, "progress": progress})
+        if wait:
+            self.publish_wait(EVENTS_TOPIC, payload)
+        else:
+            self.publish(EVENTS_TOPIC, payload)
+
+    def stop(self) -> None:
+        """Disconnect cleanly (no will) and stop the network thread."""
+        try:
+            self.client.disconnect()
+        finally:
+            self.client.loop_stop()
+
+
+def wait_for_broker(url: str, timeout: float) -> None:
+    """Block until a broker at ``url`` accepts an MQTT connection.
+
+    Raises:
+        MQTTConnectError: not within ``timeout``.
+    """
+    import time
+
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        conn = MQTTConnection(url, client_id_prefix="cl-compute-probe")
+        try:
+            conn.start(timeout=max(0.1, min(2.0, deadline - time.monotonic())))
+            conn.stop()
+            return
+        except MQTTConnectError as exc:
+            last = exc
+            time.sleep(0.02)
+    raise MQTTConnectError(f"MQTT broker {url} not accepting connections after {timeout:.1f} s: {last}")

@@ -1,0 +1,504 @@
+"""A compute worker: claims jobs from the shared store and runs them in a child "executor" process.
+
+Two processes per worker:
+
+* the **supervisor** (this module's :class:`Worker`, the process ``cl-compute worker`` starts) holds the MQTT
+  connection (last will = empty retained capability message, registered at CONNECT), publishes capability
+  state changes and a heartbeat, claims jobs (atomic ``UPDATE … RETURNING`` on the shared SQLite store, see
+  ``store.py``), stores progress and results, and publishes job events;
+* the **executor** (a ``multiprocessing`` spawn child in its own process group) imports and ``load()``s the
+  plugins once and runs one job at a time. Because a job runs there, the supervisor can always enforce the
+  per-job time limit, a delete (cancellation) or a crash: it kills the executor's whole process group
+  (subprocesses such as ffmpeg included), records the outcome and starts a fresh executor. The executor dies
+  with its supervisor (``PR_SET_PDEATHSIG`` and EOF on its pipe).
+
+Wake-up: the supervisor subscribes to ``inference/events``; a ``queued`` event wakes it at once (claim
+latency is a few ms). A slow poll (``poll_interval``) is only a safety net.
+
+Cancellation: ``TaskContext.report_progress`` raises ``JobCancelled`` in the executor when the job is no longer
+``processing`` for this worker (deleted, or reaped by the server). The supervisor also checks every 0.25 s and
+kills the executor when a cancelled job does not stop within ``cancel_grace`` seconds. Leftover files of a
+deleted job are removed before the worker reports itself idle again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import logging
+import multiprocessing
+import multiprocessing.connection
+import os
+import shutil
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cl_compute.mqtt import EVENTS_TOPIC, WORKERS_TOPIC_PREFIX, MQTTConnection, Will
+from cl_compute.plugins import plugin_names
+from cl_compute.store import Job, JobStore, now_ms
+
+log = logging.getLogger(__name__)
+
+
+def set_pdeathsig(sig: int = signal.SIGTERM) -> None:
+    """Ask Linux to send ``sig`` to this process when its parent dies (no-op elsewhere)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, int(sig), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+@dataclass
+class WorkerSettings:
+    """Configuration of one worker.
+
+    Attributes:
+        worker_id: the id used in the capability topic and job records.
+        data_dir: shared data directory (same as the server's).
+        mqtt_url: broker URL.
+        tasks: task types to serve (None = every registered plugin); those whose ``load()`` fails are left out.
+        job_time_limit: seconds a job may run before it ends ``error`` and the executor is restarted.
+        heartbeat_interval: seconds between capability re-publications; the job lease is 3x this.
+        poll_interval: safety-net poll when no wake-up event arrives.
+        cancel_grace: seconds a cancelled job may take to stop before its executor is killed.
+        shutdown_grace: seconds a running job may take to finish after SIGTERM before it is abandoned.
+    """
+
+    worker_id: str
+    data_dir: Path
+    mqtt_url: str
+    tasks: list[str] | None = None
+    job_time_limit: float = 600.0
+    heartbeat_interval: float = 10.0
+    poll_interval: float = 2.0
+    cancel_grace: float = 1.0
+    shutdown_grace: float = 5.0
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def lease_ms(self) -> int:
+        """Lease length in ms (three heartbeats)."""
+        return int(self.heartbeat_interval * 3000)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# executor (child process)
+
+
+def _executor_main(
+    conn: multiprocessing.connection.Connection, task_types: list[str], data_dir: str, worker_id: str, log_level: int
+) -> None:
+    os.setsid()
+    set_pdeathsig(signal.SIGKILL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logging.basicConfig(level=log_level, format=f"%(asctime)s executor[{worker_id}] %(levelname)s %(message)s")
+    from cl_compute.plugins import get_plugin
+    from cl_compute.plugins.base import BackendUnavailable, JobCancelled, PluginError, TaskContext
+
+    plugins: dict[str, Any] = {}
+    details: dict[str, dict[str, str]] = {}
+    unavailable: dict[str, str] = {}
+    for tt in task_types:
+        try:
+            plugin = get_plugin(tt)
+            plugin.load()
+        except BackendUnavailable as exc:
+            unavailable[tt] = str(exc) or "backend unavailable"
+            continue
+        except Exception as exc:
+            unavailable[tt] = f"{type(exc).__name__}: {exc}"
+            continue
+        plugins[tt] = plugin
+        details[tt] = {str(k): str(v) for k, v in dict(plugin.details).items()}
+    for tt, why in unavailable.items():
+        logging.getLogger(__name__).warning("plugin %s unavailable: %s", tt, why)
+    conn.send(("ready", sorted(plugins), details, unavailable))
+    store = JobStore(Path(data_dir))
+    send_lock = threading.Lock()
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            return
+        if msg is None:
+            return
+        job_id, task_type, job_dir, params, time_limit = msg
+        job_path = Path(job_dir)
+
+        def progress(percent: int, _job_id: str = job_id) -> None:
+            with send_lock:
+                conn.send(("progress", percent))
+            job = store.get_job(_job_id)
+            if job is None or job.status != "processing" or job.worker_id != worker_id:
+                raise JobCancelled(f"job {_job_id} was cancelled")
+
+        input_rel = str(params.get("input_path", ""))
+        ctx = TaskContext(
+            job_id=job_id,
+            job_dir=job_path,
+            input_path=job_path / input_rel,
+            params=params,
+            progress=progress,
+            time_limit=time_limit,
+        )
+        try:
+            plugin = plugins.get(task_type)
+            if plugin is None:
+                raise PluginError(f"task type {task_type} is not available on worker {worker_id}")
+            output = plugin.run(ctx)
+            result: tuple[object, ...] = ("done", output if output is not None else {})
+        except JobCancelled:
+            result = ("cancelled",)
+        except PluginError as exc:
+            result = ("error", str(exc) or type(exc).__name__)
+        except BaseException as exc:
+            logging.getLogger(__name__).exception("plugin %s failed on job %s", task_type, job_id)
+            result = ("error", f"{type(exc).__name__}: {exc}")
+        with send_lock:
+            try:
+                conn.send(result)
+            except Exception as exc:  # unpicklable task_output
+                conn.send(("error", f"plugin returned an unusable task_output: {exc}"))
+
+
+class _Executor:
+    """Handle on the executor child process."""
+
+    def __init__(self, settings: WorkerSettings, task_types: list[str]) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.process = ctx.Process(
+            target=_executor_main,
+            args=(child, task_types, str(settings.data_dir), settings.worker_id, logging.getLogger().level),
+            name=f"cl-compute-executor-{settings.worker_id}",
+            daemon=True,
+        )
+        self.process.start()
+        child.close()
+
+    def wait_ready(self) -> tuple[list[str], dict[str, dict[str, str]], dict[str, str]]:
+        """Block until the plugins are loaded; returns (available, details, unavailable).
+
+        Raises:
+            RuntimeError: the executor died while loading.
+        """
+        while True:
+            if self.conn.poll(0.1):
+                try:
+                    msg = self.conn.recv()
+                except EOFError as exc:
+                    raise RuntimeError(f"executor died while loading plugins (exit {self.process.exitcode})") from exc
+                if msg[0] == "ready":
+                    return msg[1], msg[2], msg[3]
+            elif not self.process.is_alive():
+                raise RuntimeError(f"executor died while loading plugins (exit {self.process.exitcode})")
+
+    def kill(self) -> None:
+        """Kill the executor and its whole process group."""
+        pid = self.process.pid
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+        self.process.join(5)
+        self.conn.close()
+
+    def close(self) -> None:
+        """Ask the executor to exit, then make sure it did."""
+        with contextlib.suppress(Exception):
+            self.conn.send(None)
+        self.process.join(2)
+        if self.process.is_alive():
+            self.kill()
+        else:
+            pid = self.process.pid
+            if pid is not None:  # stray subprocesses of the last job
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, signal.SIGKILL)
+            self.conn.close()
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is None:
+        return "unknown exit status"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# supervisor
+
+
+class Worker:
+    """The worker supervisor; :meth:`run` blocks until :meth:`request_stop` (or SIGTERM/SIGINT).
+
+    Args:
+        settings: the worker's configuration.
+    """
+
+    def __init__(self, settings: WorkerSettings) -> None:
+        self.settings = settings
+        self.worker_id = settings.worker_id
+        self.topic = f"{WORKERS_TOPIC_PREFIX}/{settings.worker_id}"
+        self.requested = settings.tasks if settings.tasks is not None else plugin_names()
+        self.capabilities: list[str] = []
+        self.details: dict[str, dict[str, str]] = {}
+        self.unavailable: dict[str, str] = {}
+        self.idle = True
+        self.current_job: str | None = None
+        self._stop = threading.Event()
+        self._abandon = threading.Event()
+        self._wake = threading.Event()
+        self._state_lock = threading.Lock()
+        self.store = JobStore(settings.data_dir)
+        self.mqtt = MQTTConnection(
+            settings.mqtt_url,
+            client_id_prefix=f"cl-compute-worker-{settings.worker_id}",
+            subscriptions=[EVENTS_TOPIC],
+            on_message=self._on_message,
+            will=Will(self.topic, b"", qos=1, retain=True),
+        )
+        self.executor: _Executor | None = None
+
+    # -- signals and messages ---------------------------------------------------------------------------
+
+    def install_signal_handlers(self) -> None:
+        """First SIGTERM/SIGINT: finish (or after ``shutdown_grace`` abandon) the job and exit; second: abandon."""
+
+        def handler(signum: int, frame: object) -> None:
+            if self._stop.is_set():
+                self._abandon.set()
+            self.request_stop()
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+    def request_stop(self) -> None:
+        """Ask :meth:`run` to return after the current job."""
+        self._stop.set()
+        self._wake.set()
+
+    def _on_message(self, topic: str, payload: bytes, retained: bool) -> None:
+        if topic != EVENTS_TOPIC:
+            return
+        try:
+            data = json.loads(payload)
+        except ValueError:
+            return
+        if isinstance(data, dict) and data.get("event_type") == "queued":
+            self._wake.set()
+
+    # -- capability -------------------------------------------------------------------------------------
+
+    def capability_payload(self) -> dict[str, object]:
+        """The retained capability message (both ``id`` and ``worker_id``, plus ``details``)."""
+        with self._state_lock:
+            return {
+                "id": self.worker_id,
+                "worker_id": self.worker_id,
+                "capabilities": list(self.capabilities),
+                "idle_count": 1 if self.idle else 0,
+                "timestamp": now_ms(),
+                "details": self.details,
+                "unavailable": self.unavailable,
+                "pid": os.getpid(),
+            }
+
+    def publish_capability(self, wait: bool = False) -> None:
+        """Publish the current state, retained."""
+        payload = json.dumps(self.capability_payload())
+        if wait:
+            self.mqtt.publish_wait(self.topic, payload, retain=True)
+        else:
+            self.mqtt.publish(self.topic, payload, retain=True)
+
+    def _set_idle(self, idle: bool) -> None:
+        with self._state_lock:
+            changed = self.idle != idle
+            self.idle = idle
+        if changed:
+            self.publish_capability()
+
+    def _heartbeat_loop(self) -> None:
+        while not self._stop.wait(self.settings.heartbeat_interval):
+            self.publish_capability()
+            job_id = self.current_job
+            if job_id is not None:
+                with contextlib.suppress(Exception):
+                    self.store.extend_lease(job_id, self.worker_id, self.settings.lease_ms)
+
+    # -- main loop --------------------------------------------------------------------------------------
+
+    def _start_executor(self) -> None:
+        self.executor = _Executor(self.settings, self.requested)
+        available, details, unavailable = self.executor.wait_ready()
+        with self._state_lock:
+            self.capabilities = available
+            self.details = details
+            self.unavailable = unavailable
+
+    def run(self) -> int:
+        """Start the executor, connect, announce, and serve until stopped; returns an exit status."""
+        self.executor = _Executor(self.settings, self.requested)
+        self.mqtt.start()
+        available, details, unavailable = self.executor.wait_ready()
+        with self._state_lock:
+            self.capabilities = available
+            self.details = details
+            self.unavailable = unavailable
+        if not available:
+            log.error("worker %s: no plugin available among %s: %s", self.worker_id, self.requested, unavailable)
+        self.publish_capability(wait=True)
+        log.info("worker %s ready: %s", self.worker_id, ", ".join(available) or "(nothing)")
+        heartbeat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
+        heartbeat.start()
+        try:
+            while not self._stop.is_set():
+                self._wake.clear()
+                job = self.store.claim_next(self.capabilities, self.worker_id, self.settings.lease_ms)
+                if job is None:
+                    self._wake.wait(self.settings.poll_interval)
+                    continue
+                self._run_job(job)
+        finally:
+            self._shutdown()
+        return 0
+
+    def _shutdown(self) -> None:
+        if self.executor is not None:
+            self.executor.close()
+            self.executor = None
+        with contextlib.suppress(Exception):
+            self.mqtt.publish_wait(self.topic, b"", retain=True)  # clear the retained capability
+        with contextlib.suppress(Exception):
+            self.mqtt.stop()
+        log.info("worker %s stopped", self.worker_id)
+
+    def _publish(self, job: Job | None, event: str) -> None:
+        if job is not None:
+            self.mqtt.publish_event(job.job_id, event, job.progress, job.updated_at or now_ms())
+
+    def _finish(self, job_id: str, status: str, **kwargs: Any) -> None:
+        done = self.store.finish_job(job_id, self.worker_id, status=status, **kwargs)
+        self._publish(done, status)
+
+    def _run_job(self, job: Job) -> None:
+        s = self.settings
+        self.current_job = job.job_id
+        self._set_idle(False)
+        self._publish(job, "processing")
+        job_dir = self.store.job_dir(job.job_id)
+        assert self.executor is not None
+        executor = self.executor
+        start = time.monotonic()
+        deadline = start + s.job_time_limit
+        last_check = start
+        last_progress_store = 0.0
+        pending_progress: int | None = None
+        last_progress = job.progress
+        cancel_deadline: float | None = None
+        abandon_deadline: float | None = None
+        restart = False
+        executor.conn.send((job.job_id, job.task_type, str(job_dir), job.params, s.job_time_limit))
+        while True:
+            now = time.monotonic()
+            msg: tuple[Any, ...] | None = None
+            if executor.conn.poll(max(0.0, min(0.05, deadline - now))):
+                try:
+                    msg = executor.conn.recv()
+                except (EOFError, OSError):
+                    msg = ("died",)
+            elif not executor.process.is_alive():
+                msg = ("died",)
+            now = time.monotonic()
+            if msg is not None:
+                kind = msg[0]
+                if kind == "progress":
+                    pending_progress = int(msg[1])
+                elif kind == "done":
+                    output = msg[1]
+                    try:
+                        json.dumps(output)
+                    except (TypeError, ValueError) as exc:
+                        self._finish(job.job_id, "error", error_message=f"task_output is not JSON: {exc}")
+                    else:
+                        self._finish(job.job_id, "completed", task_output=output)
+                    break
+                elif kind == "error":
+                    self._finish(job.job_id, "error", error_message=str(msg[1]))
+                    break
+                elif kind == "cancelled":
+                    log.info("job %s cancelled", job.job_id)
+                    break
+                elif kind == "died":
+                    executor.process.join(1)
+                    why = _describe_exit(executor.process.exitcode)
+                    self._finish(
+                        job.job_id,
+                        "error",
+                        error_message=f"Worker {self.worker_id}: the job process died ({why}) while running this job",
+                    )
+                    restart = True
+                    break
+            if pending_progress is not None and pending_progress != last_progress and now - last_progress_store >= 0.2:
+                last_progress = min(99, pending_progress)
+                pending_progress = None
+                last_progress_store = now
+                if self.store.set_progress(job.job_id, self.worker_id, last_progress, s.lease_ms):
+                    self.mqtt.publish_event(job.job_id, "processing", last_progress, now_ms())
+            if now >= deadline:
+                restart = True
+                self._finish(
+                    job.job_id,
+                    "error",
+                    error_message=(
+                        f"Job exceeded the time limit of {s.job_time_limit:g} s on worker {self.worker_id}"
+                        " and was stopped"
+                    ),
+                )
+                break
+            if now - last_check >= 0.25:
+                last_check = now
+                current = self.store.get_job(job.job_id)
+                if current is None or current.status != "processing" or current.worker_id != self.worker_id:
+                    if cancel_deadline is None:
+                        cancel_deadline = now + s.cancel_grace
+                elif now - start > s.heartbeat_interval:
+                    self.store.extend_lease(job.job_id, self.worker_id, s.lease_ms)
+            if cancel_deadline is not None and now >= cancel_deadline:
+                log.info("job %s cancelled; stopping its process", job.job_id)
+                restart = True
+                break
+            if self._stop.is_set() and abandon_deadline is None:
+                abandon_deadline = now + s.shutdown_grace
+            if abandon_deadline is not None and (now >= abandon_deadline or self._abandon.is_set()):
+                self._finish(
+                    job.job_id,
+                    "error",
+                    error_message=f"Worker {self.worker_id} shut down before finishing this job",
+                )
+                restart = True
+                break
+        if restart:
+            executor.kill()
+            self.executor = None
+        if not self.store.job_exists(job.job_id):
+            shutil.rmtree(job_dir, ignore_errors=True)  # deleted meanwhile: drop what the plugin wrote
+        self.current_job = None
+        if restart and not self._stop.is_set():
+            try:
+                self._start_executor()
+            except RuntimeError:
+                log.exception("worker %s cannot restart its executor", self.worker_id)
+                self.request_stop()
+                return
+        self._set_idle(True)
