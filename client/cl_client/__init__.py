@@ -1,1 +1,83 @@
-"""cl_client: typed client for CL Server compute deployments."""
+"""cl_client: typed sync and async client for CL Server compute deployments.
+
+Quick use::
+
+    from cl_client import ComputeClient
+
+    with ComputeClient("http://localhost:8002", mqtt_url="mqtt://localhost:1883") as client:
+        job = client.submit("hash", "photo.jpg", {"algorithm": "md5"})
+        record = job.result(timeout=60)
+"""
+
+from cl_client._auth import AuthProvider, JWTAuthProvider, NoAuthProvider
+from cl_client._client import AsyncComputeClient, AsyncJob, ComputeClient, Job
+from cl_client._config import ENVIRONMENT_VARIABLES, ComputeClientConfig, MqttSettings, resolve_config
+from cl_client._exceptions import (
+    AuthenticationError,
+    ComputeClientError,
+    ComputeConnectionError,
+    ConfigurationError,
+    HTTPStatusError,
+    JobFailedError,
+    JobNotFoundError,
+    JobTimeoutError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitedError,
+    ServerError,
+    ValidationError,
+    WorkerUnavailableError,
+)
+from cl_client._models import (
+    CleanupResult,
+    GuestModeConfig,
+    HealthResponse,
+    JobCreatedResponse,
+    JobEvent,
+    JobResponse,
+    JobStatus,
+    StorageInfo,
+    WorkerCapabilitiesResponse,
+    WorkerCapability,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ENVIRONMENT_VARIABLES",
+    "AsyncComputeClient",
+    "AsyncJob",
+    "AuthProvider",
+    "AuthenticationError",
+    "CleanupResult",
+    "ComputeClient",
+    "ComputeClientConfig",
+    "ComputeClientError",
+    "ComputeConnectionError",
+    "ConfigurationError",
+    "GuestModeConfig",
+    "HTTPStatusError",
+    "HealthResponse",
+    "JWTAuthProvider",
+    "Job",
+    "JobCreatedResponse",
+    "JobEvent",
+    "JobFailedError",
+    "JobNotFoundError",
+    "JobResponse",
+    "JobStatus",
+    "JobTimeoutError",
+    "MqttSettings",
+    "NoAuthProvider",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitedError",
+    "ServerError",
+    "StorageInfo",
+    "ValidationError",
+    "WorkerCapabilitiesResponse",
+    "WorkerCapability",
+    "WorkerUnavailableError",
+    "__version__",
+    "resolve_config",
+]

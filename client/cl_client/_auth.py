@@ -1,0 +1,267 @@
+"""Auth providers: headers for every request, with a refresh hook.
+
+``NoAuthProvider`` sends nothing. ``JWTAuthProvider`` sends ``Authorization: Bearer <jwt>``, either a static
+token or one obtained from the auth service (``POST /auth/token``), refreshed through
+``POST /auth/token/refresh`` when fewer than ``refresh_margin`` seconds remain, and obtained again by a
+new login when refreshing fails. Tokens never appear in reprs, logs or error messages.
+"""
+
+from __future__ import annotations
+
+import abc
+import base64
+import binascii
+import enum
+import json
+import threading
+import time
+from collections.abc import Callable
+from typing import cast
+
+import httpx
+
+from cl_client._core import response_detail
+from cl_client._exceptions import AuthenticationError, ComputeConnectionError, ConfigurationError
+
+
+class AuthProvider(abc.ABC):
+    """Supplies request headers. Subclass it for another scheme.
+
+    ``headers`` (sync) and ``aheaders`` (async) are called before every request, downloads included, so a
+    provider can refresh its credentials; ``invalidate`` is called after a 401 so that the next call fetches
+    fresh ones.
+    """
+
+    @abc.abstractmethod
+    def headers(self) -> dict[str, str]:
+        """Return the headers to add to a request (sync clients).
+
+        Raises:
+            AuthenticationError: credentials were refused.
+            ComputeConnectionError: the auth service could not be reached.
+        """
+
+    async def aheaders(self) -> dict[str, str]:
+        """Return the headers to add to a request (async clients). Defaults to ``headers()``."""
+        return self.headers()
+
+    def invalidate(self) -> bool:
+        """Forget cached credentials after a 401. Returns True when retrying the request may succeed."""
+        return False
+
+    def close(self) -> None:
+        """Release resources (HTTP connections to the auth service)."""
+
+    async def aclose(self) -> None:
+        """Release resources (async)."""
+        self.close()
+
+
+class NoAuthProvider(AuthProvider):
+    """No authentication (guest mode or an open deployment): sends no header."""
+
+    def headers(self) -> dict[str, str]:
+        """Return no headers."""
+        return {}
+
+    def __repr__(self) -> str:
+        return "NoAuthProvider()"
+
+
+def token_expiry(token: str) -> float | None:
+    """Return the ``exp`` claim (epoch seconds) of a JWT without verifying it, or None if absent/unreadable."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    payload = parts[1] + "=" * (-len(parts[1]) % 4)
+    try:
+        data = cast(object, json.loads(base64.urlsafe_b64decode(payload)))
+    except (ValueError, binascii.Error):
+        return None
+    if isinstance(data, dict):
+        exp = cast(dict[str, object], data).get("exp")
+        if isinstance(exp, int | float) and not isinstance(exp, bool):
+            return float(exp)
+    return None
+
+
+class _Action(enum.Enum):
+    USE = "use"
+    LOGIN = "login"
+    REFRESH = "refresh"
+
+
+class JWTAuthProvider(AuthProvider):
+    """Bearer-token auth with a static JWT or with login credentials against the auth service.
+
+    Args:
+        token: a static JWT. Used as is; with credentials too, it is replaced when it nears expiry.
+        username: user name for ``POST {auth_url}/auth/token``.
+        password: password for the login.
+        auth_url: auth service base URL (default ``http://localhost:8000``).
+        refresh_margin: refresh when fewer seconds than this remain (default 60).
+        timeout: HTTP timeout for the auth service.
+        clock: time source (seconds), replaceable in tests.
+
+    Raises:
+        ConfigurationError: neither a token nor a user name and password were given.
+    """
+
+    def __init__(
+        self,
+        token: str | None = None,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        auth_url: str = "http://localhost:8000",
+        refresh_margin: float = 60.0,
+        timeout: float = 10.0,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        if not token and not (username and password):
+            raise ConfigurationError("JWTAuthProvider needs a token, or a username and a password")
+        self._token = token or None
+        self._username = username
+        self._password = password
+        self._auth_url = auth_url.rstrip("/")
+        self._margin = refresh_margin
+        self._timeout = timeout
+        self._now = clock or time.time
+        self._lock = threading.Lock()
+        self._sync_http: httpx.Client | None = None
+        self._async_http: httpx.AsyncClient | None = None
+
+    def __repr__(self) -> str:
+        who = f"username={self._username!r}" if self._username else "static token"
+        return f"JWTAuthProvider({who}, auth_url={self._auth_url!r})"
+
+    @property
+    def has_credentials(self) -> bool:
+        """True when the provider can log in again by itself."""
+        return bool(self._username and self._password)
+
+    # -- the decision, shared by the sync and async paths -------------------------------------------
+    def _plan(self) -> _Action:
+        token = self._token
+        if token is None:
+            return _Action.LOGIN
+        if not self.has_credentials:
+            return _Action.USE
+        exp = token_expiry(token)
+        if exp is not None and exp - self._now() < self._margin:
+            return _Action.REFRESH
+        return _Action.USE
+
+    def _bearer(self) -> dict[str, str]:
+        assert self._token is not None
+        return {"Authorization": f"Bearer {self._token}"}
+
+    def _login_form(self) -> dict[str, str]:
+        return {"username": self._username or "", "password": self._password or ""}
+
+    def _accept(self, response: httpx.Response, what: str) -> None:
+        if response.status_code in (401, 403):
+            raise AuthenticationError(
+                f"{what} refused by the auth service ({response.status_code})",
+                method="POST",
+                url=str(response.request.url),
+                status_code=response.status_code,
+                detail=response_detail(response),
+            )
+        if response.status_code >= 400:
+            raise AuthenticationError(
+                f"{what} failed at the auth service ({response.status_code})",
+                method="POST",
+                url=str(response.request.url),
+                status_code=response.status_code,
+                detail=response_detail(response),
+            )
+        data = cast(object, response.json())
+        token = cast(dict[str, object], data).get("access_token") if isinstance(data, dict) else None
+        if not isinstance(token, str) or not token:
+            raise AuthenticationError(
+                f"{what}: the auth service answered without an access_token",
+                method="POST",
+                url=str(response.request.url),
+                status_code=response.status_code,
+                detail=None,
+            )
+        self._token = token
+
+    # -- sync ---------------------------------------------------------------------------------------
+    def headers(self) -> dict[str, str]:
+        """Return a fresh ``Authorization`` header, logging in or refreshing first when needed.
+
+        Raises:
+            AuthenticationError: the auth service refused the credentials.
+            ComputeConnectionError: the auth service could not be reached.
+        """
+        with self._lock:
+            action = self._plan()
+            if action is _Action.USE:
+                return self._bearer()
+            http = self._sync_http = self._sync_http or httpx.Client(timeout=self._timeout)
+            try:
+                if action is _Action.REFRESH:
+                    try:
+                        self._accept(
+                            http.post(f"{self._auth_url}/auth/token/refresh", headers=self._bearer()),
+                            "token refresh",
+                        )
+                        return self._bearer()
+                    except AuthenticationError:
+                        self._token = None
+                self._accept(http.post(f"{self._auth_url}/auth/token", data=self._login_form()), "login")
+            except httpx.TransportError as exc:
+                raise ComputeConnectionError(
+                    f"cannot reach the auth service at {self._auth_url}: {type(exc).__name__}",
+                    method="POST",
+                    url=self._auth_url,
+                ) from None
+            return self._bearer()
+
+    # -- async --------------------------------------------------------------------------------------
+    async def aheaders(self) -> dict[str, str]:
+        """Async twin of ``headers``."""
+        action = self._plan()
+        if action is _Action.USE:
+            return self._bearer()
+        http = self._async_http = self._async_http or httpx.AsyncClient(timeout=self._timeout)
+        try:
+            if action is _Action.REFRESH:
+                try:
+                    self._accept(
+                        await http.post(f"{self._auth_url}/auth/token/refresh", headers=self._bearer()),
+                        "token refresh",
+                    )
+                    return self._bearer()
+                except AuthenticationError:
+                    self._token = None
+            self._accept(await http.post(f"{self._auth_url}/auth/token", data=self._login_form()), "login")
+        except httpx.TransportError as exc:
+            raise ComputeConnectionError(
+                f"cannot reach the auth service at {self._auth_url}: {type(exc).__name__}",
+                method="POST",
+                url=self._auth_url,
+            ) from None
+        return self._bearer()
+
+    def invalidate(self) -> bool:
+        """Drop the cached token after a 401; a retry helps only when the provider can log in again."""
+        if self.has_credentials:
+            self._token = None
+            return True
+        return False
+
+    def close(self) -> None:
+        """Close the connection pool to the auth service."""
+        if self._sync_http is not None:
+            self._sync_http.close()
+            self._sync_http = None
+
+    async def aclose(self) -> None:
+        """Close both connection pools."""
+        self.close()
+        if self._async_http is not None:
+            await self._async_http.aclose()
+            self._async_http = None

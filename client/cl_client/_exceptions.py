@@ -1,0 +1,172 @@
+"""The error tree of cl_client. Every error a client raises is a ``ComputeClientError``::
+
+    ComputeClientError
+    ├── ComputeConnectionError        network failure: refused, reset, DNS, TLS, read timeout
+    ├── HTTPStatusError               the server answered with an error status
+    │   ├── AuthenticationError       401
+    │   ├── PermissionDeniedError     403 (not the builtin PermissionError)
+    │   ├── NotFoundError             404
+    │   │   └── JobNotFoundError      404 on a job route
+    │   ├── ValidationError           422 (and 400), with the field errors
+    │   ├── RateLimitedError          429 after the retries
+    │   └── ServerError               5xx
+    ├── JobFailedError                a job ended in ``error``
+    ├── JobTimeoutError               a wait ran out (also a builtin TimeoutError)
+    ├── WorkerUnavailableError        no worker for a capability within the wait
+    └── ConfigurationError            bad arguments or settings (also a ValueError)
+
+HTTP errors carry the method, the URL, the status and the server's ``detail``; tokens never appear in them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, cast
+
+if TYPE_CHECKING:
+    from cl_client._models import JobResponse
+
+
+class ComputeClientError(Exception):
+    """Base class of every error raised by cl_client."""
+
+
+class ConfigurationError(ComputeClientError, ValueError):
+    """An argument or setting is invalid (for example a priority outside 0-10, or a bad URL)."""
+
+
+class ComputeConnectionError(ComputeClientError):
+    """The server could not be reached or the connection failed mid-request.
+
+    Attributes:
+        method: HTTP method of the failed request.
+        url: the URL that was requested.
+    """
+
+    def __init__(self, message: str, *, method: str = "", url: str = "") -> None:
+        super().__init__(message)
+        self.method = method
+        self.url = url
+
+
+class HTTPStatusError(ComputeClientError):
+    """The server answered with an error status.
+
+    Attributes:
+        method: HTTP method of the request.
+        url: the requested URL.
+        status_code: the HTTP status.
+        detail: the server's ``detail`` (a string, or FastAPI's list of field errors), or the raw body.
+    """
+
+    def __init__(self, message: str, *, method: str, url: str, status_code: int, detail: object) -> None:
+        super().__init__(message)
+        self.method = method
+        self.url = url
+        self.status_code = status_code
+        self.detail = detail
+
+
+class AuthenticationError(HTTPStatusError):
+    """401: no token, an expired token, or a token the server cannot validate."""
+
+
+class PermissionDeniedError(HTTPStatusError):
+    """403: the token is valid but lacks a permission (``ai_inference_support`` or admin)."""
+
+
+class NotFoundError(HTTPStatusError):
+    """404 on a route that is not about a specific job (or a file of a job that exists)."""
+
+
+class JobNotFoundError(NotFoundError):
+    """404 for a job: unknown id, or a job that was deleted.
+
+    Attributes:
+        job_id: the job that was not found.
+    """
+
+    def __init__(self, message: str, *, job_id: str, method: str, url: str, status_code: int, detail: object):
+        super().__init__(message, method=method, url=url, status_code=status_code, detail=detail)
+        self.job_id = job_id
+
+
+class ValidationError(HTTPStatusError):
+    """422 (or 400): the server rejected the request's fields.
+
+    Attributes:
+        errors: the field errors as ``(location, message)`` pairs, e.g. ``("body.priority", "…")``.
+    """
+
+    @property
+    def errors(self) -> list[tuple[str, str]]:
+        """The field errors from FastAPI's ``detail`` list, as ``(dotted location, message)`` pairs."""
+        out: list[tuple[str, str]] = []
+        detail = self.detail
+        if isinstance(detail, list):
+            for item in cast(list[object], detail):
+                if isinstance(item, Mapping):
+                    entry = cast(Mapping[str, object], item)
+                    loc = entry.get("loc", ())
+                    parts = [str(p) for p in cast(list[object], loc)] if isinstance(loc, list | tuple) else [str(loc)]
+                    out.append((".".join(parts), str(entry.get("msg", ""))))
+        elif detail:
+            out.append(("", str(detail)))
+        return out
+
+
+class RateLimitedError(HTTPStatusError):
+    """429 that persisted through every retry."""
+
+
+class ServerError(HTTPStatusError):
+    """5xx from the server (after retries, for idempotent requests)."""
+
+
+class JobFailedError(ComputeClientError):
+    """A job ended in ``error`` (upstream: ``failed``).
+
+    Attributes:
+        job: the final job record; ``job.error_message`` holds the server's reason.
+        job_id: the job's id.
+    """
+
+    def __init__(self, job: JobResponse) -> None:
+        reason = job.error_message or "no error message given"
+        super().__init__(f"job {job.job_id} ({job.task_type}) failed: {reason}")
+        self.job = job
+        self.job_id = job.job_id
+
+
+class JobTimeoutError(ComputeClientError, TimeoutError):
+    """Waiting for a job ran out of time. The job may still finish on the server.
+
+    Attributes:
+        job_id: the job waited for.
+        last_status: the last status seen (``None`` if none was seen).
+        timeout: the timeout in seconds.
+    """
+
+    def __init__(self, job_id: str, last_status: str | None, timeout: float) -> None:
+        super().__init__(f"job {job_id} did not finish within {timeout:g} s (last status: {last_status or 'unknown'})")
+        self.job_id = job_id
+        self.last_status = last_status
+        self.timeout = timeout
+
+
+class WorkerUnavailableError(ComputeClientError):
+    """No live worker offers a required capability within the wait.
+
+    Attributes:
+        task_type: the first missing capability.
+        missing: every missing capability.
+        available: capabilities that do have a live worker.
+    """
+
+    def __init__(self, task_type: str, available: Sequence[str], missing: Sequence[str] = ()) -> None:
+        self.task_type = task_type
+        self.missing = list(missing) or [task_type]
+        self.available = sorted(available)
+        super().__init__(
+            f"no worker offers {', '.join(self.missing)}; available: {', '.join(self.available) or 'none'}"
+        )

@@ -1,0 +1,284 @@
+"""HTTP I/O for the sync and async clients. The retry decisions live in ``_RetryState`` (shared); the two
+transports differ only in ``await`` and in how they sleep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Generator
+from pathlib import Path
+from typing import IO
+
+import httpx
+
+from cl_client._auth import AuthProvider
+from cl_client._config import ComputeClientConfig
+from cl_client._core import Request, backoff_delay, map_error, should_retry_status
+from cl_client._exceptions import ComputeConnectionError
+
+log = logging.getLogger("cl_client.http")
+
+
+class _RetryState:
+    """Decides, attempt by attempt, whether to try a request again and after how long."""
+
+    def __init__(self, config: ComputeClientConfig, request: Request, auth: AuthProvider) -> None:
+        self.config = config
+        self.request = request
+        self.auth = auth
+        self.attempt = 0
+        self.reauthenticated = False
+
+    def url(self) -> str:
+        return self.config.base_url + self.request.path
+
+    def after_exception(self, exc: httpx.TransportError) -> float:
+        """Return the delay before the next attempt, or raise ``ComputeConnectionError``."""
+        # A connection that was never established cannot have delivered the request: always safe.
+        safe = self.request.may_retry or isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+        if safe and self.attempt < self.config.max_retries:
+            delay = backoff_delay(self.config, self.attempt)
+            self.attempt += 1
+            log.debug("%s %s: %s, retry %d in %.2fs", self.request.method, self.url(), exc, self.attempt, delay)
+            return delay
+        kind = type(exc).__name__
+        hint = "" if safe else " (not retried: the request may have reached the server)"
+        raise ComputeConnectionError(
+            f"{self.request.method} {self.url()} failed: {kind}: {exc}{hint}",
+            method=self.request.method,
+            url=self.url(),
+        ) from None
+
+    def after_response(self, response: httpx.Response) -> float | None:
+        """Return a delay to retry after, or None when the response is final (success or error)."""
+        status = response.status_code
+        if status == 401 and not self.reauthenticated and self.auth.invalidate():
+            self.reauthenticated = True
+            return 0.0
+        if should_retry_status(self.config, self.request, status) and self.attempt < self.config.max_retries:
+            delay = backoff_delay(self.config, self.attempt, response)
+            self.attempt += 1
+            log.debug("%s %s -> %d, retry %d in %.2fs", self.request.method, self.url(), status, self.attempt, delay)
+            return delay
+        return None
+
+
+def _timeout(config: ComputeClientConfig, request: Request) -> httpx.Timeout:
+    total = request.timeout if request.timeout is not None else config.timeout
+    return httpx.Timeout(total, connect=min(config.connect_timeout, total))
+
+
+@contextlib.contextmanager
+def _files(request: Request) -> Generator[dict[str, tuple[str, IO[bytes], str]] | None, None, None]:
+    if request.upload is None:
+        yield None
+        return
+    with request.upload.path.open("rb") as fh:
+        yield {"file": (request.upload.filename, fh, request.upload.content_type)}
+
+
+class _PartFile:
+    """A temporary file beside the destination, renamed into place only when complete."""
+
+    def __init__(self, dest: Path) -> None:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+        self.dest = dest
+        self.path = Path(name)
+        self.fh = os.fdopen(fd, "wb")
+
+    def commit(self) -> Path:
+        self.fh.close()
+        os.replace(self.path, self.dest)
+        return self.dest
+
+    def discard(self) -> None:
+        self.fh.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+
+def download_target(dest: str | Path, file_path: str) -> Path:
+    """Where a download lands: ``dest`` itself, or ``dest/<basename>`` when ``dest`` is a directory."""
+    target = Path(dest)
+    if target.is_dir():
+        target = target / (file_path.rstrip("/").rsplit("/", 1)[-1] or "download")
+    return target
+
+
+class SyncHTTP:
+    """Sync transport: one ``httpx.Client`` with retries, auth headers per attempt and streamed downloads.
+
+    Args:
+        config: the client configuration.
+        auth: the auth provider.
+        transport: an optional httpx transport (tests use ``httpx.MockTransport`` for statuses a real
+            server won't produce on demand).
+    """
+
+    def __init__(
+        self, config: ComputeClientConfig, auth: AuthProvider, transport: httpx.BaseTransport | None = None
+    ) -> None:
+        self.config = config
+        self.auth = auth
+        self.client = httpx.Client(
+            base_url=config.base_url,
+            timeout=httpx.Timeout(config.timeout, connect=config.connect_timeout),
+            headers={"User-Agent": config.user_agent},
+            transport=transport,
+        )
+
+    def send(self, request: Request) -> httpx.Response:
+        """Send a request, retrying as the policy allows; error statuses raise the mapped exception.
+
+        Raises:
+            HTTPStatusError: a subclass matching the status.
+            ComputeConnectionError: the server could not be reached.
+        """
+        state = _RetryState(self.config, request, self.auth)
+        while True:
+            try:
+                with _files(request) as files:
+                    response = self.client.request(
+                        request.method,
+                        request.path,
+                        params=dict(request.params),
+                        data=dict(request.data) if request.data is not None else None,
+                        files=files,
+                        headers=self.auth.headers(),
+                        timeout=_timeout(self.config, request),
+                    )
+            except httpx.TransportError as exc:
+                time.sleep(state.after_exception(exc))
+                continue
+            delay = state.after_response(response)
+            if delay is not None:
+                time.sleep(delay)
+                continue
+            if response.status_code >= 400:
+                raise map_error(request, response)
+            return response
+
+    def download(self, request: Request, dest: Path) -> Path:
+        """Stream a GET into ``dest`` through a temporary file (no partial file is left on error).
+
+        Raises:
+            HTTPStatusError: the server refused (404, 403, 400, ...).
+            ComputeConnectionError: the connection failed, also mid-body.
+        """
+        state = _RetryState(self.config, request, self.auth)
+        while True:
+            part: _PartFile | None = None
+            try:
+                with self.client.stream(
+                    "GET", request.path, headers=self.auth.headers(), timeout=_timeout(self.config, request)
+                ) as response:
+                    if response.status_code >= 400:
+                        response.read()
+                        delay = state.after_response(response)
+                        if delay is not None:
+                            time.sleep(delay)
+                            continue
+                        raise map_error(request, response)
+                    part = _PartFile(dest)
+                    for chunk in response.iter_bytes(self.config.download_chunk_size):
+                        part.fh.write(chunk)
+                    return part.commit()
+            except httpx.TransportError as exc:
+                if part is not None:
+                    part.discard()
+                time.sleep(state.after_exception(exc))
+            except BaseException:
+                if part is not None:
+                    part.discard()
+                raise
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self.client.close()
+
+
+class AsyncHTTP:
+    """Async twin of ``SyncHTTP`` on ``httpx.AsyncClient`` (same arguments and errors)."""
+
+    def __init__(
+        self,
+        config: ComputeClientConfig,
+        auth: AuthProvider,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.config = config
+        self.auth = auth
+        self.client = httpx.AsyncClient(
+            base_url=config.base_url,
+            timeout=httpx.Timeout(config.timeout, connect=config.connect_timeout),
+            headers={"User-Agent": config.user_agent},
+            transport=transport,
+        )
+
+    async def send(self, request: Request) -> httpx.Response:
+        """Async twin of ``SyncHTTP.send``."""
+        state = _RetryState(self.config, request, self.auth)
+        while True:
+            try:
+                with _files(request) as files:
+                    response = await self.client.request(
+                        request.method,
+                        request.path,
+                        params=dict(request.params),
+                        data=dict(request.data) if request.data is not None else None,
+                        files=files,
+                        headers=await self.auth.aheaders(),
+                        timeout=_timeout(self.config, request),
+                    )
+            except httpx.TransportError as exc:
+                await asyncio.sleep(state.after_exception(exc))
+                continue
+            delay = state.after_response(response)
+            if delay is not None:
+                await asyncio.sleep(delay)
+                continue
+            if response.status_code >= 400:
+                raise map_error(request, response)
+            return response
+
+    async def download(self, request: Request, dest: Path) -> Path:
+        """Async twin of ``SyncHTTP.download``."""
+        state = _RetryState(self.config, request, self.auth)
+        while True:
+            part: _PartFile | None = None
+            try:
+                async with self.client.stream(
+                    "GET",
+                    request.path,
+                    headers=await self.auth.aheaders(),
+                    timeout=_timeout(self.config, request),
+                ) as response:
+                    if response.status_code >= 400:
+                        await response.aread()
+                        delay = state.after_response(response)
+                        if delay is not None:
+                            await asyncio.sleep(delay)
+                            continue
+                        raise map_error(request, response)
+                    part = _PartFile(dest)
+                    async for chunk in response.aiter_bytes(self.config.download_chunk_size):
+                        part.fh.write(chunk)
+                    return part.commit()
+            except httpx.TransportError as exc:
+                if part is not None:
+                    part.discard()
+                await asyncio.sleep(state.after_exception(exc))
+            except BaseException:
+                if part is not None:
+                    part.discard()
+                raise
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self.client.aclose()

@@ -1,0 +1,468 @@
+"""Job tracking shared by the sync and async clients.
+
+One daemon thread per client ("cl-client-tracker") receives job events from the MQTT monitor through a
+queue, runs the user callbacks (sync ones in this thread, coroutine functions on the loop that registered
+them), confirms every terminal state with one ``GET /jobs/{id}``, and polls jobs whose events went silent
+(or all watched jobs while the broker is unreachable), so a silent upstream failure still completes.
+
+Guarantees per job: ``on_progress`` callbacks fire in event order; ``on_complete`` fires exactly once, for
+``completed`` and for ``error``; nothing fires after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import itertools
+import logging
+import queue
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+from cl_client._config import ComputeClientConfig
+from cl_client._exceptions import ComputeClientError, JobNotFoundError, JobTimeoutError
+from cl_client._models import JobEvent, JobResponse
+from cl_client._mqtt import MqttMonitor
+
+log = logging.getLogger("cl_client.tracker")
+
+JobCallback = Callable[[JobResponse], None] | Callable[[JobResponse], Awaitable[None]]
+FetchJob = Callable[[str], JobResponse]
+Outcome = JobResponse | BaseException
+
+
+@dataclass
+class _Subscription:
+    sub_id: str
+    job_id: str
+    on_progress: JobCallback | None
+    on_complete: JobCallback | None
+    loop: asyncio.AbstractEventLoop | None
+
+
+@dataclass
+class _JobState:
+    job_id: str
+    task_type: str
+    last_status: str | None = None
+    last_progress: int = -1
+    last_activity: float = field(default_factory=time.monotonic)
+    poll_interval: float = 0.0
+    next_poll: float = 0.0
+    subs: dict[str, _Subscription] = field(default_factory=dict[str, _Subscription])
+    waiters: list[Callable[[Outcome], None]] = field(default_factory=list[Callable[[Outcome], None]])
+    final: JobResponse | None = None
+    confirming: bool = False
+
+    @property
+    def interested(self) -> bool:
+        return bool(self.subs or self.waiters)
+
+
+@dataclass(frozen=True)
+class _Subscribe:
+    sub: _Subscription
+
+
+@dataclass(frozen=True)
+class _Unsubscribe:
+    job_id: str
+    sub_id: str
+
+
+@dataclass(frozen=True)
+class _Wait:
+    job_id: str
+    waiter: Callable[[Outcome], None]
+    add: bool  # False: remove the waiter (its wait timed out)
+
+
+@dataclass(frozen=True)
+class _Forget:
+    job_id: str
+
+
+@dataclass(frozen=True)
+class _Connection:
+    up: bool
+
+
+class _Stop:
+    pass
+
+
+_Command = JobEvent | _Subscribe | _Unsubscribe | _Wait | _Forget | _Connection | _Stop
+
+
+class JobTracker:
+    """Routes events and polls; see the module docstring.
+
+    Args:
+        config: client settings (poll intervals, silence timeout).
+        monitor: the MQTT monitor, or None to work by polling only.
+        fetch_job: a thread-safe sync ``GET /jobs/{id}`` (raises ``JobNotFoundError`` for unknown jobs).
+    """
+
+    _FINISHED_KEEP = 10_000
+
+    def __init__(self, config: ComputeClientConfig, monitor: MqttMonitor | None, fetch_job: FetchJob) -> None:
+        self.config = config
+        self.monitor = monitor
+        self._fetch = fetch_job
+        self._queue: queue.SimpleQueue[_Command] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._jobs: dict[str, _JobState] = {}
+        self._finished: OrderedDict[str, JobResponse] = OrderedDict()
+        self._sub_index: dict[str, str] = {}
+        self._ids = itertools.count(1)
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="cl-client-tracker", daemon=True)
+        self._thread.start()
+        if monitor is not None:
+            monitor.add_connection_listener(lambda up: self._queue.put(_Connection(up)))
+
+    # -- public API (any thread) ---------------------------------------------------------------------
+    def track(self, job_id: str, task_type: str = "unknown") -> None:
+        """Start recording events of a job (events that arrived before are replayed)."""
+        with self._lock:
+            if job_id in self._jobs or job_id in self._finished:
+                return
+            self._jobs[job_id] = _JobState(job_id, task_type)
+        if self.monitor is not None:
+            self.monitor.add_listener(job_id, lambda ev: self._queue.put(ev))
+
+    def subscribe(
+        self,
+        job_id: str,
+        *,
+        task_type: str = "unknown",
+        on_progress: JobCallback | None = None,
+        on_complete: JobCallback | None = None,
+    ) -> str:
+        """Register callbacks for a job and return a subscription id.
+
+        Coroutine functions are run on the event loop running in the caller's thread (there must be one).
+        If the job already finished, ``on_complete`` fires at once (once).
+        """
+        loop = _running_loop() if _is_async(on_progress) or _is_async(on_complete) else None
+        sub_id = f"sub-{next(self._ids)}"
+        sub = _Subscription(sub_id, job_id, on_progress, on_complete, loop)
+        self.track(job_id, task_type)
+        self._queue.put(_Subscribe(sub))
+        with self._lock:
+            self._sub_index[sub_id] = job_id
+        return sub_id
+
+    def unsubscribe(self, sub_id: str) -> bool:
+        """Remove a subscription; returns False if it was unknown or already finished."""
+        with self._lock:
+            job_id = self._sub_index.pop(sub_id, None)
+        if job_id is None:
+            return False
+        self._queue.put(_Unsubscribe(job_id, sub_id))
+        return True
+
+    def wait(self, job_id: str, timeout: float, task_type: str = "unknown") -> JobResponse:
+        """Block until the job is terminal (confirmed by GET) and return the final record.
+
+        Raises:
+            JobTimeoutError: not terminal within ``timeout`` seconds.
+            JobNotFoundError: the job does not exist (or was deleted meanwhile).
+        """
+        done = threading.Event()
+        box: list[Outcome] = []
+
+        def waiter(outcome: Outcome) -> None:
+            box.append(outcome)
+            done.set()
+
+        self.track(job_id, task_type)
+        self._queue.put(_Wait(job_id, waiter, add=True))
+        if not done.wait(timeout):
+            self._queue.put(_Wait(job_id, waiter, add=False))
+            raise JobTimeoutError(job_id, self.last_status(job_id), timeout)
+        return _unbox(box[0])
+
+    async def wait_async(self, job_id: str, timeout: float, task_type: str = "unknown") -> JobResponse:
+        """Async twin of ``wait`` (the waiting does not block the event loop)."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Outcome] = loop.create_future()
+
+        def waiter(outcome: Outcome) -> None:
+            def settle() -> None:
+                if not fut.done():
+                    fut.set_result(outcome)
+
+            with contextlib.suppress(RuntimeError):  # the loop was closed meanwhile
+                loop.call_soon_threadsafe(settle)
+
+        self.track(job_id, task_type)
+        self._queue.put(_Wait(job_id, waiter, add=True))
+        try:
+            outcome = await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            self._queue.put(_Wait(job_id, waiter, add=False))
+            raise JobTimeoutError(job_id, self.last_status(job_id), timeout) from None
+        return _unbox(outcome)
+
+    def last_status(self, job_id: str) -> str | None:
+        """The last status seen for a job (event or poll), or None."""
+        with self._lock:
+            state = self._jobs.get(job_id)
+            if state is not None:
+                return state.last_status
+            final = self._finished.get(job_id)
+            return final.status if final is not None else None
+
+    def final(self, job_id: str) -> JobResponse | None:
+        """The confirmed final record of a finished job, if the tracker saw it finish."""
+        with self._lock:
+            return self._finished.get(job_id)
+
+    def forget(self, job_id: str) -> None:
+        """Drop a job (after it was deleted): no more callbacks, no more polls."""
+        self._queue.put(_Forget(job_id))
+
+    def close(self) -> None:
+        """Stop the tracker thread (pending waiters are released with a ComputeClientError)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(_Stop())
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout=5)
+
+    # -- the tracker thread --------------------------------------------------------------------------
+    def _run(self) -> None:
+        next_sweep = time.monotonic()
+        while True:
+            timeout = max(0.0, next_sweep - time.monotonic())
+            try:
+                item: _Command | None = self._queue.get(timeout=timeout)
+            except queue.Empty:
+                item = None
+            try:
+                if isinstance(item, _Stop):
+                    break
+                if item is not None:
+                    self._handle(item)
+                now = time.monotonic()
+                if now >= next_sweep:
+                    self._sweep(now)
+                    next_sweep = now + 0.1
+            except Exception:  # pragma: no cover - the tracker must survive anything
+                log.exception("job tracker error")
+        self._release_all()
+
+    def _handle(self, item: _Command) -> None:
+        match item:
+            case JobEvent():
+                self._on_event(item)
+            case _Subscribe(sub=sub):
+                self._add_subscription(sub)
+            case _Unsubscribe(job_id=job_id, sub_id=sub_id):
+                state = self._jobs.get(job_id)
+                if state is not None:
+                    state.subs.pop(sub_id, None)
+            case _Wait(job_id=job_id, waiter=waiter, add=True):
+                self._add_waiter(job_id, waiter)
+            case _Wait(job_id=job_id, waiter=waiter):
+                state = self._jobs.get(job_id)
+                if state is not None and waiter in state.waiters:
+                    state.waiters.remove(waiter)
+            case _Forget(job_id=job_id):
+                self._drop(job_id)
+            case _Connection(up=False):  # broker lost: poll every watched job soon
+                now = time.monotonic()
+                for state in self._jobs.values():
+                    state.poll_interval = 0.0
+                    state.next_poll = now
+            case _:
+                pass
+
+    def _add_subscription(self, sub: _Subscription) -> None:
+        state = self._jobs.get(sub.job_id)
+        if state is None:  # already finished: complete at once, exactly once
+            final = self._finished.get(sub.job_id)
+            if final is not None:
+                self._fire(sub, sub.on_progress, final)
+                self._fire(sub, sub.on_complete, final)
+            with self._lock:
+                self._sub_index.pop(sub.sub_id, None)
+            return
+        state.subs[sub.sub_id] = sub
+        self._schedule_poll(state, time.monotonic())
+
+    def _add_waiter(self, job_id: str, waiter: Callable[[Outcome], None]) -> None:
+        state = self._jobs.get(job_id)
+        if state is None:
+            final = self._finished.get(job_id)
+            if final is None:
+                waiter(
+                    JobNotFoundError(
+                        f"job {job_id} is no longer tracked (deleted?)",
+                        job_id=job_id,
+                        method="GET",
+                        url="",
+                        status_code=404,
+                        detail=None,
+                    )
+                )
+            else:
+                waiter(final)
+            return
+        state.waiters.append(waiter)
+        self._schedule_poll(state, time.monotonic())
+
+    def _on_event(self, event: JobEvent) -> None:
+        state = self._jobs.get(event.job_id)
+        if state is None:  # finished or forgotten: nothing fires after on_complete
+            return
+        state.last_activity = time.monotonic()
+        state.last_status = event.event_type
+        if event.progress is not None:
+            state.last_progress = max(state.last_progress, int(event.progress))
+        if event.is_terminal:
+            self._confirm(state)
+            return
+        synthetic = event.as_job(state.task_type)
+        for sub in list(state.subs.values()):
+            self._fire(sub, sub.on_progress, synthetic)
+
+    def _confirm(self, state: _JobState) -> None:
+        try:
+            job = self._fetch(state.job_id)
+        except JobNotFoundError as exc:
+            self._finish_missing(state, exc)
+            return
+        except ComputeClientError as exc:
+            log.warning("could not confirm job %s: %s; will poll", state.job_id, exc)
+            state.poll_interval = self.config.poll_interval
+            state.next_poll = time.monotonic() + state.poll_interval
+            return
+        self._on_record(state, job)
+
+    def _on_record(self, state: _JobState, job: JobResponse) -> None:
+        state.last_status = job.status
+        if job.is_terminal:
+            self._finish(state, job)
+            return
+        if job.progress != state.last_progress:
+            state.last_progress = max(state.last_progress, job.progress)
+            for sub in list(state.subs.values()):
+                self._fire(sub, sub.on_progress, job)
+
+    def _finish(self, state: _JobState, job: JobResponse) -> None:
+        self._drop(state.job_id, final=job)
+        for sub in state.subs.values():
+            self._fire(sub, sub.on_progress, job)
+            self._fire(sub, sub.on_complete, job)
+        for waiter in state.waiters:
+            waiter(job)
+
+    def _finish_missing(self, state: _JobState, exc: JobNotFoundError) -> None:
+        self._drop(state.job_id)
+        for waiter in state.waiters:
+            waiter(exc)
+
+    def _drop(self, job_id: str, final: JobResponse | None = None) -> None:
+        with self._lock:
+            state = self._jobs.pop(job_id, None)
+            if state is not None:
+                for sub_id in state.subs:
+                    self._sub_index.pop(sub_id, None)
+            if final is not None:
+                self._finished[job_id] = final
+                while len(self._finished) > self._FINISHED_KEEP:
+                    self._finished.popitem(last=False)
+        if self.monitor is not None:
+            self.monitor.remove_listener(job_id)
+
+    def _schedule_poll(self, state: _JobState, now: float) -> None:
+        if state.next_poll == 0.0:
+            state.next_poll = now + (
+                self.config.poll_interval
+                if self.monitor is None or not self.monitor.ready
+                else self.config.event_silence_timeout
+            )
+
+    def _sweep(self, now: float) -> None:
+        events_live = self.monitor is not None and self.monitor.ready
+        for state in list(self._jobs.values()):
+            if not state.interested:
+                continue
+            if events_live:
+                due = max(state.last_activity + self.config.event_silence_timeout, state.next_poll)
+            else:
+                due = state.next_poll
+            if now < due:
+                continue
+            try:
+                job = self._fetch(state.job_id)
+            except JobNotFoundError as exc:
+                self._finish_missing(state, exc)
+                continue
+            except ComputeClientError as exc:
+                log.debug("poll of job %s failed: %s", state.job_id, exc)
+                job = None
+            state.poll_interval = min(
+                self.config.poll_max_interval,
+                max(self.config.poll_interval, state.poll_interval * self.config.poll_backoff),
+            )
+            state.next_poll = time.monotonic() + state.poll_interval
+            if job is not None:
+                self._on_record(state, job)
+
+    def _fire(self, sub: _Subscription, callback: JobCallback | None, job: JobResponse) -> None:
+        if callback is None:
+            return
+        try:
+            if sub.loop is not None and _is_async(callback):
+                coro = callback(job)
+                assert inspect.iscoroutine(coro)
+                future: Future[None] = asyncio.run_coroutine_threadsafe(coro, sub.loop)
+                future.add_done_callback(_log_failure)
+            else:
+                result = callback(job)
+                if inspect.isawaitable(result):  # an async callable registered without a loop
+                    log.warning("callback for job %s returned an awaitable but no loop was running", job.job_id)
+                    if inspect.iscoroutine(result):
+                        result.close()
+        except Exception:
+            log.exception("callback for job %s raised (ignored)", job.job_id)
+
+    def _release_all(self) -> None:
+        for state in list(self._jobs.values()):
+            for waiter in state.waiters:
+                waiter(ComputeClientError(f"the client was closed while waiting for job {state.job_id}"))
+            state.waiters.clear()
+
+
+def _is_async(callback: object) -> bool:
+    return callback is not None and inspect.iscoroutinefunction(callback)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        raise ComputeClientError(
+            "async callbacks need a running event loop: subscribe from inside async code"
+        ) from None
+
+
+def _unbox(outcome: Outcome) -> JobResponse:
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
+
+
+def _log_failure(future: Future[None]) -> None:
+    exc = future.exception()
+    if exc is not None:
+        log.error("async callback raised (ignored): %r", exc)
