@@ -1,0 +1,610 @@
+"""``exif``: metadata with ExifTool (as upstream) or a pure-Python reader, typed fields always filled.
+
+Backends, chosen by ``CL_COMPUTE_EXIF_BACKEND`` (``auto`` by default):
+
+* ``exiftool``: ``exiftool -G -n -j <input>`` exactly as upstream's "all tags" call (run in the job directory
+  with the relative input path, so ``SourceFile`` is ``input/<name>`` rather than a server path);
+* ``python``: Pillow's EXIF / Exif-IFD / GPS-IFD for images and PyAV for audio/video, producing the same
+  ``raw_metadata`` key style (``"EXIF:Make"``, ``"File:ImageWidth"``, ``"Composite:GPSLatitude"``,
+  ``"QuickTime:Duration"`` …) and the same ``-n`` (numeric) values for the common tags;
+* ``auto``: ExifTool when it is on PATH, else ``python``.
+
+Output (``task_output`` and ``output/exif_metadata.json``): the typed fields of PROTOCOL.md §3.1 plus
+``raw_metadata``. Fixes over upstream: the typed fields are filled whatever ``tags`` is (upstream reads
+unprefixed keys from ``-G`` output and leaves them null); ``exposure_time`` is the usual string (``"1/250"``)
+instead of always null; GPS values are signed decimal degrees and the altitude is negative below sea level.
+With ``tags`` (comma-separated, e.g. ``Make,Model,GPS*,EXIF:all``) ``raw_metadata`` keeps only the matching
+keys (plus ``SourceFile``), still in ``Group:Tag`` form. An empty file, a file type neither backend can read,
+or an ExifTool failure ends the job in error (upstream silently returns nulls).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import fnmatch
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+from cl_compute.plugins import _media
+from cl_compute.plugins.base import BackendUnavailable, ParamError, Plugin, PluginError, TaskContext
+
+BACKEND_ENV = "CL_COMPUTE_EXIF_BACKEND"
+OUTPUT_PATH = "output/exif_metadata.json"
+EXIFTOOL_TIMEOUT = 30.0
+_TAG_RE = re.compile(r"^(?:[A-Za-z0-9_*?][A-Za-z0-9_*?-]*:)?[A-Za-z0-9_*?][A-Za-z0-9_*?-]*$")
+MAX_TAGS = 200
+
+# --------------------------------------------------------------------------------------------------
+# Typed fields (shared by both backends)
+# --------------------------------------------------------------------------------------------------
+
+_STR_FIELDS = ("make", "model", "date_time_original", "create_date", "exposure_time", "software")
+_INT_FIELDS = ("image_width", "image_height", "orientation", "iso")
+_FLOAT_FIELDS = ("f_number", "focal_length", "gps_latitude", "gps_longitude", "gps_altitude")
+FIELDS = (
+    "make", "model", "date_time_original", "create_date", "image_width", "image_height", "orientation", "iso",
+    "f_number", "exposure_time", "focal_length", "gps_latitude", "gps_longitude", "gps_altitude", "software",
+)  # fmt: skip
+
+#: field -> (tag name, groups in priority order; "" = unprefixed key, "*" = any other group)
+_SOURCES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "make": ("Make", ("EXIF", "XMP", "QuickTime", "", "*")),
+    "model": ("Model", ("EXIF", "XMP", "QuickTime", "", "*")),
+    "date_time_original": ("DateTimeOriginal", ("EXIF", "XMP", "QuickTime", "Composite", "", "*")),
+    "create_date": ("CreateDate", ("EXIF", "QuickTime", "XMP", "", "*")),
+    "image_width": ("ImageWidth", ("File", "EXIF", "PNG", "GIF", "RIFF", "QuickTime", "Matroska", "", "*")),
+    "image_height": ("ImageHeight", ("File", "EXIF", "PNG", "GIF", "RIFF", "QuickTime", "Matroska", "", "*")),
+    "orientation": ("Orientation", ("EXIF", "XMP", "", "*")),
+    "iso": ("ISO", ("EXIF", "XMP", "", "*")),
+    "f_number": ("FNumber", ("EXIF", "XMP", "", "*")),
+    "exposure_time": ("ExposureTime", ("EXIF", "XMP", "", "*")),
+    "focal_length": ("FocalLength", ("EXIF", "XMP", "", "*")),
+    "software": ("Software", ("EXIF", "XMP", "QuickTime", "", "*")),
+}
+
+
+def _split_key(key: str) -> tuple[str, str]:
+    group, sep, name = key.rpartition(":")
+    return (group, name) if sep else ("", key)
+
+
+def _lookup(raw: Mapping[str, Any], name: str, groups: tuple[str, ...]) -> Any:
+    by_group: dict[str, Any] = {}
+    for key, value in raw.items():
+        group, tag = _split_key(key)
+        if tag == name and group not in by_group:
+            by_group[group] = value
+    for group in groups:
+        if group == "*":
+            for other, value in by_group.items():
+                if other not in groups:
+                    return value
+        elif group in by_group:
+            return by_group[group]
+    return None
+
+
+def _to_float(value: Any) -> float | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    text = str(value).strip().split()
+    if not text:
+        return None
+    try:
+        return float(text[0])
+    except ValueError:
+        if "/" in text[0]:
+            num, _, den = text[0].partition("/")
+            try:
+                return float(num) / float(den)
+            except (ValueError, ZeroDivisionError):
+                return None
+        return None
+
+
+def _to_int(value: Any) -> int | None:
+    number = _to_float(value)
+    if number is None or number != number or number in (float("inf"), float("-inf")):
+        return None
+    return int(number)
+
+
+def format_exposure(value: Any) -> str | None:
+    """ExifTool's print conversion of ExposureTime: ``1/250`` below 0.25 s, else seconds (``0.5``, ``2``)."""
+    if isinstance(value, str) and not re.fullmatch(r"[0-9.eE+-]+", value.strip()):
+        return value.strip() or None
+    seconds = _to_float(value)
+    if seconds is None or seconds <= 0:
+        return None
+    if seconds < 0.25001:
+        return f"1/{int(0.5 + 1 / seconds)}"
+    text = f"{seconds:.1f}"
+    return text[:-2] if text.endswith(".0") else text
+
+
+def _signed(raw: Mapping[str, Any], name: str, ref_name: str, negative: Callable[[Any], bool]) -> float | None:
+    composite = _to_float(raw.get(f"Composite:{name}"))
+    if composite is not None:
+        return composite
+    for group in ("EXIF", "XMP", ""):
+        key = f"{group}:{name}" if group else name
+        value = _to_float(raw.get(key))
+        if value is not None:
+            ref = raw.get(f"{group}:{ref_name}" if group else ref_name)
+            return -abs(value) if ref is not None and negative(ref) else value
+    return _to_float(_lookup(raw, name, ("*",)))
+
+
+def typed_fields(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The typed fields of PROTOCOL.md §3.1 from ExifTool ``-G -n`` style (or unprefixed) metadata."""
+    out: dict[str, Any] = {}
+    for field, (tag, groups) in _SOURCES.items():
+        value = _lookup(raw, tag, groups)
+        if field in _INT_FIELDS:
+            out[field] = _to_int(value)
+        elif field in _FLOAT_FIELDS:
+            out[field] = _to_float(value)
+        elif field == "exposure_time":
+            out[field] = format_exposure(value)
+        else:
+            text = None if value is None else str(value).strip()
+            if field in ("date_time_original", "create_date") and text and text.startswith("0000:00:00"):
+                text = None
+            out[field] = text or None
+    if out["image_width"] is None or out["image_height"] is None:
+        size = raw.get("Composite:ImageSize")
+        if isinstance(size, str) and len(size.replace("x", " ").split()) == 2:
+            w, h = size.replace("x", " ").split()
+            out["image_width"], out["image_height"] = _to_int(w), _to_int(h)
+    out["gps_latitude"] = _signed(raw, "GPSLatitude", "GPSLatitudeRef", lambda r: str(r).upper().startswith("S"))
+    out["gps_longitude"] = _signed(raw, "GPSLongitude", "GPSLongitudeRef", lambda r: str(r).upper().startswith("W"))
+    out["gps_altitude"] = _signed(
+        raw, "GPSAltitude", "GPSAltitudeRef", lambda r: str(r).strip() in ("1", "Below Sea Level")
+    )
+    return {field: out.get(field) for field in FIELDS}
+
+
+def filter_raw(raw: Mapping[str, Any], tags: list[str]) -> dict[str, Any]:
+    """Keep the keys matching any requested tag (``Tag``, ``Group:Tag``, ``all``, ``Group:all``, wildcards)."""
+    if not tags:
+        return dict(raw)
+    specs = []
+    for spec in tags:
+        group, name = _split_key(spec.lower())
+        specs.append((group, "*" if name == "all" else name))
+    kept: dict[str, Any] = {}
+    for key, value in raw.items():
+        group, name = _split_key(key)
+        if key == "SourceFile":
+            kept[key] = value
+            continue
+        for want_group, want_name in specs:
+            if want_group and not fnmatch.fnmatchcase(group.lower(), want_group):
+                continue
+            if fnmatch.fnmatchcase(name.lower(), want_name):
+                kept[key] = value
+                break
+    return kept
+
+
+# --------------------------------------------------------------------------------------------------
+# ExifTool backend
+# --------------------------------------------------------------------------------------------------
+
+
+def exiftool_metadata(exe: str, path: Path, cwd: Path, timeout: float) -> dict[str, Any]:
+    """``exiftool -G -n -j`` of ``path`` (relative to ``cwd`` when possible)."""
+    try:
+        arg = str(path.relative_to(cwd))
+    except ValueError:
+        arg = str(path)
+    if arg.startswith("-"):
+        arg = f"./{arg}"
+    try:
+        proc = subprocess.run(
+            [exe, "-G", "-n", "-j", arg],
+            cwd=str(cwd),
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise PluginError(f"ExifTool did not finish within {timeout:.0f} s") from exc
+    except OSError as exc:
+        raise PluginError(f"Cannot run ExifTool: {exc}") from exc
+    try:
+        items = json.loads(proc.stdout.decode("utf-8", errors="replace") or "[]")
+    except json.JSONDecodeError as exc:
+        err = proc.stderr.decode("utf-8", errors="replace").strip()[-500:]
+        raise PluginError(f"ExifTool failed (exit code {proc.returncode}): {err or 'no JSON output'}") from exc
+    if not items or not isinstance(items[0], dict):
+        raise PluginError("ExifTool returned no metadata")
+    meta: dict[str, Any] = items[0]
+    error = meta.get("ExifTool:Error")
+    if error and not any(_split_key(k)[0] not in ("", "ExifTool", "File") for k in meta):
+        raise PluginError(f"ExifTool cannot read this file: {error}")
+    return meta
+
+
+# --------------------------------------------------------------------------------------------------
+# Pure-Python backend
+# --------------------------------------------------------------------------------------------------
+
+#: Pillow tag name -> ExifTool tag name, where they differ
+_RENAME = {
+    "DateTime": "ModifyDate",
+    "ImageLength": "ImageHeight",
+    "DateTimeDigitized": "CreateDate",
+    "ISOSpeedRatings": "ISO",
+    "PhotographicSensitivity": "ISO",
+    "FocalLengthIn35mmFilm": "FocalLengthIn35mmFormat",
+    "ExposureBiasValue": "ExposureCompensation",
+    "SubsecTime": "SubSecTime",
+    "SubsecTimeOriginal": "SubSecTimeOriginal",
+    "SubsecTimeDigitized": "SubSecTimeDigitized",
+    "BodySerialNumber": "SerialNumber",
+    "CameraOwnerName": "OwnerName",
+    "LensSpecification": "LensInfo",
+    "ExifInteroperabilityOffset": "",
+    "ExifOffset": "",
+    "GPSInfo": "",
+    "MakerNote": "",
+    "PrintImageMatching": "",
+    "JPEGInterchangeFormat": "ThumbnailOffset",
+    "JPEGInterchangeFormatLength": "ThumbnailLength",
+    "StripOffsets": "",
+    "StripByteCounts": "",
+    "XMLPacket": "",
+    "InterColorProfile": "",
+}
+#: Pillow format -> (File:FileType, File:FileTypeExtension, group holding the image size)
+_IMAGE_TYPES = {
+    "JPEG": ("JPEG", "JPG", "File"),
+    "MPO": ("MPO", "MPO", "File"),
+    "PNG": ("PNG", "PNG", "PNG"),
+    "GIF": ("GIF", "GIF", "GIF"),
+    "WEBP": ("WEBP", "WEBP", "RIFF"),
+    "BMP": ("BMP", "BMP", "File"),
+    "TIFF": ("TIFF", "TIF", "EXIF"),
+}
+_AV_TYPES = {
+    "video/mp4": ("MP4", "QuickTime"),
+    "video/quicktime": ("MOV", "QuickTime"),
+    "audio/x-m4a": ("M4A", "QuickTime"),
+    "video/3gpp": ("3GP", "QuickTime"),
+    "video/webm": ("WEBM", "Matroska"),
+    "video/x-matroska": ("MKV", "Matroska"),
+    "video/x-msvideo": ("AVI", "RIFF"),
+    "audio/x-wav": ("WAV", "RIFF"),
+    "audio/mpeg": ("MP3", "MPEG"),
+    "video/MP2T": ("M2TS", "M2TS"),
+    "audio/ogg": ("OGG", "Vorbis"),
+    "audio/flac": ("FLAC", "FLAC"),
+}
+
+
+def _num(value: float) -> int | float:
+    if value != value or value in (float("inf"), float("-inf")):
+        return value
+    if float(value).is_integer():
+        return int(value)
+    return float(f"{value:.10g}")
+
+
+def _convert(name: str, value: Any) -> Any:
+    """A Pillow EXIF value as ExifTool ``-n -j`` prints it; ``None`` to drop it."""
+    from PIL.TiffImagePlugin import IFDRational
+
+    if isinstance(value, IFDRational):
+        if value.denominator == 0:
+            return None
+        return _num(float(value))
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return _num(value)
+    if isinstance(value, str):
+        text = value.replace("\x00", "").strip()
+        return text or None
+    if isinstance(value, bytes):
+        if name == "UserComment":
+            value = value[8:] if len(value) >= 8 else value
+            text = value.replace(b"\x00", b"").decode("utf-8", errors="replace").strip()
+            return text or None
+        if name in ("ExifVersion", "FlashpixVersion", "InteropVersion"):
+            return value.decode("ascii", errors="replace")
+        if name == "ComponentsConfiguration" or (len(value) == 1 and not 32 <= value[0] < 127):
+            return " ".join(str(b) for b in value) if len(value) > 1 else value[0]
+        if value and all(32 <= b < 127 for b in value.rstrip(b"\x00")):
+            return value.rstrip(b"\x00").decode("ascii").strip() or None
+        return None
+    if isinstance(value, tuple):
+        parts = [_convert(name, v) for v in value]
+        if not parts or any(p is None or isinstance(p, dict | list | tuple) for p in parts):
+            return None
+        return " ".join(str(p) for p in parts)
+    return None
+
+
+def _dms(value: Any) -> float | None:
+    from PIL.TiffImagePlugin import IFDRational
+
+    if not isinstance(value, tuple) or not value:
+        return None
+    try:
+        parts = [float(v) for v in value if not (isinstance(v, IFDRational) and v.denominator == 0)]
+    except (TypeError, ValueError):
+        return None
+    degrees = 0.0
+    for part, div in zip(parts, (1, 60, 3600), strict=False):
+        degrees += part / div
+    return _num(degrees)
+
+
+def _exif_dict(img: Any) -> dict[str, Any]:
+    from PIL import ExifTags
+
+    out: dict[str, Any] = {}
+    try:
+        exif = img.getexif()
+    except Exception:
+        return out
+    if not exif:
+        return out
+
+    def add(tags: Mapping[int, Any], names: Mapping[int, str]) -> None:
+        for tag_id, value in tags.items():
+            name = names.get(tag_id)
+            if not name:
+                continue
+            name = _RENAME.get(name, name)
+            if not name:
+                continue
+            converted = _convert(name, value)
+            if converted is not None:
+                out[f"EXIF:{name}"] = converted
+
+    add(exif, ExifTags.TAGS)
+    with contextlib.suppress(Exception):
+        add(exif.get_ifd(ExifTags.IFD.Exif), ExifTags.TAGS)
+    gps: Mapping[int, Any] = {}
+    with contextlib.suppress(Exception):
+        gps = exif.get_ifd(ExifTags.IFD.GPSInfo)
+    for tag_id, value in gps.items():
+        name = ExifTags.GPSTAGS.get(tag_id)
+        if not name:
+            continue
+        if name in ("GPSLatitude", "GPSLongitude", "GPSDestLatitude", "GPSDestLongitude"):
+            converted = _dms(value)
+        elif name == "GPSTimeStamp" and isinstance(value, tuple) and len(value) == 3:
+            hours, minutes, seconds = (float(v) for v in value)
+            sec = f"{int(seconds):02d}" if seconds.is_integer() else f"{seconds:06.3f}".rstrip("0")
+            converted = f"{int(hours):02d}:{int(minutes):02d}:{sec}"
+        elif name == "GPSVersionID" and isinstance(value, bytes | tuple):
+            converted = " ".join(str(int(b)) for b in value)
+        else:
+            converted = _convert(name, value)
+        if converted is not None:
+            out[f"EXIF:{name}"] = converted
+    return out
+
+
+def _file_group(path: Path, display: str) -> dict[str, Any]:
+    st = path.stat()
+    modified = _dt.datetime.fromtimestamp(st.st_mtime).astimezone()
+    return {
+        "SourceFile": display,
+        "File:FileName": path.name,
+        "File:Directory": os.path.dirname(display) or ".",
+        "File:FileSize": st.st_size,
+        "File:FileModifyDate": modified.strftime("%Y:%m:%d %H:%M:%S%z")[:-2] + ":" + modified.strftime("%z")[-2:],
+        "File:FilePermissions": int(oct(st.st_mode)[2:]),
+    }
+
+
+def _composite(meta: dict[str, Any]) -> None:
+    width = _lookup(meta, "ImageWidth", ("File", "EXIF", "PNG", "GIF", "RIFF", "QuickTime", "Matroska"))
+    height = _lookup(meta, "ImageHeight", ("File", "EXIF", "PNG", "GIF", "RIFF", "QuickTime", "Matroska"))
+    if isinstance(width, int) and isinstance(height, int):
+        meta["Composite:ImageSize"] = f"{width} {height}"
+        meta["Composite:Megapixels"] = _num(width * height / 1e6)
+    if "EXIF:FNumber" in meta:
+        meta["Composite:Aperture"] = meta["EXIF:FNumber"]
+    if "EXIF:ExposureTime" in meta:
+        meta["Composite:ShutterSpeed"] = meta["EXIF:ExposureTime"]
+    lat = _signed(meta, "GPSLatitude", "GPSLatitudeRef", lambda r: str(r).upper().startswith("S"))
+    lon = _signed(meta, "GPSLongitude", "GPSLongitudeRef", lambda r: str(r).upper().startswith("W"))
+    alt = _signed(meta, "GPSAltitude", "GPSAltitudeRef", lambda r: str(r).strip() == "1")
+    if alt is not None:
+        meta["Composite:GPSAltitude"] = _num(alt)
+    if lat is not None:
+        meta["Composite:GPSLatitude"] = _num(lat)
+    if lon is not None:
+        meta["Composite:GPSLongitude"] = _num(lon)
+    if lat is not None and lon is not None:
+        meta["Composite:GPSPosition"] = f"{_num(lat)} {_num(lon)}"
+
+
+_ISO6709 = re.compile(r"^([+-]\d+(?:\.\d+)?)([+-]\d+(?:\.\d+)?)([+-]\d+(?:\.\d+)?)?")
+
+
+def _av_meta(path: Path, mime: str) -> dict[str, Any] | None:
+    import av
+
+    try:
+        container = av.open(str(path), metadata_errors="ignore")
+    except av.FFmpegError:
+        return None
+    with container:
+        if not container.streams.video and not container.streams.audio:
+            return None
+        file_type, group = _AV_TYPES.get(mime, (container.format.name.split(",")[0].upper(), "QuickTime"))
+        meta: dict[str, Any] = {
+            "File:FileType": file_type,
+            "File:FileTypeExtension": file_type,
+            "File:MIMEType": mime,
+        }
+        if container.duration:
+            meta[f"{group}:Duration"] = _num(round(container.duration / 1_000_000, 6))
+        tags = {k.lower(): v for k, v in (container.metadata or {}).items()}
+        created = tags.get("creation_time")
+        if created:
+            with contextlib.suppress(Exception):
+                stamp = _dt.datetime.fromisoformat(created.replace("Z", "+00:00"))
+                meta[f"{group}:CreateDate"] = stamp.strftime("%Y:%m:%d %H:%M:%S")
+        for key, name in (("make", "Make"), ("model", "Model"), ("software", "Software"), ("encoder", "Encoder")):
+            value = tags.get(key) or tags.get(f"com.apple.quicktime.{key}")
+            if value:
+                meta[f"{group}:{name}"] = value
+        location = tags.get("location") or tags.get("com.apple.quicktime.location.iso6709")
+        if location and (match := _ISO6709.match(location)):
+            lat, lon, alt = match.groups()
+            meta["Composite:GPSLatitude"] = _num(float(lat))
+            meta["Composite:GPSLongitude"] = _num(float(lon))
+            if alt is not None:
+                meta["Composite:GPSAltitude"] = _num(float(alt))
+        if container.streams.video:
+            video = container.streams.video[0]
+            if video.codec_context.width:
+                meta[f"{group}:ImageWidth"] = video.codec_context.width
+                meta[f"{group}:ImageHeight"] = video.codec_context.height
+            rate = video.average_rate or video.guessed_rate
+            if rate:
+                meta[f"{group}:VideoFrameRate"] = _num(round(float(rate), 3))
+        if container.streams.audio:
+            audio = container.streams.audio[0]
+            meta[f"{group}:AudioChannels"] = audio.codec_context.channels
+            meta[f"{group}:AudioSampleRate"] = audio.codec_context.sample_rate
+    return meta
+
+
+def python_metadata(path: Path, display: str) -> dict[str, Any]:
+    """ExifTool-style ``-G -n`` metadata from Pillow (images) or PyAV (audio/video)."""
+    import warnings
+
+    from PIL import Image, UnidentifiedImageError
+
+    _media.register_optional_openers()
+    meta = _file_group(path, display)
+    mime = _media.detect_mime(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            img = Image.open(path)
+    except Image.DecompressionBombError as exc:
+        raise PluginError(f"Image refused as a decompression bomb: {exc}") from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        img = None
+    if img is not None:
+        with img:
+            file_type, ext, size_group = _IMAGE_TYPES.get(
+                img.format or "", (img.format or "?", img.format or "?", "File")
+            )
+            meta["File:FileType"] = file_type
+            meta["File:FileTypeExtension"] = ext
+            meta["File:MIMEType"] = img.get_format_mimetype() or mime
+            meta.update(_exif_dict(img))
+            if size_group == "EXIF":  # TIFF: the IFD0 tags are the image size
+                meta.setdefault("EXIF:ImageWidth", img.width)
+                meta.setdefault("EXIF:ImageHeight", img.height)
+            else:
+                meta[f"{size_group}:ImageWidth"] = img.width
+                meta[f"{size_group}:ImageHeight"] = img.height
+    else:
+        av_meta = _av_meta(path, mime)
+        if av_meta is not None:
+            meta.update(av_meta)
+        elif mime.startswith("text/"):
+            meta.update({"File:FileType": "TXT", "File:FileTypeExtension": "TXT", "File:MIMEType": mime})
+        elif mime == "application/pdf":
+            meta.update({"File:FileType": "PDF", "File:FileTypeExtension": "PDF", "File:MIMEType": mime})
+        else:
+            raise PluginError(f"Cannot read metadata: unknown or unsupported file type ({mime})")
+    _composite(meta)
+    return meta
+
+
+# --------------------------------------------------------------------------------------------------
+# Plugin
+# --------------------------------------------------------------------------------------------------
+
+
+def _backend_choice() -> str:
+    choice = (os.environ.get(BACKEND_ENV) or "auto").strip().lower()
+    if choice not in ("auto", "exiftool", "python"):
+        raise BackendUnavailable(f"{BACKEND_ENV} must be auto, exiftool or python (got {choice!r})")
+    if choice == "auto":
+        return "exiftool" if shutil.which("exiftool") else "python"
+    return choice
+
+
+class ExifPlugin(Plugin):
+    """ExifTool / pure-Python metadata extraction (see the module docstring)."""
+
+    task_type: ClassVar[str] = "exif"
+    details: ClassVar[Mapping[str, str]] = {"backend": "exiftool or python (CL_COMPUTE_EXIF_BACKEND)"}
+
+    def parse_params(self, form: Mapping[str, str], upload_name: str) -> dict[str, object]:
+        """Validate ``tags``: comma-separated tag names (``Tag``, ``Group:Tag``, wildcards), "" = all."""
+        value = _media.form_value(form, "tags") or ""
+        tags = [t.strip() for t in value.split(",") if t.strip()]
+        if len(tags) > MAX_TAGS:
+            raise ParamError("tags", f"At most {MAX_TAGS} tags may be requested")
+        for tag in tags:
+            if not _TAG_RE.match(tag):
+                raise ParamError("tags", f"Invalid tag name {tag!r} (letters, digits, '_', '-', '*', '?', 'Group:')")
+        return {"tags": tags, "output_path": OUTPUT_PATH}
+
+    def load(self) -> None:
+        """Pick the backend; BackendUnavailable if ``exiftool`` is forced but missing."""
+        backend = _backend_choice()
+        if backend == "exiftool":
+            exe = shutil.which("exiftool")
+            if exe is None:
+                raise BackendUnavailable(f"{BACKEND_ENV}=exiftool but exiftool is not on PATH")
+            type(self).details = {"backend": f"ExifTool {_media.tool_version(exe, '-ver')}"}
+        else:
+            type(self).details = {
+                "backend": "python (Pillow EXIF + PyAV)",
+                "pillow": _media.pillow_version(),
+                "av": _media.av_version(),
+            }
+
+    def run(self, ctx: TaskContext) -> dict[str, object]:
+        """Extract metadata and write ``output/exif_metadata.json`` (= ``task_output``)."""
+        path = ctx.input_path
+        _media.require_input(path)
+        raw_tags = ctx.params.get("tags") or []
+        tags = [str(t) for t in raw_tags] if isinstance(raw_tags, list | tuple) else []
+        ctx.report_progress(10)
+        backend = _backend_choice()
+        if backend == "exiftool":
+            exe = shutil.which("exiftool")
+            if exe is None:
+                raise PluginError("ExifTool is not installed or not found in PATH")
+            raw = exiftool_metadata(exe, path, ctx.job_dir, min(EXIFTOOL_TIMEOUT, max(1.0, ctx.time_limit)))
+        else:
+            try:
+                display = str(path.relative_to(ctx.job_dir))
+            except ValueError:
+                display = path.name
+            raw = python_metadata(path, display)
+        ctx.report_progress(70)
+        result: dict[str, object] = {**typed_fields(raw), "raw_metadata": filter_raw(raw, tags)}
+        out = ctx.output(str(ctx.params.get("output_path", OUTPUT_PATH)))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
+        ctx.report_progress(100)
+        return result
