@@ -160,11 +160,40 @@ def _executor_main(
         except BaseException as exc:
             logging.getLogger(__name__).exception("plugin %s failed on job %s", task_type, job_id)
             result = ("error", f"{type(exc).__name__}: {exc}")
+        _kill_group_members()
         with send_lock:
             try:
                 conn.send(result)
             except Exception as exc:  # unpicklable task_output
                 conn.send(("error", f"plugin returned an unusable task_output: {exc}"))
+
+
+def _kill_group_members() -> None:
+    """Kill every other process of the executor's process group (subprocesses a plugin left behind)."""
+    me = os.getpid()
+    group = os.getpgrp()
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return
+    for entry in entries:
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read().decode(errors="replace")
+            fields = stat[stat.rindex(")") + 2 :].split()
+            if int(fields[2]) == group:  # fields: state, ppid, pgrp, ...
+                os.kill(int(entry), signal.SIGKILL)
+        except (OSError, ValueError, IndexError):
+            continue
+    while True:  # reap killed children so no zombies pile up
+        try:
+            pid, _status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            break
+        if pid == 0:
+            break
 
 
 class _Executor:

@@ -1,0 +1,58 @@
+"""Fixtures of the cl_compute server tests: one real deployment per (xdist worker) session."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from compute_test_plugins import TEST_PLUGINS, extra_plugins_spec  # noqa: E402
+from server_helpers import Recorder  # noqa: E402
+
+from cl_compute.deployment import Deployment  # noqa: E402
+
+TIME_LIMIT = 3.0
+SESSION_TASKS = [*TEST_PLUGINS, "broken"]
+
+
+def test_plugin_spec() -> dict[str, str]:
+    spec = extra_plugins_spec()
+    spec["broken"] = "/nonexistent/cl_compute_missing_plugin.py:Nope"
+    return spec
+
+
+test_plugin_spec.__test__ = False  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="session")
+def deployment() -> Iterator[Deployment]:
+    dep = Deployment(
+        workers=2,
+        tasks=SESSION_TASKS,
+        extra_plugins=test_plugin_spec(),
+        job_time_limit=TIME_LIMIT,
+        worker_shutdown_grace=1.0,
+    )
+    dep.start()
+    try:
+        yield dep
+    finally:
+        dep.stop()
+
+
+@pytest.fixture(scope="session")
+def recorder(deployment: Deployment) -> Iterator[Recorder]:
+    rec = Recorder(deployment.mqtt_url)
+    yield rec
+    rec.close()
+
+
+@pytest.fixture(scope="session")
+def http(deployment: Deployment) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=deployment.server_url, timeout=10) as client:
+        yield client

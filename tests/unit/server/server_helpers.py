@@ -1,0 +1,193 @@
+"""Helpers for the cl_compute server tests: an MQTT recorder and small HTTP helpers (plain httpx + paho)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+from urllib.parse import urlparse
+
+import httpx
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+T = TypeVar("T")
+TERMINAL = ("completed", "error")
+
+
+@dataclass
+class Event:
+    job_id: str
+    event_type: str
+    progress: int
+    timestamp: int
+    raw: dict[str, Any]
+    received: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class WorkerMessage:
+    worker_id: str
+    payload: dict[str, Any] | None  # None = empty payload (worker gone)
+    retained: bool
+    received: float = field(default_factory=time.monotonic)
+
+
+class Recorder:
+    """Records ``inference/events`` and ``inference/workers/+`` from the moment it is created."""
+
+    def __init__(self, mqtt_url: str, protocol: int = paho.MQTTv311) -> None:
+        parsed = urlparse(mqtt_url)
+        self.events: list[Event] = []
+        self.workers: list[WorkerMessage] = []
+        self.malformed: list[bytes] = []
+        self.cond = threading.Condition()
+        subscribed = threading.Event()
+        self.client = paho.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"test-rec-{uuid.uuid4().hex[:8]}", protocol=protocol
+        )
+
+        def on_connect(client: paho.Client, *_: object) -> None:
+            client.subscribe([("inference/events", 1), ("inference/workers/+", 1)])
+
+        def on_subscribe(*_: object) -> None:
+            subscribed.set()
+
+        def on_message(client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
+            with self.cond:
+                if msg.topic == "inference/events":
+                    try:
+                        data = json.loads(msg.payload)
+                        self.events.append(
+                            Event(data["job_id"], data["event_type"], data["progress"], data["timestamp"], data)
+                        )
+                    except (ValueError, KeyError, TypeError):
+                        self.malformed.append(msg.payload)
+                else:
+                    wid = msg.topic.rsplit("/", 1)[-1]
+                    payload = json.loads(msg.payload) if msg.payload else None
+                    self.workers.append(WorkerMessage(wid, payload, bool(msg.retain)))
+                self.cond.notify_all()
+
+        self.client.on_connect = on_connect
+        self.client.on_subscribe = on_subscribe
+        self.client.on_message = on_message
+        self.client.connect(parsed.hostname or "127.0.0.1", parsed.port or 1883)
+        self.client.loop_start()
+        if not subscribed.wait(10):
+            raise RuntimeError(f"recorder could not subscribe on {mqtt_url}")
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def wait(self, predicate: Callable[[], T], timeout: float = 10.0, what: str = "condition") -> T:
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                value = predicate()
+                if value:
+                    return value
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(
+                        f"timed out after {timeout} s waiting for {what}; events={self.events[-20:]}, "
+                        f"workers={[(w.worker_id, w.payload and w.payload.get('idle_count')) for w in self.workers[-10:]]}"
+                    )
+                self.cond.wait(remaining)
+
+    def job_events(self, job_id: str) -> list[Event]:
+        with self.cond:
+            return [e for e in self.events if e.job_id == job_id]
+
+    def wait_event(self, job_id: str, event_type: str, timeout: float = 10.0) -> Event:
+        def find() -> Event | None:
+            return next((e for e in self.events if e.job_id == job_id and e.event_type == event_type), None)
+
+        return self.wait(find, timeout, f"{event_type} event of {job_id}")
+
+    def wait_terminal(self, job_id: str, timeout: float = 15.0) -> Event:
+        def find() -> Event | None:
+            return next((e for e in self.events if e.job_id == job_id and e.event_type in TERMINAL), None)
+
+        return self.wait(find, timeout, f"terminal event of {job_id}")
+
+    def wait_worker(
+        self, worker_id: str, predicate: Callable[[WorkerMessage], bool], after: float = 0.0, timeout: float = 10.0
+    ) -> WorkerMessage:
+        def find() -> WorkerMessage | None:
+            return next(
+                (w for w in self.workers if w.worker_id == worker_id and w.received >= after and predicate(w)),
+                None,
+            )
+
+        return self.wait(find, timeout, f"worker message of {worker_id}")
+
+
+def submit(
+    client: httpx.Client,
+    task_type: str,
+    data: dict[str, str] | None = None,
+    filename: str = "input.bin",
+    content: bytes = b"hello world",
+    headers: dict[str, str] | None = None,
+) -> str:
+    r = client.post(f"/jobs/{task_type}", files={"file": (filename, content)}, data=data or {}, headers=headers)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["status"] == "queued" and body["task_type"] == task_type, body
+    return str(body["job_id"])
+
+
+def run_job(
+    client: httpx.Client, recorder: Recorder, task_type: str, data: dict[str, str] | None = None, **kw: Any
+) -> dict[str, Any]:
+    job_id = submit(client, task_type, data, **kw)
+    recorder.wait_terminal(job_id)
+    r = client.get(f"/jobs/{job_id}")
+    assert r.status_code == 200, r.text
+    job: dict[str, Any] = r.json()
+    return job
+
+
+def retained_now(mqtt_url: str, topic: str, wait: float = 0.3) -> list[bytes]:
+    """Retained messages a fresh subscriber gets on ``topic`` (brokers send them right after SUBACK)."""
+    parsed = urlparse(mqtt_url)
+    got: list[bytes] = []
+    done = threading.Event()
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"test-ret-{uuid.uuid4().hex[:8]}")
+
+    def on_connect(c: paho.Client, *_: object) -> None:
+        c.subscribe(topic, 1)
+
+    def on_subscribe(*_: object) -> None:
+        done.set()
+
+    def on_message(c: paho.Client, u: object, msg: paho.MQTTMessage) -> None:
+        if msg.retain:
+            got.append(msg.payload)
+
+    client.on_connect = on_connect
+    client.on_subscribe = on_subscribe
+    client.on_message = on_message
+    client.connect(parsed.hostname or "127.0.0.1", parsed.port or 1883)
+    client.loop_start()
+    try:
+        assert done.wait(5)
+        # Retained messages follow the SUBACK on the same connection; a round trip through the broker
+        # (publish to a private topic and receive it) proves they have all been delivered.
+        marker = f"test/marker/{uuid.uuid4().hex}"
+        seen = threading.Event()
+        client.message_callback_add(marker, lambda c, u, m: seen.set())
+        client.subscribe(marker, 1)
+        time.sleep(0.05)
+        client.publish(marker, b"x", qos=1)
+        assert seen.wait(wait + 5)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return got
