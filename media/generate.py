@@ -732,7 +732,7 @@ def make_hostile(out: Path, entries: list[Entry]) -> None:
         b"",
         ["empty"],
         "zero-byte file named .jpg",
-        {"decodable": False, "media_type": "file", "mime_type": "application/x-empty"},
+        {"decodable": False, "media_type": "file", "mime_type": "inode/x-empty"},
     )
     source = (out / "images/exif_stripped.jpg").read_bytes()
     add(
@@ -937,7 +937,7 @@ def make_videos(out: Path, entries: list[Entry]) -> None:
     encode(out / rel, size=None, fps=0, seconds=3, audio=True, video=False)
     facts = {
         "format": "m4a",
-        "mime_type": "audio/mp4",
+        "mime_type": "audio/x-m4a",
         "media_type": "audio",
         "duration": 3.0,
         "has_audio": True,

@@ -522,3 +522,9 @@ def test_generate_check_reproduces_every_file() -> None:
     )
     assert res.returncode == 0, res.stdout + res.stderr
     assert f"checked {len(CAT)} files: OK" in res.stdout
+
+
+def test_libmagic_agrees_on_mime_types() -> None:
+    magic = pytest.importorskip("magic")
+    for item in CAT:
+        assert magic.from_file(str(item.path), mime=True) == item.fact_str("mime_type"), item.name
