@@ -372,9 +372,7 @@ def probe_media(path: Path) -> MediaInfo:
                 audio_codec=audio.codec_context.name if audio is not None else None,
             )
     except av.FFmpegError as exc:
-        raise PluginError(
-            f"Cannot read the media file (not a supported audio/video container): {exc}"
-        ) from exc
+        raise PluginError(f"Cannot read the media file (not a supported audio/video container): {exc}") from exc
 
 
 # --------------------------------------------------------------------------------------------------
@@ -408,9 +406,7 @@ def require_ffmpeg() -> str:
     """Like :func:`find_ffmpeg` but raises BackendUnavailable when there is none."""
     exe = find_ffmpeg()
     if exe is None:
-        raise BackendUnavailable(
-            f"No ffmpeg found: set {FFMPEG_ENV}, put ffmpeg on PATH or install imageio-ffmpeg"
-        )
+        raise BackendUnavailable(f"No ffmpeg found: set {FFMPEG_ENV}, put ffmpeg on PATH or install imageio-ffmpeg")
     return exe
 
 
@@ -462,7 +458,7 @@ def run_ffmpeg(
     track = on_progress is not None and duration is not None and duration > 0
     cmd = [exe, "-hide_banner", "-nostdin", "-y", "-loglevel", "error"]
     if track:
-        cmd += ["-progress", "pipe:1", "-nostats"]
+        cmd += ["-progress", "pipe:1", "-nostats", "-stats_period", "0.25"]
     cmd += args
     deadline = time.monotonic() + max(1.0, timeout)
     with tempfile.TemporaryFile() as errf:

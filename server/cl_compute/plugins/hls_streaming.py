@@ -1,0 +1,264 @@
+"""``hls_streaming``: adaptive HLS (H.264/AAC MPEG-TS segments) with upstream's ffmpeg invocation.
+
+One ffmpeg run encodes every variant (``split`` + ``scale=-2:<H>``; ``-b:v``/``-maxrate``/``-bufsize`` =
+``<bitrate>k``; x264 ``keyint=<2 s>:min-keyint=<2 s>:scenecut=0``; ``-hls_time 2``, ``-hls_list_size 0``,
+``-hls_playlist_type vod``; AAC 128k per variant), files named as upstream::
+
+    output/adaptive.m3u8                          master playlist
+    output/adaptive-<H>p-<bitrate>.m3u8           one per variant, e.g. adaptive-720p-3500.m3u8
+    output/adaptive-<H>p-<bitrate>-NNN.ts         its segments
+    output/adaptive-orig.m3u8 + adaptive-orig-NNN.ts   only with include_original (stream copy; not in
+                                                       the master playlist, as upstream)
+
+Differences from upstream, all fixes: bad ``variants`` are a ParamError (422, not 500); a source without
+audio works (upstream maps ``0:a`` unconditionally and fails), only the first audio stream is used; the GOP is
+2 s of the source's frame rate plus forced key frames every 2 s (upstream's fixed 60 frames gives 2 s only at
+30 fps), so segments are ~2 s whatever the rate; pixels are converted to yuv420p and heights rounded down to
+even so any source encodes; ``master_playlist`` is the job-relative ``output/adaptive.m3u8``; when the
+original cannot be stream-copied into MPEG-TS (e.g. VP9) it is re-encoded at its own size. Like upstream,
+variants taller than the source are upscaled (the master lists exactly the requested variants).
+Progress comes from ffmpeg's ``-progress`` output against the PyAV-probed duration; the job's time limit
+bounds the ffmpeg runs, and a cancellation kills ffmpeg.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+from cl_compute.plugins import _media
+from cl_compute.plugins.base import ParamError, Plugin, PluginError, TaskContext
+
+OUTPUT_DIR = "output"
+MASTER = "adaptive.m3u8"
+DEFAULT_VARIANTS = '[{"resolution":720,"bitrate":3500},{"resolution":480,"bitrate":1500}]'
+MIN_RESOLUTION, MAX_RESOLUTION = 16, 4320
+MIN_BITRATE, MAX_BITRATE = 100, 200_000
+MAX_VARIANTS = 8
+SEGMENT_SECONDS = 2
+AUDIO_BITRATE = "128k"
+X264_PRESET = "veryfast"
+
+
+def _variant_int(value: Any, field: str, index: int, lo: int, hi: int) -> int:
+    where = f"variants[{index}].{field}"
+    if isinstance(value, bool) or value is None:
+        raise ParamError("variants", f"{where} must be an integer", "int_type")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ParamError("variants", f"{where} must be a whole number", "int_from_float")
+        value = int(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        if not text.lstrip("+-").isdigit():
+            raise ParamError("variants", f"{where} must be an integer", "int_parsing")
+        value = int(text)
+    elif not isinstance(value, int):
+        raise ParamError("variants", f"{where} must be an integer", "int_type")
+    if not lo <= value <= hi:
+        raise ParamError("variants", f"{where} must be between {lo} and {hi} (got {value})", "value_error")
+    return value
+
+
+def parse_variants(text: str) -> list[dict[str, int]]:
+    """Validate the ``variants`` JSON: a non-empty array of ``{"resolution": int, "bitrate": int}``."""
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise ParamError("variants", f"Invalid JSON: {exc}", "json_invalid") from exc
+    if not isinstance(data, list):
+        raise ParamError("variants", "Must be a JSON array of {resolution, bitrate} objects", "list_type")
+    if not data:
+        raise ParamError("variants", "At least one variant is required", "too_short")
+    if len(data) > MAX_VARIANTS:
+        raise ParamError("variants", f"At most {MAX_VARIANTS} variants are allowed", "too_long")
+    variants: list[dict[str, int]] = []
+    seen: set[tuple[int, int]] = set()
+    for i, item in enumerate(data):
+        if not isinstance(item, dict):
+            raise ParamError("variants", f"variants[{i}] must be an object", "dict_type")
+        for key in ("resolution", "bitrate"):
+            if key not in item:
+                raise ParamError("variants", f"variants[{i}].{key} is required", "missing")
+        resolution = _variant_int(item["resolution"], "resolution", i, MIN_RESOLUTION, MAX_RESOLUTION)
+        bitrate = _variant_int(item["bitrate"], "bitrate", i, MIN_BITRATE, MAX_BITRATE)
+        if (resolution, bitrate) in seen:
+            raise ParamError("variants", f"variants[{i}] repeats {resolution}p at {bitrate}k", "value_error")
+        seen.add((resolution, bitrate))
+        variants.append({"resolution": resolution, "bitrate": bitrate})
+    return variants
+
+
+def variant_name(resolution: int, bitrate: int) -> str:
+    """Upstream's variant name, used in file names: ``<H>p-<bitrate>``."""
+    return f"{resolution}p-{bitrate}"
+
+
+def _playlist_uris(path: Path) -> list[str]:
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    return [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")]
+
+
+class HlsStreamingPlugin(Plugin):
+    """ffmpeg adaptive HLS (see the module docstring)."""
+
+    task_type: ClassVar[str] = "hls_streaming"
+    details: ClassVar[Mapping[str, str]] = {"backend": "ffmpeg (libx264 + aac, HLS muxer)"}
+
+    def __init__(self) -> None:
+        self._ffmpeg: str | None = None
+
+    def parse_params(self, form: Mapping[str, str], upload_name: str) -> dict[str, object]:
+        """Validate ``variants`` (JSON array) and ``include_original`` (bool, default false)."""
+        text = _media.form_value(form, "variants") or DEFAULT_VARIANTS
+        variants = parse_variants(text)
+        include_original = _media.form_bool(form, "include_original", False)
+        return {"variants": variants, "include_original": include_original, "output_path": OUTPUT_DIR}
+
+    def load(self) -> None:
+        """Locate ffmpeg (BackendUnavailable without one) and record its version."""
+        self._ffmpeg = _media.require_ffmpeg()
+        type(self).details = {"ffmpeg": _media.tool_version(self._ffmpeg), "probe": _media.av_version()}
+
+    def run(self, ctx: TaskContext) -> dict[str, object]:
+        """Encode the variants (and the original on request) into ``output/``."""
+        started = time.monotonic()
+        path = ctx.input_path
+        _media.require_input(path)
+        raw_variants = ctx.params.get("variants")
+        variants = parse_variants(json.dumps(raw_variants)) if raw_variants else parse_variants(DEFAULT_VARIANTS)
+        include_original = bool(ctx.params.get("include_original", False))
+        exe = self._ffmpeg or _media.find_ffmpeg()
+        if exe is None:
+            raise PluginError("No ffmpeg available on this worker")
+        mime = _media.detect_mime(path)
+        if _media.media_type_of(path, mime) == "image":
+            raise PluginError(f"Input file {path.name} is a still image ({mime}), not a video")
+        info = _media.probe_media(path)
+        if not info.has_video:
+            raise PluginError(f"Input file {path.name} does not contain a video stream")
+        out_dir = ctx.output(str(ctx.params.get("output_path") or OUTPUT_DIR))
+        out_dir.mkdir(parents=True, exist_ok=True)
+        ctx.report_progress(2)
+
+        def remaining() -> float:
+            left = ctx.time_limit - (time.monotonic() - started)
+            if left <= 1:
+                raise PluginError(f"hls_streaming exceeded the job time limit ({ctx.time_limit:.0f} s)")
+            return left
+
+        span = 85 if include_original else 95
+
+        def on_progress(fraction: float) -> None:
+            ctx.report_progress(2 + int(fraction * (span - 2)))
+
+        args = self._variant_args(path, out_dir, variants, info)
+        _media.run_ffmpeg(
+            exe,
+            args,
+            timeout=remaining(),
+            duration=info.duration,
+            on_progress=on_progress,
+            what="ffmpeg (HLS variants)",
+        )
+        ctx.report_progress(span)
+        if include_original:
+            self._original(exe, path, out_dir, remaining, info)
+            ctx.report_progress(97)
+
+        master = out_dir / MASTER
+        if not master.exists():
+            raise PluginError("ffmpeg did not write the master playlist adaptive.m3u8")
+        total_segments = 0
+        listed = _playlist_uris(master)
+        for variant in variants:
+            name = f"adaptive-{variant_name(variant['resolution'], variant['bitrate'])}.m3u8"
+            if name not in listed or not (out_dir / name).exists():
+                raise PluginError(f"ffmpeg did not produce the variant playlist {name}")
+        for uri in listed:
+            playlist = out_dir / uri
+            segments = _playlist_uris(playlist)
+            missing = [s for s in segments if not (out_dir / s).exists()]
+            if not segments or missing:
+                raise PluginError(f"Variant playlist {uri} is empty or references missing segments")
+            total_segments += len(segments)
+        ctx.report_progress(100)
+        return {
+            "master_playlist": f"{OUTPUT_DIR}/{MASTER}",
+            "variants_generated": len(variants),
+            "total_segments": total_segments,
+            "include_original": include_original,
+        }
+
+    @staticmethod
+    def _variant_args(path: Path, out_dir: Path, variants: list[dict[str, int]], info: _media.MediaInfo) -> list[str]:
+        n = len(variants)
+        labels = "".join(f"[v{i}in]" for i in range(n))
+        scales = ";".join(
+            f"[v{i}in]scale=-2:{max(2, v['resolution'] - v['resolution'] % 2)},format=yuv420p[v{i}out]"
+            for i, v in enumerate(variants)
+        )
+        filter_complex = f"[0:v:0]split={n}{labels};{scales}"
+        gop = max(1, round(SEGMENT_SECONDS * info.fps)) if info.fps and info.fps < 240 else 60
+        args = ["-i", str(path), "-filter_complex", filter_complex]
+        for i in range(n):
+            args += ["-map", f"[v{i}out]"]
+        if info.has_audio:
+            for _ in range(n):
+                args += ["-map", "0:a:0"]
+        args += ["-c:v", "libx264", "-preset", X264_PRESET]
+        for i, v in enumerate(variants):
+            rate = f"{v['bitrate']}k"
+            args += [f"-b:v:{i}", rate, f"-maxrate:v:{i}", rate, f"-bufsize:v:{i}", rate]
+        if info.has_audio:
+            args += ["-c:a", "aac"]
+            for i in range(n):
+                args += [f"-b:a:{i}", AUDIO_BITRATE]
+        stream_map = " ".join(
+            (f"v:{i},a:{i}" if info.has_audio else f"v:{i}") + f",name:{variant_name(v['resolution'], v['bitrate'])}"
+            for i, v in enumerate(variants)
+        )
+        args += [
+            "-x264-params", f"keyint={gop}:min-keyint={gop}:scenecut=0",
+            "-force_key_frames", f"expr:gte(t,n_forced*{SEGMENT_SECONDS})",
+            "-f", "hls",
+            "-var_stream_map", stream_map,
+            "-hls_list_size", "0",
+            "-hls_time", str(SEGMENT_SECONDS),
+            "-hls_playlist_type", "vod",
+            "-hls_segment_filename", str(out_dir / "adaptive-%v-%03d.ts"),
+            "-master_pl_name", MASTER,
+            str(out_dir / "adaptive-%v.m3u8"),
+        ]  # fmt: skip
+        return args
+
+    @staticmethod
+    def _original(exe: str, path: Path, out_dir: Path, remaining: Callable[[], float], info: _media.MediaInfo) -> None:
+        hls = [
+            "-f", "hls",
+            "-hls_time", str(SEGMENT_SECONDS),
+            "-hls_list_size", "0",
+            "-hls_playlist_type", "vod",
+            "-hls_segment_filename", str(out_dir / "adaptive-orig-%03d.ts"),
+            str(out_dir / "adaptive-orig.m3u8"),
+        ]  # fmt: skip
+        maps = ["-map", "0:v:0"] + (["-map", "0:a:0"] if info.has_audio else [])
+        try:
+            _media.run_ffmpeg(
+                exe, ["-i", str(path), *maps, "-c", "copy", *hls], timeout=remaining(), what="ffmpeg (original copy)"
+            )
+        except PluginError:
+            for stale in out_dir.glob("adaptive-orig*"):
+                stale.unlink(missing_ok=True)
+            reencode = ["-c:v", "libx264", "-preset", X264_PRESET, "-pix_fmt", "yuv420p"]
+            if info.has_audio:
+                reencode += ["-c:a", "aac", "-b:a", AUDIO_BITRATE]
+            _media.run_ffmpeg(
+                exe,
+                ["-i", str(path), *maps, *reencode, "-vf", "scale=trunc(iw/2)*2:trunc(ih/2)*2", *hls],
+                timeout=remaining(),
+                what="ffmpeg (original re-encode)",
+            )
