@@ -12,7 +12,10 @@ import sys
 from fractions import Fraction
 from pathlib import Path
 
+import av
+import piexif
 import pytest
+from PIL import Image, UnidentifiedImageError
 
 from pytest_cl._media import (
     ENV_VAR,
@@ -97,8 +100,6 @@ def test_the_promised_media_are_there() -> None:
 
 # ------------------------------------------------------------------------------------------ images
 
-Image = pytest.importorskip("PIL.Image")
-
 
 def _decodable_images() -> list[MediaItem]:
     return [
@@ -148,7 +149,6 @@ def test_png_and_lossless_webp_decode_to_identical_pixels() -> None:
 
 
 def test_hostile_files_fail_as_described() -> None:
-    from PIL import UnidentifiedImageError
 
     assert CAT["hostile_empty"].size == 0
     for name in ("hostile_empty", "hostile_text_as_jpeg"):
@@ -232,8 +232,6 @@ def _coords(b: FaceBox) -> tuple[float, float, float, float]:
 
 # ------------------------------------------------------------------------------------------ EXIF
 
-piexif = pytest.importorskip("piexif")
-
 
 def test_exif_values_read_back_with_piexif() -> None:
     item = CAT["jpeg_exif"]
@@ -294,8 +292,6 @@ def test_stripped_copy_has_no_exif_and_the_same_pixels() -> None:
 
 
 # ------------------------------------------------------------------------------------------ video
-
-av = pytest.importorskip("av")
 
 
 @pytest.mark.parametrize(
