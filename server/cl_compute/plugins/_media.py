@@ -199,11 +199,12 @@ _URL_RE = re.compile(r"^http[s]?://(?:[a-zA-Z0-9\-._~:/?#\[\]@!$&'()*+,;=]|%[0-9
 
 
 def _is_single_url(path: Path) -> bool:
+    """Upstream's rule: the whole text, without any line break, is one http(s) URL (spaces trimmed)."""
     data = _read_head(path, 16384)
     if len(data) >= 16384:
         return False
     text = data.decode("utf-8", errors="replace")
-    if "\n" in text.rstrip("\r\n") or "\r" in text.rstrip("\r\n"):
+    if "\n" in text or "\r" in text:
         return False
     return bool(_URL_RE.match(text.strip()))
 

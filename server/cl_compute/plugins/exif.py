@@ -464,7 +464,12 @@ def _av_meta(path: Path, mime: str) -> dict[str, Any] | None:
             with contextlib.suppress(Exception):
                 stamp = _dt.datetime.fromisoformat(created.replace("Z", "+00:00"))
                 meta[f"{group}:CreateDate"] = stamp.strftime("%Y:%m:%d %H:%M:%S")
-        for key, name in (("make", "Make"), ("model", "Model"), ("software", "Software"), ("encoder", "Encoder")):
+        for key, name in (
+            ("make", "Make"),
+            ("model", "Model"),
+            ("software", "Software"),
+            ("encoder", "Encoder"),
+        ):
             value = tags.get(key) or tags.get(f"com.apple.quicktime.{key}")
             if value:
                 meta[f"{group}:{name}"] = value

@@ -248,7 +248,10 @@ class HlsStreamingPlugin(Plugin):
         maps = ["-map", "0:v:0"] + (["-map", "0:a:0"] if info.has_audio else [])
         try:
             _media.run_ffmpeg(
-                exe, ["-i", str(path), *maps, "-c", "copy", *hls], timeout=remaining(), what="ffmpeg (original copy)"
+                exe,
+                ["-i", str(path), *maps, "-c", "copy", *hls],
+                timeout=remaining(),
+                what="ffmpeg (original copy)",
             )
         except PluginError:
             for stale in out_dir.glob("adaptive-orig*"):

@@ -84,7 +84,12 @@ def _image(fmt: str = "JPEG", north_east: bool = False) -> bytes:
 
 
 def _run(
-    mp_job, monkeypatch: pytest.MonkeyPatch, backend: str, source: Path | bytes, tags: str = "", name: str = "photo.jpg"
+    mp_job,
+    monkeypatch: pytest.MonkeyPatch,
+    backend: str,
+    source: Path | bytes,
+    tags: str = "",
+    name: str = "photo.jpg",
 ):
     monkeypatch.setenv("CL_COMPUTE_EXIF_BACKEND", backend)
     job = mp_job(ExifPlugin(), source, {"tags": tags}, upload_name=name)

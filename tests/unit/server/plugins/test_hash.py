@@ -164,7 +164,9 @@ def test_audio_only_container_is_generic(mp_job, mp_audio_only: Path) -> None:
     ("data", "media_type"),
     [
         (b"just some words\nand another line\n", "text"),
-        (b"https://example.com/a/b?c=d\n", "url"),
+        (b"https://example.com/a/b?c=d", "url"),
+        (b"  http://example.com/x  ", "url"),
+        (b"https://example.com/a/b?c=d\n", "text"),  # upstream: any line break makes it text
         (b"https://example.com/a\nhttps://example.com/b\n", "text"),
         (bytes(range(7, 256)) * 64, "file"),
         (b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\n", "file"),

@@ -42,11 +42,7 @@ def _noisy(size: tuple[int, int] = (96, 64), mode: str = "RGB") -> Image.Image:
     w, h = size
     img = Image.new("RGB", size)
     img.putdata(
-        [
-            (rnd.randrange(256), (x * 4) % 256, (y * 4 + rnd.randrange(40)) % 256)
-            for y in range(h)
-            for x in range(w)
-        ]
+        [(rnd.randrange(256), (x * 4) % 256, (y * 4 + rnd.randrange(40)) % 256) for y in range(h) for x in range(w)]
     )
     return img.convert(mode) if mode != "RGB" else img
 
@@ -118,9 +114,7 @@ def test_every_format_is_real(mp_job, fmt: str) -> None:
 @pytest.mark.parametrize("fmt", ["png", "bmp", "tiff"])
 def test_lossless_formats_keep_pixels(mp_job, fmt: str) -> None:
     src = _noisy((40, 30))
-    job = mp_job(
-        ImageConversionPlugin(), _encode(src, "WEBP", lossless=True), {"format": fmt}, upload_name="a.webp"
-    )
+    job = mp_job(ImageConversionPlugin(), _encode(src, "WEBP", lossless=True), {"format": fmt}, upload_name="a.webp")
     with Image.open(job.out()) as img:
         assert img.convert("RGB").tobytes() == src.tobytes()
 
@@ -158,9 +152,7 @@ def test_jpeg_composites_alpha_on_white(mp_job) -> None:
     for x in range(16):
         for y in range(32):
             img.putpixel((x, y), (0, 0, 255, 0))  # fully transparent (blue underneath)
-    job = mp_job(
-        ImageConversionPlugin(), _encode(img), {"format": "jpg", "quality": "95"}, upload_name="a.png"
-    )
+    job = mp_job(ImageConversionPlugin(), _encode(img), {"format": "jpg", "quality": "95"}, upload_name="a.png")
     with Image.open(job.out()) as out:
         assert out.mode == "RGB"
         left = out.getpixel((4, 16))
