@@ -11,10 +11,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from compute_test_plugins import TEST_PLUGINS, extra_plugins_spec  # noqa: E402
-from server_helpers import Recorder  # noqa: E402
-
-from cl_compute.deployment import Deployment  # noqa: E402
+from cl_compute.deployment import Deployment
+from compute_test_plugins import TEST_PLUGINS, extra_plugins_spec
+from server_helpers import Recorder
 
 TIME_LIMIT = 3.0
 SESSION_TASKS = [*TEST_PLUGINS, "broken"]

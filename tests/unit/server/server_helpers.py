@@ -94,9 +94,9 @@ class Recorder:
                     return value
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
+                    idle = [(w.worker_id, w.payload and w.payload.get("idle_count")) for w in self.workers[-10:]]
                     raise AssertionError(
-                        f"timed out after {timeout} s waiting for {what}; events={self.events[-20:]}, "
-                        f"workers={[(w.worker_id, w.payload and w.payload.get('idle_count')) for w in self.workers[-10:]]}"
+                        f"timed out after {timeout} s waiting for {what}; events={self.events[-20:]}, workers={idle}"
                     )
                 self.cond.wait(remaining)
 
@@ -139,7 +139,8 @@ def submit(
     r = client.post(f"/jobs/{task_type}", files={"file": (filename, content)}, data=data or {}, headers=headers)
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["status"] == "queued" and body["task_type"] == task_type, body
+    assert body["status"] == "queued", body
+    assert body["task_type"] == task_type, body
     return str(body["job_id"])
 
 

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import http.client
 import json
-import shutil
 import os
+import shutil
 from pathlib import Path
 from urllib.parse import quote, urlparse
 
 import httpx
 import pytest
-from server_helpers import Recorder, retained_now, run_job, submit
-
 from cl_compute.app import media_type_for, sanitize_upload_name
 from cl_compute.deployment import Deployment
+from server_helpers import Recorder, retained_now, run_job, submit
 
 
 def raw_get(server_url: str, raw_path: str) -> tuple[int, dict[str, object]]:
@@ -37,7 +36,8 @@ def test_root_reports_health_service_version_and_guest_mode(http: httpx.Client) 
     body = http.get("/").json()
     assert body["status"] == "healthy"
     assert body["service"] == "cl_compute"
-    assert isinstance(body["version"], str) and body["version"]
+    assert isinstance(body["version"], str)
+    assert body["version"]
     assert body["guestMode"] == "on"  # no auth configured
 
 
@@ -65,7 +65,8 @@ def test_capability_message_shape(deployment: Deployment) -> None:
     for p in payloads:
         assert p["id"] == p["worker_id"]
         assert p["idle_count"] in (0, 1)
-        assert isinstance(p["timestamp"], int) and p["timestamp"] > 1_600_000_000_000
+        assert isinstance(p["timestamp"], int)
+        assert p["timestamp"] > 1_600_000_000_000
         assert "echo" in p["capabilities"]
         assert p["details"]["echo"] == {"kind": "test echo"}
         assert "never loads" in p["unavailable"]["unavailable"]
@@ -92,8 +93,10 @@ def test_event_sequence_of_a_completed_job(http: httpx.Client, recorder: Recorde
     recorder.wait_terminal(job_id)
     events = recorder.job_events(job_id)
     kinds = [e.event_type for e in events]
-    assert kinds[0] == "queued" and events[0].progress == 0
-    assert kinds[-1] == "completed" and events[-1].progress == 100
+    assert kinds[0] == "queued"
+    assert events[0].progress == 0
+    assert kinds[-1] == "completed"
+    assert events[-1].progress == 100
     assert set(kinds[1:-1]) == {"processing"}, kinds
     progresses = [e.progress for e in events[1:-1]]
     assert progresses == sorted(progresses), progresses
@@ -108,7 +111,8 @@ def test_failed_job_stores_message_and_publishes_error(http: httpx.Client, recor
     assert job["error_message"] == "corrupt input: cannot decode"
     assert job["task_output"] is None
     kinds = [e.event_type for e in recorder.job_events(job["job_id"])]
-    assert kinds[0] == "queued" and kinds[-1] == "error", kinds
+    assert kinds[0] == "queued", kinds
+    assert kinds[-1] == "error", kinds
 
 
 def test_crashing_plugin_ends_error_naming_the_worker_and_worker_survives(
@@ -124,9 +128,11 @@ def test_crashing_plugin_ends_error_naming_the_worker_and_worker_survives(
 
 def test_get_and_delete_unknown_job_404(http: httpx.Client) -> None:
     r = http.get("/jobs/nope-123")
-    assert r.status_code == 404 and r.json() == {"detail": "Job nope-123 not found"}
+    assert r.status_code == 404
+    assert r.json() == {"detail": "Job nope-123 not found"}
     r = http.delete("/jobs/nope-123")
-    assert r.status_code == 404 and r.json() == {"detail": "Job nope-123 not found"}
+    assert r.status_code == 404
+    assert r.json() == {"detail": "Job nope-123 not found"}
 
 
 def test_delete_finished_job_removes_row_and_directory(
@@ -136,7 +142,8 @@ def test_delete_finished_job_removes_row_and_directory(
     job_dir = deployment.data_dir / "jobs" / job["job_id"]
     assert (job_dir / "output" / "echo.json").is_file()
     r = http.delete(f"/jobs/{job['job_id']}")
-    assert r.status_code == 204 and r.content == b""
+    assert r.status_code == 204
+    assert r.content == b""
     assert not job_dir.exists()
     assert http.get(f"/jobs/{job['job_id']}").status_code == 404
 
@@ -168,7 +175,8 @@ def test_file_sent_as_plain_field_422(http: httpx.Client) -> None:
     r = http.post("/jobs/echo", data={"file": "not a file"}, files={"other": ("x", b"y")})
     assert r.status_code == 422
     (err,) = r.json()["detail"]
-    assert err["loc"] == ["body", "file"] and "Expected UploadFile" in err["msg"]
+    assert err["loc"] == ["body", "file"]
+    assert "Expected UploadFile" in err["msg"]
 
 
 @pytest.mark.parametrize(
@@ -183,7 +191,9 @@ def test_bad_priority_422(http: httpx.Client, value: str, error_type: str, ctx: 
     r = http.post("/jobs/echo", files={"file": ("a", b"x")}, data={"priority": value})
     assert r.status_code == 422
     (err,) = r.json()["detail"]
-    assert err["type"] == error_type and err["loc"] == ["body", "priority"] and err["input"] == value
+    assert err["type"] == error_type
+    assert err["loc"] == ["body", "priority"]
+    assert err["input"] == value
     assert err.get("ctx") == ctx
 
 
@@ -236,7 +246,8 @@ def test_upload_names_are_sanitised(
     path = deployment.data_dir / "jobs" / job["job_id"] / "input" / stored
     assert path.read_bytes() == b"data"
     r = http.get(f"/jobs/{job['job_id']}/files/input/{quote(stored)}")
-    assert r.status_code == 200 and r.content == b"data"
+    assert r.status_code == 200
+    assert r.content == b"data"
 
 
 def test_empty_filename_part_becomes_upload(http: httpx.Client, recorder: Recorder) -> None:
@@ -261,7 +272,8 @@ def test_sanitize_upload_name_unit(name: str, expected: str) -> None:
 
 def test_sanitize_keeps_long_names_bounded() -> None:
     name = sanitize_upload_name("é" * 300 + ".jpeg")
-    assert name.endswith(".jpeg") and len(name.encode()) <= 200
+    assert name.endswith(".jpeg")
+    assert len(name.encode()) <= 200
 
 
 def test_upload_is_streamed_to_disk_intact(deployment: Deployment, http: httpx.Client, recorder: Recorder) -> None:
@@ -286,7 +298,8 @@ def test_download_output_with_real_media_type(http: httpx.Client, echo_job: dict
     assert r.headers["content-disposition"].startswith("attachment")
     assert r.json()["output_path"] == "output/echo.json"
     r = http.get(f"/jobs/{echo_job['job_id']}/files/faces/face_0.png")
-    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    assert r.status_code == 200
+    assert r.headers["content-type"] == "image/png"
     assert r.content.startswith(b"\x89PNG")
 
 
@@ -335,16 +348,19 @@ def test_download_symlinks(deployment: Deployment, http: httpx.Client, echo_job:
     (job_dir / "output" / "escape").symlink_to(deployment.data_dir / "compute.db")
     (job_dir / "output" / "inside").symlink_to(job_dir / "input" / "in.txt")
     r = http.get(f"/jobs/{echo_job['job_id']}/files/output/escape")
-    assert r.status_code == 403 and r.json() == {"detail": "Access denied: path traversal detected"}
+    assert r.status_code == 403
+    assert r.json() == {"detail": "Access denied: path traversal detected"}
     r = http.get(f"/jobs/{echo_job['job_id']}/files/output/inside")
-    assert r.status_code == 200 and r.content == b"input bytes"
+    assert r.status_code == 200
+    assert r.content == b"input bytes"
 
 
 def test_download_job_without_directory_404(deployment: Deployment, http: httpx.Client, recorder: Recorder) -> None:
     job = run_job(http, recorder, "echo")
     shutil.rmtree(deployment.data_dir / "jobs" / job["job_id"])
     r = http.get(f"/jobs/{job['job_id']}/files/output/echo.json")
-    assert r.status_code == 404 and r.json() == {"detail": f"Job directory not found for job {job['job_id']}"}
+    assert r.status_code == 404
+    assert r.json() == {"detail": f"Job directory not found for job {job['job_id']}"}
 
 
 # -- admin (auth not configured: open) ---------------------------------------------------------------------
@@ -361,7 +377,8 @@ def test_admin_storage_size_counts_job_directories(deployment: Deployment, http:
 
 def test_admin_cleanup_validation_and_nothing_old(http: httpx.Client) -> None:
     r = http.delete("/admin/jobs/cleanup", params={"days": -1})
-    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["query", "days"]
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["loc"] == ["query", "days"]
     r = http.delete("/admin/jobs/cleanup", params={"days": "x"})
     assert r.status_code == 422
     assert http.delete("/admin/jobs/cleanup", params={"days": 3650}).json() == {"deleted_count": 0, "freed_space": 0}
@@ -371,10 +388,12 @@ def test_guest_mode_endpoints_without_auth(http: httpx.Client) -> None:
     assert http.get("/admin/config").json()["guest_mode"] is True
     assert http.get("/admin/pref/guest-mode").json() == {"guest_mode": True}
     r = http.put("/admin/config/guest-mode", data={"guest_mode": "false"})
-    assert r.status_code == 200 and r.json()["guest_mode"] is True  # no key: auth cannot be turned on
+    assert r.status_code == 200
+    assert r.json()["guest_mode"] is True
     assert "not configured" in r.json()["message"]
     r = http.put("/admin/pref/guest-mode", data={"guest_mode": "maybe"})
-    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "guest_mode"]
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["loc"] == ["body", "guest_mode"]
     r = http.put("/admin/pref/guest-mode", data={})
     assert r.status_code == 422
     assert http.get("/").json()["guestMode"] == "on"

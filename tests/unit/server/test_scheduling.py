@@ -8,10 +8,9 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from cl_compute.deployment import Deployment
 from conftest import test_plugin_spec
 from server_helpers import Recorder, retained_now, run_job, submit
-
-from cl_compute.deployment import Deployment
 
 TIME_LIMIT = 2.0
 
@@ -40,7 +39,7 @@ def wait_idle(rec: Recorder, worker_id: str, after: float) -> None:
 
 
 def test_priority_then_fifo(single: tuple[Deployment, httpx.Client, Recorder]) -> None:
-    dep, http, rec = single
+    _dep, http, rec = single
     blocker = submit(http, "sleep", {"seconds": "1.0", "steps": "20"})
     rec.wait_event(blocker, "processing")
     order = [("a", 5), ("b", 5), ("c", 9), ("d", 1), ("e", 9), ("f", 5), ("g", 0), ("h", 10)]
@@ -59,7 +58,7 @@ def test_priority_then_fifo(single: tuple[Deployment, httpx.Client, Recorder]) -
 
 
 def test_worker_claims_within_50ms_of_queued(single: tuple[Deployment, httpx.Client, Recorder]) -> None:
-    dep, http, rec = single
+    _dep, http, rec = single
     latencies = []
     for _ in range(5):
         job = run_job(http, rec, "echo")
