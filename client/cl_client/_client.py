@@ -122,6 +122,14 @@ class _ClientCore:
         """Make sure the event subscriptions exist before a job is submitted (bounded wait, once)."""
         return self.monitor.wait_ready() if self.monitor is not None else False
 
+    def _watch_new_job(
+        self, job_id: str, task_type: str, on_progress: JobCallback | None, on_complete: JobCallback | None
+    ) -> None:
+        if on_progress is not None or on_complete is not None:
+            self.tracker.subscribe(job_id, task_type=task_type, on_progress=on_progress, on_complete=on_complete)
+        else:
+            self.tracker.track(job_id, task_type)
+
     def _upload(self, file: PathLike, filename: str | None) -> Upload:
         return Upload.from_path(file, filename)
 
@@ -353,11 +361,7 @@ class ComputeClient(_ClientCore):
         self._events_ready()
         created = self._call(_api.create_job(task_type, upload, params or {}, prio, timeout))
         job = Job(self, created.job_id, created.task_type or task_type)
-        self.tracker.track(created.job_id, job.task_type)
-        if on_progress is not None or on_complete is not None:
-            self.tracker.subscribe(
-                created.job_id, task_type=job.task_type, on_progress=on_progress, on_complete=on_complete
-            )
+        self._watch_new_job(created.job_id, job.task_type, on_progress, on_complete)
         return job
 
     def wait_for_job(self, job_id: str, timeout: float | None = None, task_type: str = "unknown") -> JobResponse:
@@ -550,11 +554,7 @@ class AsyncComputeClient(_ClientCore):
         await self._events_ready_async()
         created = await self._call(_api.create_job(task_type, upload, params or {}, prio, timeout))
         job = AsyncJob(self, created.job_id, created.task_type or task_type)
-        self.tracker.track(created.job_id, job.task_type)
-        if on_progress is not None or on_complete is not None:
-            self.tracker.subscribe(
-                created.job_id, task_type=job.task_type, on_progress=on_progress, on_complete=on_complete
-            )
+        self._watch_new_job(created.job_id, job.task_type, on_progress, on_complete)
         return job
 
     async def wait_for_job(self, job_id: str, timeout: float | None = None, task_type: str = "unknown") -> JobResponse:

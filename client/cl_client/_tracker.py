@@ -127,14 +127,20 @@ class JobTracker:
             monitor.add_connection_listener(lambda up: self._queue.put(_Connection(up)))
 
     # -- public API (any thread) ---------------------------------------------------------------------
-    def track(self, job_id: str, task_type: str = "unknown") -> None:
-        """Start recording events of a job (events that arrived before are replayed)."""
+    def track(self, job_id: str, task_type: str = "unknown", first: _Command | None = None) -> None:
+        """Start recording events of a job; events that arrived before are replayed.
+
+        ``first`` is queued before any replayed event, so a subscription made together with the tracking
+        sees the whole job, including events that beat the POST's reply.
+        """
         with self._lock:
-            if job_id in self._jobs or job_id in self._finished:
-                return
-            self._jobs[job_id] = _JobState(job_id, task_type)
-        if self.monitor is not None:
-            self.monitor.add_listener(job_id, lambda ev: self._queue.put(ev))
+            new = job_id not in self._jobs and job_id not in self._finished
+            if new:
+                self._jobs[job_id] = _JobState(job_id, task_type)
+        if first is not None:
+            self._queue.put(first)
+        if new and self.monitor is not None:
+            self.monitor.add_listener(job_id, self._queue.put)
 
     def subscribe(
         self,
@@ -152,10 +158,9 @@ class JobTracker:
         loop = _running_loop() if _is_async(on_progress) or _is_async(on_complete) else None
         sub_id = f"sub-{next(self._ids)}"
         sub = _Subscription(sub_id, job_id, on_progress, on_complete, loop)
-        self.track(job_id, task_type)
-        self._queue.put(_Subscribe(sub))
         with self._lock:
             self._sub_index[sub_id] = job_id
+        self.track(job_id, task_type, first=_Subscribe(sub))
         return sub_id
 
     def unsubscribe(self, sub_id: str) -> bool:
@@ -181,8 +186,7 @@ class JobTracker:
             box.append(outcome)
             done.set()
 
-        self.track(job_id, task_type)
-        self._queue.put(_Wait(job_id, waiter, add=True))
+        self.track(job_id, task_type, first=_Wait(job_id, waiter, add=True))
         if not done.wait(timeout):
             self._queue.put(_Wait(job_id, waiter, add=False))
             raise JobTimeoutError(job_id, self.last_status(job_id), timeout)
@@ -201,8 +205,7 @@ class JobTracker:
             with contextlib.suppress(RuntimeError):  # the loop was closed meanwhile
                 loop.call_soon_threadsafe(settle)
 
-        self.track(job_id, task_type)
-        self._queue.put(_Wait(job_id, waiter, add=True))
+        self.track(job_id, task_type, first=_Wait(job_id, waiter, add=True))
         try:
             outcome = await asyncio.wait_for(fut, timeout)
         except TimeoutError:
