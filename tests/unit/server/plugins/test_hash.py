@@ -239,3 +239,15 @@ def test_magic_failure_uses_sniffer(mp_job, monkeypatch: pytest.MonkeyPatch) -> 
     out = _result(mp_job(HashPlugin(), _png_bytes(img), upload_name="x.png"))
     assert out["media_type"] == "image"
     assert out["hash_value"] == hashlib.sha512(img.tobytes()).hexdigest()
+
+
+def test_heic_image_hash(mp_job) -> None:
+    pillow_heif = pytest.importorskip("pillow_heif")
+    pillow_heif.register_heif_opener()
+    buf = io.BytesIO()
+    _gradient((32, 24)).save(buf, format="HEIF", quality=90)
+    job = mp_job(HashPlugin(), buf.getvalue(), upload_name="photo.heic")
+    with Image.open(io.BytesIO(buf.getvalue())) as again:
+        expected = hashlib.sha512(again.tobytes()).hexdigest()
+    out = _result(job)
+    assert (out["media_type"], out["algorithm"], out["hash_value"]) == ("image", "sha512_image", expected)

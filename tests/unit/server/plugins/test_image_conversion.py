@@ -203,3 +203,10 @@ def test_decompression_bomb(mp_job, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 50 * 50)
     with pytest.raises(PluginError, match="decompression bomb"):
         mp_job(ImageConversionPlugin(), data, {"format": "jpg"}, upload_name="bomb.png")
+
+
+def test_heic_input(mp_job) -> None:
+    pillow_heif = pytest.importorskip("pillow_heif")
+    pillow_heif.register_heif_opener()
+    job = mp_job(ImageConversionPlugin(), _encode(_noisy((48, 32)), "HEIF"), {"format": "png"}, upload_name="a.heic")
+    _is_format(job.out(), "png")

@@ -214,3 +214,12 @@ def test_video_without_any_ffmpeg(mp_job, mp_video_silent: Path, monkeypatch: py
     # images still work without ffmpeg
     job = mp_job(MediaThumbnailPlugin(), _encode(_quadrants((50, 40))), upload_name="ok.png")
     assert job.task_output == {"media_type": "image"}
+
+
+def test_heic_thumbnail(mp_job) -> None:
+    pillow_heif = pytest.importorskip("pillow_heif")
+    pillow_heif.register_heif_opener()
+    job = mp_job(MediaThumbnailPlugin(), _encode(_quadrants((80, 40)), "HEIF"), {"width": "40"}, upload_name="a.heic")
+    assert job.task_output == {"media_type": "image"}
+    with Image.open(job.out()) as out:
+        assert out.size == (40, 20)
