@@ -59,7 +59,10 @@ class ScriptedServer:
         self.tokens_issued = 0
         self.refreshes = 0
         self.token_lifetime = 1800
-        self.required_token: str | None = None
+        self.auth_required = False  # /jobs routes need a token this server issued and did not revoke
+        self.issued: set[str] = set()
+        self.revoked: set[str] = set()
+        self.revoke_next_issued = False
         self.truncate_downloads = False
         self.mqtt_url = mqtt_url
         self._mqtt: mqtt.Client | None = None
@@ -124,9 +127,9 @@ class ScriptedServer:
             if injected is not None and injected.count > 0:
                 injected.count -= 1
                 return JSONResponse(injected.body, status_code=injected.status, headers=injected.headers)
-            if server.required_token is not None and request.url.path.startswith("/jobs"):
-                auth = request.headers.get("authorization", "")
-                if auth != f"Bearer {server.required_token}":
+            if server.auth_required and request.url.path.startswith("/jobs"):
+                token = request.headers.get("authorization", "").removeprefix("Bearer ")
+                if token not in server.issued or token in server.revoked:
                     return JSONResponse({"detail": "Could not validate credentials"}, status_code=401)
             response: Response = await call_next(request)
             return response
@@ -291,7 +294,10 @@ class ScriptedServer:
 
         exp = int(time.time()) + self.token_lifetime
         token = f"{b64({'alg': 'ES256'})}.{b64({'id': 'alice', 'exp': exp, 'n': uuid.uuid4().hex})}.c2ln"
-        self.required_token = token if self.required_token is not None else None
+        self.issued.add(token)
+        if self.revoke_next_issued:
+            self.revoke_next_issued = False
+            self.revoked.add(token)
         return token
 
     # -- lifecycle -------------------------------------------------------------------------------------
