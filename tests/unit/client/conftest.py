@@ -4,8 +4,8 @@ import logging
 from collections.abc import Iterator
 
 import pytest
-from cl_compute.broker import Broker, start_broker
 
+from cl_compute.broker import Broker, start_broker
 from tests.unit.client.scripted_server import ScriptedServer
 
 

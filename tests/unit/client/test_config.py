@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from cl_client import ComputeClientConfig, ConfigurationError, MqttSettings, resolve_config
 
 

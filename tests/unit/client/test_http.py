@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from cl_client import (
     AsyncComputeClient,
     AuthenticationError,

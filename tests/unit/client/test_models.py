@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from cl_client import JobEvent, JobResponse, ValidationError, WorkerCapability
 from cl_client._models import is_terminal_status
 
