@@ -424,6 +424,22 @@ def tool_version(exe: str, flag: str = "-version") -> str:
     return lines[0].strip() if lines else ""
 
 
+def ffmpeg_label(exe: str) -> str:
+    """``ffmpeg <version> (<path>)`` for capability details."""
+    first = tool_version(exe)
+    match = re.match(r"ffmpeg version (\S+)", first)
+    return f"ffmpeg {match.group(1) if match else first or '?'} ({exe})"
+
+
+def heif_support() -> str:
+    """pillow-heif's version when installed (HEIC/HEIF input), else 'no'."""
+    try:
+        import pillow_heif  # pyright: ignore[reportMissingImports]
+    except Exception:
+        return "no"
+    return f"pillow-heif {pillow_heif.__version__}"
+
+
 def _tail(fh: IO[bytes], limit: int = 1500) -> str:
     fh.seek(0)
     data = fh.read().decode("utf-8", errors="replace").strip()

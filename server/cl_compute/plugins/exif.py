@@ -28,6 +28,7 @@ import os
 import re
 import shutil
 import subprocess
+import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -277,6 +278,8 @@ _IMAGE_TYPES = {
     "BMP": ("BMP", "BMP", "File"),
     "TIFF": ("TIFF", "TIF", "EXIF"),
 }
+#: libmagic MIME -> the MIME type ExifTool reports, where they differ
+_EXIFTOOL_MIME = {"audio/x-m4a": "audio/mp4", "audio/x-wav": "audio/x-wav", "video/MP2T": "video/m2ts"}
 _AV_TYPES = {
     "video/mp4": ("MP4", "QuickTime"),
     "video/quicktime": ("MOV", "QuickTime"),
@@ -454,7 +457,7 @@ def _av_meta(path: Path, mime: str) -> dict[str, Any] | None:
         meta: dict[str, Any] = {
             "File:FileType": file_type,
             "File:FileTypeExtension": file_type,
-            "File:MIMEType": mime,
+            "File:MIMEType": _EXIFTOOL_MIME.get(mime, mime),
         }
         if container.duration:
             meta[f"{group}:Duration"] = _num(round(container.duration / 1_000_000, 6))
@@ -495,6 +498,9 @@ def _av_meta(path: Path, mime: str) -> dict[str, Any] | None:
     return meta
 
 
+_NO_PIXEL_LIMIT = threading.Lock()
+
+
 def python_metadata(path: Path, display: str) -> dict[str, Any]:
     """ExifTool-style ``-G -n`` metadata from Pillow (images) or PyAV (audio/video)."""
     import warnings
@@ -505,11 +511,14 @@ def python_metadata(path: Path, display: str) -> dict[str, Any]:
     meta = _file_group(path, display)
     mime = _media.detect_mime(path)
     try:
-        with warnings.catch_warnings():
+        # Only headers are read here, never pixels, so the decompression-bomb limit does not apply.
+        with _NO_PIXEL_LIMIT, warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            img = Image.open(path)
-    except Image.DecompressionBombError as exc:
-        raise PluginError(f"Image refused as a decompression bomb: {exc}") from exc
+            saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+            try:
+                img = Image.open(path)
+            finally:
+                Image.MAX_IMAGE_PIXELS = saved
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         img = None
     if img is not None:
@@ -527,12 +536,12 @@ def python_metadata(path: Path, display: str) -> dict[str, Any]:
             else:
                 meta[f"{size_group}:ImageWidth"] = img.width
                 meta[f"{size_group}:ImageHeight"] = img.height
+    elif mime.startswith("text/"):
+        meta.update({"File:FileType": "TXT", "File:FileTypeExtension": "TXT", "File:MIMEType": mime})
     else:
         av_meta = _av_meta(path, mime)
         if av_meta is not None:
             meta.update(av_meta)
-        elif mime.startswith("text/"):
-            meta.update({"File:FileType": "TXT", "File:FileTypeExtension": "TXT", "File:MIMEType": mime})
         elif mime == "application/pdf":
             meta.update({"File:FileType": "PDF", "File:FileTypeExtension": "PDF", "File:MIMEType": mime})
         else:

@@ -99,6 +99,7 @@ class HashPlugin(Plugin):
             "backend": "hashlib",
             "pillow": _media.pillow_version(),
             "av": _media.av_version(),
+            "heif": _media.heif_support(),
             "media_type": magic_version,
         }
 

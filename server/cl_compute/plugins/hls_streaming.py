@@ -121,7 +121,7 @@ class HlsStreamingPlugin(Plugin):
     def load(self) -> None:
         """Locate ffmpeg (BackendUnavailable without one) and record its version."""
         self._ffmpeg = _media.require_ffmpeg()
-        type(self).details = {"ffmpeg": _media.tool_version(self._ffmpeg), "probe": _media.av_version()}
+        type(self).details = {"ffmpeg": _media.ffmpeg_label(self._ffmpeg), "probe": _media.av_version()}
 
     def run(self, ctx: TaskContext) -> dict[str, object]:
         """Encode the variants (and the original on request) into ``output/``."""
@@ -135,8 +135,11 @@ class HlsStreamingPlugin(Plugin):
         if exe is None:
             raise PluginError("No ffmpeg available on this worker")
         mime = _media.detect_mime(path)
-        if _media.media_type_of(path, mime) == "image":
+        media_type = _media.media_type_of(path, mime)
+        if media_type == "image":
             raise PluginError(f"Input file {path.name} is a still image ({mime}), not a video")
+        if media_type in ("text", "url"):
+            raise PluginError(f"Input file {path.name} does not contain a video stream (it is {mime})")
         info = _media.probe_media(path)
         if not info.has_video:
             raise PluginError(f"Input file {path.name} does not contain a video stream")

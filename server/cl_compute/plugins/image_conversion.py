@@ -73,6 +73,7 @@ class ImageConversionPlugin(Plugin):
         type(self).details = {
             "backend": f"Pillow {_media.pillow_version()}",
             "webp": str(bool(features.check("webp"))),
+            "heif": _media.heif_support(),
         }
 
     def run(self, ctx: TaskContext) -> dict[str, object]:

@@ -81,8 +81,8 @@ class MediaThumbnailPlugin(Plugin):
     def load(self) -> None:
         """Locate ffmpeg (videos only need it; images work without) and record versions."""
         self._ffmpeg = _media.find_ffmpeg()
-        ffmpeg = _media.tool_version(self._ffmpeg) if self._ffmpeg else "not found (videos unsupported)"
-        type(self).details = {"pillow": _media.pillow_version(), "ffmpeg": ffmpeg}
+        ffmpeg = _media.ffmpeg_label(self._ffmpeg) if self._ffmpeg else "not found (videos unsupported)"
+        type(self).details = {"pillow": _media.pillow_version(), "heif": _media.heif_support(), "ffmpeg": ffmpeg}
 
     def run(self, ctx: TaskContext) -> dict[str, object]:
         """Write ``output/thumbnail.jpg``; ``task_output`` is ``{"media_type": "image"|"video"}``."""

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
 from cl_compute.plugins._media import find_ffmpeg
 from cl_compute.plugins.base import Plugin, TaskContext
 

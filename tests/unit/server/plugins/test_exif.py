@@ -9,10 +9,11 @@ from pathlib import Path
 
 import piexif
 import pytest
+from PIL import Image
+
 from cl_compute.plugins import get_plugin
 from cl_compute.plugins.base import BackendUnavailable, ParamError, PluginError
 from cl_compute.plugins.exif import FIELDS, ExifPlugin
-from PIL import Image
 
 HAVE_EXIFTOOL = shutil.which("exiftool") is not None
 BACKENDS = [
@@ -258,3 +259,13 @@ def test_auto_uses_python_without_exiftool(mp_job, monkeypatch: pytest.MonkeyPat
 def test_auto_prefers_exiftool(mp_job, monkeypatch: pytest.MonkeyPatch) -> None:
     out = _run(mp_job, monkeypatch, "auto", _image())
     assert "ExifTool:ExifToolVersion" in out["raw_metadata"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_huge_image_header_only(mp_job, monkeypatch: pytest.MonkeyPatch, backend: str) -> None:
+    # metadata never decodes pixels, so an image over the bomb limit still gives its metadata
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10 * 10)
+    out = _run(mp_job, monkeypatch, backend, _image())
+    assert out["make"] == "Canon"
+    assert (out["image_width"], out["image_height"]) == (64, 48)
+    assert Image.MAX_IMAGE_PIXELS == 100

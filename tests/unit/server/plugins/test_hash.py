@@ -11,11 +11,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from PIL import Image
+
 from cl_compute.plugins import get_plugin
 from cl_compute.plugins._media import sniff_mime
 from cl_compute.plugins.base import ParamError, PluginError
 from cl_compute.plugins.hash import HashPlugin
-from PIL import Image
 
 
 def _png_bytes(img: Image.Image, fmt: str = "PNG", **kw: object) -> bytes:

@@ -10,6 +10,7 @@ from pathlib import Path
 import av
 import m3u8
 import pytest
+
 from cl_compute.plugins import _media, get_plugin
 from cl_compute.plugins.base import JobCancelled, ParamError, PluginError
 from cl_compute.plugins.hls_streaming import DEFAULT_VARIANTS, HlsStreamingPlugin
@@ -204,7 +205,9 @@ def test_image_fails(mp_job) -> None:
         mp_job(HlsStreamingPlugin(), buf.getvalue(), {"variants": SMALL}, upload_name="x.png")
 
 
-@pytest.mark.parametrize("data", [b"", b"not a video at all\n", bytes(range(7, 256)) * 40])
+@pytest.mark.parametrize(
+    "data", [b"", b"not a video at all\n", b"https://example.com/v.mp4", bytes(range(7, 256)) * 40]
+)
 def test_bad_inputs(mp_job, data: bytes) -> None:
     with pytest.raises(PluginError) as err:
         mp_job(HlsStreamingPlugin(), data, {"variants": SMALL}, upload_name="x.mp4")

@@ -7,10 +7,11 @@ import random
 from pathlib import Path
 
 import pytest
+from PIL import Image
+
 from cl_compute.plugins import get_plugin
 from cl_compute.plugins.base import ParamError, PluginError
 from cl_compute.plugins.image_conversion import ImageConversionPlugin
-from PIL import Image
 
 MAGIC = {
     "png": (b"\x89PNG\r\n\x1a\n",),

@@ -6,10 +6,11 @@ import io
 from pathlib import Path
 
 import pytest
+from PIL import Image
+
 from cl_compute.plugins import get_plugin
 from cl_compute.plugins.base import ParamError, PluginError
 from cl_compute.plugins.media_thumbnail import MediaThumbnailPlugin
-from PIL import Image
 
 
 def _encode(img: Image.Image, fmt: str = "PNG", **kw: object) -> bytes:
