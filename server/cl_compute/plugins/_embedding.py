@@ -10,12 +10,16 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from cl_compute.plugins._descriptor import DescriptorSpec
 from cl_compute.plugins._imageio import load_rgb_image, parse_bool, save_vector
 from cl_compute.plugins._onnx import OnnxPreprocess
 from cl_compute.plugins.base import BackendUnavailable, Plugin, PluginError, TaskContext
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
 
 
 class ImageEmbeddingPlugin(Plugin):
@@ -70,12 +74,12 @@ class ImageEmbeddingPlugin(Plugin):
             self.details = dict(type(self).details)  # type: ignore[misc]
         self._loaded = True
 
-    def embed(self, ctx_input: Path) -> object:
+    def embed(self, path: Path) -> NDArray[np.float64]:
         """The raw (unnormalised) vector of an image file."""
         from cl_compute.plugins._descriptor import describe
         from cl_compute.plugins._onnx import OnnxImageEmbedder
 
-        img = load_rgb_image(ctx_input)
+        img = load_rgb_image(path)
         if isinstance(self._onnx, OnnxImageEmbedder):
             try:
                 return self._onnx.embed(img)

@@ -74,7 +74,9 @@ class Detection:
     points: tuple[tuple[float, float], ...]
 
 
-def nms(boxes: NDArray[np.float64], scores: NDArray[np.float64], threshold: float, method: str = "union"):
+def nms(
+    boxes: NDArray[np.float64], scores: NDArray[np.float64], threshold: float, method: str = "union"
+) -> NDArray[np.int64]:
     """Greedy non-maximum suppression; returns kept indices, best score first.
 
     ``method="union"`` uses IoU, ``"min"`` intersection over the smaller area. A box is dropped when its
@@ -234,7 +236,7 @@ class Mtcnn:
         out[:, :4] = np.fix(out[:, :4])
         return out
 
-    def _stage2(self, img: NDArray[np.uint8], boxes: NDArray[np.float64], threshold: float):
+    def _stage2(self, img: NDArray[np.uint8], boxes: NDArray[np.float64], threshold: float) -> NDArray[np.float64]:
         import numpy as np
 
         if boxes.shape[0] == 0:
@@ -251,7 +253,9 @@ class Mtcnn:
         boxes = _calibrate(boxes[keep], reg[keep])
         return _square(boxes)
 
-    def _stage3(self, img: NDArray[np.uint8], boxes: NDArray[np.float64], threshold: float):
+    def _stage3(
+        self, img: NDArray[np.uint8], boxes: NDArray[np.float64], threshold: float
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         import numpy as np
 
         if boxes.shape[0] == 0:
@@ -378,7 +382,9 @@ def _umeyama(src: NDArray[np.float64], dst: NDArray[np.float64]) -> NDArray[np.f
     return np.hstack([scale * rot, t[:, None]])
 
 
-def align_face(rgb: NDArray[np.uint8], points: NDArray[np.float64] | tuple) -> NDArray[np.uint8]:
+def align_face(
+    rgb: NDArray[np.uint8], points: NDArray[np.float64] | tuple[tuple[float, float], ...]
+) -> NDArray[np.uint8]:
     """ArcFace-aligned 112x112 RGB crop from an image and the face's five landmarks (protocol order)."""
     import cv2
     import numpy as np

@@ -95,30 +95,35 @@ def load_rgb_image(path: Path) -> Image.Image:
             # Pillow only *warns* between its limit and twice that; make every bomb an error.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(path)
-            width, height = img.size
-            if width * height > limit:
-                raise PluginError(
-                    f"Image is too large: {width}x{height} = {width * height} pixels exceeds the limit of "
-                    f"{limit} pixels (decompression-bomb guard; CL_COMPUTE_MAX_IMAGE_PIXELS raises it)"
-                )
-            img.load()
-    except PluginError:
-        raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise PluginError(f"Image refused as a possible decompression bomb: {exc}") from exc
     except UnidentifiedImageError as exc:
         raise PluginError("Input is not an image format this backend can read (Pillow cannot identify it)") from exc
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise PluginError(f"Image file is corrupt or truncated: {exc}") from exc
-    if width <= 0 or height <= 0:
-        raise PluginError(f"Image has no pixels ({width}x{height})")
-    try:
-        upright = ImageOps.exif_transpose(img)
-        if upright is not None:
-            img = upright
-    except Exception:  # a broken EXIF block must not sink an otherwise readable image
-        pass
-    return to_rgb(img)
+    with img:
+        width, height = img.size
+        if width <= 0 or height <= 0:
+            raise PluginError(f"Image has no pixels ({width}x{height})")
+        if width * height > limit:
+            raise PluginError(
+                f"Image is too large: {width}x{height} = {width * height} pixels exceeds the limit of "
+                f"{limit} pixels (decompression-bomb guard; CL_COMPUTE_MAX_IMAGE_PIXELS raises it)"
+            )
+        try:
+            img.load()
+        except (OSError, ValueError, SyntaxError, EOFError) as exc:
+            raise PluginError(f"Image file is corrupt or truncated: {exc}") from exc
+        upright = img
+        try:
+            transposed = ImageOps.exif_transpose(img)
+            if transposed is not None:
+                upright = transposed
+        except Exception:  # a broken EXIF block must not sink an otherwise readable image
+            upright = img
+        rgb = to_rgb(upright)
+        # Closing ``img`` invalidates its pixels: hand back an independent image.
+        return rgb.copy() if rgb is img else rgb
 
 
 def to_rgb(img: Image.Image) -> Image.Image:

@@ -11,12 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
+from skimage import data
+
 from cl_compute.plugins import get_plugin
 from cl_compute.plugins._faces import ARCFACE_TEMPLATE, nms, similarity_to_template
 from cl_compute.plugins.base import ParamError, PluginError, TaskContext
 from cl_compute.plugins.face_detection import FaceDetectionPlugin
-from PIL import Image
-from skimage import data
 
 LANDMARKS = ("right_eye", "left_eye", "nose_tip", "mouth_right", "mouth_left")
 
@@ -169,6 +170,25 @@ def test_astronaut_one_face_full_output(fd_plugin: FaceDetectionPlugin, tmp_path
     assert on_disk == json.loads(json.dumps(result))
     assert job.progress[-1] == 100
     assert job.progress == sorted(job.progress)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (8, 30), (11, 11)])
+def test_tiny_images_have_no_faces(fd_plugin: FaceDetectionPlugin, tmp_path: Path, size: tuple[int, int]) -> None:
+    result, _ = _detect(fd_plugin, tmp_path, _png(np.full((*size, 3), 200, dtype=np.uint8)))
+    assert result["num_faces"] == 0
+    assert (result["image_height"], result["image_width"]) == size
+
+
+def test_gif_input(fd_plugin: FaceDetectionPlugin, tmp_path: Path) -> None:
+    gif = _encode_gif(_rgb(data.astronaut()))
+    result, _ = _detect(fd_plugin, tmp_path, gif, name="a.gif")
+    assert result["num_faces"] == 1
+
+
+def _encode_gif(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="GIF")
+    return buf.getvalue()
 
 
 def test_cameraman_grey_image_one_face(fd_plugin: FaceDetectionPlugin, tmp_path: Path) -> None:
