@@ -8,11 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
+from skimage import data
+
 from cl_compute.plugins import get_plugin
 from cl_compute.plugins.base import BackendUnavailable, ParamError, Plugin, PluginError, TaskContext
 from cl_compute.plugins.clip_embedding import ClipEmbeddingPlugin
-from PIL import Image
-from skimage import data
 
 PLUGIN = ClipEmbeddingPlugin
 TASK = "clip_embedding"

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
+from skimage import data
+
 from cl_compute.plugins import get_plugin
 from cl_compute.plugins.base import BackendUnavailable, ParamError, Plugin, PluginError, TaskContext
 from cl_compute.plugins.clip_embedding import ClipEmbeddingPlugin
 from cl_compute.plugins.dino_embedding import DinoEmbeddingPlugin
-from PIL import Image
-from skimage import data
 
 PLUGIN = DinoEmbeddingPlugin
 TASK = "dino_embedding"

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image, ImageFilter
+from skimage import data
+
 from cl_compute.plugins import get_plugin
 from cl_compute.plugins.base import ParamError, PluginError, TaskContext
 from cl_compute.plugins.face_detection import FaceDetectionPlugin
 from cl_compute.plugins.face_embedding import FaceEmbeddingPlugin, orthonormal_lift
-from PIL import Image, ImageFilter
-from skimage import data
 
 
 @pytest.fixture(scope="module")
