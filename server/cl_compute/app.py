@@ -136,6 +136,8 @@ class ServerState:
     def start(self) -> None:
         """Connect to the broker (subscribed before returning) and start the reaper."""
         self.mqtt.start()
+        if not self.mqtt.flush_retained():
+            log.warning("retained capability messages not confirmed within 2 s; /capabilities may lag")
         self._reaper = threading.Thread(target=self._reap_loop, name="cl-compute-reaper", daemon=True)
         self._reaper.start()
 

@@ -98,7 +98,7 @@ def start_mosquitto(
         chosen = port or free_port()
         workdir = Path(tempfile.mkdtemp(prefix="cl-compute-mosquitto-"))
         conf = workdir / "mosquitto.conf"
-        conf.write_text(f"listener {chosen} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+        conf.write_text(f"listener {chosen} 127.0.0.1\nallow_anonymous true\npersistence false\nset_tcp_nodelay true\n")
         proc = subprocess.Popen(
             [binary, "-c", str(conf)],
             stdin=subprocess.DEVNULL,

@@ -193,6 +193,7 @@ def worker(
     log_level: str,
 ) -> None:
     """Run one worker sharing the server's data directory."""
+    from cl_compute.mqtt import MQTTConnectError
     from cl_compute.worker import Worker, WorkerSettings
 
     wid = worker_id or f"worker-{socket.gethostname()}-{os.getpid()}"
@@ -215,7 +216,11 @@ def worker(
         )
     )
     w.install_signal_handlers()
-    sys.exit(w.run())
+    try:
+        code = w.run()
+    except MQTTConnectError as exc:
+        raise click.ClickException(str(exc)) from exc
+    sys.exit(code)
 
 
 def _ask_data_dir(server_url: str) -> Path:

@@ -5,8 +5,10 @@ Everything speaks MQTT 3.1.1 so the same code runs on mosquitto and on the amqtt
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import socket
 import threading
 import uuid
 from collections.abc import Callable, Sequence
@@ -79,6 +81,8 @@ class MQTTConnection:
         self._subscribed = threading.Event()
         self._pending_subs: set[int] = set()
         self._connect_rc: str | None = None
+        self._marker_mid: int | None = None
+        self._marker_subscribed: threading.Event | None = None
         client_id = f"{client_id_prefix}-{uuid.uuid4().hex[:8]}"
         self.client = paho.Client(
             CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv311, clean_session=True
@@ -102,6 +106,10 @@ class MQTTConnection:
         if getattr(reason_code, "is_failure", False):
             self._connect_rc = str(reason_code)
             return
+        sock = client.socket()
+        if isinstance(sock, socket.socket):
+            with contextlib.suppress(OSError):  # small MQTT packets must not wait for Nagle/delayed ACK
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._connected.set()
         if self._subscriptions:
             _rc, mid = client.subscribe([(t, 1) for t in self._subscriptions])
@@ -118,6 +126,10 @@ class MQTTConnection:
     def _handle_subscribe(
         self, client: paho.Client, userdata: object, mid: int, reason_codes: object, properties: object
     ) -> None:
+        marker = self._marker_subscribed
+        if marker is not None and mid == self._marker_mid:
+            marker.set()
+            return
         self._pending_subs.discard(mid)
         if not self._pending_subs:
             self._subscribed.set()
@@ -168,6 +180,29 @@ class MQTTConnection:
             self.publish_wait(EVENTS_TOPIC, payload)
         else:
             self.publish(EVENTS_TOPIC, payload)
+
+    def flush_retained(self, timeout: float = 2.0) -> bool:
+        """Wait until the retained messages sent after our SUBACK have been delivered to ``on_message``.
+
+        The broker sends them in order on this connection, so a round trip through a private topic
+        subscribed *after* them proves they all arrived. Returns False on timeout.
+        """
+        marker = f"cl-compute/marker/{uuid.uuid4().hex}"
+        seen = threading.Event()
+        subscribed = threading.Event()
+        self.client.message_callback_add(marker, lambda c, u, m: seen.set())
+        try:
+            _rc, mid = self.client.subscribe(marker, 1)
+            self._marker_mid = mid
+            self._marker_subscribed = subscribed
+            if not subscribed.wait(timeout):
+                return False
+            self.client.publish(marker, b"1", qos=1)
+            return seen.wait(timeout)
+        finally:
+            self._marker_subscribed = None
+            self.client.message_callback_remove(marker)
+            self.client.unsubscribe(marker)
 
     def stop(self) -> None:
         """Disconnect cleanly (no will) and stop the network thread."""

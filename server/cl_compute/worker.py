@@ -168,32 +168,55 @@ def _executor_main(
                 conn.send(("error", f"plugin returned an unusable task_output: {exc}"))
 
 
-def _kill_group_members() -> None:
-    """Kill every other process of the executor's process group (subprocesses a plugin left behind)."""
+def _proc_stat(pid: int) -> list[str] | None:
+    """Fields after the command name of /proc/<pid>/stat (state, ppid, pgrp, ...), or None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read().decode(errors="replace")
+        return stat[stat.rindex(")") + 2 :].split()
+    except (OSError, ValueError):
+        return None
+
+
+def _reap_children() -> None:
+    while True:
+        try:
+            pid, _status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def _kill_group_members(timeout: float = 2.0) -> None:
+    """Kill every other process of the executor's process group (subprocesses a plugin left behind).
+
+    Waits (up to ``timeout``) until they are really gone, reaping the executor's own children.
+    """
     me = os.getpid()
     group = os.getpgrp()
     try:
         entries = os.listdir("/proc")
     except OSError:
         return
+    killed: list[int] = []
     for entry in entries:
         if not entry.isdigit() or int(entry) == me:
             continue
+        fields = _proc_stat(int(entry))
         try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read().decode(errors="replace")
-            fields = stat[stat.rindex(")") + 2 :].split()
-            if int(fields[2]) == group:  # fields: state, ppid, pgrp, ...
+            if fields is not None and int(fields[2]) == group and fields[0] != "Z":
                 os.kill(int(entry), signal.SIGKILL)
+                killed.append(int(entry))
         except (OSError, ValueError, IndexError):
             continue
-    while True:  # reap killed children so no zombies pile up
-        try:
-            pid, _status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            break
-        if pid == 0:
-            break
+    deadline = time.monotonic() + timeout
+    while True:
+        _reap_children()
+        alive = [pid for pid in killed if (f := _proc_stat(pid)) is not None and f[0] != "Z"]
+        if not alive or time.monotonic() > deadline:
+            return
+        time.sleep(0.005)
 
 
 class _Executor:
@@ -235,6 +258,14 @@ class _Executor:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
         self.process.join(5)
+        if pid is not None:  # wait until every member of the group is gone
+            deadline = time.monotonic() + 2
+            while time.monotonic() < deadline:
+                try:
+                    os.killpg(pid, 0)
+                except (ProcessLookupError, PermissionError):
+                    break
+                time.sleep(0.005)
         self.conn.close()
 
     def close(self) -> None:
@@ -437,6 +468,7 @@ class Worker:
         cancel_deadline: float | None = None
         abandon_deadline: float | None = None
         restart = False
+        failure: str | None = None
         executor.conn.send((job.job_id, job.task_type, str(job_dir), job.params, s.job_time_limit))
         while True:
             now = time.monotonic()
@@ -471,11 +503,7 @@ class Worker:
                 elif kind == "died":
                     executor.process.join(1)
                     why = _describe_exit(executor.process.exitcode)
-                    self._finish(
-                        job.job_id,
-                        "error",
-                        error_message=f"Worker {self.worker_id}: the job process died ({why}) while running this job",
-                    )
+                    failure = f"Worker {self.worker_id}: the job process died ({why}) while running this job"
                     restart = True
                     break
             if pending_progress is not None and pending_progress != last_progress and now - last_progress_store >= 0.2:
@@ -486,13 +514,8 @@ class Worker:
                     self.mqtt.publish_event(job.job_id, "processing", last_progress, now_ms())
             if now >= deadline:
                 restart = True
-                self._finish(
-                    job.job_id,
-                    "error",
-                    error_message=(
-                        f"Job exceeded the time limit of {s.job_time_limit:g} s on worker {self.worker_id}"
-                        " and was stopped"
-                    ),
+                failure = (
+                    f"Job exceeded the time limit of {s.job_time_limit:g} s on worker {self.worker_id} and was stopped"
                 )
                 break
             if now - last_check >= 0.25:
@@ -510,16 +533,14 @@ class Worker:
             if self._stop.is_set() and abandon_deadline is None:
                 abandon_deadline = now + s.shutdown_grace
             if abandon_deadline is not None and (now >= abandon_deadline or self._abandon.is_set()):
-                self._finish(
-                    job.job_id,
-                    "error",
-                    error_message=f"Worker {self.worker_id} shut down before finishing this job",
-                )
+                failure = f"Worker {self.worker_id} shut down before finishing this job"
                 restart = True
                 break
         if restart:
-            executor.kill()
+            executor.kill()  # the whole process group, before the outcome is published
             self.executor = None
+        if failure is not None:
+            self._finish(job.job_id, "error", error_message=failure)
         if not self.store.job_exists(job.job_id):
             shutil.rmtree(job_dir, ignore_errors=True)  # deleted meanwhile: drop what the plugin wrote
         self.current_job = None

@@ -11,9 +11,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from cl_compute.deployment import Deployment
 from compute_test_plugins import TEST_PLUGINS, extra_plugins_spec
 from server_helpers import Recorder
+
+from cl_compute.deployment import Deployment
 
 TIME_LIMIT = 3.0
 SESSION_TASKS = [*TEST_PLUGINS, "broken"]

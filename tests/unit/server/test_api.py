@@ -11,9 +11,10 @@ from urllib.parse import quote, urlparse
 
 import httpx
 import pytest
+from server_helpers import Recorder, retained_now, run_job, submit
+
 from cl_compute.app import media_type_for, sanitize_upload_name
 from cl_compute.deployment import Deployment
-from server_helpers import Recorder, retained_now, run_job, submit
 
 
 def raw_get(server_url: str, raw_path: str) -> tuple[int, dict[str, object]]:

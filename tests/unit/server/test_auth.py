@@ -59,7 +59,10 @@ def test_public_endpoints_need_no_token(authdep: tuple[Deployment, httpx.Client]
         ({"Authorization": "Bearer"}, "Authentication required"),
         (bearer("not.a.jwt"), "Could not validate credentials"),
         (bearer(mint_token(OTHER_PRIVATE)), "Could not validate credentials"),
-        (bearer(jwt.encode({"id": "x", "exp": 9999999999}, "s" * 40, algorithm="HS256")), "Could not validate credentials"),
+        (
+            bearer(jwt.encode({"id": "x", "exp": 9999999999}, "s" * 40, algorithm="HS256")),
+            "Could not validate credentials",
+        ),
         (bearer(mint_token(PRIVATE, expires_in=-60)), "JWT token has expired"),
         (bearer(mint_token(PRIVATE, expires_in=None)), "JWT payload is invalid"),  # [fix] exp required
         (bearer(jwt.encode({"exp": 9999999999}, PRIVATE, algorithm="ES256")), "JWT payload is invalid"),
@@ -146,7 +149,7 @@ def test_guest_mode_opens_job_routes_but_never_admin(authdep: tuple[Deployment, 
 
 
 def test_cleanup_deletes_old_jobs_and_reports_freed_space(authdep: tuple[Deployment, httpx.Client]) -> None:
-    dep, client = authdep
+    _, client = authdep
     ids = [post_echo(client, USER).json()["job_id"] for _ in range(3)]
     size = client.get("/admin/jobs/storage/size", headers=ADMIN).json()
     assert size["job_count"] >= 3

@@ -8,9 +8,10 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from cl_compute.deployment import Deployment
 from conftest import test_plugin_spec
 from server_helpers import Recorder, retained_now, run_job, submit
+
+from cl_compute.deployment import Deployment
 
 TIME_LIMIT = 2.0
 

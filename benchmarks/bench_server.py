@@ -1,0 +1,120 @@
+"""Benchmark the cl_compute server core: start-up time, claim latency and jobs/s with a trivial plugin.
+
+Run: ``uv run python benchmarks/bench_server.py [--jobs 200] [--workers 1]``. Prints:
+
+* start-up: ``Deployment.start()`` wall time (broker + API + workers announced), test plugins only;
+* claim latency: time from the ``queued`` event to the ``processing`` event, as seen by an MQTT subscriber,
+  for jobs submitted one at a time to an idle worker (median / p95 / max);
+* throughput: jobs/s for a burst of jobs submitted back to back and run by the worker(s) (trivial ``echo``
+  plugin), measured from the first POST to the last ``completed`` event.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import urlparse
+
+import httpx
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "unit" / "server"))
+
+from compute_test_plugins import extra_plugins_spec
+
+from cl_compute.deployment import Deployment
+
+
+class Events:
+    def __init__(self, mqtt_url: str) -> None:
+        self.seen: dict[tuple[str, str], float] = {}
+        self.cond = threading.Condition()
+        parsed = urlparse(mqtt_url)
+        ready = threading.Event()
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-{uuid.uuid4().hex[:6]}")
+        self.client.on_connect = lambda c, *a: c.subscribe("inference/events", 1)
+        self.client.on_subscribe = lambda *a: ready.set()
+        self.client.on_message = self._on_message
+        self.client.connect(parsed.hostname or "127.0.0.1", parsed.port or 1883)
+        self.client.loop_start()
+        ready.wait(10)
+
+    def _on_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
+        data = json.loads(msg.payload)
+        with self.cond:
+            self.seen.setdefault((data["job_id"], data["event_type"]), time.perf_counter())
+            self.cond.notify_all()
+
+    def wait(self, job_id: str, kind: str, timeout: float = 30) -> float:
+        with self.cond:
+            ok = self.cond.wait_for(lambda: (job_id, kind) in self.seen, timeout)
+            if not ok:
+                raise TimeoutError(f"no {kind} event for {job_id}")
+            return self.seen[(job_id, kind)]
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--jobs", type=int, default=200)
+    parser.add_argument("--latency-samples", type=int, default=30)
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args()
+    print(f"machine: {platform.node()} {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}")
+    dep = Deployment(workers=args.workers, tasks=["echo"], extra_plugins=extra_plugins_spec())
+    dep.start()
+    try:
+        print(f"start-up: {dep.startup_seconds:.3f} s (broker {dep.broker_kind}, {args.workers} worker(s))")
+        events = Events(dep.mqtt_url)
+        with httpx.Client(base_url=dep.server_url, timeout=30) as http:
+
+            def post() -> str:
+                r = http.post("/jobs/echo", files={"file": ("x.bin", b"x")})
+                r.raise_for_status()
+                return str(r.json()["job_id"])
+
+            post_times = []
+            latencies = []
+            for _ in range(args.latency_samples):
+                t0 = time.perf_counter()
+                job_id = post()
+                post_times.append(time.perf_counter() - t0)
+                queued = events.wait(job_id, "queued")
+                processing = events.wait(job_id, "processing")
+                events.wait(job_id, "completed")
+                latencies.append(processing - queued)
+            latencies.sort()
+            ms = [x * 1000 for x in latencies]
+            print(
+                f"claim latency (queued -> processing event): median {statistics.median(ms):.1f} ms, "
+                f"p95 {ms[int(len(ms) * 0.95) - 1]:.1f} ms, max {ms[-1]:.1f} ms"
+            )
+            print(f"POST /jobs/echo round trip: median {statistics.median(post_times) * 1000:.1f} ms")
+
+            t0 = time.perf_counter()
+            ids = [post() for _ in range(args.jobs)]
+            posted = time.perf_counter()
+            last = max(events.wait(job_id, "completed", timeout=120) for job_id in ids)
+            print(
+                f"throughput: {args.jobs} jobs in {last - t0:.2f} s = {args.jobs / (last - t0):.1f} jobs/s "
+                f"({args.workers} worker(s); submitting alone took {posted - t0:.2f} s)"
+            )
+        events.close()
+    finally:
+        dep.stop()
+
+
+if __name__ == "__main__":
+    main()
