@@ -99,8 +99,12 @@ def start_mosquitto(
         workdir = Path(tempfile.mkdtemp(prefix="cl-compute-mosquitto-"))
         conf = workdir / "mosquitto.conf"
         conf.write_text(f"listener {chosen} 127.0.0.1\nallow_anonymous true\npersistence false\nset_tcp_nodelay true\n")
+        # mosquitto changes credentials at start-up, which clears PR_SET_PDEATHSIG: a small watchdog keeps it
+        cmd = [binary, "-c", str(conf)]
+        if preexec_fn is not None:
+            cmd = [sys.executable, "-m", "cl_compute._watchdog", *cmd]
         proc = subprocess.Popen(
-            [binary, "-c", str(conf)],
+            cmd,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

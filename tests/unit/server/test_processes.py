@@ -141,3 +141,42 @@ def test_extra_plugins_env_round_trip() -> None:
     spec = {"a": "pkg.mod:A", "b": "/x/y.py:B"}
     assert parse_extra_plugins(format_extra_plugins(spec)) == spec
     assert json.dumps(parse_extra_plugins(" a = m:C , ")) == '{"a": "m:C"}'
+
+
+def test_no_orphans_when_the_parent_is_killed(tmp_path: Path) -> None:
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import json, sys, time\n"
+        "from cl_compute.deployment import Deployment\n"
+        "dep = Deployment(workers=1, tasks=['echo'], extra_plugins=json.loads(sys.argv[1]))\n"
+        "dep.start()\n"
+        "print(json.dumps([dep.api_pid, *dep.worker_pids.values()]), flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, str(script), json.dumps(test_plugin_spec())], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        pids = json.loads(proc.stdout.readline())
+        broker = [int(p) for p in os.listdir("/proc") if p.isdigit() and (f := _stat(int(p))) and int(f[1]) == proc.pid]
+        assert all(_alive(p) for p in pids)
+        proc.kill()
+        proc.wait()
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and any(_alive(p) for p in [*pids, *broker]):
+            time.sleep(0.05)
+        assert not [p for p in [*pids, *broker] if _alive(p)]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _stat(pid: int) -> list[str] | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            text = f.read()
+    except OSError:
+        return None
+    return text[text.rindex(")") + 2 :].split()
