@@ -114,6 +114,7 @@ class ComputeClientConfig:
         event_silence_timeout: when a watched job gets no event for this long, it is polled.
         event_buffer_ttl: how long events for not-yet-known job ids are kept for replay.
         event_buffer_max: how many such events are kept at most.
+        fetch_concurrency: threads doing confirmation GETs and polls (never on the event path).
         default_priority: job priority when none is given.
         min_priority: lowest valid priority.
         max_priority: highest valid priority.
@@ -146,6 +147,7 @@ class ComputeClientConfig:
     event_silence_timeout: float = 5.0
     event_buffer_ttl: float = 60.0
     event_buffer_max: int = 20_000
+    fetch_concurrency: int = 4
     default_priority: int = 5
     min_priority: int = 0
     max_priority: int = 10

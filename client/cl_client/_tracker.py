@@ -21,7 +21,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from cl_client._config import ComputeClientConfig
@@ -56,8 +56,8 @@ class _JobState:
     next_poll: float = 0.0
     subs: dict[str, _Subscription] = field(default_factory=dict[str, _Subscription])
     waiters: list[Callable[[Outcome], None]] = field(default_factory=list[Callable[[Outcome], None]])
-    final: JobResponse | None = None
-    confirming: bool = False
+    fetching: bool = False  # a GET for this job is in flight in the fetch pool
+    refetch: bool = False  # a terminal event arrived while a GET was in flight: fetch again after it
 
     @property
     def interested(self) -> bool:
@@ -92,11 +92,19 @@ class _Connection:
     up: bool
 
 
+@dataclass(frozen=True)
+class _Record:
+    """The outcome of a GET done in the fetch pool, handed back to the tracker thread."""
+
+    job_id: str
+    outcome: JobResponse | Exception
+
+
 class _Stop:
     pass
 
 
-_Command = JobEvent | _Subscribe | _Unsubscribe | _Wait | _Forget | _Connection | _Stop
+_Command = JobEvent | _Subscribe | _Unsubscribe | _Wait | _Forget | _Connection | _Record | _Stop
 
 
 class JobTracker:
@@ -121,6 +129,9 @@ class JobTracker:
         self._sub_index: dict[str, str] = {}
         self._ids = itertools.count(1)
         self._closed = False
+        # GETs (terminal confirmations and polls) run in a small pool so that a slow or unreachable server
+        # never delays event dispatch; their outcomes come back through the queue.
+        self._pool = ThreadPoolExecutor(max_workers=config.fetch_concurrency, thread_name_prefix="cl-client-fetch")
         self._thread = threading.Thread(target=self._run, name="cl-client-tracker", daemon=True)
         self._thread.start()
         if monitor is not None:
@@ -236,6 +247,7 @@ class JobTracker:
         if self._closed:
             return
         self._closed = True
+        self._pool.shutdown(wait=False, cancel_futures=True)
         self._queue.put(_Stop())
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout=5)
@@ -280,6 +292,8 @@ class JobTracker:
                     state.waiters.remove(waiter)
             case _Forget(job_id=job_id):
                 self._drop(job_id)
+            case _Record(job_id=job_id, outcome=outcome):
+                self._on_fetched(job_id, outcome)
             case _Connection(up=False):  # broker lost: poll every watched job soon
                 now = time.monotonic()
                 for state in self._jobs.values():
@@ -338,17 +352,49 @@ class JobTracker:
             self._fire(sub, sub.on_progress, synthetic)
 
     def _confirm(self, state: _JobState) -> None:
+        if state.fetching:
+            state.refetch = True  # the GET in flight may predate the terminal state
+        else:
+            self._request_fetch(state)
+
+    def _request_fetch(self, state: _JobState) -> None:
+        if self._closed:
+            return
+        state.fetching = True
+        job_id = state.job_id
         try:
-            job = self._fetch(state.job_id)
-        except JobNotFoundError as exc:
-            self._finish_missing(state, exc)
+            self._pool.submit(self._fetch_task, job_id)
+        except RuntimeError:  # the pool was shut down by close()
+            state.fetching = False
+
+    def _fetch_task(self, job_id: str) -> None:
+        """Runs in the fetch pool: never raises, hands the outcome back to the tracker thread."""
+        try:
+            outcome: JobResponse | Exception = self._fetch(job_id)
+        except Exception as exc:
+            outcome = exc
+        self._queue.put(_Record(job_id, outcome))
+
+    def _on_fetched(self, job_id: str, outcome: JobResponse | Exception) -> None:
+        state = self._jobs.get(job_id)
+        if state is None:
             return
-        except ComputeClientError as exc:
-            log.warning("could not confirm job %s: %s; will poll", state.job_id, exc)
-            state.poll_interval = self.config.poll_interval
-            state.next_poll = time.monotonic() + state.poll_interval
+        state.fetching = False
+        if isinstance(outcome, JobNotFoundError):
+            self._finish_missing(state, outcome)
             return
-        self._on_record(state, job)
+        state.poll_interval = min(
+            self.config.poll_max_interval,
+            max(self.config.poll_interval, state.poll_interval * self.config.poll_backoff),
+        )
+        state.next_poll = time.monotonic() + state.poll_interval
+        if isinstance(outcome, Exception):
+            log.debug("GET of job %s failed: %s; will poll again", job_id, outcome)
+            return
+        self._on_record(state, outcome)
+        if state.refetch and job_id in self._jobs:
+            state.refetch = False
+            self._request_fetch(state)
 
     def _on_record(self, state: _JobState, job: JobResponse) -> None:
         state.last_status = job.status
@@ -396,30 +442,15 @@ class JobTracker:
 
     def _sweep(self, now: float) -> None:
         events_live = self.monitor is not None and self.monitor.ready
-        for state in list(self._jobs.values()):
-            if not state.interested:
+        for state in self._jobs.values():
+            if state.fetching or not state.interested:
                 continue
             if events_live:
                 due = max(state.last_activity + self.config.event_silence_timeout, state.next_poll)
             else:
                 due = state.next_poll
-            if now < due:
-                continue
-            try:
-                job = self._fetch(state.job_id)
-            except JobNotFoundError as exc:
-                self._finish_missing(state, exc)
-                continue
-            except ComputeClientError as exc:
-                log.debug("poll of job %s failed: %s", state.job_id, exc)
-                job = None
-            state.poll_interval = min(
-                self.config.poll_max_interval,
-                max(self.config.poll_interval, state.poll_interval * self.config.poll_backoff),
-            )
-            state.next_poll = time.monotonic() + state.poll_interval
-            if job is not None:
-                self._on_record(state, job)
+            if now >= due:
+                self._request_fetch(state)
 
     def _fire(self, sub: _Subscription, callback: JobCallback | None, job: JobResponse) -> None:
         if callback is None:
