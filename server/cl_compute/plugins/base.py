@@ -105,7 +105,7 @@ class Plugin(abc.ABC):
             ParamError: a field is missing, malformed or out of range.
         """
 
-    def load(self) -> None:  # noqa: B027 - optional hook
+    def load(self) -> None:
         """Import heavy libraries / load models once per worker process.
 
         Raises:
