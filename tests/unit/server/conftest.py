@@ -11,22 +11,13 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from compute_test_plugins import TEST_PLUGINS, extra_plugins_spec
-from server_helpers import Recorder
+from compute_test_plugins import TEST_PLUGINS
+from server_helpers import Recorder, test_plugin_spec
 
 from cl_compute.deployment import Deployment
 
 TIME_LIMIT = 3.0
 SESSION_TASKS = [*TEST_PLUGINS, "broken"]
-
-
-def test_plugin_spec() -> dict[str, str]:
-    spec = extra_plugins_spec()
-    spec["broken"] = "/nonexistent/cl_compute_missing_plugin.py:Nope"
-    return spec
-
-
-test_plugin_spec.__test__ = False  # type: ignore[attr-defined]
 
 
 @pytest.fixture(scope="session")

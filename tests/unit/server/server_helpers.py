@@ -192,3 +192,15 @@ def retained_now(mqtt_url: str, topic: str, wait: float = 0.3) -> list[bytes]:
         client.disconnect()
         client.loop_stop()
     return got
+
+
+def test_plugin_spec() -> dict[str, str]:
+    """The test-only plugins (plus one whose module does not exist) as ``extra_plugins`` for a Deployment."""
+    from compute_test_plugins import extra_plugins_spec
+
+    spec = extra_plugins_spec()
+    spec["broken"] = "/nonexistent/cl_compute_missing_plugin.py:Nope"
+    return spec
+
+
+test_plugin_spec.__test__ = False  # type: ignore[attr-defined]

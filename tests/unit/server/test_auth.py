@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import jwt
 import pytest
-from conftest import test_plugin_spec
+from server_helpers import test_plugin_spec
 
 from cl_compute.auth import generate_keypair, mint_token
 from cl_compute.deployment import Deployment

@@ -12,8 +12,7 @@ import time
 from pathlib import Path
 
 import httpx
-from conftest import test_plugin_spec
-from server_helpers import Recorder, retained_now, run_job, submit
+from server_helpers import Recorder, retained_now, run_job, submit, test_plugin_spec
 
 from cl_compute.deployment import Deployment
 from cl_compute.plugins import EXTRA_PLUGINS_ENV, format_extra_plugins, parse_extra_plugins

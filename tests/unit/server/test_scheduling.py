@@ -8,8 +8,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from conftest import test_plugin_spec
-from server_helpers import Recorder, retained_now, run_job, submit
+from server_helpers import Recorder, retained_now, run_job, submit, test_plugin_spec
 
 from cl_compute.deployment import Deployment
 
