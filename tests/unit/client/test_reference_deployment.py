@@ -124,3 +124,26 @@ async def test_async_client_against_the_reference(deployment: Deployment) -> Non
         storage = await client.get_storage_size()
         assert storage.job_count >= 1
         await job.delete()
+
+
+def test_large_upload_is_streamed_not_read_into_memory(client: ComputeClient, tmp_path: Path) -> None:
+    import os
+    import tracemalloc
+
+    big = tmp_path / "big.bin"
+    chunk = os.urandom(1 << 20)
+    with big.open("wb") as fh:
+        for _ in range(48):
+            fh.write(chunk)
+    expected = hashlib.md5(big.read_bytes()).hexdigest()
+    tracemalloc.start()
+    try:
+        job = client.submit("hash", big, {"algorithm": "md5"})
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20, f"uploading 48 MiB allocated {peak / 2**20:.1f} MiB at peak"
+    job.result(timeout=120)
+    out = json.loads(job.download("output/hash.json", tmp_path).read_text())
+    assert out["hash_value"] == expected
+    job.delete()
