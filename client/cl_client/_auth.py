@@ -15,7 +15,7 @@ import enum
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import cast
 
 import httpx
@@ -160,17 +160,10 @@ class JWTAuthProvider(AuthProvider):
         return {"username": self._username or "", "password": self._password or ""}
 
     def _accept(self, response: httpx.Response, what: str) -> None:
-        if response.status_code in (401, 403):
-            raise AuthenticationError(
-                f"{what} refused by the auth service ({response.status_code})",
-                method="POST",
-                url=str(response.request.url),
-                status_code=response.status_code,
-                detail=response_detail(response),
-            )
         if response.status_code >= 400:
+            verb = "refused by" if response.status_code in (401, 403) else "failed at"
             raise AuthenticationError(
-                f"{what} failed at the auth service ({response.status_code})",
+                f"{what} {verb} the auth service ({response.status_code})",
                 method="POST",
                 url=str(response.request.url),
                 status_code=response.status_code,
@@ -188,6 +181,31 @@ class JWTAuthProvider(AuthProvider):
             )
         self._token = token
 
+    def _flow(self) -> Generator[httpx.Request, httpx.Response, None]:
+        """The token logic without I/O: yields the requests to send and receives their responses.
+
+        Refresh when close to expiry; if the refresh is refused, log in again; with no token, log in.
+        """
+        action = self._plan()
+        if action is _Action.USE:
+            return
+        if action is _Action.REFRESH:
+            refresh = httpx.Request("POST", f"{self._auth_url}/auth/token/refresh", headers=self._bearer())
+            try:
+                self._accept((yield refresh), "token refresh")
+                return
+            except AuthenticationError:
+                self._token = None
+        login = httpx.Request("POST", f"{self._auth_url}/auth/token", data=self._login_form())
+        self._accept((yield login), "login")
+
+    def _unreachable(self, exc: httpx.TransportError) -> ComputeConnectionError:
+        return ComputeConnectionError(
+            f"cannot reach the auth service at {self._auth_url}: {type(exc).__name__}",
+            method="POST",
+            url=self._auth_url,
+        )
+
     # -- sync ---------------------------------------------------------------------------------------
     def headers(self) -> dict[str, str]:
         """Return a fresh ``Authorization`` header, logging in or refreshing first when needed.
@@ -197,54 +215,30 @@ class JWTAuthProvider(AuthProvider):
             ComputeConnectionError: the auth service could not be reached.
         """
         with self._lock:
-            action = self._plan()
-            if action is _Action.USE:
-                return self._bearer()
-            http = self._sync_http = self._sync_http or httpx.Client(timeout=self._timeout)
+            flow = self._flow()
             try:
-                if action is _Action.REFRESH:
-                    try:
-                        self._accept(
-                            http.post(f"{self._auth_url}/auth/token/refresh", headers=self._bearer()),
-                            "token refresh",
-                        )
-                        return self._bearer()
-                    except AuthenticationError:
-                        self._token = None
-                self._accept(http.post(f"{self._auth_url}/auth/token", data=self._login_form()), "login")
+                request = next(flow)
+                http = self._sync_http = self._sync_http or httpx.Client(timeout=self._timeout)
+                while True:
+                    request = flow.send(http.send(request))
+            except StopIteration:
+                return self._bearer()
             except httpx.TransportError as exc:
-                raise ComputeConnectionError(
-                    f"cannot reach the auth service at {self._auth_url}: {type(exc).__name__}",
-                    method="POST",
-                    url=self._auth_url,
-                ) from None
-            return self._bearer()
+                raise self._unreachable(exc) from None
 
     # -- async --------------------------------------------------------------------------------------
     async def aheaders(self) -> dict[str, str]:
-        """Async twin of ``headers``."""
-        action = self._plan()
-        if action is _Action.USE:
-            return self._bearer()
-        http = self._async_http = self._async_http or httpx.AsyncClient(timeout=self._timeout)
+        """Async twin of ``headers`` (the same flow, sent with an ``httpx.AsyncClient``)."""
+        flow = self._flow()
         try:
-            if action is _Action.REFRESH:
-                try:
-                    self._accept(
-                        await http.post(f"{self._auth_url}/auth/token/refresh", headers=self._bearer()),
-                        "token refresh",
-                    )
-                    return self._bearer()
-                except AuthenticationError:
-                    self._token = None
-            self._accept(await http.post(f"{self._auth_url}/auth/token", data=self._login_form()), "login")
+            request = next(flow)
+            http = self._async_http = self._async_http or httpx.AsyncClient(timeout=self._timeout)
+            while True:
+                request = flow.send(await http.send(request))
+        except StopIteration:
+            return self._bearer()
         except httpx.TransportError as exc:
-            raise ComputeConnectionError(
-                f"cannot reach the auth service at {self._auth_url}: {type(exc).__name__}",
-                method="POST",
-                url=self._auth_url,
-            ) from None
-        return self._bearer()
+            raise self._unreachable(exc) from None
 
     def invalidate(self) -> bool:
         """Drop the cached token after a 401; a retry helps only when the provider can log in again."""
