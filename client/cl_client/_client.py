@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Self, TypeVar
@@ -31,6 +31,7 @@ from cl_client._models import (
 )
 from cl_client._mqtt import MqttMonitor
 from cl_client._tracker import JobCallback, JobTracker
+from cl_client.plugins import AsyncPlugins, JobFiles, SyncPlugins
 
 log = logging.getLogger("cl_client")
 T = TypeVar("T")
@@ -133,6 +134,23 @@ class _ClientCore:
     def _upload(self, file: PathLike, filename: str | None) -> Upload:
         return Upload.from_path(file, filename)
 
+    # -- job files for typed results (plugin clients) -------------------------------------------------
+    @staticmethod
+    def _read_file_call(job_id: str, file_path: str, timeout: float | None) -> _api.Call[bytes]:
+        request = Request("GET", job_file_path(job_id, file_path), job_id=job_id, timeout=timeout)
+        return _api.Call(request, lambda response: response.content)
+
+    def _sync_files(self, http: SyncHTTP, job_id: str) -> tuple[Callable[[str], bytes], Callable[[str, Path], Path]]:
+        def read(path: str) -> bytes:
+            call = self._read_file_call(job_id, path, None)
+            return call.parse(http.send(call.request))
+
+        def save(path: str, dest: Path) -> Path:
+            request = Request("GET", job_file_path(job_id, path), job_id=job_id)
+            return http.download(request, download_target(dest, path))
+
+        return read, save
+
     # -- MQTT-side API (sync in both clients: nothing here does I/O) ---------------------------------
     def subscribe_job_updates(
         self,
@@ -192,7 +210,7 @@ class _ClientCore:
         return have
 
 
-class ComputeClient(_ClientCore):
+class ComputeClient(_ClientCore, SyncPlugins):
     """Sync client for a CL compute deployment (context manager).
 
     Args:
@@ -322,6 +340,26 @@ class ComputeClient(_ClientCore):
         request = Request("GET", job_file_path(job_id, file_path), job_id=job_id, timeout=timeout)
         return self._http.download(request, target)
 
+    def read_job_file(self, job_id: str, file_path: str, *, timeout: float | None = None) -> bytes:
+        """Read a (small) file of a job into memory, e.g. ``output/hash.json``.
+
+        Raises:
+            JobNotFoundError: no such job. NotFoundError: no such file.
+        """
+        return self._call(self._read_file_call(job_id, file_path, timeout))
+
+    def job_files(self, job_id: str) -> JobFiles:
+        """File access for one job, used by the typed plugin results (sync, and async through a thread)."""
+        read, save = self._sync_files(self._http, job_id)
+
+        async def aread(path: str) -> bytes:
+            return await asyncio.to_thread(read, path)
+
+        async def asave(path: str, dest: Path) -> Path:
+            return await asyncio.to_thread(save, path, dest)
+
+        return JobFiles(job_id, read, save, aread, asave)
+
     def submit(
         self,
         task_type: str,
@@ -435,7 +473,7 @@ class ComputeClient(_ClientCore):
     update_guest_mode = set_guest_mode
 
 
-class AsyncComputeClient(_ClientCore):
+class AsyncComputeClient(_ClientCore, AsyncPlugins):
     """Async client: the same methods and arguments as ``ComputeClient``, awaitable (async context manager).
 
     Waiting and callbacks use the same tracker thread as the sync client (with its own connection pool),
@@ -535,6 +573,24 @@ class AsyncComputeClient(_ClientCore):
         target = download_target(dest, file_path)
         request = Request("GET", job_file_path(job_id, file_path), job_id=job_id, timeout=timeout)
         return await self._http.download(request, target)
+
+    async def read_job_file(self, job_id: str, file_path: str, *, timeout: float | None = None) -> bytes:
+        """Async ``ComputeClient.read_job_file``."""
+        return await self._call(self._read_file_call(job_id, file_path, timeout))
+
+    def job_files(self, job_id: str) -> JobFiles:
+        """File access for one job, used by the typed plugin results (async, and sync on the tracker's pool)."""
+        self.tracker  # noqa: B018 - creates the tracker and its sync HTTP pool
+        assert self._tracker_http is not None
+        read, save = self._sync_files(self._tracker_http, job_id)
+
+        async def aread(path: str) -> bytes:
+            return await self.read_job_file(job_id, path)
+
+        async def asave(path: str, dest: Path) -> Path:
+            return await self.download_job_file(job_id, path, dest)
+
+        return JobFiles(job_id, read, save, aread, asave)
 
     async def submit(
         self,

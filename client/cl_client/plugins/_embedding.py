@@ -1,0 +1,110 @@
+"""The embedding result shared by clip_embedding, dino_embedding and face_embedding."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, cast
+
+from pydantic import JsonValue
+
+from cl_client._models import JobResponse
+from cl_client.plugins._base import PluginResult
+from cl_client.plugins._fields import BoolField
+from cl_client.plugins._files import JobFiles, Plan, read
+from cl_client.plugins._parse import as_bool, as_float, output_file, parse_npy, task_output_value
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
+
+NORMALIZE = BoolField("normalize", "L2-normalise the vector", value_default=True)
+
+
+@dataclass(frozen=True, kw_only=True)
+class EmbeddingResult(PluginResult):
+    """An embedding vector, read once from the job's ``.npy`` file.
+
+    Attributes:
+        embedding: the float32 vector (read-only numpy array).
+        dim: its length.
+        normalized: whether the server L2-normalised it.
+        output_path: the ``.npy`` file in the job directory.
+    """
+
+    embedding: NDArray[np.float32] = field(repr=False, compare=False)
+    dim: int
+    normalized: bool
+    output_path: str
+    raw: bytes = field(repr=False, compare=False, default=b"")
+
+    def _outputs_plan(self, dest: Path) -> Plan[list[Path]]:
+        target = dest / self.output_path.rsplit("/", 1)[-1]
+        target.write_bytes(self.raw)  # the bytes read once; no second download
+        return [target]
+        yield  # pragma: no cover - makes this a generator
+
+    def as_dict(self) -> dict[str, JsonValue]:
+        """``dim``, ``normalized``, ``output_path`` and the vector as a list."""
+        return {
+            "dim": self.dim,
+            "normalized": self.normalized,
+            "output_path": self.output_path,
+            "embedding": [float(x) for x in cast(list[float], self.embedding.tolist())],
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class FaceEmbeddingResult(EmbeddingResult):
+    """A face embedding: the vector plus the server's sharpness score.
+
+    Attributes:
+        quality_score: 0..1 sharpness of the input (None when the server gives none).
+    """
+
+    quality_score: float | None = None
+
+    def as_dict(self) -> dict[str, JsonValue]:
+        """As ``EmbeddingResult.as_dict`` plus ``quality_score``."""
+        out = super().as_dict()
+        out["quality_score"] = self.quality_score
+        return out
+
+
+def _vector_plan(record: JobResponse, task_type: str) -> Plan[tuple[str, bytes, NDArray[np.float32], bool]]:
+    path = output_file(record, f"output/{task_type}.npy")
+    data = yield from read(path)
+    vector = parse_npy(data, where=f"job {record.job_id} {path}")
+    normalized = as_bool(task_output_value(record, "normalized"))
+    if normalized is None:
+        normalized = as_bool(record.params.get("normalize")) is not False
+    return path, data, vector, normalized
+
+
+def embedding_builder(task_type: str) -> Callable[[JobResponse, JobFiles], Plan[EmbeddingResult]]:
+    """The result builder of an embedding plugin whose vector is ``output/<task_type>.npy``."""
+
+    def build(record: JobResponse, files: JobFiles) -> Plan[EmbeddingResult]:
+        path, data, vector, normalized = yield from _vector_plan(record, task_type)
+        return EmbeddingResult(
+            job=record, files=files, embedding=vector, dim=vector.size, normalized=normalized,
+            output_path=path, raw=data,
+        )  # fmt: skip
+
+    return build
+
+
+def build_face_embedding(record: JobResponse, files: JobFiles) -> Plan[FaceEmbeddingResult]:
+    """Builder of face_embedding results."""
+    path, data, vector, normalized = yield from _vector_plan(record, "face_embedding")
+    return FaceEmbeddingResult(
+        job=record,
+        files=files,
+        embedding=vector,
+        dim=vector.size,
+        normalized=normalized,
+        output_path=path,
+        raw=data,
+        quality_score=as_float(task_output_value(record, "quality_score")),
+    )
