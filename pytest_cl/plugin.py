@@ -1,4 +1,481 @@
-"""Entry point module loaded by pytest through the ``pytest11`` entry point.
+"""Entry point module loaded by pytest through the ``pytest11`` entry point ``cl`` (disable: ``-p no:cl``).
 
-It imports only pytest and the standard library at load time.
+Options, hooks and fixtures only. At load time it imports pytest, the standard library and the light
+modules ``pytest_cl.config``, ``pytest_cl.deployment`` and ``pytest_cl.report`` (themselves pytest and
+standard library only); the client, httpx, paho and the reference deployment are imported inside the
+fixtures and hooks that need them.
 """
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import warnings
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, cast
+
+import pytest
+
+from pytest_cl.config import Settings, SettingsError, add_options, resolve_settings
+from pytest_cl.deployment import DeploymentInfo, DeploymentUnavailableError, EmbeddedDeployment, probe, read_state
+from pytest_cl.report import PROP_LACKS, PROP_MISSING, PROP_PROBLEMS, PROP_ROW, Results, row_for_path, terminal_sections
+
+if TYPE_CHECKING:
+    from cl_client import ComputeClient
+    from pytest_cl._media import MediaCatalogue
+    from pytest_cl._runtime import Runtime
+
+MARKERS = (
+    "cl_requires(*capabilities): the test needs workers offering these task types; without one the "
+    "missing-worker policy applies (--cl-missing-worker: skip locally, fail in CI or strict mode)",
+    "cl_destructive: the test changes server settings (guest mode, clean-up); skipped against a deployment "
+    "that is not embedded unless --cl-allow-destructive",
+    "cl_needs_fix(what): the test relies on a [fix] of PROTOCOL.md; against a deployment that is not the "
+    "reference one (and not in strict mode) a failure is reported as 'deployment lacks <what>' (xfail)",
+    "cl_row(name): the row of the conformance matrix (default: from the test file's path)",
+)
+CL_FIXTURES = frozenset({"cl_deployment", "compute_client", "async_compute_client", "require_worker", "cl_jobs"})
+ASYNC_HINT = "async_compute_client needs pytest-asyncio: pip install pytest-asyncio (or use compute_client)"
+
+
+class ClCleanupWarning(pytest.PytestWarning):
+    """A job created by a test could not be deleted (or its deletion could not be verified)."""
+
+
+@dataclass
+class _State:
+    """Per-process plugin state (light: no client objects until a fixture needs them)."""
+
+    settings: Settings
+    process: str
+    worker: bool
+    embedded: EmbeddedDeployment
+    info: DeploymentInfo | None = None
+    shared_dir: Path | None = None
+    own_shared_dir: bool = False
+    results: Results = field(default_factory=Results)
+    runtime: Runtime | None = None
+    session_problems: list[str] = field(default_factory=list[str])
+    session_kept: list[str] = field(default_factory=list[str])
+
+
+STATE = pytest.StashKey[_State]()
+_TEST_PROPS = pytest.StashKey[dict[str, str]]()
+
+
+def _state(config: pytest.Config) -> _State:
+    return config.stash[STATE]
+
+
+def _workerinput(config: pytest.Config) -> dict[str, object] | None:
+    return cast(dict[str, object] | None, getattr(config, "workerinput", None))
+
+
+# -- options and configuration ---------------------------------------------------------------------------
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Register the ``cl`` option group; each option has an ini twin and an environment variable."""
+    add_options(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the markers, resolve the settings once, join the xdist run's shared deployment."""
+    for line in MARKERS:
+        config.addinivalue_line("markers", line)
+    try:
+        settings = resolve_settings(config)
+    except SettingsError as exc:
+        raise pytest.UsageError(f"cl: {exc}") from None
+    winput = _workerinput(config)
+    process = cast(str, winput.get("workerid", "main")) if winput else "main"
+    shared = cast(str | None, winput.get("cl_shared_dir")) if winput else None
+    shared_dir = Path(shared) if shared else None
+    state = _State(
+        settings=settings,
+        process=process,
+        worker=winput is not None,
+        embedded=EmbeddedDeployment(settings, shared_dir, process),
+        shared_dir=shared_dir,
+    )
+    if winput and winput.get("cl_info"):
+        state.info = DeploymentInfo.from_json(cast(str, winput["cl_info"]))
+    state.embedded.join()
+    config.stash[STATE] = state
+    if not state.worker:
+        config.pluginmanager.register(_ResultCollector(state.results), "cl-results")
+    if config.pluginmanager.hasplugin("asyncio"):
+        from pytest_cl import _async
+
+        config.pluginmanager.register(_async, "cl-async")
+    else:
+        config.pluginmanager.register(_AsyncStub(), "cl-async")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Leave the xdist run's shared deployment; the controller removes the shared directory."""
+    state = config.stash.get(STATE, None)
+    if state is None:
+        return
+    state.embedded.leave()
+    if state.own_shared_dir and state.shared_dir is not None:
+        shutil.rmtree(state.shared_dir, ignore_errors=True)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """With ``--cl-server``: probe the deployment once, before any worker starts (one clear error)."""
+    state = _state(session.config)
+    if state.worker or state.settings.server is None or cast(bool, session.config.option.collectonly):
+        return
+    try:
+        state.info = probe(state.settings)
+    except DeploymentUnavailableError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: object) -> None:
+    """Hand (controller) the deployment (or the shared directory for the embedded one) to each xdist worker."""
+    state = _state(cast(pytest.Config, getattr(node, "config")))  # noqa: B009
+    if state.shared_dir is None:
+        state.shared_dir = Path(tempfile.mkdtemp(prefix="pytest-cl-"))
+        state.own_shared_dir = True
+    workerinput = cast(dict[str, object], getattr(node, "workerinput"))  # noqa: B009
+    workerinput["cl_shared_dir"] = str(state.shared_dir)
+    if state.info is not None:
+        workerinput["cl_info"] = state.info.to_json()
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """Which deployment is under test, its version, workers and capabilities, and the policy in force."""
+    state = _state(config)
+    s = state.settings
+    if state.info is not None:
+        target = state.info.describe()
+        workers = ", ".join(state.info.workers)
+        lines = [f"cl: deployment under test: {target}"]
+        if workers:
+            lines.append(f"cl: workers: {workers}")
+    else:
+        tasks = ",".join(s.embedded_tasks) or "all plugins"
+        extra = f" + {','.join(s.embedded_plugins)}" if s.embedded_plugins else ""
+        lines = [
+            f"cl: deployment under test: embedded cl_compute (started on first use; {s.embedded_workers} "
+            f"worker(s); capabilities: {tasks}{extra})"
+        ]
+    keep = "keep jobs" if s.keep_jobs else "delete jobs after each test"
+    lines.append(
+        f"cl: missing-worker policy: {s.policy_text}; job timeout {s.job_timeout:g} s; {keep}"
+        + ("; strict" if s.strict else "")
+    )
+    return lines
+
+
+# -- per-test hooks -------------------------------------------------------------------------------------
+def _is_cl_item(item: pytest.Item) -> bool:
+    names = cast(list[str], getattr(item, "fixturenames", []))
+    if CL_FIXTURES.intersection(names):
+        return True
+    return any(item.iter_markers("cl_requires")) or any(item.iter_markers("cl_needs_fix"))
+
+
+def _node(request: pytest.FixtureRequest) -> pytest.Item:
+    return cast(pytest.Item, request.node)
+
+
+def _props(item: pytest.Item) -> dict[str, str]:
+    props = item.stash.get(_TEST_PROPS, None)
+    if props is None:
+        props = item.stash[_TEST_PROPS] = {}
+    return props
+
+
+def _test_timeout(item: pytest.Item) -> float | None:
+    """Return the test's pytest-timeout: marker > --timeout > PYTEST_TIMEOUT > ini ``timeout``."""
+    import os
+
+    marker = item.get_closest_marker("timeout")
+    raw: object = None
+    if marker is not None:
+        raw = marker.args[0] if marker.args else marker.kwargs.get("timeout")
+    if raw is None:
+        raw = cast(object, item.config.getoption("timeout", None))
+    if raw is None:
+        raw = os.environ.get("PYTEST_TIMEOUT")
+    if raw is None:
+        try:
+            raw = cast(object, item.config.getini("timeout"))
+        except ValueError:
+            raw = None
+    try:
+        return float(cast(str, raw)) if raw not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
+    """After a test passed: the lifecycle checks on its jobs (a violation fails the test)."""
+    result = yield
+    runtime = _state(item.config).runtime
+    if runtime is not None and runtime.ledger.jobs_of(item.nodeid):
+        from pytest_cl._runtime import raise_violations
+
+        findings = runtime.lifecycle(item.nodeid)
+        lacks = [f.message for f in findings if f.kind == "lack"]
+        if lacks:
+            props = _props(item)
+            props[PROP_LACKS] = "\n".join(filter(None, [props.get(PROP_LACKS, ""), *lacks]))
+        raise_violations(findings, runtime.transcript(item.nodeid))
+    return result
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Failure output (job records, MQTT events, curl commands) and the per-test properties at teardown."""
+    state = _state(item.config)
+    runtime = state.runtime
+    if call.when == "teardown" and _is_cl_item(item):
+        props = _props(item)
+        props[PROP_ROW] = _row(item)
+        if runtime is not None:
+            from pytest_cl._jobs import summary_of
+
+            for key, value in summary_of(runtime.ledger.jobs_of(item.nodeid)).items():
+                if value:
+                    props[key] = value
+        for key, value in props.items():
+            item.user_properties.append((key, value))
+    report = yield
+    if (
+        report.failed
+        and runtime is not None
+        and runtime.ledger.jobs_of(item.nodeid) + runtime.ledger.requests_of(item.nodeid)
+    ):
+        report.sections.append(("cl: jobs, MQTT events and requests", runtime.transcript(item.nodeid)))
+    if call.when == "call" and report.skipped and item.stash.get(_NEEDS_FIX, None):
+        props = _props(item)
+        props[PROP_LACKS] = "\n".join(filter(None, [props.get(PROP_LACKS, ""), item.stash[_NEEDS_FIX]]))
+    return report
+
+
+def _row(item: pytest.Item) -> str:
+    marker = item.get_closest_marker("cl_row")
+    if marker is not None and marker.args:
+        return str(cast(object, marker.args[0]))
+    try:
+        path = item.path.relative_to(item.config.rootpath)
+    except ValueError:
+        path = item.path
+    return row_for_path(path)
+
+
+_NEEDS_FIX = pytest.StashKey[str]()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Hand this worker's session data to the controller, or write the report (controller / no xdist)."""
+    state = _state(session.config)
+    data: dict[str, object] = {
+        "starts": state.embedded.starts,
+        "problems": state.session_problems,
+        "kept": state.session_kept,
+        "info": state.embedded.info.to_json() if state.embedded.info else None,
+    }
+    if state.worker:
+        workeroutput = cast(dict[str, object], getattr(session.config, "workeroutput"))  # noqa: B009
+        workeroutput["cl_session"] = json.dumps(data)
+        return
+    if state.embedded.info is not None or state.session_problems or state.session_kept:
+        state.results.add_session(state.process, data)
+    if state.settings.report and (state.results.tests or state.results.sessions):
+        state.results.write(state.settings.report, _deployment_text(state), state.settings.policy_text)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: object, error: object) -> None:
+    """Take (controller) a finished worker's session data."""
+    config = cast(pytest.Config, getattr(node, "config"))  # noqa: B009
+    output = cast(dict[str, object], getattr(node, "workeroutput", {}))
+    raw = output.get("cl_session")
+    if isinstance(raw, str):
+        gateway = cast(object, getattr(node, "gateway", None))
+        process = str(cast(object, getattr(gateway, "id", "worker")))
+        data = cast(dict[str, object], json.loads(raw))
+        state = _state(config)
+        if cast(int, data.get("starts", 0)) or data.get("problems") or data.get("kept"):
+            state.results.add_session(process, data)
+        if state.info is None and isinstance(data.get("info"), str):
+            state.info = DeploymentInfo.from_json(cast(str, data["info"]))
+
+
+def _deployment_text(state: _State) -> str:
+    info = state.info or state.embedded.info
+    if info is not None:
+        return info.describe()
+    if state.shared_dir is not None:
+        saved = read_state(state.shared_dir).get("info")
+        if isinstance(saved, str):
+            return DeploymentInfo.from_json(saved).describe()
+    return "embedded cl_compute (not started)" if state.settings.embedded else str(state.settings.server)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Write the cl sections: deployment, skips for lack of a worker, lacks, clean-up, the conformance matrix."""
+    state = _state(terminalreporter.config)
+    results = state.results
+    if state.worker or not (results.tests or results.sessions):
+        return
+    for title, lines in terminal_sections(results, _deployment_text(state), state.settings.policy_text):
+        terminalreporter.write_sep("-", title)
+        for line in lines:
+            terminalreporter.write_line(line)
+    if state.settings.report:
+        terminalreporter.write_line(f"cl: report written to {state.settings.report} (+ .md)")
+
+
+# -- fixtures ---------------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def _cl_runtime(request: pytest.FixtureRequest) -> Iterator[Runtime]:
+    """Provide the per-process runtime: deployment (probed or embedded), clients, ledger, MQTT witness."""
+    from pytest_cl._runtime import Runtime
+
+    state = _state(request.config)
+    info = state.info
+    if info is None:
+        try:
+            info = state.embedded.acquire()
+        except DeploymentUnavailableError as exc:
+            request.session.shouldstop = str(exc)
+            pytest.fail(str(exc), pytrace=False)
+        state.info = info
+    runtime = Runtime(state.settings, info)
+    state.runtime = runtime
+    try:
+        yield runtime
+    finally:
+        state.session_problems += runtime.close()
+        state.session_kept += runtime.kept_at_session_end()
+        for problem in state.session_problems:
+            warnings.warn(ClCleanupWarning(problem), stacklevel=1)
+        state.embedded.release()
+
+
+@pytest.fixture(scope="session")
+def cl_deployment(_cl_runtime: Runtime) -> DeploymentInfo:
+    """Return the deployment under test (session): URLs, mode, version, workers, capabilities.
+
+    Without ``--cl-server`` the embedded reference deployment is started on first use (once per run, also
+    under xdist) and stopped at the end.
+    """
+    return _cl_runtime.info
+
+
+@pytest.fixture
+def _cl_test(request: pytest.FixtureRequest, _cl_runtime: Runtime) -> Iterator[float]:
+    """Attribute jobs to the running test; at teardown delete them and verify the deletion."""
+    node = _node(request)
+    deadline = _cl_runtime.begin(node.nodeid, _test_timeout(node))
+    try:
+        yield deadline
+    finally:
+        problems = _cl_runtime.finish(node.nodeid)
+        if problems:
+            _props(node)[PROP_PROBLEMS] = "\n".join(problems)
+            for problem in problems:
+                warnings.warn(ClCleanupWarning(problem), stacklevel=1)
+
+
+@pytest.fixture
+def compute_client(_cl_runtime: Runtime, _cl_test: float) -> ComputeClient:
+    """Return a connected ``ComputeClient`` for the deployment under test.
+
+    Every job it creates (``submit`` or the plugin clients) is recorded with the test's node id, checked
+    (lifecycle) and deleted at teardown, also when the test fails, times out or is interrupted. Job waits
+    never exceed the test's job-wait deadline (shorter than its pytest-timeout).
+    """
+    return _cl_runtime.client
+
+
+@pytest.fixture
+def require_worker(request: pytest.FixtureRequest, _cl_runtime: Runtime) -> Callable[..., None]:
+    """``require_worker("face_detection", ...)``: wait briefly for the capabilities, else apply the policy.
+
+    The policy is ``--cl-missing-worker``: ``skip`` (default locally), ``xfail``, or ``fail`` (default when
+    ``CI`` is set or in strict mode). The terminal summary lists every test stopped this way.
+    """
+    node = _node(request)
+    policy = _cl_runtime.settings.missing_worker
+
+    def require(*capabilities: str) -> None:
+        missing, message = _cl_runtime.require(node.nodeid, capabilities)
+        if not missing:
+            return
+        _props(node)[PROP_MISSING] = ",".join(missing)
+        if policy == "fail":
+            pytest.fail(message, pytrace=False)
+        elif policy == "xfail":
+            pytest.xfail(message)
+        pytest.skip(message)
+
+    return require
+
+
+@pytest.fixture
+def cl_jobs(_cl_runtime: Runtime, _cl_test: float, request: pytest.FixtureRequest) -> Callable[[], list[str]]:
+    """Return a callable giving the ids of the jobs the running test created so far (in creation order)."""
+    nodeid = _node(request).nodeid
+    return lambda: [j.job_id for j in _cl_runtime.ledger.jobs_of(nodeid)]
+
+
+@pytest.fixture(scope="session")
+def cl_media() -> MediaCatalogue:
+    """Return the committed test media: paths plus the known facts of ``media/manifest.json`` (``$CL_MEDIA_DIR``)."""
+    from pytest_cl._media import load_catalogue
+
+    return load_catalogue()
+
+
+@pytest.fixture(autouse=True)
+def _cl_markers(request: pytest.FixtureRequest) -> None:
+    """Apply ``cl_destructive``, ``cl_requires`` and ``cl_needs_fix`` (only for tests that carry them)."""
+    node = _node(request)
+    settings = _state(request.config).settings
+    if node.get_closest_marker("cl_destructive") is not None and not (settings.embedded or settings.allow_destructive):
+        pytest.skip(f"cl_destructive: not run against {settings.server} without --cl-allow-destructive")
+    requires = [str(a) for m in node.iter_markers("cl_requires") for a in cast(tuple[object, ...], m.args)]
+    if requires:
+        require = cast(Callable[..., None], request.getfixturevalue("require_worker"))
+        require(*requires)
+    fix = node.get_closest_marker("cl_needs_fix")
+    if fix is not None:
+        info = cast(DeploymentInfo, request.getfixturevalue("cl_deployment"))
+        if not (info.is_reference or settings.strict):
+            what = str(cast(object, fix.args[0])) if fix.args else "a [fix] of PROTOCOL.md"
+            node.stash[_NEEDS_FIX] = f"needs fix: {what}"
+            node.add_marker(pytest.mark.xfail(reason=f"deployment lacks {what}", strict=False))
+
+
+class _ResultCollector:
+    """Feeds every test report to the conformance matrix (controller, or the only process)."""
+
+    def __init__(self, results: Results) -> None:
+        self.results = results
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Take one report (reports from xdist workers arrive here too)."""
+        self.results.add(report)
+
+
+class _AsyncStub:
+    """Registered instead of ``pytest_cl._async`` when pytest-asyncio is not installed."""
+
+    @pytest.fixture
+    def async_compute_client(self) -> None:
+        """Needs pytest-asyncio (see ``pytest_cl._async``)."""
+        pytest.fail(ASYNC_HINT, pytrace=False)

@@ -1,0 +1,386 @@
+"""The deployment under test: probe a configured one (noproc) or start the embedded one (proc).
+
+* ``probe(settings)``: ``--cl-server`` given. Checks the API and the broker once and discovers version,
+  workers and capabilities; raises ``DeploymentUnavailableError`` naming what failed and how to fix it.
+* ``EmbeddedDeployment``: no ``--cl-server``. Starts ``cl_compute``'s reference deployment on first use.
+  Under xdist it is started once, by the first worker that needs it, behind an ``fcntl`` lock in a
+  directory the controller shares with its workers; the other workers attach through a state file holding
+  the URLs and capabilities. Every worker holds a shared lock on ``session.lock`` for its lifetime; the owner
+  stops the deployment only after taking that lock exclusively, i.e. after every other worker finished.
+
+Heavy modules (``cl_client``, ``cl_compute``) are imported inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import importlib
+import json
+import os
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import IO, Literal, Protocol, cast
+
+from pytest_cl.config import Settings
+
+__all__ = ["DeploymentInfo", "DeploymentUnavailableError", "EmbeddedDeployment", "describe", "probe"]
+
+SERVER_EXTRA_HINT = 'pip install "cl-client[server]"'
+REFERENCE_SERVICE = "cl_compute"
+
+
+class _Deployment(Protocol):
+    """The part of ``cl_compute.deployment.Deployment`` the plugin uses (cl_compute ships no stubs)."""
+
+    server_url: str
+    mqtt_url: str
+    startup_seconds: float
+
+    def start(self) -> object: ...
+
+    def stop(self) -> None: ...
+
+
+class DeploymentUnavailableError(Exception):
+    """The deployment under test cannot be used; the message says what failed and how to fix it."""
+
+
+@dataclass(frozen=True)
+class DeploymentInfo:
+    """What the ``cl_deployment`` fixture returns: where the deployment is and what it offers.
+
+    Attributes:
+        mode: ``embedded`` (started by the plugin) or ``remote`` (``--cl-server``).
+        server_url: the compute API.
+        mqtt_url: the broker, or None when MQTT is off.
+        service: the ``service`` field of ``GET /`` (``cl_compute`` for the reference deployment).
+        version: the ``version`` field of ``GET /``.
+        guest_mode: ``on``/``off`` as ``GET /`` reports it, or None.
+        capabilities: task types some worker offers (sorted).
+        workers: worker ids seen on the broker (sorted).
+        num_workers: ``num_workers`` of ``GET /capabilities``.
+        owner: who started it (``main``, an xdist worker id) or ``remote``.
+        startup_seconds: how long the embedded start took (0 for remote).
+    """
+
+    mode: Literal["embedded", "remote"]
+    server_url: str
+    mqtt_url: str | None
+    service: str = ""
+    version: str = ""
+    guest_mode: str | None = None
+    capabilities: tuple[str, ...] = ()
+    workers: tuple[str, ...] = ()
+    num_workers: int = 0
+    owner: str = "remote"
+    startup_seconds: float = 0.0
+
+    @property
+    def is_reference(self) -> bool:
+        """True for this project's reference deployment, which has every **[fix]** of PROTOCOL.md."""
+        return self.service == REFERENCE_SERVICE
+
+    @property
+    def embedded(self) -> bool:
+        """True when the plugin started the deployment."""
+        return self.mode == "embedded"
+
+    def offers(self, capability: str) -> bool:
+        """Return True when some worker offered ``capability`` when the deployment was discovered."""
+        return capability in self.capabilities
+
+    def describe(self) -> str:
+        """One line for the report header and summary."""
+        where = "embedded " if self.embedded else ""
+        caps = ", ".join(self.capabilities) or "none"
+        return (
+            f"{where}{self.service or 'unknown service'} {self.version or '?'} at {self.server_url} "
+            f"(mqtt {self.mqtt_url or 'off'}; {self.num_workers} worker(s); capabilities: {caps})"
+        )
+
+    def to_json(self) -> str:
+        """Serialise (to hand to xdist workers or write to the state file)."""
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> DeploymentInfo:
+        """Inverse of ``to_json``."""
+        raw = cast(dict[str, object], json.loads(text))
+        return cls(
+            mode=cast(Literal["embedded", "remote"], raw["mode"]),
+            server_url=cast(str, raw["server_url"]),
+            mqtt_url=cast(str | None, raw["mqtt_url"]),
+            service=cast(str, raw["service"]),
+            version=cast(str, raw["version"]),
+            guest_mode=cast(str | None, raw["guest_mode"]),
+            capabilities=tuple(cast(list[str], raw["capabilities"])),
+            workers=tuple(cast(list[str], raw["workers"])),
+            num_workers=cast(int, raw["num_workers"]),
+            owner=cast(str, raw["owner"]),
+            startup_seconds=cast(float, raw["startup_seconds"]),
+        )
+
+
+def default_mqtt_url(settings: Settings) -> str | None:
+    """Return the broker to use for a remote deployment: ``--cl-mqtt``, else port 1883 on the server's host."""
+    from urllib.parse import urlsplit
+
+    if settings.mqtt is not None:
+        return None if settings.mqtt.strip().lower() in ("off", "none", "disabled", "0", "false") else settings.mqtt
+    host = urlsplit(settings.server or "").hostname or "localhost"
+    return f"mqtt://{host}:1883"
+
+
+def describe(
+    settings: Settings,
+    server_url: str,
+    mqtt_url: str | None,
+    *,
+    mode: Literal["embedded", "remote"],
+    owner: str = "remote",
+    startup_seconds: float = 0.0,
+    broker_wait: float = 5.0,
+) -> DeploymentInfo:
+    """Ask a deployment what it is and offers (``GET /``, ``GET /capabilities``, retained worker messages).
+
+    Raises:
+        DeploymentUnavailableError: the API or the broker did not answer (the message says how to fix it).
+    """
+    from cl_client import ComputeClient, ComputeClientError, ComputeConnectionError, HTTPStatusError
+
+    flag = "--cl-server / cl_server / CL_SERVER_URL"
+    with ComputeClient(
+        server_url,
+        mqtt_url=mqtt_url or "off",
+        token=settings.token,
+        auth_url=settings.auth_url,
+        username=settings.username,
+        password=settings.password,
+        timeout=10.0,
+    ) as client:
+        try:
+            health = client.health()
+            caps = client.get_capabilities()
+        except ComputeConnectionError as exc:
+            raise DeploymentUnavailableError(
+                f"cl: the compute API at {server_url} is not reachable ({exc}). Start the deployment or fix "
+                f"{flag}; omit it to let pytest_cl start the embedded reference deployment."
+            ) from None
+        except HTTPStatusError as exc:
+            raise DeploymentUnavailableError(
+                f"cl: the compute API at {server_url} answered {exc.status_code} to {exc.method} {exc.url}: "
+                f"{exc.detail!r}. Is {flag} the compute service (default port 8002)?"
+            ) from None
+        except ComputeClientError as exc:
+            raise DeploymentUnavailableError(
+                f"cl: {server_url} does not look like a CL compute API ({exc}). Check {flag}."
+            ) from None
+        workers: dict[str, list[str]] = {}
+        if client.monitor is not None:
+            if not client.monitor.wait_ready(broker_wait):
+                raise DeploymentUnavailableError(
+                    f"cl: the MQTT broker at {client.monitor.settings.url} did not accept a connection within "
+                    f"{broker_wait:g} s. Pass the deployment's broker with --cl-mqtt URL (ini cl_mqtt, env "
+                    "CL_MQTT_URL), or --cl-mqtt off to work by polling only."
+                )
+            if settings.require_workers:
+                with contextlib.suppress(ComputeClientError):
+                    client.wait_for_workers(settings.require_workers, timeout=settings.worker_wait)
+            workers = {wid: list(cap.capabilities) for wid, cap in client.workers().items()}
+    offered = set(caps.capabilities)
+    for worker_caps in workers.values():
+        offered.update(worker_caps)
+    missing = [c for c in settings.require_workers if c not in offered]
+    if missing:
+        raise DeploymentUnavailableError(
+            f"cl: --cl-require-workers / cl_require_workers: no worker offers {', '.join(missing)} at {server_url} "
+            f"(available: {', '.join(sorted(offered)) or 'none'}). Start workers for them or drop them from the list."
+        )
+    return DeploymentInfo(
+        mode=mode,
+        server_url=server_url,
+        mqtt_url=mqtt_url,
+        service=health.service or "",
+        version=health.version or "",
+        guest_mode=health.guest_mode,
+        capabilities=tuple(sorted(offered)),
+        workers=tuple(sorted(workers)),
+        num_workers=caps.num_workers,
+        owner=owner,
+        startup_seconds=startup_seconds,
+    )
+
+
+def probe(settings: Settings) -> DeploymentInfo:
+    """Probe the deployment named by ``--cl-server`` once (API, broker, required workers).
+
+    Raises:
+        DeploymentUnavailableError: something did not answer; the message names it and the fix.
+    """
+    assert settings.server is not None
+    return describe(settings, settings.server, default_mqtt_url(settings), mode="remote")
+
+
+@contextlib.contextmanager
+def _locked(path: Path, mode: int) -> Generator[IO[str]]:
+    with path.open("a+") as fh:
+        fcntl.flock(fh, mode)
+        try:
+            yield fh
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+@dataclass
+class EmbeddedDeployment:
+    """The embedded reference deployment of one pytest process, shared across xdist workers.
+
+    Args:
+        settings: the plugin settings (worker count, tasks, extra plugins, required workers).
+        shared_dir: the directory shared by the controller and its xdist workers (None without xdist).
+        process_id: ``main`` or the xdist worker id.
+
+    Attributes:
+        info: the deployment once acquired.
+        starts: how many times this process started it (0 or 1).
+    """
+
+    settings: Settings
+    shared_dir: Path | None = None
+    process_id: str = "main"
+    info: DeploymentInfo | None = None
+    starts: int = 0
+    _deployment: _Deployment | None = field(default=None, repr=False)
+    _session_lock: IO[str] | None = field(default=None, repr=False)
+
+    # -- xdist membership --------------------------------------------------------------------------------
+    def join(self) -> None:
+        """Hold a shared lock on ``session.lock`` for this process's lifetime (xdist workers only)."""
+        if self.shared_dir is None or self._session_lock is not None:
+            return
+        fh = (self.shared_dir / "session.lock").open("a+")
+        fcntl.flock(fh, fcntl.LOCK_SH)
+        self._session_lock = fh
+
+    def leave(self) -> None:
+        """Release the shared lock (the owner waits for every member to leave before it stops)."""
+        if self._session_lock is not None:
+            fcntl.flock(self._session_lock, fcntl.LOCK_UN)
+            self._session_lock.close()
+            self._session_lock = None
+
+    # -- start or attach ---------------------------------------------------------------------------------
+    def acquire(self) -> DeploymentInfo:
+        """Start the deployment, or attach to the one another xdist worker started.
+
+        Raises:
+            DeploymentUnavailableError: the server extra is missing or the deployment failed to start (a
+                failure is recorded so that every worker reports the same error without retrying).
+        """
+        if self.info is not None:
+            return self.info
+        if self.shared_dir is None:
+            self.info = self._start()
+            return self.info
+        state_path = self.shared_dir / "state.json"
+        with _locked(self.shared_dir / "start.lock", fcntl.LOCK_EX):
+            state = read_state(self.shared_dir)
+            status = state.get("status")
+            if status == "running":
+                self.info = DeploymentInfo.from_json(cast(str, state["info"]))
+                return self.info
+            if status == "failed":
+                raise DeploymentUnavailableError(cast(str, state["error"]))
+            try:
+                self.info = self._start()
+            except DeploymentUnavailableError as exc:
+                _write_json(state_path, {"status": "failed", "error": str(exc), "owner": self.process_id})
+                raise
+            _write_json(
+                state_path,
+                {"status": "running", "owner": self.process_id, "pid": os.getpid(), "info": self.info.to_json()},
+            )
+            return self.info
+
+    def _start(self) -> DeploymentInfo:
+        try:
+            module = importlib.import_module("cl_compute.deployment")
+        except ImportError as exc:
+            raise DeploymentUnavailableError(
+                f"cl: no --cl-server was given, so pytest_cl wants to start the embedded reference deployment, "
+                f"but cl_compute cannot be imported ({exc}). Install the server extra: {SERVER_EXTRA_HINT} — or "
+                "point the tests at a running deployment with --cl-server URL (env CL_SERVER_URL)."
+            ) from None
+        s = self.settings
+        missing = [c for c in s.require_workers if s.embedded_tasks and c not in s.embedded_tasks]
+        if missing:
+            raise DeploymentUnavailableError(
+                f"cl: --cl-require-workers names {', '.join(missing)}, which the embedded deployment does not "
+                f"serve (--cl-embedded-tasks {','.join(s.embedded_tasks)})."
+            )
+        factory = cast(Callable[..., _Deployment], getattr(module, "Deployment"))  # noqa: B009
+        error = cast(type[Exception], getattr(module, "DeploymentError"))  # noqa: B009
+        dep = factory(
+            workers=s.embedded_workers,
+            tasks=list(s.embedded_tasks) or None,
+            extra_plugins=dict(s.embedded_plugins),
+            worker_shutdown_grace=1.0,
+        )
+        try:
+            dep.start()
+        except (error, OSError) as exc:
+            raise DeploymentUnavailableError(f"cl: the embedded cl_compute deployment did not start: {exc}") from None
+        self._deployment = dep
+        self.starts += 1
+        try:
+            return describe(
+                s,
+                dep.server_url,
+                dep.mqtt_url,
+                mode="embedded",
+                owner=self.process_id,
+                startup_seconds=dep.startup_seconds,
+            )
+        except DeploymentUnavailableError:
+            dep.stop()
+            self._deployment = None
+            raise
+
+    # -- stop ----------------------------------------------------------------------------------------
+    @property
+    def owner(self) -> bool:
+        """True when this process started the deployment (and so must stop it)."""
+        return self._deployment is not None
+
+    def release(self) -> None:
+        """Owner: wait until every other xdist worker finished, then stop the deployment. Others: nothing."""
+        dep = self._deployment
+        if dep is None:
+            return
+        if self.shared_dir is not None:
+            self.leave()
+            with _locked(self.shared_dir / "session.lock", fcntl.LOCK_EX):
+                dep.stop()
+            with _locked(self.shared_dir / "start.lock", fcntl.LOCK_EX):
+                state = read_state(self.shared_dir)
+                state["status"] = "stopped"
+                _write_json(self.shared_dir / "state.json", state)
+        else:
+            dep.stop()
+        self._deployment = None
+
+
+def read_state(shared_dir: Path) -> dict[str, object]:
+    """Read the shared state file (``{}`` when no worker started anything)."""
+    try:
+        return cast(dict[str, object], json.loads((shared_dir / "state.json").read_text()))
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_json(path: Path, data: Mapping[str, object]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data))
+    tmp.replace(path)
