@@ -80,8 +80,12 @@ class PluginResult:
         return await self.files.arun(self._outputs_plan(_folder(dest)))
 
     def as_dict(self) -> dict[str, JsonValue]:
-        """The result as JSON-ready data (what ``cl-client --json`` prints under ``result``)."""
+        """Return the result as JSON-ready data (what ``cl-client --json`` prints under ``result``)."""
         return {}
+
+    def summary(self) -> str:
+        """Return one human-readable line (what ``cl-client`` prints)."""
+        return self.job.status
 
 
 R = TypeVar("R", bound=PluginResult)

@@ -45,8 +45,13 @@ class EmbeddingResult(PluginResult):
         return [target]
         yield  # pragma: no cover - makes this a generator
 
+    def summary(self) -> str:
+        """Return e.g. ``512-d normalized [0.0780, 0.0128, -0.0259, ...]``."""
+        head = ", ".join(f"{float(x):.4f}" for x in cast(list[float], self.embedding[:3].tolist()))
+        return f"{self.dim}-d {'normalized' if self.normalized else 'raw'} [{head}, ...]"
+
     def as_dict(self) -> dict[str, JsonValue]:
-        """``dim``, ``normalized``, ``output_path`` and the vector as a list."""
+        """Return ``dim``, ``normalized``, ``output_path`` and the vector as a list."""
         return {
             "dim": self.dim,
             "normalized": self.normalized,
@@ -65,8 +70,13 @@ class FaceEmbeddingResult(EmbeddingResult):
 
     quality_score: float | None = None
 
+    def summary(self) -> str:
+        """Return the embedding summary plus the quality score."""
+        score = "n/a" if self.quality_score is None else f"{self.quality_score:.3f}"
+        return f"{super().summary()} quality {score}"
+
     def as_dict(self) -> dict[str, JsonValue]:
-        """As ``EmbeddingResult.as_dict`` plus ``quality_score``."""
+        """Return ``EmbeddingResult.as_dict`` plus ``quality_score``."""
         out = super().as_dict()
         out["quality_score"] = self.quality_score
         return out

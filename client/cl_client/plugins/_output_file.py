@@ -45,6 +45,10 @@ class OutputFileResult(PluginResult):
         """Async ``read_bytes``."""
         return await self.files.arun(read(self.output_path))
 
+    def summary(self) -> str:
+        """Return the output path."""
+        return self.output_path
+
     def as_dict(self) -> dict[str, JsonValue]:
         """``output_path``."""
         return {"output_path": self.output_path}

@@ -73,6 +73,20 @@ class ExifResult(PluginResult):
                 return value
         return None
 
+    def summary(self) -> str:
+        """Return the main fields that are set, e.g. ``make=Canon model=EOS R5 iso=400``."""
+        parts = [
+            f"{name}={value}"
+            for name, value in (
+                ("make", self.make), ("model", self.model), ("date", self.date_time_original),
+                ("size", f"{self.image_width}x{self.image_height}" if self.image_width else None),
+                ("iso", self.iso), ("f", self.f_number),
+                ("gps", f"{self.gps_latitude},{self.gps_longitude}" if self.gps_latitude is not None else None),
+            )
+            if value is not None
+        ]  # fmt: skip
+        return " ".join(parts) or f"{len(self.raw_metadata)} raw tags"
+
     def as_dict(self) -> dict[str, JsonValue]:
         """Return the typed fields and ``raw_metadata``."""
         return {

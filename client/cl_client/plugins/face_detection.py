@@ -169,6 +169,11 @@ class FaceDetectionResult(PluginResult):
         written += yield from self._crop_plan(indices, crops, single=False)
         return written
 
+    def summary(self) -> str:
+        """Return e.g. ``2 faces (0.99, 0.97)``."""
+        scores = ", ".join(f"{f.confidence:.2f}" for f in self.faces)
+        return f"{self.num_faces} face{'s' if self.num_faces != 1 else ''}" + (f" ({scores})" if scores else "")
+
     def as_dict(self) -> dict[str, JsonValue]:
         """num_faces, image size and the faces."""
         return {

@@ -33,6 +33,10 @@ class HashResult(PluginResult):
     media_type: str | None = None
     process_time: float | None = None
 
+    def summary(self) -> str:
+        """Return ``<algorithm> <hex>``."""
+        return f"{self.algorithm} {self.hash_value}"
+
     def as_dict(self) -> dict[str, JsonValue]:
         """hash_value, algorithm, media_type, process_time."""
         return {

@@ -171,6 +171,11 @@ class HlsResult(PluginResult):
     def _outputs_plan(self, dest: Path) -> Plan[list[Path]]:
         return self._tree_plan(dest)
 
+    def summary(self) -> str:
+        """Return the master playlist and the renditions."""
+        renditions = ", ".join(f"{s.height}p" if s.height else s.uri for s in self.streams)
+        return f"{self.master_playlist} ({renditions})"
+
     def as_dict(self) -> dict[str, JsonValue]:
         """Return the master path, streams and counts."""
         return {

@@ -1,0 +1,128 @@
+"""Shared parts of the ``cl-client`` command: global state, exit codes, error lines, output helpers."""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from collections.abc import Generator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, cast
+
+import click
+from rich.console import Console
+
+from cl_client._exceptions import (
+    AuthenticationError,
+    ComputeClientError,
+    ComputeConnectionError,
+    ConfigurationError,
+    HTTPStatusError,
+    JobFailedError,
+    PermissionDeniedError,
+    ValidationError,
+)
+
+if TYPE_CHECKING:
+    from cl_client._client import ComputeClient
+
+EXIT_OK = 0
+EXIT_JOB_FAILED = 1
+EXIT_USAGE = 2
+EXIT_CONNECTION = 3
+
+
+def exit_code_for(exc: BaseException) -> int:
+    """Map an error to the documented exit code (2 usage, 3 connection/auth, 1 everything else)."""
+    if isinstance(exc, ConfigurationError | ValidationError | FileNotFoundError | IsADirectoryError):
+        return EXIT_USAGE
+    if isinstance(exc, ComputeConnectionError | AuthenticationError | PermissionDeniedError):
+        return EXIT_CONNECTION
+    return EXIT_JOB_FAILED
+
+
+def error_line(exc: BaseException) -> str:
+    """One readable line for an error (no traceback)."""
+    if isinstance(exc, ComputeConnectionError):
+        return f"cannot reach the server: {exc} (check --server / CL_SERVER_URL)"
+    if isinstance(exc, AuthenticationError):
+        return f"authentication failed: {exc} (check --token or --username/--password)"
+    if isinstance(exc, PermissionDeniedError):
+        return f"permission denied: {exc}"
+    if isinstance(exc, JobFailedError | ConfigurationError | HTTPStatusError | ComputeClientError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        filename = cast(str | None, exc.filename)
+        return f"{exc.strerror or exc}: {filename}" if filename else str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+@dataclass
+class CliState:
+    """The global options, resolved later by the library's own precedence (option > env > default)."""
+
+    server: str | None = None
+    mqtt: str | None = None
+    token: str | None = None
+    username: str | None = None
+    password: str | None = None
+    auth_url: str | None = None
+    timeout: float | None = None
+    json: bool = False
+    debug: bool = False
+    progress: bool | None = None
+    out: Console = field(default_factory=lambda: Console(highlight=False, soft_wrap=True))
+    err: Console = field(default_factory=lambda: Console(stderr=True, highlight=False, soft_wrap=True))
+
+    def client(self, *, events: bool = True) -> ComputeClient:
+        """A ``ComputeClient`` from the options (``events=False``: no MQTT connection, for one-shot REST calls).
+
+        Raises:
+            ConfigurationError: an invalid URL or setting.
+        """
+        from cl_client._client import ComputeClient
+
+        return ComputeClient(
+            self.server,
+            mqtt_url=self.mqtt if events else "off",
+            auth_url=self.auth_url,
+            token=self.token,
+            username=self.username,
+            password=self.password,
+            timeout=self.timeout,
+        )
+
+    def print_json(self, data: object) -> None:
+        """Print machine output on stdout (one JSON document)."""
+        click.echo(json.dumps(data, indent=2, default=str))
+
+    def show_progress(self) -> bool:
+        """Whether to draw live progress (a terminal on stderr, no ``--json``, unless forced)."""
+        if self.progress is not None:
+            return self.progress
+        return not self.json and self.err.is_terminal
+
+
+def state(ctx: click.Context) -> CliState:
+    """The ``CliState`` of the root command."""
+    found = ctx.find_object(CliState)
+    return found if found is not None else ctx.ensure_object(CliState)
+
+
+@contextmanager
+def handled(ctx: click.Context) -> Generator[None]:
+    """Turn library errors into one line on stderr and the documented exit code (``--debug``: traceback)."""
+    try:
+        yield
+    except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+        raise
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        ctx.exit(130)
+    except Exception as exc:
+        st = ctx.find_object(CliState)
+        if (st is not None and st.debug) or "--debug" in sys.argv:
+            traceback.print_exc()
+        click.echo(f"error: {error_line(exc)}", err=True)
+        ctx.exit(exit_code_for(exc))
