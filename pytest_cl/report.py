@@ -266,7 +266,7 @@ def terminal_sections(results: Results, deployment: str, policy: str) -> Iterabl
     yield "cl: deployment under test", head
     if results.missing_workers:
         yield (
-            f"cl: skipped for lack of a worker ({len(results.missing_workers)})",
+            f"cl: tests stopped for lack of a worker ({len(results.missing_workers)})",
             [f"{n}: {c} ({o})" for n, c, o in results.missing_workers],
         )
     if results.lacks:

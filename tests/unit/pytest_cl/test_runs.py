@@ -1,0 +1,428 @@
+"""pytest_cl end to end through pytester, against the session deployment (``--cl-server``/``--cl-mqtt``).
+
+Every scenario runs serially and with ``-n 2`` (the ``mode`` fixture).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from tests.unit.pytest_cl.conftest import PLUGIN_FILE, Target, run
+
+HASH_TESTS = """
+import pytest
+
+def test_md5(compute_client, tmp_path):
+    f = tmp_path / "a.txt"
+    f.write_bytes(b"hello")
+    record = compute_client.submit("hash", f, {"algorithm": "md5"}).result()
+    assert record.status == "completed"
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_sleep(compute_client, tmp_path, n):
+    f = tmp_path / "a.txt"
+    f.write_bytes(b"x")
+    assert compute_client.submit("sleep", f, {"seconds": 0.05 * n}).result().status == "completed"
+"""
+
+
+def _ids(text: str) -> list[str]:
+    return re.findall(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", text)
+
+
+def test_header_matrix_report_and_junit(pytester: pytest.Pytester, cl_target: Target, mode: list[str]) -> None:
+    pytester.makepyfile(
+        **{
+            "tests/conformance/plugins/test_hash": HASH_TESTS,
+            "tests/conformance/protocol/test_jobs": """
+                import pytest
+
+                def test_capabilities(compute_client, cl_deployment):
+                    assert cl_deployment.offers("hash") and cl_deployment.mode == "remote"
+                    assert "hash" in compute_client.get_capabilities().capabilities
+
+                def test_broken(compute_client):
+                    assert False, "deliberately broken"
+            """,
+            "tests/test_unrelated": "def test_plain():\n    pass\n",
+        }
+    )
+    before = cl_target.job_count()
+    result = run(pytester, *cl_target.args, *mode, "--cl-report", "out/report.json", "--junitxml", "out/junit.xml")
+    result.assert_outcomes(passed=5, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            f"cl: deployment under test: cl_compute 0.1.0 at {cl_target.server_url} (mqtt {cl_target.mqtt_url};*",
+            "cl: workers: *",
+            "cl: missing-worker policy: skip (local run); job timeout 120 s; delete jobs after each test",
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        [
+            "*cl: conformance matrix*",
+            "| row | passed | failed | skipped | jobs | p50 ms | p95 ms |",
+            "| --- |*",
+            "| hash | 3 | 0 | 0 | 3 | * | * |",
+            "| protocol | 1 | 1 | 0 | 0 | - | - |",
+        ]
+    )
+    assert "| unrelated |" not in result.stdout.str()
+    assert cl_target.job_count() == before
+    report = json.loads((pytester.path / "out/report.json").read_text())
+    rows = {r["row"]: r for r in report["matrix"]}
+    assert rows["hash"]["passed"] == 3 and rows["hash"]["jobs"] == 3
+    assert rows["hash"]["latency_p50_ms"] > 0 and rows["hash"]["latency_p95_ms"] >= rows["hash"]["latency_p50_ms"]
+    assert rows["protocol"] == {
+        "row": "protocol", "passed": 1, "failed": 1, "skipped": 0, "jobs": 0,
+        "latency_p50_ms": None, "latency_p95_ms": None,
+    }  # fmt: skip
+    assert report["tests"]["tests/conformance/protocol/test_jobs.py::test_broken"]["outcome"] == "failed"
+    assert report["missing_worker_policy"] == "skip (local run)"
+    markdown = (pytester.path / "out/report.md").read_text()
+    assert "| hash | 3 | 0 | 0 | 3 |" in markdown and markdown.startswith("# CL conformance report")
+    junit = ET.parse(pytester.path / "out/junit.xml").getroot()
+    case = next(c for c in junit.iter("testcase") if c.get("name") == "test_md5")
+    props = {p.get("name"): p.get("value") for p in case.iter("property")}
+    assert props["cl_row"] == "hash" and props["cl_tasks"] == "hash"
+    job_id = props["cl_jobs"]
+    assert props["cl_cleanup"] == f"{job_id}:deleted" and float(props["cl_latency_ms"]) > 0
+    assert not cl_target.job_exists(job_id)
+
+
+def test_failure_output_has_record_events_and_curl(
+    pytester: pytest.Pytester, cl_target: Target, mode: list[str]
+) -> None:
+    pytester.makepyfile(
+        test_fails="""
+        def test_job_then_assert(compute_client, tmp_path):
+            f = tmp_path / "in put.txt"
+            f.write_bytes(b"hello")
+            compute_client.submit("hash", f, {"algorithm": "md5"}, priority=7).result()
+            assert 1 == 2
+        """
+    )
+    result = run(pytester, *cl_target.args, *mode, "--cl-token", "s3cret-token")
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    result.stdout.fnmatch_lines(
+        [
+            "*cl: jobs, MQTT events and requests*",
+            "job * (hash) submitted *, clean-up: pending",
+            "  record: {",
+            '*"status": "completed",*',
+            "  MQTT events (*):",
+            "    *(+* ms) queued progress=0 server_ts=*",
+            "    *(+* ms) completed progress=100 server_ts=*",
+            "requests (token redacted: set CL_TOKEN to replay):",
+            f"  # POST {cl_target.server_url}/jobs/hash -> 200 (* ms)",
+            f"  curl -sS -X POST {cl_target.server_url}/jobs/hash -H 'Authorization: Bearer $CL_TOKEN' "
+            "-F algorithm=md5 -F priority=7 -F 'file=@*/in put.txt;filename=in put.txt'",
+        ]
+    )
+    assert "s3cret-token" not in out
+    for job_id in set(_ids(out)):
+        assert not cl_target.job_exists(job_id)
+
+
+def test_cleanup_after_failures_errors_and_timeouts(
+    pytester: pytest.Pytester, cl_target: Target, mode: list[str]
+) -> None:
+    pytester.makepyfile(
+        test_cleanup="""
+        import time
+        import pytest
+        from cl_client import JobTimeoutError
+
+        @pytest.fixture
+        def upload(tmp_path):
+            f = tmp_path / "a.txt"
+            f.write_bytes(b"x")
+            return f
+
+        def test_left_running(compute_client, upload):
+            compute_client.submit("sleep", upload, {"seconds": 30, "steps": 300})
+            raise RuntimeError("the test dies with a job still running")
+
+        def test_failed_job(compute_client, upload):
+            compute_client.submit("fail", upload, {"message": "boom"}).result()
+
+        @pytest.mark.timeout(4)
+        def test_job_wait_is_shorter_than_the_timeout(compute_client, upload):
+            job = compute_client.submit("sleep", upload, {"seconds": 30, "steps": 300})
+            started = time.monotonic()
+            with pytest.raises(JobTimeoutError):
+                job.result(timeout=60)   # clamped to the deadline: 4 s - 2 s reserve
+            assert 1.5 < time.monotonic() - started < 3.5
+            raise AssertionError("timed out as intended")
+
+        @pytest.mark.timeout(2)
+        def test_killed_by_pytest_timeout(compute_client, upload):
+            compute_client.submit("sleep", upload, {"seconds": 30, "steps": 300})
+            time.sleep(30)
+
+        def test_deletes_its_own_job(compute_client, upload, cl_jobs):
+            job = compute_client.submit("hash", upload)
+            job.result()
+            job.delete()
+            assert cl_jobs() == [job.job_id]
+        """
+    )
+    before = cl_target.job_count()
+    result = run(pytester, *cl_target.args, *mode)
+    result.assert_outcomes(failed=4, passed=1)
+    result.stdout.fnmatch_lines(["*JobFailedError: job * (fail) failed: boom*", "*Timeout*"])
+    assert "timed out as intended" in result.stdout.str()
+    assert cl_target.job_count() == before
+    assert "clean-up problems" not in result.stdout.str()
+
+
+def test_keep_jobs(pytester: pytest.Pytester, cl_target: Target, mode: list[str]) -> None:
+    pytester.makepyfile(
+        test_keep="""
+        def test_one(compute_client, tmp_path):
+            f = tmp_path / "a.txt"
+            f.write_bytes(b"x")
+            compute_client.submit("hash", f).result()
+        """
+    )
+    result = run(pytester, *cl_target.args, *mode, "--cl-keep-jobs")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*cl: jobs kept (--cl-keep-jobs): 1*", "*-*-*-*-*"])
+    (job_id,) = set(_ids(result.stdout.str().split("jobs kept")[1]))
+    assert cl_target.job_exists(job_id)
+    cl_target.delete(job_id)
+
+
+@pytest.mark.parametrize(
+    ("policy", "env", "outcome"),
+    [
+        ((), {}, {"skipped": 2, "passed": 1}),
+        (("--cl-missing-worker", "xfail"), {}, {"xfailed": 2, "passed": 1}),
+        (("--cl-missing-worker", "fail"), {}, {"failed": 1, "errors": 1, "passed": 1}),
+        ((), {"CI": "true"}, {"failed": 1, "errors": 1, "passed": 1}),
+        (("--cl-strict",), {}, {"failed": 1, "errors": 1, "passed": 1}),
+    ],
+    ids=["default-local-skip", "xfail", "fail", "CI-fails", "strict-fails"],
+)
+def test_missing_worker_policies(
+    pytester: pytest.Pytester,
+    cl_target: Target,
+    mode: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    policy: tuple[str, ...],
+    env: dict[str, str],
+    outcome: dict[str, int],
+) -> None:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    pytester.makepyfile(
+        test_workers="""
+        import pytest
+
+        @pytest.mark.cl_requires("face_detection")
+        def test_marker(compute_client):
+            pass
+
+        def test_fixture(require_worker):
+            require_worker("hash")
+            require_worker("clip_embedding", "hash")
+
+        @pytest.mark.cl_requires("hash", "sleep")
+        def test_present(compute_client):
+            pass
+        """
+    )
+    result = run(pytester, *cl_target.args, *mode, *policy, "--cl-worker-wait", "0.3", "-rsx")
+    result.assert_outcomes(**outcome)
+    out = result.stdout.str()
+    assert "cl: tests stopped for lack of a worker (2)" in out
+    assert "test_workers.py::test_marker: face_detection (" in out
+    assert "test_workers.py::test_fixture: clip_embedding (" in out
+    assert f"cl: no worker offers face_detection at {cl_target.server_url} (available: fail, hash, sleep; " in out
+
+
+def test_markers_destructive_and_needs_fix(pytester: pytest.Pytester, cl_target: Target, mode: list[str]) -> None:
+    pytester.makeconftest(
+        """
+        import pytest
+        import pytest_cl.deployment
+
+        @pytest.fixture(autouse=True, scope="session")
+        def _pretend_upstream():   # the deployment under test is not the reference one
+            old = pytest_cl.deployment.REFERENCE_SERVICE
+            pytest_cl.deployment.REFERENCE_SERVICE = "not-the-reference"
+            yield
+            pytest_cl.deployment.REFERENCE_SERVICE = old
+        """
+    )
+    pytester.makepyfile(
+        test_markers="""
+        import pytest
+
+        @pytest.mark.cl_destructive
+        def test_destructive(compute_client):
+            pass
+
+        @pytest.mark.cl_needs_fix("terminal error events")
+        def test_needs_fix(compute_client):
+            assert False, "this deployment does not have it"
+
+        @pytest.mark.cl_needs_fix
+        def test_needs_fix_passes(compute_client):
+            pass
+        """
+    )
+    result = run(pytester, *cl_target.args, *mode, "-rsx", "--strict-markers")
+    result.assert_outcomes(skipped=1, xfailed=1, xpassed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*cl_destructive: not run against * without --cl-allow-destructive*",
+            "*deployment lacks terminal error events*",
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        ["*cl: deployment lacks (1)*", "test_markers.py::test_needs_fix: needs fix: terminal error events"]
+    )
+    result = run(pytester, *cl_target.args, *mode, "--cl-allow-destructive", "--cl-strict")
+    result.assert_outcomes(passed=2, failed=1)
+
+
+def test_needs_fix_runs_normally_on_the_reference(pytester: pytest.Pytester, cl_target: Target) -> None:
+    pytester.makepyfile(
+        test_ref="""
+        import pytest
+
+        @pytest.mark.cl_needs_fix("anything")
+        def test_needs_fix(compute_client):
+            assert False
+        """
+    )
+    run(pytester, *cl_target.args).assert_outcomes(failed=1)
+
+
+def test_lifecycle_violation_fails_with_the_transcript(
+    pytester: pytest.Pytester, cl_target: Target, mode: list[str]
+) -> None:
+    pytester.makepyfile(
+        test_rogue=f"""
+        import json
+        import time
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        def rogue(job_id, event_type, progress):
+            host, port = {cl_target.mqtt_url!r}.rsplit("/", 1)[1].split(":")
+            c = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2)
+            c.connect(host, int(port))
+            c.loop_start()
+            stamp = time.time() * 1000 + 1000
+            payload = {{"job_id": job_id, "event_type": event_type, "timestamp": stamp, "progress": progress}}
+            c.publish("inference/events", json.dumps(payload), qos=1).wait_for_publish(5)
+            c.loop_stop()
+            c.disconnect()
+
+        def test_event_after_terminal(compute_client, tmp_path):
+            f = tmp_path / "a.txt"
+            f.write_bytes(b"x")
+            job = compute_client.submit("hash", f)
+            job.result()
+            rogue(job.job_id, "processing", 10)
+
+        def test_failed_job_events_are_consistent(compute_client, tmp_path):
+            f = tmp_path / "a.txt"
+            f.write_bytes(b"x")
+            job = compute_client.submit("fail", f)
+            assert job.wait().status == "error"
+        """
+    )
+    result = run(pytester, *cl_target.args, *mode)
+    result.assert_outcomes(failed=1, passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*LifecycleViolationError: cl lifecycle check failed:*",
+            "*job *: 1 event(s) after the terminal 'completed' event: processing*",
+            "*MQTT events (*):*",
+        ]
+    )
+
+
+def test_unreachable_server_is_one_clear_error(pytester: pytest.Pytester, mode: list[str]) -> None:
+    pytester.makepyfile("def test_a(compute_client):\n    pass\n\ndef test_b(compute_client):\n    pass\n")
+    result = run(pytester, "--cl-server", "http://127.0.0.1:9", *mode)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["*cl: the compute API at http://127.0.0.1:9 is not reachable (*). Start the deployment or fix --cl-server*"]
+    )
+    assert "passed" not in result.stdout.str() and "error" not in result.stdout.str().lower()
+
+
+def test_unreachable_broker_and_missing_required_worker(pytester: pytest.Pytester, cl_target: Target) -> None:
+    pytester.makepyfile("def test_a(compute_client):\n    pass\n")
+    result = run(pytester, "--cl-server", cl_target.server_url, "--cl-mqtt", "mqtt://127.0.0.1:9")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*cl: the MQTT broker at mqtt://127.0.0.1:9 did not accept a connection*--cl-mqtt*"])
+    result = run(pytester, *cl_target.args, "--cl-require-workers", "hash,exif", "--cl-worker-wait", "0.2")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*no worker offers exif at *(available: fail, hash, sleep)*"])
+    run(pytester, *cl_target.args, "--cl-require-workers", "hash").assert_outcomes(passed=1)
+
+
+def test_polling_only_and_async_client(pytester: pytest.Pytester, cl_target: Target, mode: list[str]) -> None:
+    pytester.makepyfile(
+        test_async="""
+        import pytest
+
+        @pytest.mark.asyncio
+        async def test_async(async_compute_client, tmp_path, cl_jobs):
+            f = tmp_path / "a.txt"
+            f.write_bytes(b"x")
+            job = await async_compute_client.submit("hash", f)
+            assert (await job.result()).status == "completed"
+            assert cl_jobs() == [job.job_id]
+
+        def test_sync(compute_client, tmp_path):
+            f = tmp_path / "a.txt"
+            f.write_bytes(b"x")
+            assert compute_client.submit("hash", f).result().status == "completed"
+        """
+    )
+    before = cl_target.job_count()
+    result = run(pytester, "--cl-server", cl_target.server_url, "--cl-mqtt", "off", *mode)
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["cl: deployment under test: cl_compute * (mqtt off; *"])
+    assert cl_target.job_count() == before
+
+
+def test_media_fixture(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_media="""
+        def test_media(cl_media):
+            assert len(cl_media) > 0
+            item = next(iter(cl_media))
+            assert item.path.is_file()
+        """
+    )
+    run(pytester).assert_outcomes(passed=1)
+
+
+def test_plugin_module_imports_nothing_heavy(pytester: pytest.Pytester) -> None:
+    code = (
+        "import sys, pytest_cl.plugin\n"
+        "heavy = [m for m in ('httpx', 'paho', 'pydantic', 'cl_client', 'cl_compute') if m in sys.modules]\n"
+        "print('HEAVY', heavy)\n"
+    )
+    result = pytester.run(sys_executable(), "-c", code)
+    result.stdout.fnmatch_lines(["HEAVY []"])
+
+
+def sys_executable() -> str:
+    import sys
+
+    return sys.executable
+
+
+assert PLUGIN_FILE
