@@ -60,7 +60,9 @@ def job_wait(ctx: click.Context, job_id: str, job_timeout: float | None, as_json
     st = state(ctx)
     st.json = st.json or as_json
     with handled(ctx), st.client() as client:
-        record = client.wait_for_job(job_id, job_timeout)
+        record = client.get_job(job_id)  # a job that already ended needs no events
+        if not record.is_terminal:
+            record = client.wait_for_job(job_id, job_timeout, record.task_type)
         _print_record(st, record)
         ctx.exit(EXIT_JOB_FAILED if record.is_failed else EXIT_OK)
 

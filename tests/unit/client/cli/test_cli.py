@@ -72,8 +72,8 @@ def test_output_dir_and_human_lines(deployment: Deployment, media: MediaCatalogu
 
 
 def test_failed_job_exit_1(deployment: Deployment, media: MediaCatalogue) -> None:
-    res = run(deployment, "hls-streaming", "generate", str(media["audio_3s"].path), str(media["video_720p_3s_silent"].path),
-              "--variant", "144:200", "--json")  # fmt: skip
+    audio, video = str(media["audio_3s"].path), str(media["video_720p_3s_silent"].path)
+    res = run(deployment, "hls-streaming", "generate", audio, video, "--variant", "144:200", "--json")
     assert res.exit_code == 1
     rows = json.loads(res.stdout)
     assert rows[0]["status"] == "error" and "video stream" in rows[0]["error"]

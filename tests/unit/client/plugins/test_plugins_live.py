@@ -85,7 +85,7 @@ def test_face_detection_params_faces_and_crops(client: ComputeClient, media: Med
     first = result.faces[0]
     assert first.bbox.x1 == data["faces"][0]["bbox"]["x1"]
     assert first.landmarks["left_eye"] == tuple(data["faces"][0]["landmarks"]["left_eye"])
-    x1, y1, x2, y2 = first.pixel_bbox()
+    x1, _y1, _x2, y2 = first.pixel_bbox()
     assert x1 == round(first.bbox.x1 * 1600) and y2 == round(first.bbox.y2 * 500)
     assert first.pixel_landmarks()["nose_tip"][0] == pytest.approx(first.landmarks["nose_tip"][0] * 1600)
     crops = result.download_crops(tmp_path / "crops")
@@ -220,7 +220,8 @@ def test_batch_order_progress_and_failures(client: ComputeClient, media: MediaCa
     assert isinstance(outcomes[1].error, JobFailedError)
     with pytest.raises(JobFailedError):
         outcomes[1].unwrap()
-    assert outcomes[3].unwrap().as_dict()["hash_value"] == hashlib.md5(media["face_hopper"].path.read_bytes()).hexdigest()
+    expected = hashlib.md5(media["face_hopper"].path.read_bytes()).hexdigest()
+    assert outcomes[3].unwrap().as_dict()["hash_value"] == expected
     finals = [u for u in updates if u.status in ("completed", "error")]
     assert sorted(u.index for u in finals) == [0, 1, 2, 3]
     assert max(u.finished for u in updates) == 4 == updates[-1].total

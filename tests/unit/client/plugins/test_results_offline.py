@@ -50,11 +50,11 @@ def record(task_type: str, params: dict[str, object], task_output: dict[str, obj
 
 def test_upstream_absolute_master_playlist_is_normalised(tmp_path: Path) -> None:
     master = b"#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=800000,RESOLUTION=640x360\nv/360.m3u8\n"
-    variant = b"#EXTM3U\n#EXT-X-MAP:URI=\"init.mp4\"\n#EXTINF:2.0,\nseg-000.ts\n#EXT-X-ENDLIST\n"
+    variant = b'#EXTM3U\n#EXT-X-MAP:URI="init.mp4"\n#EXTINF:2.0,\nseg-000.ts\n#EXT-X-ENDLIST\n'
     store = {"output/adaptive.m3u8": master, "output/v/360.m3u8": variant, "output/v/init.mp4": b"i",
              "output/v/seg-000.ts": b"s"}  # fmt: skip
-    rec = record("hls_streaming", {"output_path": "output"},
-                 {"master_playlist": f"/srv/compute/jobs/{JOB}/output/adaptive.m3u8", "include_original": True})  # fmt: skip
+    absolute = f"/srv/compute/jobs/{JOB}/output/adaptive.m3u8"
+    rec = record("hls_streaming", {"output_path": "output"}, {"master_playlist": absolute, "include_original": True})
     files = fake_files(store)
     result = files.run(get_spec("hls_streaming").build(rec, files))
     assert isinstance(result, HlsResult)
