@@ -127,9 +127,11 @@ class _ClientCore:
         self, job_id: str, task_type: str, on_progress: JobCallback | None, on_complete: JobCallback | None
     ) -> None:
         if on_progress is not None or on_complete is not None:
-            self.tracker.subscribe(job_id, task_type=task_type, on_progress=on_progress, on_complete=on_complete)
+            self.tracker.subscribe(
+                job_id, task_type=task_type, on_progress=on_progress, on_complete=on_complete, status="queued"
+            )
         else:
-            self.tracker.track(job_id, task_type)
+            self.tracker.track(job_id, task_type, status="queued")
 
     def _upload(self, file: PathLike, filename: str | None) -> Upload:
         return Upload.from_path(file, filename)

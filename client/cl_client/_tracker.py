@@ -138,16 +138,20 @@ class JobTracker:
             monitor.add_connection_listener(lambda up: self._queue.put(_Connection(up)))
 
     # -- public API (any thread) ---------------------------------------------------------------------
-    def track(self, job_id: str, task_type: str = "unknown", first: _Command | None = None) -> None:
+    def track(
+        self, job_id: str, task_type: str = "unknown", first: _Command | None = None, status: str | None = None
+    ) -> None:
         """Start recording events of a job; events that arrived before are replayed.
 
         ``first`` is queued before any replayed event, so a subscription made together with the tracking
-        sees the whole job, including events that beat the POST's reply.
+        sees the whole job, including events that beat the POST's reply. ``status`` is what the caller
+        knows already (``queued`` after a submit); a job tracked without it is fetched as soon as someone
+        waits on it or subscribes, since it may have ended before anyone listened.
         """
         with self._lock:
             new = job_id not in self._jobs and job_id not in self._finished
             if new:
-                self._jobs[job_id] = _JobState(job_id, task_type)
+                self._jobs[job_id] = _JobState(job_id, task_type, last_status=status)
         if first is not None:
             self._queue.put(first)
         if new and self.monitor is not None:
@@ -160,8 +164,9 @@ class JobTracker:
         task_type: str = "unknown",
         on_progress: JobCallback | None = None,
         on_complete: JobCallback | None = None,
+        status: str | None = None,
     ) -> str:
-        """Register callbacks for a job and return a subscription id.
+        """Register callbacks for a job and return a subscription id (``status``: see ``track``).
 
         Coroutine functions are run on the event loop running in the caller's thread (there must be one).
         If the job already finished, ``on_complete`` fires at once (once).
@@ -171,7 +176,7 @@ class JobTracker:
         sub = _Subscription(sub_id, job_id, on_progress, on_complete, loop)
         with self._lock:
             self._sub_index[sub_id] = job_id
-        self.track(job_id, task_type, first=_Subscribe(sub))
+        self.track(job_id, task_type, first=_Subscribe(sub), status=status)
         return sub_id
 
     def unsubscribe(self, sub_id: str) -> bool:
@@ -313,7 +318,7 @@ class JobTracker:
                 self._sub_index.pop(sub.sub_id, None)
             return
         state.subs[sub.sub_id] = sub
-        self._schedule_poll(state, time.monotonic())
+        self._first_look(state)
 
     def _add_waiter(self, job_id: str, waiter: Callable[[Outcome], None]) -> None:
         state = self._jobs.get(job_id)
@@ -334,7 +339,7 @@ class JobTracker:
                 waiter(final)
             return
         state.waiters.append(waiter)
-        self._schedule_poll(state, time.monotonic())
+        self._first_look(state)
 
     def _on_event(self, event: JobEvent) -> None:
         state = self._jobs.get(event.job_id)
@@ -431,6 +436,13 @@ class JobTracker:
                     self._finished.popitem(last=False)
         if self.monitor is not None:
             self.monitor.remove_listener(job_id)
+
+    def _first_look(self, state: _JobState) -> None:
+        """Someone started waiting or listening: fetch now if nothing is known about the job yet."""
+        if state.last_status is None and not state.fetching:
+            self._request_fetch(state)
+        else:
+            self._schedule_poll(state, time.monotonic())
 
     def _schedule_poll(self, state: _JobState, now: float) -> None:
         if state.next_poll == 0.0:

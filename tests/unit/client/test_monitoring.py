@@ -343,3 +343,22 @@ async def test_async_without_mqtt(server: ScriptedServer, sample: Path) -> None:
         assert await c.wait_for_workers(["hash"], timeout=1) == {}
         with pytest.raises(WorkerUnavailableError):
             await c.wait_for_workers(["exif"], timeout=0.2)
+
+
+def test_waiting_on_a_job_that_ended_before_anyone_listened_is_immediate(
+    server: ScriptedServer, broker: Broker, sample: Path
+) -> None:
+    with ComputeClient(server.url, mqtt_url="off", config=CFG) as first:
+        job = first.submit("hash", sample)
+    server.set_status(job.job_id, "completed", 100)  # finished while nobody tracked it
+    slow_poll = CFG.replace(event_silence_timeout=30.0)
+    with ComputeClient(server.url, mqtt_url=broker.url, config=slow_poll) as second:
+        assert second.monitor is not None
+        assert second.monitor.wait_ready(5)
+        start = time.monotonic()
+        assert second.wait_for_job(job.job_id, timeout=10).status == "completed"
+        assert time.monotonic() - start < 1.0
+        rec = Recorder()  # a subscription after the end completes at once, once
+        second.subscribe_job_updates(job.job_id, on_complete=rec.on_complete)
+        assert rec.done.wait(1.0)
+        assert [j.job_id for j in rec.complete] == [job.job_id]
