@@ -103,9 +103,18 @@ class _PartFile:
             self.path.unlink()
 
 
-def download_target(dest: str | Path, file_path: str) -> Path:
-    """Where a download lands: ``dest`` itself, or ``dest/<basename>`` when ``dest`` is a directory."""
+def as_destination(dest: str | Path) -> Path:
+    """``dest`` as a Path; a string ending in ``/`` names a folder, which is created."""
     target = Path(dest)
+    if isinstance(dest, str) and dest.endswith(("/", os.sep)):
+        target.mkdir(parents=True, exist_ok=True)
+    return target
+
+
+def download_target(dest: str | Path, file_path: str) -> Path:
+    """Where a download lands: ``dest`` itself, or ``dest/<basename>`` when ``dest`` is a directory (an existing
+    one, or a string ending in ``/``)."""
+    target = as_destination(dest)
     if target.is_dir():
         target = target / (file_path.rstrip("/").rsplit("/", 1)[-1] or "download")
     return target

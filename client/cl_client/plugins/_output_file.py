@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pydantic import JsonValue
 
+from cl_client._http import as_destination
 from cl_client.plugins._base import PathLike, PluginResult
 from cl_client.plugins._files import Plan, read, save
 
@@ -31,11 +32,11 @@ class OutputFileResult(PluginResult):
 
     def download(self, dest: PathLike) -> Path:
         """Download the output file to ``dest`` (a file path, or a folder to keep the server's name)."""
-        return self.files.run(self._save_plan(Path(dest)))
+        return self.files.run(self._save_plan(as_destination(dest)))
 
     async def adownload(self, dest: PathLike) -> Path:
         """Async ``download``."""
-        return await self.files.arun(self._save_plan(Path(dest)))
+        return await self.files.arun(self._save_plan(as_destination(dest)))
 
     def read_bytes(self) -> bytes:
         """The output file's bytes."""

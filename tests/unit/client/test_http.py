@@ -268,3 +268,13 @@ def test_logs_never_contain_the_token(
     assert "SECRET" not in caplog.text
     headers = http_only_server.requests[-1][2]
     assert headers["authorization"] == "Bearer tok.SECRET.value"
+
+
+def test_download_into_a_folder_named_with_a_trailing_slash(
+    http_only_server: ScriptedServer, sample: Path, tmp_path: Path
+) -> None:
+    with make(http_only_server) as client:
+        job = client.submit("hash", sample)
+        out = client.download_job_file(job.job_id, "output/result.bin", f"{tmp_path}/new/folder/")
+    assert out == tmp_path / "new" / "folder" / "result.bin"
+    assert out.stat().st_size == 300_000
