@@ -6,7 +6,9 @@ Run: ``uv run python benchmarks/bench_server.py [--jobs 200] [--workers 1]``. Pr
 * claim latency: time from the ``queued`` event to the ``processing`` event, as seen by an MQTT subscriber,
   for jobs submitted one at a time to an idle worker (median / p95 / max);
 * throughput: jobs/s for a burst of jobs submitted back to back and run by the worker(s) (trivial ``echo``
-  plugin), measured from the first POST to the last ``completed`` event.
+  plugin), measured from the first POST to the last ``completed`` event;
+* per plugin: jobs/s of each of the nine real plugins on ONE worker, on a representative committed media file
+  (``--plugin-jobs`` jobs back to back; first-time model loading is excluded by one warm-up job).
 """
 
 from __future__ import annotations
@@ -66,11 +68,53 @@ class Events:
         self.client.loop_stop()
 
 
+MEDIA = Path(__file__).resolve().parents[1] / "media"
+PLUGIN_INPUTS: list[tuple[str, str, dict[str, str]]] = [
+    ("hash", "images/synthetic_1920x1080.jpg", {}),
+    ("exif", "images/exif_rich.jpg", {}),
+    ("image_conversion", "images/synthetic_1920x1080.jpg", {"format": "webp"}),
+    ("media_thumbnail", "images/synthetic_1920x1080.jpg", {"width": "256"}),
+    ("clip_embedding", "faces/astronaut.png", {}),
+    ("dino_embedding", "faces/astronaut.png", {}),
+    ("face_detection", "faces/group_4_faces.jpg", {}),
+    ("face_embedding", "faces/astronaut.png", {}),
+    ("hls_streaming", "video/testsrc_720p_5s_audio.mp4", {"variants": '[{"resolution":360,"bitrate":800}]'}),
+]
+
+
+def per_plugin(jobs: int) -> None:
+    """Jobs/s of every real plugin on one worker (a warm-up job first, so model loading is not counted)."""
+    with Deployment(workers=1) as dep:
+        events = Events(dep.mqtt_url)
+        print(f"per plugin, 1 worker, {jobs} jobs each after one warm-up job:")
+        print(f"  {'plugin':<18} {'input':<34} {'jobs/s':>8} {'ms/job':>8}")
+        with httpx.Client(base_url=dep.server_url, timeout=60) as http:
+            for task, rel, form in PLUGIN_INPUTS:
+                payload = (MEDIA / rel).read_bytes()
+
+                def post(
+                    task: str = task, rel: str = rel, form: dict[str, str] = form, payload: bytes = payload
+                ) -> str:
+                    r = http.post(f"/jobs/{task}", files={"file": (Path(rel).name, payload)}, data=form)
+                    r.raise_for_status()
+                    return str(r.json()["job_id"])
+
+                events.wait(post(), "completed", timeout=300)
+                n = 2 if task == "hls_streaming" else jobs
+                t0 = time.perf_counter()
+                ids = [post() for _ in range(n)]
+                last = max(events.wait(job_id, "completed", timeout=300) for job_id in ids)
+                rate = n / (last - t0)
+                print(f"  {task:<18} {rel:<34} {rate:8.1f} {1000 / rate:8.0f}")
+        events.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--jobs", type=int, default=200)
     parser.add_argument("--latency-samples", type=int, default=30)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--plugin-jobs", type=int, default=10, help="jobs per real plugin (0 skips that part)")
     args = parser.parse_args()
     print(f"machine: {platform.node()} {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}")
     dep = Deployment(workers=args.workers, tasks=["echo"], extra_plugins=extra_plugins_spec())
@@ -114,6 +158,8 @@ def main() -> None:
         events.close()
     finally:
         dep.stop()
+    if args.plugin_jobs:
+        per_plugin(args.plugin_jobs)
 
 
 if __name__ == "__main__":
