@@ -245,6 +245,8 @@ class EmbeddedDeployment:
     Attributes:
         info: the deployment once acquired.
         starts: how many times this process started it (0 or 1).
+        jobs_at_start: the server's job count right after the start (owner only).
+        jobs_at_end: the job count when every xdist worker had finished, just before the stop (owner only).
     """
 
     settings: Settings
@@ -252,6 +254,8 @@ class EmbeddedDeployment:
     process_id: str = "main"
     info: DeploymentInfo | None = None
     starts: int = 0
+    jobs_at_start: int | None = None
+    jobs_at_end: int | None = None
     _deployment: _Deployment | None = field(default=None, repr=False)
     _session_lock: IO[str] | None = field(default=None, repr=False)
 
@@ -334,6 +338,7 @@ class EmbeddedDeployment:
             raise DeploymentUnavailableError(f"cl: the embedded cl_compute deployment did not start: {exc}") from None
         self._deployment = dep
         self.starts += 1
+        self.jobs_at_start = job_count(dep.server_url)
         try:
             return describe(
                 s,
@@ -362,14 +367,27 @@ class EmbeddedDeployment:
         if self.shared_dir is not None:
             self.leave()
             with _locked(self.shared_dir / "session.lock", fcntl.LOCK_EX):
+                self.jobs_at_end = job_count(dep.server_url)
                 dep.stop()
             with _locked(self.shared_dir / "start.lock", fcntl.LOCK_EX):
                 state = read_state(self.shared_dir)
                 state["status"] = "stopped"
                 _write_json(self.shared_dir / "state.json", state)
         else:
+            self.jobs_at_end = job_count(dep.server_url)
             dep.stop()
         self._deployment = None
+
+
+def job_count(server_url: str) -> int | None:
+    """Return ``job_count`` of ``GET /admin/jobs/storage/size`` (None when it cannot be read)."""
+    import httpx
+
+    try:
+        response = httpx.get(f"{server_url}/admin/jobs/storage/size", timeout=10.0)
+        return int(cast(dict[str, int], response.raise_for_status().json())["job_count"])
+    except (httpx.HTTPError, ValueError, KeyError, TypeError):
+        return None
 
 
 def read_state(shared_dir: Path) -> dict[str, object]:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, cast
 
 import pytest
 
+from pytest_cl._keys import NEEDS_FIX, STATE, TEST_PROPS
 from pytest_cl.config import Settings, SettingsError, add_options, resolve_settings
 from pytest_cl.deployment import DeploymentInfo, DeploymentUnavailableError, EmbeddedDeployment, probe, read_state
 from pytest_cl.report import PROP_LACKS, PROP_MISSING, PROP_PROBLEMS, PROP_ROW, Results, row_for_path, terminal_sections
@@ -62,12 +63,8 @@ class _State:
     session_kept: list[str] = field(default_factory=list[str])
 
 
-STATE = pytest.StashKey[_State]()
-_TEST_PROPS = pytest.StashKey[dict[str, str]]()
-
-
 def _state(config: pytest.Config) -> _State:
-    return config.stash[STATE]
+    return cast(_State, config.stash[STATE])
 
 
 def _workerinput(config: pytest.Config) -> dict[str, object] | None:
@@ -115,9 +112,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     """Leave the xdist run's shared deployment; the controller removes the shared directory."""
-    state = config.stash.get(STATE, None)
-    if state is None:
+    if STATE not in config.stash:
         return
+    state = _state(config)
     state.embedded.leave()
     if state.own_shared_dir and state.shared_dir is not None:
         shutil.rmtree(state.shared_dir, ignore_errors=True)
@@ -186,9 +183,9 @@ def _node(request: pytest.FixtureRequest) -> pytest.Item:
 
 
 def _props(item: pytest.Item) -> dict[str, str]:
-    props = item.stash.get(_TEST_PROPS, None)
+    props = item.stash.get(TEST_PROPS, None)
     if props is None:
-        props = item.stash[_TEST_PROPS] = {}
+        props = item.stash[TEST_PROPS] = {}
     return props
 
 
@@ -257,9 +254,9 @@ def pytest_runtest_makereport(
         and runtime.ledger.jobs_of(item.nodeid) + runtime.ledger.requests_of(item.nodeid)
     ):
         report.sections.append(("cl: jobs, MQTT events and requests", runtime.transcript(item.nodeid)))
-    if call.when == "call" and report.skipped and item.stash.get(_NEEDS_FIX, None):
+    if call.when == "call" and report.skipped and item.stash.get(NEEDS_FIX, None):
         props = _props(item)
-        props[PROP_LACKS] = "\n".join(filter(None, [props.get(PROP_LACKS, ""), item.stash[_NEEDS_FIX]]))
+        props[PROP_LACKS] = "\n".join(filter(None, [props.get(PROP_LACKS, ""), item.stash[NEEDS_FIX]]))
     return report
 
 
@@ -274,15 +271,14 @@ def _row(item: pytest.Item) -> str:
     return row_for_path(path)
 
 
-_NEEDS_FIX = pytest.StashKey[str]()
-
-
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """Hand this worker's session data to the controller, or write the report (controller / no xdist)."""
     state = _state(session.config)
     data: dict[str, object] = {
         "starts": state.embedded.starts,
+        "jobs_at_start": state.embedded.jobs_at_start,
+        "jobs_at_end": state.embedded.jobs_at_end,
         "problems": state.session_problems,
         "kept": state.session_kept,
         "info": state.embedded.info.to_json() if state.embedded.info else None,
@@ -348,11 +344,14 @@ def _cl_runtime(request: pytest.FixtureRequest) -> Iterator[Runtime]:
     state = _state(request.config)
     info = state.info
     if info is None:
+        failure = ""
         try:
             info = state.embedded.acquire()
         except DeploymentUnavailableError as exc:
-            request.session.shouldstop = str(exc)
-            pytest.fail(str(exc), pytrace=False)
+            failure = str(exc)
+        if info is None:
+            request.session.shouldstop = failure
+            pytest.fail(failure, pytrace=False)
         state.info = info
     runtime = Runtime(state.settings, info)
     state.runtime = runtime
@@ -457,7 +456,7 @@ def _cl_markers(request: pytest.FixtureRequest) -> None:
         info = cast(DeploymentInfo, request.getfixturevalue("cl_deployment"))
         if not (info.is_reference or settings.strict):
             what = str(cast(object, fix.args[0])) if fix.args else "a [fix] of PROTOCOL.md"
-            node.stash[_NEEDS_FIX] = f"needs fix: {what}"
+            node.stash[NEEDS_FIX] = f"needs fix: {what}"
             node.add_marker(pytest.mark.xfail(reason=f"deployment lacks {what}", strict=False))
 
 

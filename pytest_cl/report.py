@@ -196,6 +196,11 @@ class Results:
             "deployment": deployment,
             "missing_worker_policy": policy,
             "embedded_starts": self.starts,
+            "embedded_jobs": [
+                {"owner": p, "at_start": d.get("jobs_at_start"), "at_end": d.get("jobs_at_end")}
+                for p, d in self.sessions.items()
+                if cast(int, d.get("starts", 0))
+            ],
             "matrix": [r.as_dict() for r in self.rows()],
             "tests": {
                 nodeid: {"row": row, "outcome": outcome, "latencies_ms": latencies}
@@ -261,8 +266,13 @@ def terminal_sections(results: Results, deployment: str, policy: str) -> Iterabl
     starts = results.starts
     head = [f"deployment: {deployment}", f"missing-worker policy: {policy}"]
     if starts:
-        owners = [p for p, d in results.sessions.items() if cast(int, d.get("starts", 0))]
+        owners = {p: d for p, d in results.sessions.items() if cast(int, d.get("starts", 0))}
         head.append(f"embedded deployment started {starts} time(s) (by {', '.join(owners)})")
+        for data in owners.values():
+            head.append(
+                f"jobs on the embedded deployment: {data.get('jobs_at_start')} at start, "
+                f"{data.get('jobs_at_end')} at the end"
+            )
     yield "cl: deployment under test", head
     if results.missing_workers:
         yield (

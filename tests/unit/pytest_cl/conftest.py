@@ -7,12 +7,18 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import httpcore  # noqa: F401  - httpx imports it lazily; a copy first imported by an inner run would be dropped
 import httpx
 import pytest
 
 import pytest_cl._runtime  # noqa: F401  - imported here so pytester's module snapshot keeps it between runs
 from cl_compute.deployment import Deployment
 from tests.unit.pytest_cl.cl_test_plugins import extra_plugins
+
+# Modules first imported inside an in-process inner run are removed from sys.modules after it (pytester's
+# snapshot); httpx caches httpcore's exception classes, so load the transports here once.
+httpx.HTTPTransport().close()
+httpx.AsyncHTTPTransport()
 
 TASKS = ["hash", "sleep", "fail"]
 #: environment variables that would change what the inner pytest runs do
@@ -68,8 +74,13 @@ def mode(request: pytest.FixtureRequest) -> list[str]:
     return [] if request.param == "serial" else ["-n", "2"]
 
 
-def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
-    """Run pytest in-process (xdist workers are subprocesses) without the cache plugin."""
+def run(pytester: pytest.Pytester, *args: str, interrupted: bool = False) -> pytest.RunResult:
+    """Run pytest in-process (xdist workers are subprocesses) without the cache plugin.
+
+    ``interrupted``: the inner run ends with a KeyboardInterrupt (do not re-raise it here).
+    """
+    if interrupted:
+        return pytester.runpytest("-p", "no:cacheprovider", *QUIET, *args, no_reraise_ctrlc=True)
     return pytester.runpytest("-p", "no:cacheprovider", *QUIET, *args)
 
 
@@ -78,3 +89,22 @@ QUIET = ("-o", "asyncio_default_fixture_loop_scope=function")
 
 
 PLUGIN_FILE = sys.modules[extra_plugins.__module__].__file__
+
+
+def _measure_module_level_code() -> None:
+    """pytest imports entry-point plugins before pytest-cov starts measuring, so the module-level statements
+    of the plugin's light modules would never be counted. Execute them again, in place, now that coverage
+    runs (the stash keys live in ``pytest_cl._keys``, which is not re-executed, so running sessions keep
+    their state)."""
+    import importlib
+
+    import pytest_cl.config
+    import pytest_cl.deployment
+    import pytest_cl.plugin
+    import pytest_cl.report
+
+    for module in (pytest_cl.config, pytest_cl.deployment, pytest_cl.report, pytest_cl.plugin):
+        importlib.reload(module)
+
+
+_measure_module_level_code()

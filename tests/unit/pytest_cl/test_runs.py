@@ -180,6 +180,26 @@ def test_cleanup_after_failures_errors_and_timeouts(
     assert "clean-up problems" not in result.stdout.str()
 
 
+def test_interrupted_run_still_deletes_its_jobs(pytester: pytest.Pytester, cl_target: Target, mode: list[str]) -> None:
+    pytester.makepyfile(
+        test_interrupt="""
+        def test_first(compute_client, tmp_path):
+            f = tmp_path / "a.txt"
+            f.write_text("x")
+            compute_client.submit("sleep", f, {"seconds": 20, "steps": 200})
+            compute_client.submit("hash", f).result()
+            raise KeyboardInterrupt
+
+        def test_second():
+            pass
+        """
+    )
+    before = cl_target.job_count()
+    result = run(pytester, *cl_target.args, *mode, interrupted=True)
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    assert cl_target.job_count() == before
+
+
 def test_keep_jobs(pytester: pytest.Pytester, cl_target: Target, mode: list[str]) -> None:
     pytester.makepyfile(
         test_keep="""

@@ -1,0 +1,110 @@
+"""The embedded deployment (no ``--cl-server``): started once per run — also under ``-n 2`` — and stopped.
+
+These are the only tests that start deployments through the plugin (start-up takes about 1.5 s).
+"""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+
+from tests.unit.pytest_cl.conftest import PLUGIN_FILE, run
+
+SUITE = """
+import pytest
+
+def test_mode(cl_deployment):
+    assert cl_deployment.mode == "embedded" and cl_deployment.embedded and cl_deployment.is_reference
+    assert cl_deployment.capabilities == ("hash", "sleep")
+
+@pytest.mark.parametrize("n", range(3))
+def test_hash(compute_client, tmp_path, n):
+    f = tmp_path / "a.txt"
+    f.write_text(str(n))
+    assert compute_client.submit("hash", f, {"algorithm": "md5"}).result().status == "completed"
+
+def test_left_running(compute_client, tmp_path):
+    f = tmp_path / "a.txt"
+    f.write_text("x")
+    compute_client.submit("sleep", f, {"seconds": 20, "steps": 200})
+
+@pytest.mark.cl_requires("face_detection")
+def test_missing(compute_client):
+    pass
+
+@pytest.mark.cl_destructive
+def test_destructive_runs_on_embedded(compute_client):
+    pass
+"""
+
+
+def test_embedded_deployment_end_to_end(pytester: pytest.Pytester, mode: list[str]) -> None:
+    pytester.makepyfile(**{"tests/conformance/plugins/test_hash": SUITE})
+    args = [
+        "--cl-embedded-tasks=hash,sleep",
+        f"--cl-embedded-plugins=sleep={PLUGIN_FILE}:SleepPlugin",
+        "--cl-embedded-workers=1",
+        "--cl-worker-wait=0.2",
+        "-rs",
+    ]
+    result = run(pytester, *mode, *args)
+    result.assert_outcomes(passed=6, skipped=1)
+    result.stdout.fnmatch_lines(
+        [
+            "cl: deployment under test: embedded cl_compute (started on first use; 1 worker(s); capabilities: "
+            "hash,sleep + sleep)",
+        ]
+    )
+    out = result.stdout.str()
+    owner = "main" if not mode else "gw*"
+    result.stdout.fnmatch_lines(
+        [
+            "deployment: embedded cl_compute 0.1.0 at http://127.0.0.1:* (mqtt mqtt://127.0.0.1:*; 1 worker(s); "
+            "capabilities: hash, sleep)",
+            "missing-worker policy: skip (local run)",
+            f"embedded deployment started 1 time(s) (by {owner})",
+            "jobs on the embedded deployment: 0 at start, 0 at the end",
+        ]
+    )
+    result.stdout.fnmatch_lines(["| hash | 6 | 0 | 1 | 4 | * | * |"])
+    match = re.search(r"embedded cl_compute 0\.1\.0 at (http://127\.0\.0\.1:\d+)", out)
+    assert match is not None
+    with pytest.raises(httpx.TransportError):  # stopped at the end of the run
+        httpx.get(match.group(1), timeout=2)
+
+
+def test_missing_server_extra_says_how_to_install(pytester: pytest.Pytester, mode: list[str]) -> None:
+    pytester.makeconftest(
+        """
+        import sys
+
+        saved = {}
+
+        def pytest_configure(config):
+            saved["mod"] = sys.modules.get("cl_compute.deployment")
+            sys.modules["cl_compute.deployment"] = None   # as if the server extra were not installed
+
+        def pytest_unconfigure(config):
+            if saved.get("mod") is not None:
+                sys.modules["cl_compute.deployment"] = saved["mod"]
+            else:
+                sys.modules.pop("cl_compute.deployment", None)
+        """
+    )
+    pytester.makepyfile("def test_a(compute_client):\n    pass\n\ndef test_b(cl_deployment):\n    pass\n")
+    result = run(pytester, *mode)
+    assert result.ret != 0
+    out = result.stdout.str()
+    assert "cl_compute cannot be imported" in out and 'Install the server extra: pip install "cl-client[server]"' in out
+    outcomes = result.parseoutcomes()
+    assert "passed" not in outcomes and outcomes["errors"] == (1 if not mode else 2)  # serial: stops at once
+    assert "During handling" not in out
+
+
+def test_required_worker_not_served_by_the_embedded_deployment(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_a(cl_deployment):\n    pass\n")
+    result = run(pytester, "--cl-embedded-tasks", "hash", "--cl-require-workers", "exif")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*--cl-require-workers names exif, which the embedded deployment does not serve*"])
