@@ -132,13 +132,13 @@ def test_unknown_factory_argument(pytester: pytest.Pytester) -> None:
 
 def test_invalid_option_is_a_usage_error(pytester: pytest.Pytester) -> None:
     pytester.makepyfile("def test_x(): pass")
-    result = pytester.runpytest("--cl-missing-worker", "never")
+    result = pytester.runpytest(*QUIET, "--cl-missing-worker", "never")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*cl: --cl-missing-worker / cl_missing_worker / CL_MISSING_WORKER: expected one of*"])
 
 
 def test_options_are_listed_in_the_cl_group(pytester: pytest.Pytester) -> None:
-    result = pytester.runpytest("--help")
+    result = pytester.runpytest(*QUIET, "--help")
     result.stdout.fnmatch_lines(["*CL compute deployments (pytest_cl)*", "*--cl-server=URL*", "*cl_server (string)*"])
     for opt in OPTIONS:
         assert opt.flag in result.stdout.str()

@@ -1,0 +1,232 @@
+"""The plugin's pure parts and its shared-deployment protocol, without inner pytest runs where possible."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path, PurePath
+
+import pytest
+
+from pytest_cl._events import RecordedEvent
+from pytest_cl._jobs import RequestRecord
+from pytest_cl._lifecycle import check_job, in_server_order
+from pytest_cl._runtime import job_deadline
+from pytest_cl.config import Settings
+from pytest_cl.deployment import (
+    DeploymentInfo,
+    DeploymentUnavailableError,
+    EmbeddedDeployment,
+    probe,
+    read_state,
+)
+from pytest_cl.report import Results, percentile, row_for_path, terminal_sections
+from tests.unit.pytest_cl.conftest import PLUGIN_FILE, Target, run
+
+
+def ev(kind: str, progress: float | None, ts: float | None, received: float = 0.0) -> RecordedEvent:
+    return RecordedEvent(received, kind, progress, ts)
+
+
+# -- lifecycle -------------------------------------------------------------------------------------------
+def test_a_consistent_job_has_no_findings() -> None:
+    events = [ev("queued", 0, 1), ev("processing", 0, 2), ev("processing", 50, 3), ev("completed", 100, 4)]
+    assert check_job("j", events, "completed", terminal_event=events[-1], deadline=5, fix_required=True) == []
+
+
+def test_late_delivery_of_an_earlier_event_is_not_a_violation() -> None:
+    events = [ev("processing", 0, 2), ev("completed", 100, 4), ev("queued", 0, 1)]
+    assert [e.event_type for e in in_server_order(events)] == ["queued", "processing", "completed"]
+    assert check_job("j", events, "completed", terminal_event=events[1], deadline=5, fix_required=True) == []
+
+
+def test_violations() -> None:
+    decreasing = [ev("processing", 60, 1), ev("processing", 40, 2), ev("completed", 100, 3)]
+    (finding,) = check_job("j", decreasing, "completed", terminal_event=decreasing[-1], deadline=5, fix_required=True)
+    assert (finding.kind, finding.message) == ("violation", "job j: progress decreased from 60 to 40")
+    late = [ev("completed", 100, 3), ev("processing", 100, 9), ev("error", None, 10)]
+    (finding,) = check_job("j", late, "completed", terminal_event=late[0], deadline=5, fix_required=True)
+    assert finding.message == "job j: 2 event(s) after the terminal 'completed' event: processing, error"
+    other = [ev("error", None, 3)]
+    (finding,) = check_job("j", other, "completed", terminal_event=other[0], deadline=5, fix_required=True)
+    assert finding.message == "job j: terminal event 'error' disagrees with REST status 'completed'"
+    (finding,) = check_job("j", [], "completed", terminal_event=None, deadline=2.5, fix_required=False)
+    assert finding.message == "job j: REST says 'completed' but no terminal event arrived within 2.5 s"
+
+
+def test_a_silent_failure_is_a_lack_unless_the_fix_is_required() -> None:
+    (lack,) = check_job("j", [], "error", terminal_event=None, deadline=5, fix_required=False)
+    assert lack.kind == "lack" and "terminal 'error' events over MQTT" in lack.message
+    (violation,) = check_job("j", [], "error", terminal_event=None, deadline=5, fix_required=True)
+    assert violation.kind == "violation"
+
+
+def test_events_without_timestamps_keep_arrival_order() -> None:
+    events = [ev("processing", 10, None), ev("queued", 0, 1)]
+    assert in_server_order(events) == events
+    assert "received" not in ev("queued", None, None, 1.5).line(1.0)
+    assert ev("queued", 5, 1234, 1.5).line(1.0).endswith("(+  500.0 ms) queued progress=5 server_ts=1234")
+
+
+# -- deadlines, requests ---------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("job_timeout", "test_timeout", "expected"),
+    [(120, None, 120), (120, 0, 120), (120, 10, 5), (120, 4, 2), (3, 300, 3), (120, 300, 120)],
+)
+def test_job_deadline_is_shorter_than_the_test_timeout(
+    job_timeout: float, test_timeout: float | None, expected: float
+) -> None:
+    assert job_deadline(job_timeout, test_timeout) == expected
+
+
+def test_curl_quotes_and_redacts() -> None:
+    req = RequestRecord(
+        "t", 0.0, "POST", "http://h/jobs/hash", 200, 3.0, (("tags", "a b"),), ("file", "x y.jpg", "/tmp/x y.jpg")
+    )
+    assert req.curl() == (
+        "curl -sS -X POST http://h/jobs/hash -H 'Authorization: Bearer $CL_TOKEN' -F 'tags=a b' "
+        "-F 'file=@/tmp/x y.jpg;filename=x y.jpg'"
+    )
+    failed = RequestRecord("t", 0.0, "GET", "http://h/", None, 1.0, error="ConnectError: refused")
+    assert failed.line() == "GET http://h/ -> failed: ConnectError: refused (1.0 ms)"
+
+
+# -- report ----------------------------------------------------------------------------------------------
+def test_percentile() -> None:
+    assert percentile([], 50) is None
+    assert percentile([4, 1, 3, 2], 50) == 2.5
+    assert percentile([10], 95) == 10
+    assert percentile(list(range(1, 101)), 95) == pytest.approx(95.05)
+
+
+@pytest.mark.parametrize(
+    ("path", "row"),
+    [
+        ("tests/conformance/plugins/test_face_detection.py", "face_detection"),
+        ("tests/conformance/protocol/test_jobs.py", "protocol"),
+        ("tests/conformance/workflows/test_album.py", "workflows"),
+        ("tests/test_misc.py", "misc"),
+        ("checks/upload_test.py", "upload"),
+    ],
+)
+def test_rows_from_paths(path: str, row: str) -> None:
+    assert row_for_path(PurePath(path)) == row
+
+
+def test_report_sections_and_files(tmp_path: Path) -> None:
+    results = Results()
+    results.tests = {
+        "a::t1": ("hash", "passed", [10.0, 30.0]),
+        "a::t2": ("hash", "failed", []),
+        "b::t": ("exif", "skipped", []),
+    }
+    results.job_counts = {"a::t1": 2}
+    results.missing_workers = [("b::t", "exif", "skipped")]
+    results.lacks = [("a::t2", "needs fix: x")]
+    results.problems = ["job 1 could not be deleted"]
+    results.kept = ["k1"]
+    results.add_session("gw0", {"starts": 1, "jobs_at_start": 0, "jobs_at_end": 0, "problems": ["p2"], "kept": ["k2"]})
+    sections = dict(terminal_sections(results, "dep", "skip (local run)"))
+    assert sections["cl: deployment under test"] == [
+        "deployment: dep",
+        "missing-worker policy: skip (local run)",
+        "embedded deployment started 1 time(s) (by gw0)",
+        "jobs on the embedded deployment: 0 at start, 0 at the end",
+    ]
+    assert sections["cl: clean-up problems (2)"] == ["job 1 could not be deleted", "p2"]
+    assert sections["cl: jobs kept (--cl-keep-jobs): 2"] == ["k1", "k2"]
+    assert sections["cl: conformance matrix"][2:] == [
+        "| exif | 0 | 0 | 1 | 0 | - | - |",
+        "| hash | 1 | 1 | 0 | 2 | 20 | 29 |",
+    ]
+    json_path, md_path = results.write(tmp_path / "r" / "report.json", "dep", "skip")
+    data = json.loads(json_path.read_text())
+    assert data["embedded_jobs"] == [{"owner": "gw0", "at_start": 0, "at_end": 0}]
+    assert data["deployment_lacks"] == [{"test": "a::t2", "lack": "needs fix: x"}]
+    md = md_path.read_text()
+    for heading in ("## Skipped for lack of a worker", "## Deployment lacks", "## Clean-up problems", "## Kept jobs"):
+        assert heading in md
+    assert results.write(tmp_path / "report.md", "dep", "skip")[1].name == "report.md.md"
+
+
+def test_deployment_info_round_trip() -> None:
+    info = DeploymentInfo("remote", "http://h:1", None, "cl_compute", "1", "on", ("a", "b"), ("w1",), 1)
+    assert DeploymentInfo.from_json(info.to_json()) == info
+    assert info.is_reference and not info.embedded and info.offers("a") and not info.offers("c")
+    assert info.describe() == "cl_compute 1 at http://h:1 (mqtt off; 1 worker(s); capabilities: a, b)"
+
+
+# -- the deployment under test -----------------------------------------------------------------------------
+def test_probe_names_a_wrong_url(cl_target: Target) -> None:
+    with pytest.raises(DeploymentUnavailableError, match=r"answered 404 to GET .*/nope/.*Is --cl-server"):
+        probe(Settings(server=f"{cl_target.server_url}/nope", mqtt="off"))
+
+
+def test_shared_embedded_deployment_protocol(tmp_path: Path) -> None:
+    """Two xdist workers simulated in one process: the first starts, the second attaches through the state
+    file, and the owner stops only after the other left."""
+    settings = Settings(embedded_workers=1, embedded_tasks=("hash",))
+    owner = EmbeddedDeployment(settings, tmp_path, "gw0")
+    other = EmbeddedDeployment(settings, tmp_path, "gw1")
+    owner.join()
+    other.join()
+    info = owner.acquire()
+    try:
+        assert owner.owner and owner.starts == 1 and owner.jobs_at_start == 0
+        assert other.acquire() == info and not other.owner and other.starts == 0
+        assert read_state(tmp_path)["status"] == "running"
+        stopper = threading.Thread(target=owner.release)
+        stopper.start()
+        stopper.join(0.3)
+        assert stopper.is_alive(), "the owner must wait while another worker is still running"
+        other.leave()
+        stopper.join(30)
+        assert not stopper.is_alive()
+        assert read_state(tmp_path)["status"] == "stopped" and owner.jobs_at_end == 0
+    finally:
+        other.leave()
+        owner.release()
+
+
+def test_a_failed_start_is_reported_by_every_worker_without_retrying(tmp_path: Path) -> None:
+    (tmp_path / "state.json").write_text(json.dumps({"status": "failed", "error": "cl: it broke", "owner": "gw0"}))
+    with pytest.raises(DeploymentUnavailableError, match=r"^cl: it broke$"):
+        EmbeddedDeployment(Settings(), tmp_path, "gw1").acquire()
+
+
+def test_async_fixture_without_pytest_asyncio(pytester: pytest.Pytester, cl_target: Target) -> None:
+    pytester.makepyfile("def test_a(async_compute_client):\n    pass\n")
+    result = pytester.runpytest("-p", "no:asyncio", "-p", "no:cacheprovider", *cl_target.args)
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*async_compute_client needs pytest-asyncio: pip install pytest-asyncio*"])
+
+
+def test_job_wait_deadline_follows_the_test_timeout(
+    pytester: pytest.Pytester, cl_target: Target, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        def test_ini(_cl_test):
+            print("DEADLINE ini", _cl_test)
+
+        @pytest.mark.timeout(4)
+        def test_marker(_cl_test):
+            print("DEADLINE marker", _cl_test)
+
+        @pytest.mark.timeout(timeout=300)
+        def test_marker_kw(_cl_test):
+            print("DEADLINE marker_kw", _cl_test)
+        """
+    )
+    result = run(pytester, *cl_target.args, "-s", "-o", "timeout=10", "--cl-job-timeout", "60")
+    result.stdout.fnmatch_lines(["*DEADLINE ini 5.0", "*DEADLINE marker 2.0", "*DEADLINE marker_kw 60.0"])
+    monkeypatch.setenv("PYTEST_TIMEOUT", "8")
+    result = run(pytester, *cl_target.args, "-s", "-k", "ini")
+    result.stdout.fnmatch_lines(["*DEADLINE ini 4.0"])
+    result = run(pytester, *cl_target.args, "-s", "-k", "ini", "--timeout", "20")
+    result.stdout.fnmatch_lines(["*DEADLINE ini 15.0"])
+
+
+assert PLUGIN_FILE
