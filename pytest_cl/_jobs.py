@@ -346,7 +346,7 @@ class TrackedComputeClient(ComputeClient):
     shorter than its pytest-timeout, so clean-up still runs when a job hangs.
     """
 
-    def __init__(self, ledger: Ledger, options: ClientOptions) -> None:
+    def __init__(self, ledger: Ledger, options: ClientOptions, max_wait: float | None = None) -> None:
         kw = options.kwargs()
         super().__init__(
             options.server_url,
@@ -358,10 +358,14 @@ class TrackedComputeClient(ComputeClient):
             transport=RecordingTransport(ledger),
         )
         self.cl_ledger = ledger
+        self.cl_max_wait = max_wait
 
     def wait_for_job(self, job_id: str, timeout: float | None = None, task_type: str = "unknown") -> JobResponse:
         """``ComputeClient.wait_for_job`` limited to the test's job-wait deadline."""
-        record = super().wait_for_job(job_id, self.cl_ledger.wait_limit(timeout), task_type)
+        limit = self.cl_ledger.wait_limit(timeout)
+        if self.cl_max_wait is not None:
+            limit = min(limit, self.cl_max_wait)
+        record = super().wait_for_job(job_id, limit, task_type)
         self.cl_ledger.on_record(record)
         return record
 

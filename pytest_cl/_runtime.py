@@ -80,6 +80,21 @@ class Runtime:
                 self._client.monitor.wait_ready()
         return self._client
 
+    def new_client(self, settings: Settings) -> TrackedComputeClient:
+        """A sync fixture client with other settings (a fixture factory's); the caller closes it."""
+        options = ClientOptions(
+            self.info.server_url,
+            self.info.mqtt_url,
+            settings.token,
+            settings.auth_url,
+            settings.username,
+            settings.password,
+        )
+        client = TrackedComputeClient(self.ledger, options, max_wait=settings.job_timeout)
+        if client.monitor is not None:
+            client.monitor.wait_ready()
+        return client
+
     def new_async_client(self) -> TrackedAsyncComputeClient:
         """A new async fixture client (one per test: it belongs to the test's event loop)."""
         return TrackedAsyncComputeClient(self.ledger, self.options)

@@ -446,3 +446,52 @@ def sys_executable() -> str:
 
 
 assert PLUGIN_FILE
+
+
+def test_fixture_factory_and_cleanup_problems(pytester: pytest.Pytester, cl_target: Target, mode: list[str]) -> None:
+    pytester.makeconftest(
+        """
+        import pytest
+        from cl_client import ComputeClient
+        from pytest_cl import factories
+
+        quick_client = factories.compute_client(job_timeout=1.5, token="factory-token")
+
+        @pytest.fixture
+        def undeletable(monkeypatch):
+            monkeypatch.setattr(ComputeClient, "delete_job", lambda self, job_id, **kw: None)  # "deletes" nothing
+        """
+    )
+    pytester.makepyfile(
+        test_factory="""
+        import time
+        import pytest
+        from cl_client import JobTimeoutError
+
+        def test_quick(quick_client, tmp_path):
+            f = tmp_path / "a.txt"
+            f.write_text("x")
+            assert quick_client.config.token == "factory-token"
+            job = quick_client.submit("sleep", f, {"seconds": 20, "steps": 200})
+            started = time.monotonic()
+            with pytest.raises(JobTimeoutError):
+                job.wait(timeout=60)
+            assert time.monotonic() - started < 5
+
+        def test_undeletable(undeletable, compute_client, tmp_path):
+            f = tmp_path / "a.txt"
+            f.write_text("x")
+            compute_client.submit("hash", f).result()
+        """
+    )
+    before = cl_target.job_count()
+    result = run(pytester, *cl_target.args, *mode, "-W", "always::pytest_cl.plugin.ClCleanupWarning")
+    result.assert_outcomes(passed=2)
+    out = result.stdout.str()
+    problem = "job * (hash) of test_factory.py::test_undeletable is still on the server after DELETE (status completed)"
+    result.stdout.fnmatch_lines(["*cl: clean-up problems (1)*", problem])
+    assert "ClCleanupWarning" in out
+    leftover = _ids(out.split("clean-up problems")[1])[0]
+    assert cl_target.job_exists(leftover)
+    cl_target.delete(leftover)
+    assert cl_target.job_count() == before
