@@ -419,7 +419,7 @@ def test_polling_only_and_async_client(pytester: pytest.Pytester, cl_target: Tar
 
 def test_media_fixture(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
-        test_media="""
+        test_cl_media_fixture="""
         def test_media(cl_media):
             assert len(cl_media) > 0
             item = next(iter(cl_media))
