@@ -41,7 +41,14 @@ def test_destructive_runs_on_embedded(compute_client):
 
 
 def test_embedded_deployment_end_to_end(pytester: pytest.Pytester, mode: list[str]) -> None:
-    pytester.makepyfile(**{"tests/conformance/plugins/test_hash": SUITE})
+    pytester.makepyfile(
+        **{
+            "clsuite/__init__": "",
+            "clsuite/plugins/__init__": "",
+            "clsuite/protocol/__init__": "",
+            "clsuite/plugins/test_hash": SUITE,
+        }
+    )
     args = [
         "--cl-embedded-tasks=hash,sleep",
         f"--cl-embedded-plugins=sleep={PLUGIN_FILE}:SleepPlugin",

@@ -37,8 +37,11 @@ def _ids(text: str) -> list[str]:
 def test_header_matrix_report_and_junit(pytester: pytest.Pytester, cl_target: Target, mode: list[str]) -> None:
     pytester.makepyfile(
         **{
-            "tests/conformance/plugins/test_hash": HASH_TESTS,
-            "tests/conformance/protocol/test_jobs": """
+            "clsuite/__init__": "",
+            "clsuite/plugins/__init__": "",
+            "clsuite/protocol/__init__": "",
+            "clsuite/plugins/test_hash": HASH_TESTS,
+            "clsuite/protocol/test_jobs": """
                 import pytest
 
                 def test_capabilities(compute_client, cl_deployment):
@@ -48,7 +51,7 @@ def test_header_matrix_report_and_junit(pytester: pytest.Pytester, cl_target: Ta
                 def test_broken(compute_client):
                     assert False, "deliberately broken"
             """,
-            "tests/test_unrelated": "def test_plain():\n    pass\n",
+            "clsuite/test_unrelated": "def test_plain():\n    pass\n",
         }
     )
     before = cl_target.job_count()
@@ -80,7 +83,7 @@ def test_header_matrix_report_and_junit(pytester: pytest.Pytester, cl_target: Ta
         "row": "protocol", "passed": 1, "failed": 1, "skipped": 0, "jobs": 0,
         "latency_p50_ms": None, "latency_p95_ms": None,
     }  # fmt: skip
-    assert report["tests"]["tests/conformance/protocol/test_jobs.py::test_broken"]["outcome"] == "failed"
+    assert report["tests"]["clsuite/protocol/test_jobs.py::test_broken"]["outcome"] == "failed"
     assert report["missing_worker_policy"] == "skip (local run)"
     markdown = (pytester.path / "out/report.md").read_text()
     assert "| hash | 3 | 0 | 0 | 3 |" in markdown and markdown.startswith("# CL conformance report")
