@@ -80,11 +80,14 @@ class Runtime:
                 self._client.monitor.wait_ready()
         return self._client
 
-    def new_client(self, settings: Settings) -> TrackedComputeClient:
-        """A sync fixture client with other settings (a fixture factory's); the caller closes it."""
+    def new_client(self, settings: Settings, *, polling_only: bool = False) -> TrackedComputeClient:
+        """A sync fixture client with other settings (a fixture factory's); the caller closes it.
+
+        With ``polling_only`` the client connects no broker and waits on jobs by polling.
+        """
         options = ClientOptions(
             self.info.server_url,
-            self.info.mqtt_url,
+            None if polling_only else self.info.mqtt_url,
             settings.token,
             settings.auth_url,
             settings.username,

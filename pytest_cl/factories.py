@@ -37,6 +37,7 @@ def compute_client(
     username: str | None = None,
     password: str | None = None,
     job_timeout: float | None = None,
+    polling_only: bool = False,
 ):
     """Return a function-scoped fixture giving a ``ComputeClient`` with these settings.
 
@@ -46,6 +47,8 @@ def compute_client(
         username: login user name.
         password: login password.
         job_timeout: longest job wait in seconds (still shorter than the test's timeout).
+        polling_only: connect no MQTT broker: the client waits on jobs by polling (as against a deployment
+            whose broker is unreachable); its jobs are still recorded, checked and cleaned up.
     """
 
     @pytest.fixture
@@ -60,7 +63,7 @@ def compute_client(
             password=password,
             job_timeout=job_timeout,
         )
-        client = _cl_runtime.new_client(settings)
+        client = _cl_runtime.new_client(settings, polling_only=polling_only)
         try:
             yield client
         finally:

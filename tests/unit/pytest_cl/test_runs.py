@@ -459,6 +459,7 @@ def test_fixture_factory_and_cleanup_problems(pytester: pytest.Pytester, cl_targ
         from pytest_cl import factories
 
         quick_client = factories.compute_client(job_timeout=1.5, token="factory-token")
+        polling_client = factories.compute_client(polling_only=True)
 
         @pytest.fixture
         def undeletable(monkeypatch):
@@ -481,6 +482,12 @@ def test_fixture_factory_and_cleanup_problems(pytester: pytest.Pytester, cl_targ
                 job.wait(timeout=60)
             assert time.monotonic() - started < 5
 
+        def test_polling(polling_client, tmp_path):
+            f = tmp_path / "p.txt"
+            f.write_text("p")
+            assert polling_client.monitor is None
+            assert polling_client.submit("hash", f).result().status == "completed"
+
         def test_undeletable(undeletable, compute_client, tmp_path):
             f = tmp_path / "a.txt"
             f.write_text("x")
@@ -489,7 +496,7 @@ def test_fixture_factory_and_cleanup_problems(pytester: pytest.Pytester, cl_targ
     )
     before = cl_target.job_count()
     result = run(pytester, *cl_target.args, *mode, "-W", "always::pytest_cl.plugin.ClCleanupWarning")
-    result.assert_outcomes(passed=2)
+    result.assert_outcomes(passed=3)
     out = result.stdout.str()
     problem = "job * (hash) of test_factory.py::test_undeletable is still on the server after DELETE (status completed)"
     result.stdout.fnmatch_lines(["*cl: clean-up problems (1)*", problem])
