@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, cast
 from pydantic import JsonValue
 
 from cl_client._models import JobResponse
-from cl_client.plugins._base import PluginResult
+from cl_client._tracker import JobCallback
+from cl_client.plugins._base import OutT_co, PathLike, PluginClient, PluginResult
 from cl_client.plugins._fields import BoolField
 from cl_client.plugins._files import JobFiles, Plan, read
 from cl_client.plugins._parse import as_bool, as_float, output_file, parse_npy, task_output_value
@@ -118,3 +119,42 @@ def build_face_embedding(record: JobResponse, files: JobFiles) -> Plan[FaceEmbed
         raw=data,
         quality_score=as_float(task_output_value(record, "quality_score")),
     )
+
+
+class ImageEmbeddingClient(PluginClient[OutT_co]):
+    """The body shared by ``client.clip_embedding`` and ``client.dino_embedding`` (same form, same result)."""
+
+    def embed_image(
+        self,
+        image: PathLike,
+        wait: bool = False,
+        timeout: float | None = None,
+        on_progress: JobCallback | None = None,
+        on_complete: JobCallback | None = None,
+        *,
+        normalize: bool = True,
+        priority: int | None = None,
+        filename: str | None = None,
+    ) -> OutT_co:
+        """Embed an image.
+
+        Args:
+            image: the image file.
+            wait: wait for the job to end before returning (a failed job is returned, not raised).
+            timeout: seconds ``wait`` may take.
+            on_progress: called with a JobResponse on every update.
+            on_complete: called once with the final JobResponse.
+            normalize: L2-normalise the vector (default true).
+            priority: 0-10.
+            filename: upload name (default: the file's name).
+
+        Returns:
+            ``PluginJob[EmbeddingResult]`` (awaitable ``AsyncPluginJob`` on the async client).
+
+        Raises:
+            ConfigurationError: a bad argument (nothing sent). FileNotFoundError: no such image.
+        """
+        return self.submit(
+            image, {"normalize": normalize}, priority=priority, wait=wait, timeout=timeout,
+            on_progress=on_progress, on_complete=on_complete, filename=filename,
+        )  # fmt: skip

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from cl_client._tracker import JobCallback
-from cl_client.plugins._base import OutT_co, PathLike, PluginClient, PluginSpec
-from cl_client.plugins._embedding import NORMALIZE, EmbeddingResult, embedding_builder
+from cl_client.plugins._base import OutT_co, PluginSpec
+from cl_client.plugins._embedding import NORMALIZE, EmbeddingResult, ImageEmbeddingClient, embedding_builder
 
 SPEC: PluginSpec[EmbeddingResult] = PluginSpec(
     task_type="clip_embedding",
@@ -17,40 +16,5 @@ SPEC: PluginSpec[EmbeddingResult] = PluginSpec(
 )
 
 
-class ClipEmbeddingClient(PluginClient[OutT_co]):
+class ClipEmbeddingClient(ImageEmbeddingClient[OutT_co]):
     """``client.clip_embedding``: CLIP image embeddings; ``result()`` gives an ``EmbeddingResult``."""
-
-    def embed_image(
-        self,
-        image: PathLike,
-        wait: bool = False,
-        timeout: float | None = None,
-        on_progress: JobCallback | None = None,
-        on_complete: JobCallback | None = None,
-        *,
-        normalize: bool = True,
-        priority: int | None = None,
-        filename: str | None = None,
-    ) -> OutT_co:
-        """Embed an image.
-
-        Args:
-            image: the image file.
-            wait: wait for the job to end before returning (a failed job is returned, not raised).
-            timeout: seconds ``wait`` may take.
-            on_progress: called with a JobResponse on every update.
-            on_complete: called once with the final JobResponse.
-            normalize: L2-normalise the vector (default true).
-            priority: 0-10.
-            filename: upload name (default: the file's name).
-
-        Returns:
-            ``PluginJob[EmbeddingResult]`` (awaitable ``AsyncPluginJob`` on the async client).
-
-        Raises:
-            ConfigurationError: a bad argument (nothing sent). FileNotFoundError: no such image.
-        """
-        return self.submit(
-            image, {"normalize": normalize}, priority=priority, wait=wait, timeout=timeout,
-            on_progress=on_progress, on_complete=on_complete, filename=filename,
-        )  # fmt: skip
