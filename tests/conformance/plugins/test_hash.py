@@ -1,0 +1,202 @@
+"""Conformance of the ``hash`` plugin (PROTOCOL.md §3: ``algorithm`` sha512|md5, ``output/hash.json``).
+
+Known answers come from the test itself: MD5/SHA-512 of the bytes with hashlib, SHA-512 of the decoded pixel
+buffer with Pillow (first frame, ``Image.tobytes()`` in the file's own mode, no conversion: upstream's
+``cl_ml_tools`` ``sha512hash_image`` does ``im.seek(0); sha512(im.tobytes())``), SHA-512 of the key-frame
+packets with PyAV, and the media facts of ``media/manifest.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+import av
+import pytest
+from PIL import Image, ImageFile
+
+from cl_client import ComputeClient, ValidationError
+from pytest_cl._media import MediaCatalogue, MediaItem
+from tests.conformance.plugins._media_helpers import completed, failed, output_path, pixel_bytes, read_json, run_job
+
+pytestmark = [pytest.mark.cl_requires("hash"), pytest.mark.timeout(120)]
+
+TASK = "hash"
+HEX128 = re.compile(r"^[0-9a-f]{128}$")
+MD5_EMPTY = "d41d8cd98f00b204e9800998ecf8427e"
+
+
+def _hash_json(client: ComputeClient, item: MediaItem, algorithm: str | None) -> dict[str, object]:
+    """Hash ``item`` (``algorithm`` None: the server's default) and return ``output/hash.json``, checked."""
+    params = {} if algorithm is None else {"algorithm": algorithm}
+    job = completed(client, TASK, item.path, params)
+    assert job.params.get("algorithm") == (algorithm or "sha512"), job.params
+    assert output_path(job) == "output/hash.json"
+    data = read_json(client, job, output_path(job))
+    assert set(data) >= {"hash_value", "algorithm", "media_type", "process_time"}, data
+    assert job.task_output is not None and job.task_output.get("media_type") == data["media_type"]
+    assert "hash_value" not in job.task_output, "the hash belongs in output/hash.json only"
+    return data
+
+
+def _keyframe_sha512(item: MediaItem) -> tuple[str, int]:
+    """SHA-512 over the key-frame packets of the first video stream, in file order, and their count."""
+    digest = hashlib.sha512()
+    count = 0
+    with av.open(str(item.path)) as container:
+        stream = container.streams.video[0]
+        for packet in container.demux(stream):
+            if packet.size and packet.is_keyframe:
+                digest.update(bytes(packet))
+                count += 1
+    return digest.hexdigest(), count
+
+
+# -- md5 ---------------------------------------------------------------------------------------------------
+def test_md5_is_md5_of_the_uploaded_bytes(any_client: ComputeClient, cl_media: MediaCatalogue) -> None:
+    """md5 = MD5 hex of the uploaded bytes; media_type image; hash.json and task_output agree (events, polling)."""
+    item = cl_media["png_800x600"]
+    data = _hash_json(any_client, item, "md5")
+    assert data["hash_value"] == hashlib.md5(item.read_bytes()).hexdigest()
+    assert (data["algorithm"], data["media_type"]) == ("md5", "image")
+    assert isinstance(data["process_time"], int | float) and data["process_time"] >= 0
+
+
+@pytest.mark.parametrize("name", ["jpeg_exif", "video_720p_3s_silent", "text_plain", "audio_3s", "gif_palette"])
+def test_md5_and_media_type_of_each_kind(compute_client: ComputeClient, cl_media: MediaCatalogue, name: str) -> None:
+    """md5 of image, video, text and audio files is the MD5 of their bytes; media_type is the manifest's."""
+    item = cl_media[name]
+    data = _hash_json(compute_client, item, "md5")
+    assert data["hash_value"] == hashlib.md5(item.read_bytes()).hexdigest()
+    assert data["algorithm"] == "md5"
+    assert data["media_type"] == item.fact_str("media_type")
+
+
+# -- sha512 of images: the decoded pixels ---------------------------------------------------------------------
+def test_default_sha512_of_an_image_is_sha512_of_its_pixels(
+    any_client: ComputeClient, cl_media: MediaCatalogue
+) -> None:
+    """Without ``algorithm`` (default sha512) an image hashes to SHA-512 of its pixel buffer, not of its bytes."""
+    item = cl_media["png_rgba"]
+    data = _hash_json(any_client, item, None)
+    assert data["algorithm"] == "sha512_image"
+    assert data["media_type"] == "image"
+    assert data["hash_value"] == hashlib.sha512(pixel_bytes(item.path)).hexdigest()
+    assert data["hash_value"] != hashlib.sha512(item.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["png_800x600", "png_grey", "gif_palette", "jpeg_exif", "face_kafka", "webp_pixels_twin"],
+)
+def test_sha512_image_in_the_files_own_mode(compute_client: ComputeClient, cl_media: MediaCatalogue, name: str) -> None:
+    """RGB, L, P (first frame), JPEG and WebP: SHA-512 of ``tobytes()`` in the file's mode (no conversion)."""
+    item = cl_media[name]
+    with Image.open(item.path) as img:
+        assert img.mode == item.fact_str("mode")
+    data = _hash_json(compute_client, item, "sha512")
+    assert (data["algorithm"], data["media_type"]) == ("sha512_image", "image")
+    assert HEX128.match(str(data["hash_value"]))
+    assert data["hash_value"] == hashlib.sha512(pixel_bytes(item.path)).hexdigest()
+
+
+def test_identical_pixels_in_png_and_lossless_webp_hash_alike(
+    compute_client: ComputeClient, cl_media: MediaCatalogue
+) -> None:
+    """Two different files with the same decoded pixels (PNG, lossless WebP) get one image hash; MD5s differ."""
+    png, webp = cl_media["png_pixels_twin"], cl_media["webp_pixels_twin"]
+    assert hashlib.sha256(pixel_bytes(png.path)).hexdigest() == png.fact_str("pixels_sha256")
+    assert pixel_bytes(png.path) == pixel_bytes(webp.path)
+    png_hash = _hash_json(compute_client, png, "sha512")
+    webp_hash = _hash_json(compute_client, webp, "sha512")
+    assert png_hash["hash_value"] == webp_hash["hash_value"] == hashlib.sha512(pixel_bytes(png.path)).hexdigest()
+    assert _hash_json(compute_client, png, "md5")["hash_value"] != _hash_json(compute_client, webp, "md5")["hash_value"]
+
+
+def test_metadata_does_not_change_the_image_hash(compute_client: ComputeClient, cl_media: MediaCatalogue) -> None:
+    """The EXIF JPEG and its EXIF-stripped copy (same pixels, other bytes) share the image hash."""
+    rich, stripped = cl_media["jpeg_exif"], cl_media["jpeg_exif_stripped"]
+    assert rich.read_bytes() != stripped.read_bytes()
+    assert (
+        _hash_json(compute_client, rich, "sha512")["hash_value"]
+        == (_hash_json(compute_client, stripped, "sha512")["hash_value"])
+    )
+
+
+# -- sha512 of videos, text, audio --------------------------------------------------------------------------
+def test_video_hash_is_stable_and_covers_key_frames(compute_client: ComputeClient, cl_media: MediaCatalogue) -> None:
+    """A video: ``sha512_video`` = SHA-512 of its key-frame packets; the same under another upload name."""
+    item = cl_media["video_720p_5s_audio"]
+    expected, keyframes = _keyframe_sha512(item)
+    assert keyframes == item.fact_int("keyframes")
+    first = _hash_json(compute_client, item, "sha512")
+    job = compute_client.submit(TASK, item.path, {"algorithm": "sha512"}, filename="renamed copy.mp4")
+    second_job = job.result(60)
+    second = read_json(compute_client, second_job, output_path(second_job))
+    assert (first["algorithm"], first["media_type"]) == ("sha512_video", "video")
+    assert first["hash_value"] == second["hash_value"] == expected
+    assert first["hash_value"] != hashlib.sha512(item.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("name", ["text_plain", "audio_3s", "hostile_text_as_jpeg"])
+def test_sha512_of_other_files_is_sha512_of_the_bytes(
+    compute_client: ComputeClient, cl_media: MediaCatalogue, name: str
+) -> None:
+    """Text (also text named ``.jpg``) and audio: ``sha512_generic`` = SHA-512 of the raw bytes."""
+    item = cl_media[name]
+    data = _hash_json(compute_client, item, "sha512")
+    assert data["media_type"] == item.fact_str("media_type")
+    assert data["algorithm"] == "sha512_generic"
+    assert data["hash_value"] == hashlib.sha512(item.read_bytes()).hexdigest()
+
+
+# -- hostile inputs and bad parameters -----------------------------------------------------------------------
+def test_decompression_bomb_fails_with_a_message(any_client: ComputeClient, cl_media: MediaCatalogue) -> None:
+    """A 30000×30000 PNG is not decoded for the image hash: the job ends ``error`` with a message, no hang."""
+    failed(any_client, TASK, cl_media["hostile_bomb_png"].path, {"algorithm": "sha512"})
+
+
+def test_md5_of_a_bomb_needs_no_decoding(compute_client: ComputeClient, cl_media: MediaCatalogue) -> None:
+    """md5 hashes bytes only, so even the decompression bomb completes with the MD5 of its bytes."""
+    item = cl_media["hostile_bomb_png"]
+    assert _hash_json(compute_client, item, "md5")["hash_value"] == hashlib.md5(item.read_bytes()).hexdigest()
+
+
+def test_empty_file_is_refused_or_hashed_as_empty(compute_client: ComputeClient, cl_media: MediaCatalogue) -> None:
+    """Zero bytes: either ``error`` with a message, or the MD5 of nothing (d41d8cd9…), never anything else."""
+    item = cl_media["hostile_empty"]
+    job = run_job(compute_client, TASK, item.path, {"algorithm": "md5"})
+    if job.is_failed:
+        assert job.error_message and job.error_message.strip()
+    else:
+        assert job.status == "completed"
+        assert read_json(compute_client, job, output_path(job))["hash_value"] == MD5_EMPTY
+
+
+def test_truncated_jpeg_is_refused_or_hashed_as_decoded(
+    compute_client: ComputeClient, cl_media: MediaCatalogue
+) -> None:
+    """A truncated JPEG: ``error`` with a message, or (upstream decodes truncated images) the hash of that decode."""
+    item = cl_media["hostile_truncated_jpeg"]
+    job = run_job(compute_client, TASK, item.path, {"algorithm": "sha512"})
+    if job.is_failed:
+        assert job.error_message and job.error_message.strip()
+        return
+    assert job.status == "completed"
+    previous = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = True
+    try:
+        expected = hashlib.sha512(pixel_bytes(item.path)).hexdigest()
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = previous
+    data = read_json(compute_client, job, output_path(job))
+    assert (data["algorithm"], data["hash_value"]) == ("sha512_image", expected)
+
+
+@pytest.mark.parametrize("algorithm", ["sha1", "MD5 ", "sha256"])
+def test_unknown_algorithm_is_a_422(compute_client: ComputeClient, cl_media: MediaCatalogue, algorithm: str) -> None:
+    """``algorithm`` outside sha512|md5 is refused at submission (422 naming the field), no job is created."""
+    with pytest.raises(ValidationError) as info:
+        compute_client.submit(TASK, cl_media["text_plain"].path, {"algorithm": algorithm})
+    assert info.value.status_code == 422
+    assert "algorithm" in str(info.value.detail)
