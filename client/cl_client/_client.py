@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Self, TypeVar
+from typing import Generic, Self, TypeVar
 
 import httpx
 
@@ -55,8 +55,11 @@ def _auth_from(config: ComputeClientConfig, auth_provider: AuthProvider | None) 
     return NoAuthProvider()
 
 
-class _ClientCore:
-    """State and the I/O-free methods shared by both clients."""
+TransportT = TypeVar("TransportT", httpx.BaseTransport, httpx.AsyncBaseTransport)
+
+
+class _ClientCore(Generic[TransportT]):
+    """State, construction and the I/O-free methods shared by both clients."""
 
     config: ComputeClientConfig
     auth: AuthProvider
@@ -64,21 +67,23 @@ class _ClientCore:
     _tracker: JobTracker | None
     _tracker_http: SyncHTTP | None
 
-    def _setup(
+    def __init__(
         self,
-        server_url: str | None,
+        server_url: str | None = None,
         *,
-        mqtt_url: str | None,
-        auth_url: str | None,
-        token: str | None,
-        username: str | None,
-        password: str | None,
-        timeout: float | None,
-        auth_provider: AuthProvider | None,
-        config: ComputeClientConfig | None,
+        mqtt_url: str | None = None,
+        auth_url: str | None = None,
+        token: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        timeout: float | None = None,
+        auth_provider: AuthProvider | None = None,
+        config: ComputeClientConfig | None = None,
+        transport: TransportT | None = None,
+        base_url: str | None = None,
     ) -> None:
         self.config = resolve_config(
-            server_url=server_url,
+            server_url=server_url or base_url,
             mqtt_url=mqtt_url,
             auth_url=auth_url,
             token=token,
@@ -94,6 +99,12 @@ class _ClientCore:
             self.monitor.start()  # connects in the background; submit waits for it (bounded)
         self._tracker = None
         self._tracker_http = None
+        self._make_http(transport)
+        self._closed = False
+
+    def _make_http(self, transport: TransportT | None) -> None:
+        """Create ``self._http`` (the sync or async transport of the client)."""
+        raise NotImplementedError  # pragma: no cover - each client provides it
 
     def __repr__(self) -> str:
         mqtt = self.config.mqtt
@@ -212,7 +223,7 @@ class _ClientCore:
         return have
 
 
-class ComputeClient(_ClientCore, SyncPlugins):
+class ComputeClient(_ClientCore[httpx.BaseTransport], SyncPlugins):
     """Sync client for a CL compute deployment (context manager).
 
     Args:
@@ -236,34 +247,10 @@ class ComputeClient(_ClientCore, SyncPlugins):
         ConfigurationError: an invalid URL or setting.
     """
 
-    def __init__(
-        self,
-        server_url: str | None = None,
-        *,
-        mqtt_url: str | None = None,
-        auth_url: str | None = None,
-        token: str | None = None,
-        username: str | None = None,
-        password: str | None = None,
-        timeout: float | None = None,
-        auth_provider: AuthProvider | None = None,
-        config: ComputeClientConfig | None = None,
-        transport: httpx.BaseTransport | None = None,
-        base_url: str | None = None,
-    ) -> None:
-        self._setup(
-            server_url or base_url,
-            mqtt_url=mqtt_url,
-            auth_url=auth_url,
-            token=token,
-            username=username,
-            password=password,
-            timeout=timeout,
-            auth_provider=auth_provider,
-            config=config,
-        )
+    _http: SyncHTTP
+
+    def _make_http(self, transport: httpx.BaseTransport | None) -> None:
         self._http = SyncHTTP(self.config, self.auth, transport)
-        self._closed = False
 
     def _call(self, call: _api.Call[T]) -> T:
         return call.parse(self._http.send(call.request))
@@ -475,41 +462,17 @@ class ComputeClient(_ClientCore, SyncPlugins):
     update_guest_mode = set_guest_mode
 
 
-class AsyncComputeClient(_ClientCore, AsyncPlugins):
+class AsyncComputeClient(_ClientCore[httpx.AsyncBaseTransport], AsyncPlugins):
     """Async client: the same methods and arguments as ``ComputeClient``, awaitable (async context manager).
 
     Waiting and callbacks use the same tracker thread as the sync client (with its own connection pool),
     so no event-loop time is spent on MQTT; coroutine callbacks run on the loop that registered them.
     """
 
-    def __init__(
-        self,
-        server_url: str | None = None,
-        *,
-        mqtt_url: str | None = None,
-        auth_url: str | None = None,
-        token: str | None = None,
-        username: str | None = None,
-        password: str | None = None,
-        timeout: float | None = None,
-        auth_provider: AuthProvider | None = None,
-        config: ComputeClientConfig | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
-        base_url: str | None = None,
-    ) -> None:
-        self._setup(
-            server_url or base_url,
-            mqtt_url=mqtt_url,
-            auth_url=auth_url,
-            token=token,
-            username=username,
-            password=password,
-            timeout=timeout,
-            auth_provider=auth_provider,
-            config=config,
-        )
+    _http: AsyncHTTP
+
+    def _make_http(self, transport: httpx.AsyncBaseTransport | None) -> None:
         self._http = AsyncHTTP(self.config, self.auth, transport)
-        self._closed = False
 
     async def _call(self, call: _api.Call[T]) -> T:
         return call.parse(await self._http.send(call.request))
@@ -674,7 +637,7 @@ class AsyncComputeClient(_ClientCore, AsyncPlugins):
 class _JobHandle:
     """Shared part of ``Job`` and ``AsyncJob``."""
 
-    def __init__(self, client: _ClientCore, job_id: str, task_type: str) -> None:
+    def __init__(self, client: ComputeClient | AsyncComputeClient, job_id: str, task_type: str) -> None:
         self._client = client
         self.job_id = job_id
         self.task_type = task_type
