@@ -1,0 +1,358 @@
+"""Shared machinery of the ML plugin suites (clip_embedding, dino_embedding, face_detection, face_embedding).
+
+* ``run_jobs`` / ``run_job``: submit through the generic ``ComputeClient.submit`` (form fields sent as given, so
+  the suites see what the *server* does), wait through ``on_complete`` (the MQTT-callback path, or the polling
+  path for the ``polling`` client) and check that it fired exactly once with the confirmed final record.
+* ``load_npy`` / ``read_face_detection``: outputs fetched as files (``params.output_path``, ``faces[i].file_path``)
+  and read with numpy, json and Pillow, never with the client's typed results.
+* Module-level caches of *downloaded data* (never job handles: jobs are deleted after each test) keyed by
+  task, input bytes and parameters, so that tests sharing an input do not repeat its job.
+* ``ImageEmbeddingSuite``: the one body of the clip and dino suites; each file subclasses it with its task
+  and dimension.
+
+Expected values come from the tests: the media manifest (face counts, rough boxes, identities, sizes), Pillow
+(copies of committed images made in the test) and numpy (norms, cosines).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+from PIL import Image
+
+from cl_client import ComputeClient, Job, JobFailedError, JobResponse, ValidationError
+from pytest_cl._media import MediaCatalogue
+from tests.conformance._checks import cosine, has_magic
+
+#: longest wait for one small ML job (the embedded deployment needs < 1 s)
+JOB_TIMEOUT = 60.0
+#: inputs that are not decodable images (manifest: ``decodable`` false); every image plugin must fail on them
+HOSTILE = ("hostile_truncated_jpeg", "hostile_text_as_jpeg", "hostile_empty")
+NPY_MAGIC = b"\x93NUMPY"
+#: |norm - 1| allowed for a normalised float32 vector
+NORM_TOL = 1e-3
+
+Params = Mapping[str, object]
+
+
+# -- running jobs ------------------------------------------------------------------------------------------
+@dataclass
+class _Completion:
+    """What ``on_complete`` delivered for one job."""
+
+    calls: list[JobResponse] = field(default_factory=list[JobResponse])
+    done: threading.Event = field(default_factory=threading.Event)
+
+    def __call__(self, job: JobResponse) -> None:
+        self.calls.append(job)
+        self.done.set()
+
+
+def run_jobs(
+    client: ComputeClient,
+    task_type: str,
+    inputs: Sequence[tuple[Path, Params]],
+    *,
+    filenames: Sequence[str | None] | None = None,
+    timeout: float = JOB_TIMEOUT,
+) -> list[JobResponse]:
+    """Submit every ``(path, form fields)`` at once, wait for all through ``on_complete``, return the records.
+
+    Each job's ``on_complete`` must fire exactly once (within ``timeout``: a job that never ends fails here,
+    it does not hang the run) with the status that ``GET /jobs/{id}`` then confirms. The records are the
+    confirmed ones, completed or error: the caller decides which it expects.
+    """
+    names = list(filenames) if filenames is not None else [None] * len(inputs)
+    submitted = []
+    for (path, params), name in zip(inputs, names, strict=True):
+        completion = _Completion()
+        job = client.submit(task_type, path, dict(params), on_complete=completion, filename=name)
+        submitted.append((job, completion))
+    records = []
+    for job, completion in submitted:
+        assert completion.done.wait(timeout), (
+            f"{task_type} job {job.job_id}: on_complete did not fire within {timeout} s (status {job.status})"
+        )
+        final = job.wait(timeout)
+        assert len(completion.calls) == 1, f"on_complete fired {len(completion.calls)} times for {job.job_id}"
+        assert completion.calls[0].status == final.status, (completion.calls[0].status, final.status)
+        assert (final.job_id, final.task_type) == (job.job_id, task_type)
+        records.append(final)
+    return records
+
+
+def run_job(
+    client: ComputeClient, task_type: str, path: Path, params: Params | None = None, *, filename: str | None = None
+) -> JobResponse:
+    """``run_jobs`` for one input."""
+    return run_jobs(client, task_type, [(path, params or {})], filenames=[filename])[0]
+
+
+def assert_completed(record: JobResponse) -> JobResponse:
+    """The job completed (the server's error message is shown otherwise) with progress 100."""
+    assert record.status == "completed", f"{record.task_type} job ended {record.status}: {record.error_message}"
+    assert record.progress == 100, record.progress
+    return record
+
+
+def completed(client: ComputeClient, task_type: str, path: Path, params: Params | None = None) -> JobResponse:
+    """Run one job that must complete."""
+    return assert_completed(run_job(client, task_type, path, params))
+
+
+def output_path(record: JobResponse) -> str:
+    """``params.output_path``: the protocol's only way to find the output file."""
+    value = record.params.get("output_path")
+    assert isinstance(value, str) and value, f"job {record.job_id} has no params.output_path: {record.params}"
+    return value
+
+
+def check_hostile_inputs_fail(client: ComputeClient, cl_media: MediaCatalogue, task_type: str) -> None:
+    """Truncated JPEG, text named .jpg and an empty file: each job ends ``error`` with a message, no hang.
+
+    The wait goes through ``on_complete`` (MQTT events for the fixture client: upstream is silent on
+    failures, so the client's polling fallback must end it) and is bounded by ``JOB_TIMEOUT``. The job record
+    keeps the message, ``Job.result`` raises ``JobFailedError`` carrying it, and no output file is served.
+    """
+    items = [cl_media[name] for name in HOSTILE]
+    for item in items:
+        assert not item.fact_bool("decodable"), item.name
+    records = run_jobs(client, task_type, [(item.path, {}) for item in items])
+    for item, record in zip(items, records, strict=True):
+        assert record.status in {"error", "failed"}, f"{task_type} on {item.name} ended {record.status}"
+        assert isinstance(record.error_message, str) and record.error_message.strip(), (
+            f"{task_type} on {item.name}: error without a message"
+        )
+        with pytest.raises(JobFailedError) as info:
+            Job(client, record.job_id, record.task_type).result(JOB_TIMEOUT)
+        assert info.value.job.error_message == record.error_message
+
+
+def assert_rejected(client: ComputeClient, task_type: str, path: Path, params: Params, field_name: str) -> None:
+    """The server answers 422 naming ``field_name`` (sent raw: the generic submit does not validate)."""
+    with pytest.raises(ValidationError) as info:
+        client.submit(task_type, path, dict(params))
+    assert info.value.status_code == 422, info.value.status_code
+    locations = [loc for loc, _ in info.value.errors]
+    assert any(loc.endswith(field_name) for loc in locations), f"422 does not name {field_name}: {info.value.detail}"
+
+
+# -- reading outputs as files ------------------------------------------------------------------------------
+def load_npy(client: ComputeClient, record: JobResponse, dest: Path) -> NDArray[np.generic]:
+    """Download the job's ``.npy`` (``params.output_path``) to ``dest`` and load it with numpy (no pickles)."""
+    rel = output_path(record)
+    assert rel.endswith(".npy"), f"output_path {rel!r} is not a .npy file"
+    dest.mkdir(parents=True, exist_ok=True)
+    written = client.download_job_file(record.job_id, rel, dest / f"{record.job_id}.npy")
+    data = written.read_bytes()
+    assert data.startswith(NPY_MAGIC), f"{rel} is not an .npy file: {data[:16]!r}"
+    return np.load(io.BytesIO(data), allow_pickle=False)
+
+
+def check_vector(vector: NDArray[np.generic], dim: int, *, normalized: bool) -> NDArray[np.float32]:
+    """A finite float32 vector of ``dim`` values; L2 norm 1 when ``normalized``, clearly not 1 otherwise."""
+    assert vector.dtype == np.float32, vector.dtype
+    assert vector.shape == (dim,), vector.shape
+    assert np.isfinite(vector).all(), "non-finite values in the embedding"
+    norm = float(np.linalg.norm(vector.astype(np.float64)))
+    if normalized:
+        assert abs(norm - 1.0) < NORM_TOL, f"normalised vector has norm {norm}"
+    else:
+        assert abs(norm - 1.0) > 0.01, f"un-normalised vector has norm {norm} (looks normalised)"
+    return vector.astype(np.float32)
+
+
+def file_key(path: Path) -> str:
+    """Cache key of an input: the SHA-256 of its bytes."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+#: (task_type, sha256 of the input, frozen form fields) -> the downloaded vector
+_VECTORS: dict[tuple[str, str, str], NDArray[np.float32]] = {}
+
+
+def embed_all(
+    client: ComputeClient, task_type: str, paths: Sequence[Path], dim: int, dest: Path, *, normalize: bool = True
+) -> list[NDArray[np.float32]]:
+    """The normalised (or raw) vectors of ``paths``, each checked; cached by input bytes across tests."""
+    params = {"normalize": normalize}
+    keys = [(task_type, file_key(p), json.dumps(params, sort_keys=True)) for p in paths]
+    missing = [(p, k) for p, k in zip(paths, keys, strict=True) if k not in _VECTORS]
+    unique = list({k: p for p, k in missing}.items())
+    if unique:
+        records = run_jobs(client, task_type, [(p, params) for _, p in unique])
+        for (key, _), record in zip(unique, records, strict=True):
+            assert_completed(record)
+            _VECTORS[key] = check_vector(load_npy(client, record, dest), dim, normalized=normalize)
+    return [_VECTORS[k] for k in keys]
+
+
+# -- face detection ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Detection:
+    """A face_detection job's outputs as downloaded: the record, ``face_detection.json`` and the crop files."""
+
+    record: JobResponse
+    data: dict[str, object]
+    crops: dict[str, bytes]
+
+    @property
+    def faces(self) -> list[dict[str, object]]:
+        """The faces of the JSON file."""
+        faces = self.data["faces"]
+        assert isinstance(faces, list), faces
+        return faces  # type: ignore[return-value]
+
+
+def read_face_detection(client: ComputeClient, record: JobResponse) -> Detection:
+    """Download ``output/face_detection.json`` (``params.output_path``) and every ``faces[i].file_path``."""
+    assert_completed(record)
+    raw = client.read_job_file(record.job_id, output_path(record))
+    data = json.loads(raw.decode("utf-8"))
+    assert isinstance(data, dict) and isinstance(data.get("faces"), list), f"bad face_detection.json: {data!r:.300}"
+    crops: dict[str, bytes] = {}
+    for face in data["faces"]:
+        rel = face.get("file_path")
+        assert isinstance(rel, str) and rel, f"face without file_path: {face}"
+        crops[rel] = client.read_job_file(record.job_id, rel)
+    return Detection(record, data, crops)
+
+
+#: (sha256 of the input, frozen form fields) -> the downloaded detection
+_DETECTIONS: dict[tuple[str, str], Detection] = {}
+
+
+def detect_all(client: ComputeClient, inputs: Sequence[tuple[Path, Params]]) -> list[Detection]:
+    """face_detection of every ``(path, form fields)``, submitted together; cached by input bytes and fields."""
+    keys = [(file_key(p), json.dumps(dict(params), sort_keys=True)) for p, params in inputs]
+    todo = list({k: inp for k, inp in zip(keys, inputs, strict=True) if k not in _DETECTIONS}.items())
+    if todo:
+        records = run_jobs(client, "face_detection", [inp for _, inp in todo])
+        for (key, _), record in zip(todo, records, strict=True):
+            _DETECTIONS[key] = read_face_detection(client, record)
+    return [_DETECTIONS[k] for k in keys]
+
+
+def crop_image(data: bytes) -> Image.Image:
+    """A crop's bytes: a PNG by magic bytes and by Pillow, fully decoded."""
+    assert has_magic(data, "png"), f"crop is not a PNG: {data[:8]!r}"
+    img = Image.open(io.BytesIO(data))
+    img.load()
+    assert img.format == "PNG", img.format
+    return img
+
+
+# -- the clip / dino suite ------------------------------------------------------------------------------------
+def reencoded_copies(src: Path, dest: Path) -> list[Path]:
+    """Copies of one image made with Pillow: the other format (JPEG <-> PNG), half size, JPEG quality 50."""
+    dest.mkdir(parents=True, exist_ok=True)
+    with Image.open(src) as img:
+        rgb = img.convert("RGB")
+    other = dest / (f"{src.stem}_as_png.png" if src.suffix.lower() in {".jpg", ".jpeg"} else f"{src.stem}_as.jpg")
+    rgb.save(other, quality=90) if other.suffix == ".jpg" else rgb.save(other)
+    half = dest / f"{src.stem}_half.png"
+    rgb.resize((rgb.width // 2, rgb.height // 2), Image.Resampling.LANCZOS).save(half)
+    low = dest / f"{src.stem}_q50.jpg"
+    rgb.save(low, quality=50)
+    return [other, half, low]
+
+
+class ImageEmbeddingSuite:
+    """The checks of an image-embedding plugin (PROTOCOL.md §3); subclasses set ``TASK`` and ``DIM``."""
+
+    TASK: ClassVar[str]
+    DIM: ClassVar[int]
+    #: sources of the related-copies check: a face photo, two other photos and a synthetic image
+    FAMILIES: ClassVar[tuple[str, ...]] = ("face_astronaut", "no_face_coffee", "no_face_rocket", "png_800x600")
+    #: least gap between the farthest copy of an image and the closest unrelated image (cosine)
+    MARGIN: ClassVar[float] = 0.1
+
+    def test_default_job_writes_a_unit_vector_file(
+        self, any_client: ComputeClient, cl_media: MediaCatalogue, tmp_path: Path
+    ) -> None:
+        """No form fields (normalize defaults to true): the callback ends it ``completed``; task_output says
+        ``{embedding_dim: DIM, normalized: true}``; the downloaded .npy is float32 [DIM], finite, L2 norm 1."""
+        item = cl_media["face_astronaut"]
+        record = completed(any_client, self.TASK, item.path)
+        assert record.task_output == {"embedding_dim": self.DIM, "normalized": True}, record.task_output
+        assert record.params.get("input_path") == f"input/{item.path.name}", record.params
+        assert output_path(record) == f"output/{self.TASK}.npy"
+        check_vector(load_npy(any_client, record, tmp_path), self.DIM, normalized=True)
+
+    def test_normalize_false_gives_the_same_direction_unscaled(
+        self, compute_client: ComputeClient, cl_media: MediaCatalogue, tmp_path: Path
+    ) -> None:
+        """``normalize=false``: task_output ``normalized: false``, params echo false, norm clearly not 1, and
+        the vector divided by its norm equals the normalised one (normalising only rescales)."""
+        item = cl_media["no_face_rocket"]
+        records = run_jobs(
+            compute_client, self.TASK, [(item.path, {"normalize": False}), (item.path, {"normalize": True})]
+        )
+        raw_rec, unit_rec = (assert_completed(r) for r in records)
+        assert raw_rec.task_output == {"embedding_dim": self.DIM, "normalized": False}, raw_rec.task_output
+        assert unit_rec.task_output == {"embedding_dim": self.DIM, "normalized": True}, unit_rec.task_output
+        assert (raw_rec.params.get("normalize"), unit_rec.params.get("normalize")) == (False, True)
+        raw = check_vector(load_npy(compute_client, raw_rec, tmp_path), self.DIM, normalized=False)
+        unit = check_vector(load_npy(compute_client, unit_rec, tmp_path), self.DIM, normalized=True)
+        rescaled = raw.astype(np.float64) / np.linalg.norm(raw.astype(np.float64))
+        assert np.abs(rescaled - unit).max() < 1e-4, f"max |raw/|raw| - unit| = {np.abs(rescaled - unit).max()}"
+
+    def test_same_bytes_give_the_same_vector(
+        self, compute_client: ComputeClient, cl_media: MediaCatalogue, tmp_path: Path
+    ) -> None:
+        """The same bytes uploaded twice, once under another name, give the same vector (float rounding only)."""
+        item = cl_media["face_hopper"]
+        records = run_jobs(
+            compute_client, self.TASK, [(item.path, {}), (item.path, {})], filenames=[None, "another name.jpg"]
+        )
+        first, second = (load_npy(compute_client, assert_completed(r), tmp_path) for r in records)
+        assert first.shape == second.shape == (self.DIM,)
+        assert np.abs(first - second).max() <= 1e-5, f"max difference {np.abs(first - second).max()}"
+
+    def test_copies_are_closer_than_unrelated_images(
+        self, compute_client: ComputeClient, cl_media: MediaCatalogue, tmp_path: Path
+    ) -> None:
+        """For each of four images, its JPEG<->PNG, half-size and JPEG-q50 copies (made here with Pillow) are
+        closer to it and to each other than any image of another family, by ``MARGIN``; each vector's nearest
+        neighbour is in its own family."""
+        families: list[list[Path]] = []
+        for name in self.FAMILIES:
+            src = cl_media[name].path
+            families.append([src, *reencoded_copies(src, tmp_path / name)])
+        paths = [p for fam in families for p in fam]
+        labels = [i for i, fam in enumerate(families) for _ in fam]
+        vectors = embed_all(compute_client, self.TASK, paths, self.DIM, tmp_path / "npy")
+        sims = np.array([[cosine(a, b) for b in vectors] for a in vectors])
+        same = np.equal.outer(labels, labels)
+        off_diagonal = ~np.eye(len(paths), dtype=bool)
+        least_related = float(sims[same & off_diagonal].min())
+        most_unrelated = float(sims[~same].max())
+        rows = zip(paths, sims, strict=True)
+        table = "\n".join(f"{p.name:>28} " + " ".join(f"{s:6.3f}" for s in row) for p, row in rows)
+        assert least_related - most_unrelated >= self.MARGIN, (
+            f"least similar copies {least_related:.3f} vs most similar unrelated {most_unrelated:.3f}:\n{table}"
+        )
+        for i in range(len(paths)):
+            nearest = max((j for j in range(len(paths)) if j != i), key=lambda j: sims[i, j])
+            assert labels[nearest] == labels[i], f"{paths[i].name}'s nearest is {paths[nearest].name}\n{table}"
+
+    def test_undecodable_inputs_end_in_error(self, any_client: ComputeClient, cl_media: MediaCatalogue) -> None:
+        """Truncated JPEG, text named .jpg, empty file: each job ends ``error`` with a message (bounded wait)."""
+        check_hostile_inputs_fail(any_client, cl_media, self.TASK)
+
+    @pytest.mark.parametrize("value", ["maybe", "2"])
+    def test_a_non_boolean_normalize_is_a_422(
+        self, compute_client: ComputeClient, cl_media: MediaCatalogue, value: str
+    ) -> None:
+        """``normalize`` is a boolean form field: other strings are refused with 422 naming it (no job)."""
+        assert_rejected(compute_client, self.TASK, cl_media["face_hopper"].path, {"normalize": value}, "normalize")

@@ -1,0 +1,22 @@
+"""Conformance of ``clip_embedding`` (PROTOCOL.md §3: ``normalize`` bool, ``output/clip_embedding.npy`` float32 [512]).
+
+The checks are ``ImageEmbeddingSuite`` (shared with dino_embedding): the vector file read with numpy (dtype,
+length = ``task_output.embedding_dim``, finite, norm 1 with ``normalize``, the same direction without it),
+determinism, re-encoded / resized copies closer than unrelated images by a margin, undecodable inputs ending
+in ``error`` with a message, and a 422 for a non-boolean ``normalize``; through MQTT callbacks and polling.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conformance.plugins._ml_helpers import ImageEmbeddingSuite
+
+pytestmark = [pytest.mark.cl_requires("clip_embedding"), pytest.mark.timeout(120)]
+
+
+class TestClipEmbedding(ImageEmbeddingSuite):
+    """clip_embedding: 512 floats."""
+
+    TASK = "clip_embedding"
+    DIM = 512
