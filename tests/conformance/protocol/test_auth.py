@@ -1,0 +1,321 @@
+"""Auth (PROTOCOL.md §6): the 401/403/200 matrix of public, job and admin routes.
+
+Which deployment is checked:
+
+* embedded run (no ``--cl-server``): the shared embedded deployment has no auth, so this module starts a
+  second, small ``cl_compute`` deployment (1 worker, ``hash`` only) with a fresh ES256 key pair and mints its
+  own tokens;
+* ``--cl-server``: the deployment under test, when ``GET /`` says ``guestMode: off``. Tokens with chosen
+  claims (expired, wrong permission, admin) need the auth service's private key: set
+  ``CL_AUTH_PRIVATE_KEY`` to its PEM file (or the PEM text); without it only the token-less checks and the
+  ``--cl-token`` check run, the others skip and say why.
+
+Every request is plain httpx without the suite's ``--cl-token`` (``RawHTTP`` with chosen headers).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from cl_client import ComputeClient
+from pytest_cl._media import MediaCatalogue
+from pytest_cl.config import resolve_settings
+from pytest_cl.deployment import DeploymentInfo
+from tests.conformance.protocol._helpers import RawHTTP
+
+pytestmark = pytest.mark.timeout(120)
+
+JOB_PERMISSION = "ai_inference_support"
+PRIVATE_KEY_ENV = "CL_AUTH_PRIVATE_KEY"
+
+Mint = Callable[..., str]
+
+
+@dataclass
+class AuthTarget:
+    """The deployment whose auth is checked.
+
+    Attributes:
+        server_url: its compute API.
+        mqtt_url: its broker (None: poll).
+        mint: ``mint(permissions=[...], is_admin=False, expires_in=1800.0)`` -> token, or None without a key.
+        why_no_mint: why ``mint`` is None.
+        private: True for the deployment this module started itself.
+        token: a working token from ``--cl-token`` (remote only), if any.
+    """
+
+    server_url: str
+    mqtt_url: str | None
+    mint: Mint | None
+    why_no_mint: str = ""
+    private: bool = False
+    token: str | None = None
+
+    def need_mint(self) -> Mint:
+        """The token minter, or skip the test with the reason."""
+        if self.mint is None:
+            pytest.skip(self.why_no_mint)
+        return self.mint
+
+
+def _minter(private_pem: str) -> Mint:
+    jwt = pytest.importorskip("jwt", reason="minting test tokens needs PyJWT: pip install 'pyjwt[crypto]'")
+
+    def mint(
+        permissions: list[str] | tuple[str, ...] = (JOB_PERMISSION,),
+        is_admin: bool = False,
+        expires_in: float | None = 1800.0,
+        user_id: str = "conformance-user",
+    ) -> str:
+        claims: dict[str, object] = {"id": user_id, "is_admin": is_admin, "permissions": list(permissions)}
+        if expires_in is not None:
+            claims["exp"] = int(time.time() + expires_in)
+        return str(jwt.encode(claims, private_pem, algorithm="ES256"))
+
+    return mint
+
+
+@pytest.fixture(scope="module")
+def auth_target(request: pytest.FixtureRequest, cl_deployment: DeploymentInfo) -> Iterator[AuthTarget]:
+    settings = resolve_settings(request.config)
+    if cl_deployment.embedded:
+        from cl_compute.auth import generate_keypair
+        from cl_compute.deployment import Deployment
+
+        private_pem, public_pem = generate_keypair()
+        dep = Deployment(workers=1, tasks=["hash"], auth_public_key=public_pem, worker_shutdown_grace=1.0)
+        dep.start()
+        try:
+            yield AuthTarget(dep.server_url, dep.mqtt_url, _minter(private_pem), private=True)
+        finally:
+            dep.stop()
+        return
+    if cl_deployment.guest_mode != "off":
+        pytest.skip(
+            f"{cl_deployment.server_url} reports guestMode {cl_deployment.guest_mode!r}: its job routes are open to "
+            "everyone, so there is no 401/403 matrix to check (turn guest mode off to check auth)"
+        )
+    raw_key = os.environ.get(PRIVATE_KEY_ENV, "")
+    mint: Mint | None = None
+    why = (
+        f"tokens with chosen claims need the auth service's ES256 private key: set {PRIVATE_KEY_ENV} to its PEM "
+        "file (or PEM text)"
+    )
+    if raw_key:
+        pem = raw_key if raw_key.lstrip().startswith("-----BEGIN") else Path(raw_key).read_text()
+        mint = _minter(pem)
+    yield AuthTarget(cl_deployment.server_url, cl_deployment.mqtt_url, mint, why, token=settings.token)
+
+
+@pytest.fixture
+def http(auth_target: AuthTarget) -> Iterator[RawHTTP]:
+    client = RawHTTP(auth_target.server_url)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _job_routes(http: RawHTTP, headers: dict[str, str], file: bytes = b"abc") -> dict[str, httpx.Response]:
+    """One request to every job route (an unknown job id: auth is decided before the lookup)."""
+    job_id = str(uuid.uuid4())
+    return {
+        "POST /jobs/hash": http.post_job("hash", file=("a.txt", file), fields={"algorithm": "md5"}, headers=headers),
+        "GET /jobs/{id}": http.client.get(f"/jobs/{job_id}", headers=headers),
+        "DELETE /jobs/{id}": http.client.delete(f"/jobs/{job_id}", headers=headers),
+        "GET /jobs/{id}/files/...": http.client.get(f"/jobs/{job_id}/files/output/hash.json", headers=headers),
+    }
+
+
+def _admin_routes(http: RawHTTP, headers: dict[str, str]) -> dict[str, httpx.Response]:
+    return {
+        "GET /admin/jobs/storage/size": http.client.get("/admin/jobs/storage/size", headers=headers),
+        "GET /admin/config": http.client.get("/admin/config", headers=headers),
+        "DELETE /admin/jobs/cleanup?days=36500": http.client.delete("/admin/jobs/cleanup?days=36500", headers=headers),
+    }
+
+
+def _statuses(responses: dict[str, httpx.Response]) -> dict[str, int]:
+    return {route: r.status_code for route, r in responses.items()}
+
+
+def _cleanup_created(http: RawHTTP, responses: dict[str, httpx.Response], headers: dict[str, str]) -> None:
+    post = responses["POST /jobs/hash"]
+    if post.status_code == 200:
+        http.client.delete(f"/jobs/{post.json()['job_id']}", headers=headers)
+
+
+# -- public routes -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("path", ["/", "/capabilities", "/openapi.json"])
+def test_public_routes_need_no_token(http: RawHTTP, path: str) -> None:
+    """``/``, ``/capabilities`` and ``/openapi.json`` answer 200 without any token."""
+    response = http.client.get(path)
+    assert response.status_code == 200, response.text
+
+
+def test_health_reports_guest_mode_off(http: RawHTTP) -> None:
+    """With auth on and guest mode off, ``GET /`` says ``guestMode: off``."""
+    assert http.client.get("/").json()["guestMode"] == "off"
+
+
+# -- 401 ---------------------------------------------------------------------------------------------------
+def test_job_routes_without_token_are_401_authentication_required(http: RawHTTP) -> None:
+    """No ``Authorization`` header: every job route answers 401 ``Authentication required``."""
+    responses = _job_routes(http, {})
+    assert _statuses(responses) == dict.fromkeys(responses, 401)
+    for route, r in responses.items():
+        assert r.json()["detail"] == "Authentication required", (route, r.text)
+
+
+def test_auth_is_decided_before_validation(http: RawHTTP) -> None:
+    """A POST that is invalid too (no file, bad priority) and has no token is a 401, not a 422 (§1)."""
+    response = http.post_job("hash", file=None, fields={"priority": "99"})
+    assert response.status_code == 401, response.text
+
+
+def test_bad_tokens_are_401(auth_target: AuthTarget, http: RawHTTP) -> None:
+    """Expired, garbage, foreign-key and non-Bearer credentials: 401 on a job route, with §6's messages."""
+    mint = auth_target.need_mint()
+    foreign = _minter(_other_private_key())  # same claims, signed by a key the deployment does not trust
+    cases = {
+        "expired": (_bearer(mint(expires_in=-120)), "JWT token has expired"),
+        "garbage": (_bearer("not.a.jwt"), "Could not validate credentials"),
+        "foreign key": (_bearer(foreign()), "Could not validate credentials"),
+        "basic scheme": ({"Authorization": "Basic dXNlcjpwYXNz"}, None),
+        "bearer without token": ({"Authorization": "Bearer"}, None),
+    }
+    job_id = str(uuid.uuid4())
+    for name, (headers, message) in cases.items():
+        response = http.client.get(f"/jobs/{job_id}", headers=headers)
+        assert response.status_code == 401, (name, response.status_code, response.text)
+        if message is not None:
+            assert response.json()["detail"] == message, (name, response.text)
+
+
+def _other_private_key() -> str:
+    crypto = pytest.importorskip("cryptography.hazmat.primitives.asymmetric.ec", reason="needs cryptography")
+    from cryptography.hazmat.primitives import serialization
+
+    key = crypto.generate_private_key(crypto.SECP256R1())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+
+@pytest.mark.cl_needs_fix("tokens without 'exp' refused (upstream accepts them forever)")
+def test_token_without_expiry_is_401(auth_target: AuthTarget, http: RawHTTP) -> None:
+    """A correctly signed token without ``exp`` never expires: refused with 401."""
+    mint = auth_target.need_mint()
+    response = http.client.get(f"/jobs/{uuid.uuid4()}", headers=_bearer(mint(expires_in=None)))
+    assert response.status_code == 401, response.text
+
+
+# -- 403 ---------------------------------------------------------------------------------------------------
+def test_job_routes_without_the_permission_are_403(auth_target: AuthTarget, http: RawHTTP) -> None:
+    """A valid token lacking ``ai_inference_support`` (and not admin): 403 ``Insufficient permissions…`` on
+    every job route."""
+    headers = _bearer(auth_target.need_mint()(permissions=["media_store_read"]))
+    responses = _job_routes(http, headers)
+    try:
+        assert _statuses(responses) == dict.fromkeys(responses, 403)
+        for route, r in responses.items():
+            assert str(r.json()["detail"]).startswith("Insufficient permissions"), (route, r.text)
+    finally:
+        _cleanup_created(http, responses, headers)
+
+
+def test_admin_routes_need_is_admin(auth_target: AuthTarget, http: RawHTTP) -> None:
+    """``/admin/*``: 401 without a token, 403 for a user with the job permission, 200 for ``is_admin``."""
+    mint = auth_target.need_mint()
+    anonymous = _admin_routes(http, {})
+    assert _statuses(anonymous) == dict.fromkeys(anonymous, 401)
+    user = _admin_routes(http, _bearer(mint()))
+    assert _statuses(user) == dict.fromkeys(user, 403)
+    admin = _admin_routes(http, _bearer(mint(permissions=[], is_admin=True)))
+    assert _statuses(admin) == dict.fromkeys(admin, 200)
+    size = admin["GET /admin/jobs/storage/size"].json()
+    assert isinstance(size["job_count"], int) and isinstance(size["total_size"], int)
+    assert isinstance(admin["GET /admin/config"].json()["guest_mode"], bool)
+
+
+# -- 200 ---------------------------------------------------------------------------------------------------
+def test_user_token_runs_a_whole_job(auth_target: AuthTarget, cl_media: MediaCatalogue) -> None:
+    """With a token carrying ``ai_inference_support`` (minted, or ``--cl-token`` remotely) a job is created,
+    runs, its result downloads (md5 of the upload) and it is deleted: 200/200/200/204 through the client."""
+    token = auth_target.mint() if auth_target.mint is not None else auth_target.token
+    if token is None:
+        pytest.skip(f"no token for a user: pass --cl-token or set {PRIVATE_KEY_ENV}")
+    item = cl_media["name_spaces"]
+    with ComputeClient(auth_target.server_url, mqtt_url=auth_target.mqtt_url or "off", token=token) as client:
+        job = client.hash.compute(item.path, algorithm="md5")
+        try:
+            result = job.result(60)
+            assert result.hash_value == hashlib.md5(item.read_bytes()).hexdigest()
+        finally:
+            client.delete_job(job.job_id)
+
+
+def test_admin_token_may_use_job_routes(auth_target: AuthTarget, http: RawHTTP) -> None:
+    """``is_admin`` without the permission passes the job routes' check (§6: "permission or admin")."""
+    headers = _bearer(auth_target.need_mint()(permissions=[], is_admin=True))
+    responses = _job_routes(http, headers)
+    try:
+        statuses = _statuses(responses)
+        assert statuses["POST /jobs/hash"] == 200, responses["POST /jobs/hash"].text
+        assert statuses["GET /jobs/{id}"] == statuses["DELETE /jobs/{id}"] == 404
+    finally:
+        _cleanup_created(http, responses, headers)
+
+
+# -- guest mode --------------------------------------------------------------------------------------------
+def _set_guest_mode(http: RawHTTP, admin: dict[str, str], on: bool) -> None:
+    value = "true" if on else "false"
+    response = http.client.put("/admin/pref/guest-mode", data={"guest_mode": value}, headers=admin)
+    if response.status_code == 404:  # older servers
+        response = http.client.put("/admin/config/guest-mode", data={"guest_mode": value}, headers=admin)
+    assert response.status_code == 200, response.text
+    assert response.json()["guest_mode"] is on
+
+
+@pytest.mark.cl_destructive
+def test_guest_mode_opens_the_job_routes_and_closes_again(auth_target: AuthTarget, http: RawHTTP) -> None:
+    """An admin turns guest mode on: job routes answer without a token and ``/`` says ``on``; off again: 401."""
+    admin = _bearer(auth_target.need_mint()(permissions=[], is_admin=True))
+    job_id = str(uuid.uuid4())
+    _set_guest_mode(http, admin, True)
+    try:
+        assert http.client.get("/").json()["guestMode"] == "on"
+        assert http.client.get(f"/jobs/{job_id}").status_code == 404
+    finally:
+        _set_guest_mode(http, admin, False)
+    assert http.client.get("/").json()["guestMode"] == "off"
+    assert http.client.get(f"/jobs/{job_id}").status_code == 401
+
+
+@pytest.mark.cl_destructive
+@pytest.mark.cl_needs_fix("admin routes closed in guest mode when auth is configured (upstream opens everything)")
+def test_guest_mode_keeps_admin_routes_closed(auth_target: AuthTarget, http: RawHTTP) -> None:
+    """In guest mode the admin routes still need an admin token (401 without, 403 for a user)."""
+    mint = auth_target.need_mint()
+    admin = _bearer(mint(permissions=[], is_admin=True))
+    _set_guest_mode(http, admin, True)
+    try:
+        anonymous = _admin_routes(http, {})
+        assert _statuses(anonymous) == dict.fromkeys(anonymous, 401)
+        user = _admin_routes(http, _bearer(mint()))
+        assert _statuses(user) == dict.fromkeys(user, 403)
+    finally:
+        _set_guest_mode(http, admin, False)
