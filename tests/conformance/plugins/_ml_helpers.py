@@ -177,24 +177,32 @@ def file_key(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-#: (task_type, sha256 of the input, frozen form fields) -> the downloaded vector
-_VECTORS: dict[tuple[str, str, str], NDArray[np.float32]] = {}
+@dataclass(frozen=True)
+class Embedded:
+    """An embedding job's outputs as downloaded: the checked vector and the record's ``task_output``."""
+
+    vector: NDArray[np.float32]
+    task_output: dict[str, object]
+
+
+#: (task_type, sha256 of the input, frozen form fields) -> the downloaded vector and task_output
+_EMBEDDED: dict[tuple[str, str, str], Embedded] = {}
 
 
 def embed_all(
     client: ComputeClient, task_type: str, paths: Sequence[Path], dim: int, dest: Path, *, normalize: bool = True
-) -> list[NDArray[np.float32]]:
-    """The normalised (or raw) vectors of ``paths``, each checked; cached by input bytes across tests."""
+) -> list[Embedded]:
+    """The vectors of ``paths`` (``normalize`` sent explicitly), each checked; cached by input bytes."""
     params = {"normalize": normalize}
     keys = [(task_type, file_key(p), json.dumps(params, sort_keys=True)) for p in paths]
-    missing = [(p, k) for p, k in zip(paths, keys, strict=True) if k not in _VECTORS]
-    unique = list({k: p for p, k in missing}.items())
+    unique = list({k: p for p, k in zip(paths, keys, strict=True) if k not in _EMBEDDED}.items())
     if unique:
         records = run_jobs(client, task_type, [(p, params) for _, p in unique])
         for (key, _), record in zip(unique, records, strict=True):
             assert_completed(record)
-            _VECTORS[key] = check_vector(load_npy(client, record, dest), dim, normalized=normalize)
-    return [_VECTORS[k] for k in keys]
+            vector = check_vector(load_npy(client, record, dest), dim, normalized=normalize)
+            _EMBEDDED[key] = Embedded(vector, dict(record.task_output or {}))
+    return [_EMBEDDED[k] for k in keys]
 
 
 # -- face detection ------------------------------------------------------------------------------------------
@@ -331,7 +339,7 @@ class ImageEmbeddingSuite:
             families.append([src, *reencoded_copies(src, tmp_path / name)])
         paths = [p for fam in families for p in fam]
         labels = [i for i, fam in enumerate(families) for _ in fam]
-        vectors = embed_all(compute_client, self.TASK, paths, self.DIM, tmp_path / "npy")
+        vectors = [e.vector for e in embed_all(compute_client, self.TASK, paths, self.DIM, tmp_path / "npy")]
         sims = np.array([[cosine(a, b) for b in vectors] for a in vectors])
         same = np.equal.outer(labels, labels)
         off_diagonal = ~np.eye(len(paths), dtype=bool)
