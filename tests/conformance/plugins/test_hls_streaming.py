@@ -1,0 +1,236 @@
+"""Conformance of the ``hls_streaming`` plugin (PROTOCOL.md §3: ``variants`` JSON, ``include_original``).
+
+The whole stream is fetched: the master playlist (found through ``task_output.master_playlist``, upstream's
+absolute server path cut after ``jobs/<job_id>/``), every variant playlist it lists, every segment they list.
+Playlists are parsed with the maintained ``m3u8`` package, segments are opened with PyAV. The 720p sources run
+at 30 fps with a key frame every 2 s, so upstream's fixed 60-frame GOP and 2 s segments agree with the protocol.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import posixpath
+from dataclasses import dataclass, field
+
+import av
+import m3u8
+import pytest
+
+from cl_client import ComputeClient, HTTPStatusError, JobResponse, NotFoundError, ValidationError
+from pytest_cl._media import MediaCatalogue, MediaItem
+from tests.conformance.plugins._media_helpers import completed, failed, read_file
+
+pytestmark = [pytest.mark.cl_requires("hls_streaming"), pytest.mark.timeout(180)]
+
+TASK = "hls_streaming"
+SEGMENT_SECONDS = 2.0
+SMALL = [{"resolution": 240, "bitrate": 300}, {"resolution": 144, "bitrate": 200}]
+AUDIO_KBPS = 128
+
+
+@dataclass
+class Rendition:
+    """One playlist with its segments, downloaded and parsed."""
+
+    uri: str
+    playlist: m3u8.M3U8
+    segments: dict[str, bytes] = field(default_factory=dict[str, bytes])
+
+    @property
+    def durations(self) -> list[float]:
+        return [float(s.duration) for s in self.playlist.segments]
+
+
+@dataclass
+class Stream:
+    """The master playlist and everything it references."""
+
+    job: JobResponse
+    base: str
+    master: m3u8.M3U8
+    renditions: list[Rendition]
+
+
+def _master_path(job: JobResponse) -> str:
+    """``task_output.master_playlist`` relative to the job directory (upstream gives an absolute server path)."""
+    assert job.task_output is not None
+    master = job.task_output.get("master_playlist")
+    assert isinstance(master, str) and master.endswith("adaptive.m3u8"), job.task_output
+    marker = f"jobs/{job.job_id}/"
+    return master.split(marker, 1)[1] if marker in master else master
+
+
+def _rendition(client: ComputeClient, job: JobResponse, base: str, uri: str) -> Rendition:
+    """Download a media playlist and all its segments (each must be MPEG-TS)."""
+    assert "/" not in uri and ".." not in uri, f"unexpected reference {uri!r}"
+    playlist = m3u8.loads(read_file(client, job, posixpath.join(base, uri)).decode("utf-8"))
+    assert not playlist.is_variant and playlist.segments, f"{uri} lists no segments"
+    assert playlist.is_endlist, f"{uri} is not a finished (VOD) playlist"
+    rendition = Rendition(uri, playlist)
+    for segment in playlist.segments:
+        data = read_file(client, job, posixpath.join(base, segment.uri))
+        assert len(data) >= 188 * 2 and data[0] == 0x47 and data[188] == 0x47, f"{segment.uri} is not MPEG-TS"
+        rendition.segments[segment.uri] = data
+    return rendition
+
+
+def _stream(client: ComputeClient, item: MediaItem, fields: dict[str, object]) -> Stream:
+    """Run hls_streaming to completion and download the whole tree the master playlist references."""
+    job = completed(client, TASK, item.path, fields, timeout=120)
+    path = _master_path(job)
+    base = posixpath.dirname(path)
+    master = m3u8.loads(read_file(client, job, path).decode("utf-8"))
+    assert master.is_variant, "the master playlist lists no variant streams"
+    renditions = [_rendition(client, job, base, p.uri) for p in master.playlists]
+    assert job.task_output is not None
+    assert job.task_output.get("total_segments") == sum(len(r.segments) for r in renditions), job.task_output
+    return Stream(job, base, master, renditions)
+
+
+def _video_of(segment: bytes) -> tuple[int, int, bool]:
+    """(width, height, has_audio) of an MPEG-TS segment, read with PyAV."""
+    with av.open(io.BytesIO(segment), format="mpegts") as container:
+        video = container.streams.video[0]
+        return video.codec_context.width, video.codec_context.height, bool(container.streams.audio)
+
+
+def _check_timing(rendition: Rendition, duration: float) -> None:
+    """Segments of ≈ 2 s (the last may be shorter), adding up to the source's duration."""
+    durations = rendition.durations
+    assert all(abs(d - SEGMENT_SECONDS) <= 0.15 for d in durations[:-1]), f"{rendition.uri}: {durations}"
+    assert 0 < durations[-1] <= SEGMENT_SECONDS + 0.15, f"{rendition.uri}: {durations}"
+    assert abs(sum(durations) - duration) <= 0.25, f"{rendition.uri}: {sum(durations)} s for a {duration} s source"
+
+
+def _check_variants(stream: Stream, item: MediaItem, requested: list[dict[str, int]]) -> None:
+    """The master lists exactly the requested variants: height, width from the aspect ratio, bandwidth."""
+    listed = stream.master.playlists
+    assert len(listed) == len(requested), [p.uri for p in listed]
+    aspect = item.fact_int("width") / item.fact_int("height")
+    audio = AUDIO_KBPS if item.fact_bool("has_audio") else 0
+    by_height = {p.stream_info.resolution[1]: p for p in listed if p.stream_info.resolution}
+    assert sorted(by_height) == sorted(v["resolution"] for v in requested), [p.stream_info.resolution for p in listed]
+    for variant in requested:
+        height, kbps = variant["resolution"], variant["bitrate"]
+        info = by_height[height].stream_info
+        width = info.resolution[0]
+        assert abs(width - height * aspect) <= 2, f"{height}p is {width} wide"
+        assert kbps * 1000 <= info.bandwidth <= (kbps + audio) * 1000 * 1.25, f"{height}p@{kbps}k: {info.bandwidth}"
+        assert by_height[height].uri == f"adaptive-{height}p-{kbps}.m3u8"
+    for rendition in stream.renditions:
+        _check_timing(rendition, item.fact_float("duration"))
+        height = next(h for h, p in by_height.items() if p.uri == rendition.uri)
+        first = next(iter(rendition.segments.values()))
+        w, h, has_audio = _video_of(first)
+        assert h == height and abs(w - height * aspect) <= 2, f"{rendition.uri} segments are {w}×{h}"
+        assert has_audio == item.fact_bool("has_audio")
+
+
+# -- the stream --------------------------------------------------------------------------------------------------
+def test_requested_variants_through_events_and_polling(any_client: ComputeClient, cl_media: MediaCatalogue) -> None:
+    """240p@300k + 144p@200k of a 5 s video (events, polling): both listed with their sizes and bandwidths, every
+    playlist and segment downloads, segments ≈ 2 s, total ≈ 5 s, segments carry video of that height + audio."""
+    item = cl_media["video_720p_5s_audio"]
+    stream = _stream(any_client, item, {"variants": json.dumps(SMALL)})
+    _check_variants(stream, item, SMALL)
+    assert stream.job.task_output is not None
+    assert stream.job.task_output.get("variants_generated") == 2
+    assert stream.job.task_output.get("include_original") is False
+
+
+def test_default_variants_are_720p_and_480p(compute_client: ComputeClient, cl_media: MediaCatalogue) -> None:
+    """No ``variants``: 720p@3500k and 480p@1500k (the route's default), higher bandwidth for the larger one."""
+    item = cl_media["video_720p_5s_audio"]
+    stream = _stream(compute_client, item, {})
+    default = [{"resolution": 720, "bitrate": 3500}, {"resolution": 480, "bitrate": 1500}]
+    _check_variants(stream, item, default)
+    bandwidths = {p.stream_info.resolution[1]: p.stream_info.bandwidth for p in stream.master.playlists}
+    assert bandwidths[720] > bandwidths[480]
+
+
+def test_three_variants_in_one_job(compute_client: ComputeClient, cl_media: MediaCatalogue) -> None:
+    """Three variants (one at an odd height): all three listed, each with its own playlist and segments."""
+    item = cl_media["video_720p_5s_audio"]
+    requested = [*SMALL, {"resolution": 360, "bitrate": 600}]
+    stream = _stream(compute_client, item, {"variants": json.dumps(requested)})
+    _check_variants(stream, item, requested)
+    assert len({r.uri for r in stream.renditions}) == 3
+
+
+# -- include_original ----------------------------------------------------------------------------------------------
+def test_include_original_adds_a_stream_copy(compute_client: ComputeClient, cl_media: MediaCatalogue) -> None:
+    """``include_original=true``: ``adaptive-orig.m3u8`` and its segments at the source's 1280×720, covering the
+    whole duration; the master still lists only the requested variants."""
+    item = cl_media["video_720p_5s_audio"]
+    requested = SMALL[1:]
+    stream = _stream(compute_client, item, {"variants": json.dumps(requested), "include_original": True})
+    _check_variants(stream, item, requested)
+    assert stream.job.task_output is not None and stream.job.task_output.get("include_original") is True
+    original = _rendition(compute_client, stream.job, stream.base, "adaptive-orig.m3u8")
+    _check_timing(original, item.fact_float("duration"))
+    width, height, has_audio = _video_of(next(iter(original.segments.values())))
+    assert (width, height, has_audio) == (1280, 720, True)
+
+
+def test_without_include_original_there_is_no_original(compute_client: ComputeClient, cl_media: MediaCatalogue) -> None:
+    """``include_original=false``: no ``adaptive-orig.m3u8`` (404)."""
+    stream = _stream(compute_client, cl_media["video_720p_5s_audio"], {"variants": json.dumps(SMALL[1:])})
+    with pytest.raises(NotFoundError):
+        read_file(compute_client, stream.job, posixpath.join(stream.base, "adaptive-orig.m3u8"))
+
+
+# -- inputs ------------------------------------------------------------------------------------------------------------
+@pytest.mark.cl_needs_fix("HLS of a video without an audio stream (upstream maps 0:a unconditionally)")
+def test_video_without_audio(any_client: ComputeClient, cl_media: MediaCatalogue) -> None:
+    """A silent 3 s video: completes; segments have video and no audio; total ≈ 3 s."""
+    item = cl_media["video_720p_3s_silent"]
+    stream = _stream(any_client, item, {"variants": json.dumps(SMALL)})
+    _check_variants(stream, item, SMALL)
+
+
+def test_audio_only_file_fails(any_client: ComputeClient, cl_media: MediaCatalogue) -> None:
+    """An audio-only file has no video stream: ``error`` with a message (also without MQTT events)."""
+    failed(any_client, TASK, cl_media["audio_3s"].path, {"variants": json.dumps(SMALL[1:])})
+
+
+@pytest.mark.parametrize("name", ["hostile_empty", "hostile_text_as_jpeg", "hostile_truncated_jpeg", "png_800x600"])
+def test_non_video_input_fails(compute_client: ComputeClient, cl_media: MediaCatalogue, name: str) -> None:
+    """Empty, text, a broken JPEG, a still image: ``error`` with a message, no hang."""
+    failed(compute_client, TASK, cl_media[name].path, {"variants": json.dumps(SMALL[1:])})
+
+
+# -- bad variants ------------------------------------------------------------------------------------------------------
+BAD_VARIANTS = {
+    "not-json": "not json",
+    "empty-list": "[]",
+    "object-not-list": '{"resolution": 720, "bitrate": 3500}',
+    "missing-bitrate": '[{"resolution": 720}]',
+    "text-resolution": '[{"resolution": "high", "bitrate": 300}]',
+    "bitrate-too-low": '[{"resolution": 240, "bitrate": 50}]',
+}
+
+
+@pytest.mark.parametrize("variants", list(BAD_VARIANTS.values()), ids=list(BAD_VARIANTS))
+def test_bad_variants_never_complete(compute_client: ComputeClient, cl_media: MediaCatalogue, variants: str) -> None:
+    """Malformed ``variants`` are refused at submission (an HTTP error) or end the job in ``error``."""
+    refused, job = 0, None
+    try:
+        job = compute_client.submit(TASK, cl_media["video_720p_3s_silent"].path, {"variants": variants})
+    except HTTPStatusError as exc:
+        refused = exc.status_code
+    if job is None:
+        assert refused >= 400
+        return
+    final = job.wait(60)
+    assert final.is_failed and final.error_message, f"variants={variants!r} ended {final.status}"
+
+
+@pytest.mark.cl_needs_fix("422 for malformed variants (upstream answers 500)")
+@pytest.mark.parametrize("variants", list(BAD_VARIANTS.values()), ids=list(BAD_VARIANTS))
+def test_bad_variants_are_a_422(compute_client: ComputeClient, cl_media: MediaCatalogue, variants: str) -> None:
+    """Malformed ``variants``: 422 naming the field, no job."""
+    with pytest.raises(ValidationError) as info:
+        compute_client.submit(TASK, cl_media["video_720p_3s_silent"].path, {"variants": variants})
+    assert info.value.status_code == 422
+    assert "variants" in str(info.value.detail)
