@@ -18,9 +18,6 @@ from PIL import Image
 
 from cl_client import ComputeClient, JobResponse
 
-#: seconds a media job may take on a small input (the embedded deployment needs ~1 s)
-JOB_TIMEOUT = 60.0
-
 
 @dataclass
 class Callbacks:
@@ -44,11 +41,13 @@ def run_job(
     path: Path,
     params: Mapping[str, object] | None = None,
     *,
-    timeout: float = JOB_TIMEOUT,
+    timeout: float | None = None,
 ) -> JobResponse:
     """Submit with callbacks, wait for the end, and check that ``on_complete`` fired once with that end.
 
-    Returns the final record (completed or error: the caller decides which it expects).
+    The wait is bounded by ``timeout`` or else the client's job timeout (``--cl-job-timeout``, which ends before
+    the test's own timeout): a job that never ends fails the test instead of hanging the run. Returns the final
+    record (completed or error: the caller decides which it expects).
     """
     calls = Callbacks()
     job = client.submit(
@@ -70,7 +69,7 @@ def completed(
     path: Path,
     params: Mapping[str, object] | None = None,
     *,
-    timeout: float = JOB_TIMEOUT,
+    timeout: float | None = None,
 ) -> JobResponse:
     """``run_job`` that must end ``completed`` (the server's error message is shown otherwise)."""
     final = run_job(client, task_type, path, params, timeout=timeout)
@@ -85,7 +84,7 @@ def failed(
     path: Path,
     params: Mapping[str, object] | None = None,
     *,
-    timeout: float = JOB_TIMEOUT,
+    timeout: float | None = None,
 ) -> JobResponse:
     """``run_job`` that must end ``error`` with a non-empty message (no hang: the wait is bounded)."""
     final = run_job(client, task_type, path, params, timeout=timeout)

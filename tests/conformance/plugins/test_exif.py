@@ -116,11 +116,11 @@ def test_raw_metadata_has_the_known_exiftool_values(any_client: ComputeClient, c
 
 
 @pytest.mark.cl_needs_fix("typed exif fields with the default empty tags (upstream leaves them all null)")
-def test_typed_fields_with_default_tags(any_client: ComputeClient, cl_media: MediaCatalogue) -> None:
+def test_typed_fields_with_default_tags(compute_client: ComputeClient, cl_media: MediaCatalogue) -> None:
     """Default ``tags``: every typed field equals the fixture's known value (GPS signed, exposure as a string)."""
     item = cl_media["jpeg_exif"]
     typed = _known(item, "typed")
-    data = _exif(any_client, item.path)
+    data = _exif(compute_client, item.path)
     wrong = {k: (v, data.get(k)) for k, v in typed.items() if not _same(data.get(k), v)}
     assert not wrong, f"typed fields differ (expected, got): {wrong}"
 
@@ -148,16 +148,16 @@ def test_typed_fields_with_requested_tags(compute_client: ComputeClient, cl_medi
 
 
 # -- the tags parameter ----------------------------------------------------------------------------------------
-def test_tags_filter_raw_metadata(any_client: ComputeClient, cl_media: MediaCatalogue) -> None:
+def test_tags_filter_raw_metadata(compute_client: ComputeClient, cl_media: MediaCatalogue) -> None:
     """``tags=Make,ISO``: raw_metadata keeps those tags (plus ``SourceFile``) and nothing else, with their values."""
     item = cl_media["jpeg_exif"]
-    raw = _raw(_exif(any_client, item.path, "Make, ISO"))
+    raw = _raw(_exif(compute_client, item.path, "Make, ISO"))
     make, iso = _matching(raw, "Make"), _matching(raw, "ISO")
     assert make and all(v == "Canon" for v in make.values()), make
     assert iso and all(v == 400 for v in iso.values()), iso
     extra = set(raw) - set(make) - set(iso) - {"SourceFile"}
     assert not extra, f"tags=Make,ISO but raw_metadata also has {sorted(extra)}"
-    full = _raw(_exif(any_client, item.path))
+    full = _raw(_exif(compute_client, item.path))
     assert len(full) > len(raw) + 10, "the unfiltered raw_metadata should be much larger"
 
 

@@ -77,7 +77,7 @@ def _rendition(client: ComputeClient, job: JobResponse, base: str, uri: str) -> 
 
 def _stream(client: ComputeClient, item: MediaItem, fields: dict[str, object]) -> Stream:
     """Run hls_streaming to completion and download the whole tree the master playlist references."""
-    job = completed(client, TASK, item.path, fields, timeout=120)
+    job = completed(client, TASK, item.path, fields)
     path = _master_path(job)
     base = posixpath.dirname(path)
     master = m3u8.loads(read_file(client, job, path).decode("utf-8"))
@@ -222,7 +222,7 @@ def test_bad_variants_never_complete(compute_client: ComputeClient, cl_media: Me
     if job is None:
         assert refused >= 400
         return
-    final = job.wait(60)
+    final = job.wait()
     assert final.is_failed and final.error_message, f"variants={variants!r} ended {final.status}"
 
 

@@ -152,10 +152,17 @@ def test_bad_fields_are_a_422(
 
 
 # -- hostile inputs ---------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", ["hostile_empty", "hostile_text_as_jpeg", "hostile_bomb_png"])
-def test_undecodable_input_fails_with_a_message(any_client: ComputeClient, cl_media: MediaCatalogue, name: str) -> None:
-    """Empty, text named ``.jpg``, decompression bomb: ``error`` with a message, no output, no hang."""
-    failed(any_client, TASK, cl_media[name].path, {"format": "png"})
+def test_decompression_bomb_fails_with_a_message(any_client: ComputeClient, cl_media: MediaCatalogue) -> None:
+    """A 30000×30000 PNG is refused, not decoded: ``error`` with a message (events, polling), no hang."""
+    failed(any_client, TASK, cl_media["hostile_bomb_png"].path, {"format": "png"})
+
+
+@pytest.mark.parametrize("name", ["hostile_empty", "hostile_text_as_jpeg"])
+def test_undecodable_input_fails_with_a_message(
+    compute_client: ComputeClient, cl_media: MediaCatalogue, name: str
+) -> None:
+    """Empty, text named ``.jpg``: ``error`` with a message, no hang."""
+    failed(compute_client, TASK, cl_media[name].path, {"format": "png"})
 
 
 def test_truncated_jpeg_fails_or_gives_a_full_size_image(
