@@ -194,9 +194,16 @@ def test_audio_only_file_fails(any_client: ComputeClient, cl_media: MediaCatalog
     failed(any_client, TASK, cl_media["audio_3s"].path, {"variants": json.dumps(SMALL[1:])})
 
 
-@pytest.mark.parametrize("name", ["hostile_empty", "hostile_text_as_jpeg", "hostile_truncated_jpeg", "png_800x600"])
-def test_non_video_input_fails(compute_client: ComputeClient, cl_media: MediaCatalogue, name: str) -> None:
-    """Empty, text, a broken JPEG, a still image: ``error`` with a message, no hang."""
+@pytest.mark.parametrize("name", ["hostile_empty", "hostile_text_as_jpeg"])
+def test_non_media_input_fails(compute_client: ComputeClient, cl_media: MediaCatalogue, name: str) -> None:
+    """An empty file and text named ``.jpg`` (nothing ffmpeg can read): ``error`` with a message, no hang."""
+    failed(compute_client, TASK, cl_media[name].path, {"variants": json.dumps(SMALL[1:])})
+
+
+@pytest.mark.cl_needs_fix("still images refused (upstream's ffprobe sees a one-frame video stream in them)")
+@pytest.mark.parametrize("name", ["png_800x600", "hostile_truncated_jpeg"])
+def test_still_image_fails(compute_client: ComputeClient, cl_media: MediaCatalogue, name: str) -> None:
+    """A still image (also a broken one) is not a video: ``error`` with a message rather than a 1-frame stream."""
     failed(compute_client, TASK, cl_media[name].path, {"variants": json.dumps(SMALL[1:])})
 
 
