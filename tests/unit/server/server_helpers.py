@@ -156,9 +156,10 @@ def run_job(
 
 
 def retained_now(mqtt_url: str, topic: str, wait: float = 0.3) -> list[bytes]:
-    """Retained messages a fresh subscriber gets on ``topic`` (brokers send them right after SUBACK)."""
+    """Retained messages a fresh subscriber gets on ``topic`` (brokers send them right after SUBACK), one per
+    topic: a broker retains one message per topic, and amqtt may deliver a retained message twice."""
     parsed = urlparse(mqtt_url)
-    got: list[bytes] = []
+    got: dict[str, bytes] = {}
     done = threading.Event()
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"test-ret-{uuid.uuid4().hex[:8]}")
 
@@ -169,8 +170,9 @@ def retained_now(mqtt_url: str, topic: str, wait: float = 0.3) -> list[bytes]:
         done.set()
 
     def on_message(c: paho.Client, u: object, msg: paho.MQTTMessage) -> None:
-        if msg.retain:
-            got.append(msg.payload)
+        # amqtt may deliver a retained message twice, or one outside the filter: keep one per matching topic.
+        if msg.retain and paho.topic_matches_sub(topic, msg.topic):
+            got[msg.topic] = msg.payload
 
     client.on_connect = on_connect
     client.on_subscribe = on_subscribe
@@ -191,7 +193,7 @@ def retained_now(mqtt_url: str, topic: str, wait: float = 0.3) -> list[bytes]:
     finally:
         client.disconnect()
         client.loop_stop()
-    return got
+    return list(got.values())
 
 
 def test_plugin_spec() -> dict[str, str]:

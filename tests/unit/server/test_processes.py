@@ -47,7 +47,7 @@ def test_up_prints_urls_serves_and_shuts_down_cleanly(tmp_path: Path) -> None:
                 break
         text = "".join(lines)
         api = re.search(r"API server:\s+(\S+)", text)
-        mqtt = re.search(r"MQTT broker:\s+(\S+) \(mosquitto\)", text)
+        mqtt = re.search(r"MQTT broker:\s+(\S+) \((?:mosquitto|amqtt)\)", text)
         assert api, text
         assert mqtt, text
         seconds = float(re.search(r"ready in ([\d.]+) s", text).group(1))  # type: ignore[union-attr]
