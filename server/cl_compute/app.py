@@ -330,7 +330,33 @@ def create_app(settings: ServerSettings) -> FastAPI:
 
     # -- jobs -------------------------------------------------------------------------------------------
 
-    @app.post("/jobs/{task_type}", tags=["job"])
+    @app.post(
+        "/jobs/{task_type}",
+        tags=["job"],
+        summary="Create a job: upload a file to a plugin",
+        description=(
+            "Multipart form: the file part `file`, `priority` (0-10, default 5) and the plugin's own fields "
+            "(PROTOCOL.md §3). Task types of this deployment: " + ", ".join(sorted(all_plugin_modules())) + "."
+        ),
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "multipart/form-data": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["file"],
+                            "properties": {
+                                "file": {"type": "string", "format": "binary"},
+                                "priority": {"type": "integer", "minimum": 0, "maximum": 10, "default": 5},
+                            },
+                            "additionalProperties": {"type": "string"},
+                        }
+                    }
+                },
+            }
+        },
+    )
     async def create_job(task_type: str, request: Request, user: JobUser) -> Response:
         plugin = state.plugin(task_type)
         try:

@@ -44,7 +44,12 @@ def test_root_reports_health_service_version_and_guest_mode(http: httpx.Client) 
 
 def test_openapi_and_docs_are_served(http: httpx.Client) -> None:
     assert http.get("/openapi.json").status_code == 200
-    assert "/jobs/{task_type}" in http.get("/openapi.json").json()["paths"]
+    create = http.get("/openapi.json").json()["paths"]["/jobs/{task_type}"]["post"]
+    schema = create["requestBody"]["content"]["multipart/form-data"]["schema"]
+    assert schema["required"] == ["file"]
+    assert schema["properties"]["priority"]["maximum"] == 10
+    for task in ("hash", "exif", "hls_streaming"):  # the documented task types include the built-ins
+        assert task in create["description"]
     assert http.get("/docs").status_code == 200
 
 
