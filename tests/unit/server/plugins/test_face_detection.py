@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from plugin_test_images import rgb
 from skimage import data
 
 from cl_compute.plugins import get_plugin
@@ -29,21 +30,15 @@ def fd_plugin() -> FaceDetectionPlugin:
     return plugin
 
 
-def _rgb(arr: np.ndarray) -> np.ndarray:
-    if arr.ndim == 2:
-        arr = np.stack([arr] * 3, axis=-1)
-    return np.ascontiguousarray(arr[..., :3])
-
-
 def _png(arr: np.ndarray) -> bytes:
     buf = io.BytesIO()
-    Image.fromarray(_rgb(arr)).save(buf, format="PNG")
+    Image.fromarray(rgb(arr)).save(buf, format="PNG")
     return buf.getvalue()
 
 
 def _jpeg(arr: np.ndarray, quality: int = 90) -> bytes:
     buf = io.BytesIO()
-    Image.fromarray(_rgb(arr)).save(buf, format="JPEG", quality=quality)
+    Image.fromarray(rgb(arr)).save(buf, format="JPEG", quality=quality)
     return buf.getvalue()
 
 
@@ -80,8 +75,8 @@ def _detect(
 
 def _group_image() -> np.ndarray:
     """Four faces side by side: astronaut, cameraman, mirrored astronaut, half-size astronaut."""
-    astro = _rgb(data.astronaut())
-    camera = _rgb(data.camera())
+    astro = rgb(data.astronaut())
+    camera = rgb(data.camera())
     mirrored = astro[:, ::-1]
     small = np.asarray(Image.fromarray(astro).resize((256, 256), Image.Resampling.LANCZOS))
     small_tile = np.full((512, 512, 3), 128, dtype=np.uint8)
@@ -180,7 +175,7 @@ def test_tiny_images_have_no_faces(fd_plugin: FaceDetectionPlugin, tmp_path: Pat
 
 
 def test_gif_input(fd_plugin: FaceDetectionPlugin, tmp_path: Path) -> None:
-    gif = _encode_gif(_rgb(data.astronaut()))
+    gif = _encode_gif(rgb(data.astronaut()))
     result, _ = _detect(fd_plugin, tmp_path, gif, name="a.gif")
     assert result["num_faces"] == 1
 
@@ -262,7 +257,7 @@ def test_nms_threshold_is_honoured_by_nms() -> None:
 
 def test_nms_threshold_in_the_plugin(fd_plugin: FaceDetectionPlugin, tmp_path: Path) -> None:
     # Two overlapping faces: the astronaut and a slightly shifted, darker copy blended on top of it.
-    astro = _rgb(data.astronaut()).astype(np.float32)
+    astro = rgb(data.astronaut()).astype(np.float32)
     canvas = np.full((512, 640, 3), 127.0, dtype=np.float32)
     canvas[:, :512] = astro
     shifted = np.full_like(canvas, 127.0)
@@ -285,7 +280,7 @@ def test_nms_threshold_in_the_plugin(fd_plugin: FaceDetectionPlugin, tmp_path: P
 
 
 def test_exif_orientation_is_applied(fd_plugin: FaceDetectionPlugin, tmp_path: Path) -> None:
-    upright = Image.fromarray(_rgb(data.astronaut())[:, 40:440])  # 400 wide, 512 high
+    upright = Image.fromarray(rgb(data.astronaut())[:, 40:440])  # 400 wide, 512 high
     stored = upright.transpose(Image.Transpose.ROTATE_90)  # lying on its side: 512 wide, 400 high
     exif = Image.Exif()
     exif[0x0112] = 6  # "rotate 90 CW to display"
@@ -298,7 +293,7 @@ def test_exif_orientation_is_applied(fd_plugin: FaceDetectionPlugin, tmp_path: P
 
 
 def test_large_image_downscaled_and_mapped_back(fd_plugin: FaceDetectionPlugin, tmp_path: Path) -> None:
-    big = np.asarray(Image.fromarray(_rgb(data.astronaut())).resize((2000, 2000), Image.Resampling.BICUBIC))
+    big = np.asarray(Image.fromarray(rgb(data.astronaut())).resize((2000, 2000), Image.Resampling.BICUBIC))
     small, _ = _detect(fd_plugin, tmp_path / "small", _png(data.astronaut()))
     large, job = _detect(fd_plugin, tmp_path / "large", _jpeg(big), name="big.jpg")
     assert (large["image_width"], large["image_height"]) == (2000, 2000)
@@ -311,7 +306,7 @@ def test_large_image_downscaled_and_mapped_back(fd_plugin: FaceDetectionPlugin, 
 
 
 def test_rgba_and_palette_inputs(fd_plugin: FaceDetectionPlugin, tmp_path: Path) -> None:
-    astro = Image.fromarray(_rgb(data.astronaut()))
+    astro = Image.fromarray(rgb(data.astronaut()))
     for i, img in enumerate([astro.convert("RGBA"), astro.convert("P", palette=Image.Palette.ADAPTIVE)]):
         buf = io.BytesIO()
         img.save(buf, format="PNG")
@@ -320,7 +315,7 @@ def test_rgba_and_palette_inputs(fd_plugin: FaceDetectionPlugin, tmp_path: Path)
 
 
 def test_crop_is_aligned_to_the_arcface_template(fd_plugin: FaceDetectionPlugin, tmp_path: Path) -> None:
-    astro = Image.fromarray(_rgb(data.astronaut()))
+    astro = Image.fromarray(rgb(data.astronaut()))
     upright, job_a = _detect(fd_plugin, tmp_path / "a", _png(np.asarray(astro)))
     tilted, job_b = _detect(fd_plugin, tmp_path / "b", _png(np.asarray(astro.rotate(12, Image.Resampling.BICUBIC))))
     assert upright["num_faces"] == tilted["num_faces"] == 1

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image, ImageFilter
+from plugin_test_images import encode, rgb
 from skimage import data
 
 from cl_compute.plugins import get_plugin
@@ -29,20 +30,6 @@ def fe_detector() -> FaceDetectionPlugin:
     plugin = FaceDetectionPlugin()
     plugin.load()
     return plugin
-
-
-def _rgb(arr: np.ndarray) -> np.ndarray:
-    if arr.ndim == 2:
-        arr = np.stack([arr] * 3, axis=-1)
-    return np.ascontiguousarray(arr[..., :3])
-
-
-def _encode(img: Image.Image | np.ndarray, fmt: str = "PNG", **kw: object) -> bytes:
-    if isinstance(img, np.ndarray):
-        img = Image.fromarray(_rgb(img))
-    buf = io.BytesIO()
-    img.save(buf, format=fmt, **kw)
-    return buf.getvalue()
 
 
 def _ctx(root: Path, payload: bytes, name: str, params: Mapping[str, object], seen: list[int]) -> TaskContext:
@@ -90,14 +77,14 @@ def _cos(a: np.ndarray, b: np.ndarray) -> float:
 @pytest.fixture(scope="module")
 def fe_crops(fe_detector: FaceDetectionPlugin, tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
     """Aligned crops of the astronaut, three altered copies of her photo, and the cameraman."""
-    astro = Image.fromarray(_rgb(data.astronaut()))
+    astro = Image.fromarray(rgb(data.astronaut()))
     sources = {
-        "astronaut": _encode(astro),
-        "astronaut_jpeg_q30": _encode(astro, "JPEG", quality=30),
-        "astronaut_half": _encode(astro.resize((256, 256), Image.Resampling.LANCZOS), "JPEG", quality=90),
-        "astronaut_rot5": _encode(astro.rotate(5, Image.Resampling.BICUBIC)),
-        "cameraman": _encode(Image.fromarray(data.camera())),
-        "cameraman_jpeg": _encode(Image.fromarray(data.camera()), "JPEG", quality=60),
+        "astronaut": encode(astro),
+        "astronaut_jpeg_q30": encode(astro, "JPEG", quality=30),
+        "astronaut_half": encode(astro.resize((256, 256), Image.Resampling.LANCZOS), "JPEG", quality=90),
+        "astronaut_rot5": encode(astro.rotate(5, Image.Resampling.BICUBIC)),
+        "cameraman": encode(Image.fromarray(data.camera())),
+        "cameraman_jpeg": encode(Image.fromarray(data.camera()), "JPEG", quality=60),
     }
     root = tmp_path_factory.mktemp("fe_crops")
     return {name: _crop(fe_detector, root / name, payload) for name, payload in sources.items()}
@@ -213,14 +200,14 @@ def test_full_photo_is_detected_and_aligned(
     fe_plugin: FaceEmbeddingPlugin, fe_vectors: dict[str, np.ndarray], tmp_path: Path
 ) -> None:
     """A non-112x112 input goes through MTCNN + alignment: it matches the crop of the same photo."""
-    vec, output, _, _ = _embed(fe_plugin, tmp_path, _encode(data.astronaut()), name="photo.png")
+    vec, output, _, _ = _embed(fe_plugin, tmp_path, encode(data.astronaut()), name="photo.png")
     assert _cos(vec, fe_vectors["astronaut"]) > 0.97
     assert _cos(vec, fe_vectors["cameraman"]) < 0.9
     assert 0.0 <= output["quality_score"] <= 1.0  # type: ignore[operator]
 
 
 def test_no_face_falls_back_to_resize(fe_plugin: FaceEmbeddingPlugin, tmp_path: Path) -> None:
-    vec, output, _, _ = _embed(fe_plugin, tmp_path, _encode(data.coffee(), "JPEG"), name="coffee.jpg")
+    vec, output, _, _ = _embed(fe_plugin, tmp_path, encode(data.coffee(), "JPEG"), name="coffee.jpg")
     assert vec.shape == (512,)
     assert np.all(np.isfinite(vec))
     assert output["normalized"] is True
@@ -232,9 +219,9 @@ def test_quality_score_tracks_sharpness(
     sharp = Image.open(io.BytesIO(fe_crops["astronaut"])).convert("RGB")
     blurred = sharp.filter(ImageFilter.GaussianBlur(3))
     flat = Image.new("RGB", (112, 112), (120, 120, 120))
-    q_sharp = _embed(fe_plugin, tmp_path / "s", _encode(sharp))[1]["quality_score"]
-    q_blur = _embed(fe_plugin, tmp_path / "b", _encode(blurred))[1]["quality_score"]
-    q_flat = _embed(fe_plugin, tmp_path / "f", _encode(flat))[1]["quality_score"]
+    q_sharp = _embed(fe_plugin, tmp_path / "s", encode(sharp))[1]["quality_score"]
+    q_blur = _embed(fe_plugin, tmp_path / "b", encode(blurred))[1]["quality_score"]
+    q_flat = _embed(fe_plugin, tmp_path / "f", encode(flat))[1]["quality_score"]
     assert isinstance(q_sharp, float)
     assert isinstance(q_blur, float)
     assert 0.0 <= q_blur < q_sharp <= 1.0
@@ -245,7 +232,7 @@ def test_any_mode_input(fe_plugin: FaceEmbeddingPlugin, fe_crops: dict[str, byte
     crop = Image.open(io.BytesIO(fe_crops["astronaut"]))
     base = _embed(fe_plugin, tmp_path / "rgb", fe_crops["astronaut"])[0]
     for mode in ("RGBA", "L", "P"):
-        vec = _embed(fe_plugin, tmp_path / mode, _encode(crop.convert(mode)))[0]
+        vec = _embed(fe_plugin, tmp_path / mode, encode(crop.convert(mode)))[0]
         assert vec.shape == (512,)
         if mode == "RGBA":
             assert _cos(vec, base) > 0.999
@@ -267,7 +254,7 @@ def test_decompression_bomb_refused(
 ) -> None:
     monkeypatch.setenv("CL_COMPUTE_MAX_IMAGE_PIXELS", "5000")
     with pytest.raises(PluginError, match=r"(?i)decompression"):
-        _embed(fe_plugin, tmp_path, _encode(Image.new("RGB", (100, 100))))
+        _embed(fe_plugin, tmp_path, encode(Image.new("RGB", (100, 100))))
 
 
 def test_details_are_plain(fe_plugin: FaceEmbeddingPlugin) -> None:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import io
 import random
 from pathlib import Path
 
 import pytest
 from PIL import Image
+from plugin_test_images import encode
 
 from cl_compute.plugins import get_plugin
 from cl_compute.plugins.base import ParamError, PluginError
@@ -30,12 +30,6 @@ PIL_NAME = {
     "bmp": "BMP",
     "tiff": "TIFF",
 }
-
-
-def _encode(img: Image.Image, fmt: str = "PNG", **kw: object) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, format=fmt, **kw)
-    return buf.getvalue()
 
 
 def _noisy(size: tuple[int, int] = (96, 64), mode: str = "RGB") -> Image.Image:
@@ -102,7 +96,7 @@ def test_stem_sanitised(upload: str, expected: str) -> None:
 @pytest.mark.parametrize("fmt", sorted(PIL_NAME))
 def test_every_format_is_real(mp_job, fmt: str) -> None:
     src = _noisy()
-    job = mp_job(ImageConversionPlugin(), _encode(src), {"format": fmt}, upload_name="in.png")
+    job = mp_job(ImageConversionPlugin(), encode(src), {"format": fmt}, upload_name="in.png")
     assert job.task_output == {}
     ext = "jpg" if fmt == "jpeg" else fmt
     assert job.params["output_path"] == f"output/converted_in.{ext}"
@@ -115,14 +109,14 @@ def test_every_format_is_real(mp_job, fmt: str) -> None:
 @pytest.mark.parametrize("fmt", ["png", "bmp", "tiff"])
 def test_lossless_formats_keep_pixels(mp_job, fmt: str) -> None:
     src = _noisy((40, 30))
-    job = mp_job(ImageConversionPlugin(), _encode(src, "WEBP", lossless=True), {"format": fmt}, upload_name="a.webp")
+    job = mp_job(ImageConversionPlugin(), encode(src, "WEBP", lossless=True), {"format": fmt}, upload_name="a.webp")
     with Image.open(job.out()) as img:
         assert img.convert("RGB").tobytes() == src.tobytes()
 
 
 @pytest.mark.parametrize("fmt", ["jpg", "webp"])
 def test_quality_ordering(mp_job, fmt: str) -> None:
-    data = _encode(_noisy((160, 120)))
+    data = encode(_noisy((160, 120)))
     sizes = [
         mp_job(ImageConversionPlugin(), data, {"format": fmt, "quality": str(q)}, upload_name="q.png")
         .out()
@@ -140,10 +134,10 @@ def test_modes(mp_job, fmt: str, mode: str) -> None:
     if mode == "I;16":
         img = Image.new("I;16", (24, 16))
         img.putdata([x * 1000 for x in range(24 * 16)])
-        src_bytes = _encode(img, "PNG")
+        src_bytes = encode(img, "PNG")
     else:
         img = src.convert(mode)
-        src_bytes = _encode(img, "TIFF" if mode == "CMYK" else "PNG")
+        src_bytes = encode(img, "TIFF" if mode == "CMYK" else "PNG")
     job = mp_job(ImageConversionPlugin(), src_bytes, {"format": fmt}, upload_name="m.png")
     _is_format(job.out(), fmt)
 
@@ -153,7 +147,7 @@ def test_jpeg_composites_alpha_on_white(mp_job) -> None:
     for x in range(16):
         for y in range(32):
             img.putpixel((x, y), (0, 0, 255, 0))  # fully transparent (blue underneath)
-    job = mp_job(ImageConversionPlugin(), _encode(img), {"format": "jpg", "quality": "95"}, upload_name="a.png")
+    job = mp_job(ImageConversionPlugin(), encode(img), {"format": "jpg", "quality": "95"}, upload_name="a.png")
     with Image.open(job.out()) as out:
         assert out.mode == "RGB"
         left = out.getpixel((4, 16))
@@ -169,7 +163,7 @@ def test_paletted_transparency_to_jpeg(mp_job) -> None:
     for x in range(8, 16):
         for y in range(16):
             img.putpixel((x, y), 1)
-    data = _encode(img, "PNG", transparency=0)
+    data = encode(img, "PNG", transparency=0)
     job = mp_job(ImageConversionPlugin(), data, {"format": "jpeg"}, upload_name="p.png")
     with Image.open(job.out()) as out:
         assert all(c > 240 for c in out.getpixel((2, 8)))
@@ -183,7 +177,7 @@ def test_paletted_transparency_to_jpeg(mp_job) -> None:
     [
         b"",
         b"this is plain text, not an image\n",
-        _encode(Image.new("RGB", (64, 64), "red"))[:60],
+        encode(Image.new("RGB", (64, 64), "red"))[:60],
     ],
     ids=["empty", "text", "truncated"],
 )
@@ -200,7 +194,7 @@ def test_video_is_not_an_image(mp_job, mp_video_silent: Path) -> None:
 
 
 def test_decompression_bomb(mp_job, monkeypatch: pytest.MonkeyPatch) -> None:
-    data = _encode(Image.new("L", (300, 300)))
+    data = encode(Image.new("L", (300, 300)))
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 50 * 50)
     with pytest.raises(PluginError, match="decompression bomb"):
         mp_job(ImageConversionPlugin(), data, {"format": "jpg"}, upload_name="bomb.png")
@@ -209,5 +203,5 @@ def test_decompression_bomb(mp_job, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_heic_input(mp_job) -> None:
     pillow_heif = pytest.importorskip("pillow_heif")
     pillow_heif.register_heif_opener()
-    job = mp_job(ImageConversionPlugin(), _encode(_noisy((48, 32)), "HEIF"), {"format": "png"}, upload_name="a.heic")
+    job = mp_job(ImageConversionPlugin(), encode(_noisy((48, 32)), "HEIF"), {"format": "png"}, upload_name="a.heic")
     _is_format(job.out(), "png")

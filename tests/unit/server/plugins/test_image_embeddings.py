@@ -3,7 +3,6 @@ and the ONNX Runtime path, called directly. Every test runs for both plugins."""
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from plugin_test_images import encode, rgb
 from skimage import data
 
 from cl_compute.plugins import get_plugin
@@ -71,20 +71,6 @@ def emb_plugin(case: Case) -> ImageEmbeddingPlugin:
     return plugin
 
 
-def _rgb(arr: np.ndarray) -> np.ndarray:
-    if arr.ndim == 2:
-        arr = np.stack([arr] * 3, axis=-1)
-    return np.ascontiguousarray(arr[..., :3])
-
-
-def _encode(img: Image.Image | np.ndarray, fmt: str = "PNG", **kw: object) -> bytes:
-    if isinstance(img, np.ndarray):
-        img = Image.fromarray(_rgb(img))
-    buf = io.BytesIO()
-    img.save(buf, format=fmt, **kw)
-    return buf.getvalue()
-
-
 def _embed(
     plugin: Plugin,
     root: Path,
@@ -117,13 +103,13 @@ SOURCES = ("astronaut", "coffee", "chelsea", "rocket", "camera", "coins", "hubbl
 
 
 def _variants(name: str) -> dict[str, bytes]:
-    img = Image.fromarray(_rgb(getattr(data, name)()))
+    img = Image.fromarray(rgb(getattr(data, name)()))
     return {
-        "png": _encode(img),
-        "jpeg_q30": _encode(img, "JPEG", quality=30),
-        "jpeg_q90": _encode(img, "JPEG", quality=90),
-        "half": _encode(img.resize((img.width // 2, img.height // 2), Image.Resampling.LANCZOS)),
-        "rot5": _encode(img.rotate(5, Image.Resampling.BICUBIC)),
+        "png": encode(img),
+        "jpeg_q30": encode(img, "JPEG", quality=30),
+        "jpeg_q90": encode(img, "JPEG", quality=90),
+        "half": encode(img.resize((img.width // 2, img.height // 2), Image.Resampling.LANCZOS)),
+        "rot5": encode(img.rotate(5, Image.Resampling.BICUBIC)),
     }
 
 
@@ -169,7 +155,7 @@ def test_parse_params_rejects_bad_bool(case: Case, raw: str) -> None:
 
 
 def test_vector_file_and_task_output(case: Case, emb_plugin: ImageEmbeddingPlugin, tmp_path: Path) -> None:
-    vec, output, seen, out_file = _embed(emb_plugin, tmp_path, _encode(data.astronaut()))
+    vec, output, seen, out_file = _embed(emb_plugin, tmp_path, encode(data.astronaut()))
     assert out_file == tmp_path / case.output
     assert output == {"embedding_dim": case.dim, "normalized": True}
     assert vec.dtype == np.float32
@@ -181,7 +167,7 @@ def test_vector_file_and_task_output(case: Case, emb_plugin: ImageEmbeddingPlugi
 
 
 def test_unnormalized_norm_is_not_one(case: Case, emb_plugin: ImageEmbeddingPlugin, tmp_path: Path) -> None:
-    payload = _encode(data.coffee())
+    payload = encode(data.coffee())
     raw, output, _, _ = _embed(emb_plugin, tmp_path / "raw", payload, {"normalize": "false"})
     unit, _, _, _ = _embed(emb_plugin, tmp_path / "unit", payload)
     assert output == {"embedding_dim": case.dim, "normalized": False}
@@ -190,7 +176,7 @@ def test_unnormalized_norm_is_not_one(case: Case, emb_plugin: ImageEmbeddingPlug
 
 
 def test_same_bytes_same_vector(case: Case, emb_plugin: ImageEmbeddingPlugin, tmp_path: Path) -> None:
-    payload = _encode(data.chelsea(), "JPEG", quality=80)
+    payload = encode(data.chelsea(), "JPEG", quality=80)
     _, _, _, first = _embed(emb_plugin, tmp_path / "a", payload)
     fresh = case.plugin()
     fresh.load()
@@ -222,12 +208,12 @@ def test_near_duplicates_close_unrelated_far(emb_vectors: dict[tuple[str, str], 
 
 
 def test_exif_orientation_is_applied(emb_plugin: ImageEmbeddingPlugin, tmp_path: Path) -> None:
-    upright = Image.fromarray(_rgb(data.astronaut()))
+    upright = Image.fromarray(rgb(data.astronaut()))
     exif = Image.Exif()
     exif[0x0112] = 6
-    sideways = _encode(upright.transpose(Image.Transpose.ROTATE_90), "JPEG", quality=95, exif=exif.tobytes())
-    no_tag = _encode(upright.transpose(Image.Transpose.ROTATE_90), "JPEG", quality=95)
-    ref = _embed(emb_plugin, tmp_path / "ref", _encode(upright, "JPEG", quality=95))[0]
+    sideways = encode(upright.transpose(Image.Transpose.ROTATE_90), "JPEG", quality=95, exif=exif.tobytes())
+    no_tag = encode(upright.transpose(Image.Transpose.ROTATE_90), "JPEG", quality=95)
+    ref = _embed(emb_plugin, tmp_path / "ref", encode(upright, "JPEG", quality=95))[0]
     tagged = _embed(emb_plugin, tmp_path / "tagged", sideways, name="a.jpg")[0]
     untagged = _embed(emb_plugin, tmp_path / "untagged", no_tag, name="b.jpg")[0]
     assert _cos(ref, tagged) > 0.98
@@ -236,20 +222,20 @@ def test_exif_orientation_is_applied(emb_plugin: ImageEmbeddingPlugin, tmp_path:
 
 @pytest.mark.parametrize("mode", ["L", "LA", "RGBA", "P", "CMYK", "I;16", "1"])
 def test_any_mode_converts(case: Case, emb_plugin: ImageEmbeddingPlugin, tmp_path: Path, mode: str) -> None:
-    img = Image.fromarray(_rgb(data.astronaut()))
+    img = Image.fromarray(rgb(data.astronaut()))
     if mode == "I;16":
         converted = Image.fromarray(np.asarray(img.convert("L"), dtype=np.uint16) * 257)
     else:
         converted = img.convert(mode)
     fmt = "JPEG" if mode == "CMYK" else ("TIFF" if mode == "I;16" else "PNG")
-    vec = _embed(emb_plugin, tmp_path, _encode(converted, fmt), name=f"x.{fmt.lower()}")[0]
+    vec = _embed(emb_plugin, tmp_path, encode(converted, fmt), name=f"x.{fmt.lower()}")[0]
     assert vec.shape == (case.dim,)
     assert np.all(np.isfinite(vec))
     assert np.linalg.norm(vec) == pytest.approx(1.0, abs=1e-5)
 
 
 def test_constant_image_embeds(emb_plugin: ImageEmbeddingPlugin, tmp_path: Path) -> None:
-    vec = _embed(emb_plugin, tmp_path, _encode(Image.new("RGB", (64, 48), (255, 255, 255))))[0]
+    vec = _embed(emb_plugin, tmp_path, encode(Image.new("RGB", (64, 48), (255, 255, 255))))[0]
     assert np.linalg.norm(vec) == pytest.approx(1.0, abs=1e-5)
 
 
@@ -258,7 +244,7 @@ def test_constant_image_embeds(emb_plugin: ImageEmbeddingPlugin, tmp_path: Path)
     [
         (b"", "empty"),
         (b"%PDF-1.4 definitely not a picture", "not an image"),
-        (_encode(data.coffee(), "JPEG")[:600], "corrupt|truncated"),
+        (encode(data.coffee(), "JPEG")[:600], "corrupt|truncated"),
     ],
     ids=["zero-byte", "pdf", "truncated-jpeg"],
 )
@@ -273,11 +259,11 @@ def test_decompression_bomb_refused(
 ) -> None:
     monkeypatch.setenv("CL_COMPUTE_MAX_IMAGE_PIXELS", "1000")
     with pytest.raises(PluginError, match=r"(?i)decompression"):
-        _embed(emb_plugin, tmp_path, _encode(Image.new("RGB", (40, 40))))
+        _embed(emb_plugin, tmp_path, encode(Image.new("RGB", (40, 40))))
     monkeypatch.delenv("CL_COMPUTE_MAX_IMAGE_PIXELS")
     huge = Image.new("1", (20_000, 10_000))  # 200 MP, a few kB as PNG
     with pytest.raises(PluginError, match=r"(?i)bomb"):
-        _embed(emb_plugin, tmp_path / "huge", _encode(huge))
+        _embed(emb_plugin, tmp_path / "huge", encode(huge))
 
 
 def test_details_say_stand_in(case: Case, emb_plugin: ImageEmbeddingPlugin) -> None:
@@ -350,8 +336,8 @@ def test_onnx_model_is_used_when_set(case: Case, tmp_path: Path, monkeypatch: py
     plugin = case.plugin()
     plugin.load()
     assert str(model) in plugin.details["model"]
-    img = Image.fromarray(_rgb(data.astronaut()))
-    vec, output, _, _ = _embed(plugin, tmp_path / "job", _encode(img))
+    img = Image.fromarray(rgb(data.astronaut()))
+    vec, output, _, _ = _embed(plugin, tmp_path / "job", encode(img))
     assert output == {"embedding_dim": case.dim, "normalized": True}
     assert vec.dtype == np.float32
     np.testing.assert_allclose(vec, _expected_onnx(case, model, img), rtol=1e-4, atol=1e-5)
@@ -359,7 +345,7 @@ def test_onnx_model_is_used_when_set(case: Case, tmp_path: Path, monkeypatch: py
     monkeypatch.delenv(case.env)
     standin = case.plugin()
     standin.load()
-    assert _cos(_embed(standin, tmp_path / "standin", _encode(img))[0], vec) < 0.9
+    assert _cos(_embed(standin, tmp_path / "standin", encode(img))[0], vec) < 0.9
 
 
 def test_onnx_output_of_another_width_is_projected(case: Case, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -367,7 +353,7 @@ def test_onnx_output_of_another_width_is_projected(case: Case, tmp_path: Path, m
     monkeypatch.setenv(case.env, str(model))
     plugin = case.plugin()
     plugin.load()
-    payload = _encode(data.coffee())
+    payload = encode(data.coffee())
     vec, output, _, _ = _embed(plugin, tmp_path / "a", payload, {"normalize": "no"})
     again = _embed(plugin, tmp_path / "b", payload, {"normalize": "no"})[0]
     assert vec.shape == (case.dim,)
@@ -392,7 +378,7 @@ def test_differs_from_the_clip_stand_in(tmp_path: Path) -> None:
     clip.load()
     dino = DinoEmbeddingPlugin()
     dino.load()
-    images = [_encode(getattr(data, name)()) for name in ("astronaut", "coffee", "rocket")]
+    images = [encode(getattr(data, name)()) for name in ("astronaut", "coffee", "rocket")]
     dino_vecs = [_embed(dino, tmp_path / f"d{i}", p)[0] for i, p in enumerate(images)]
     clip_vecs = [_embed(clip, tmp_path / f"c{i}", p)[0] for i, p in enumerate(images)]
     assert clip_vecs[0].shape == (512,)

@@ -7,16 +7,11 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from plugin_test_images import encode
 
 from cl_compute.plugins import get_plugin
 from cl_compute.plugins.base import ParamError, PluginError
 from cl_compute.plugins.media_thumbnail import MediaThumbnailPlugin
-
-
-def _encode(img: Image.Image, fmt: str = "PNG", **kw: object) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, format=fmt, **kw)
-    return buf.getvalue()
 
 
 def _quadrants(size: tuple[int, int]) -> Image.Image:
@@ -28,7 +23,7 @@ def _quadrants(size: tuple[int, int]) -> Image.Image:
 
 
 def _thumb(mp_job, img: Image.Image, form: dict[str, str] | None = None) -> Image.Image:
-    job = mp_job(MediaThumbnailPlugin(), _encode(img), form or {}, upload_name="in.png")
+    job = mp_job(MediaThumbnailPlugin(), encode(img), form or {}, upload_name="in.png")
     assert job.params["output_path"] == "output/thumbnail.jpg"
     assert job.task_output == {"media_type": "image"}
     data = job.out().read_bytes()
@@ -118,7 +113,7 @@ def test_modes_work(mp_job, mode: str) -> None:
     else:
         img = _quadrants((64, 32)).convert(mode)
     fmt = "TIFF" if mode == "CMYK" else "PNG"
-    job = mp_job(MediaThumbnailPlugin(), _encode(img, fmt), {"width": "32"}, upload_name="m.png")
+    job = mp_job(MediaThumbnailPlugin(), encode(img, fmt), {"width": "32"}, upload_name="m.png")
     with Image.open(job.out()) as out:
         assert out.format == "JPEG"
         assert out.size == (32, 16)
@@ -170,7 +165,7 @@ def test_webm_video(mp_job, mp_video_webm: Path) -> None:
         (b"", "empty"),
         (b"hello, I am text\n", "Unsupported media type"),
         (bytes(range(7, 256)) * 50, "Unsupported media type"),
-        (_encode(Image.new("RGB", (64, 64), "red"), "JPEG")[:100], "corrupt|truncated|Cannot"),
+        (encode(Image.new("RGB", (64, 64), "red"), "JPEG")[:100], "corrupt|truncated|Cannot"),
     ],
     ids=["empty", "text", "binary", "truncated-jpeg"],
 )
@@ -191,7 +186,7 @@ def test_corrupt_video(mp_job, mp_video_av: Path) -> None:
 
 
 def test_decompression_bomb(mp_job, monkeypatch: pytest.MonkeyPatch) -> None:
-    data = _encode(Image.new("RGB", (300, 300)))
+    data = encode(Image.new("RGB", (300, 300)))
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 60 * 60)
     with pytest.raises(PluginError, match="decompression bomb"):
         mp_job(MediaThumbnailPlugin(), data, upload_name="bomb.png")
@@ -213,14 +208,14 @@ def test_video_without_any_ffmpeg(mp_job, mp_video_silent: Path, monkeypatch: py
     with pytest.raises(PluginError, match="ffmpeg"):
         mp_job(MediaThumbnailPlugin(), mp_video_silent)
     # images still work without ffmpeg
-    job = mp_job(MediaThumbnailPlugin(), _encode(_quadrants((50, 40))), upload_name="ok.png")
+    job = mp_job(MediaThumbnailPlugin(), encode(_quadrants((50, 40))), upload_name="ok.png")
     assert job.task_output == {"media_type": "image"}
 
 
 def test_heic_thumbnail(mp_job) -> None:
     pillow_heif = pytest.importorskip("pillow_heif")
     pillow_heif.register_heif_opener()
-    job = mp_job(MediaThumbnailPlugin(), _encode(_quadrants((80, 40)), "HEIF"), {"width": "40"}, upload_name="a.heic")
+    job = mp_job(MediaThumbnailPlugin(), encode(_quadrants((80, 40)), "HEIF"), {"width": "40"}, upload_name="a.heic")
     assert job.task_output == {"media_type": "image"}
     with Image.open(job.out()) as out:
         assert out.size == (40, 20)
