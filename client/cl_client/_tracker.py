@@ -5,8 +5,10 @@ queue, runs the user callbacks (sync ones in this thread, coroutine functions on
 them), confirms every terminal state with one ``GET /jobs/{id}``, and polls jobs whose events went silent
 (or all watched jobs while the broker is unreachable), so a silent upstream failure still completes.
 
-Guarantees per job: ``on_progress`` callbacks fire in event order; ``on_complete`` fires exactly once, for
-``completed`` and for ``error``; nothing fires after it.
+Guarantees per job: ``on_progress`` callbacks fire in event order and never go backwards (an event older than
+what was already seen — a ``queued`` event after ``processing``, or lower progress — is dropped: a deployment
+whose API and workers publish on separate connections can deliver them out of order); ``on_complete`` fires
+exactly once, for ``completed`` and for ``error``; nothing fires after it.
 """
 
 from __future__ import annotations
@@ -36,6 +38,10 @@ FetchJob = Callable[[str], JobResponse]
 Outcome = JobResponse | BaseException
 
 
+#: Order of the statuses; unknown statuses are not ordered (only their progress is).
+_STATUS_RANK = {"queued": 0, "processing": 1, "completed": 2, "error": 2}
+
+
 @dataclass
 class _Subscription:
     sub_id: str
@@ -62,6 +68,14 @@ class _JobState:
     @property
     def interested(self) -> bool:
         return bool(self.subs or self.waiters)
+
+    def is_stale(self, status: str, progress: int | float | None) -> bool:
+        """True if a non-terminal update is older than what was already seen (status or progress went back)."""
+        new_rank = _STATUS_RANK.get(status)
+        old_rank = _STATUS_RANK.get(self.last_status or "")
+        if new_rank is not None and old_rank is not None and new_rank < old_rank:
+            return True
+        return progress is not None and progress < self.last_progress
 
 
 @dataclass(frozen=True)
@@ -346,12 +360,16 @@ class JobTracker:
         if state is None:  # finished or forgotten: nothing fires after on_complete
             return
         state.last_activity = time.monotonic()
-        state.last_status = event.event_type
-        if event.progress is not None:
-            state.last_progress = max(state.last_progress, int(event.progress))
         if event.is_terminal:
+            state.last_status = event.event_type
             self._confirm(state)
             return
+        if state.is_stale(event.event_type, event.progress):
+            log.debug("dropped stale event %s/%s for job %s", event.event_type, event.progress, event.job_id)
+            return
+        state.last_status = event.event_type
+        if event.progress is not None:
+            state.last_progress = int(event.progress)
         synthetic = event.as_job(state.task_type)
         for sub in list(state.subs.values()):
             self._fire(sub, sub.on_progress, synthetic)
@@ -402,12 +420,15 @@ class JobTracker:
             self._request_fetch(state)
 
     def _on_record(self, state: _JobState, job: JobResponse) -> None:
-        state.last_status = job.status
         if job.is_terminal:
+            state.last_status = job.status
             self._finish(state, job)
             return
+        if state.is_stale(job.status, job.progress):  # a GET answered before a newer event arrived
+            return
+        state.last_status = job.status
         if job.progress != state.last_progress:
-            state.last_progress = max(state.last_progress, job.progress)
+            state.last_progress = job.progress
             for sub in list(state.subs.values()):
                 self._fire(sub, sub.on_progress, job)
 

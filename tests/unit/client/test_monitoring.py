@@ -151,6 +151,30 @@ def test_progress_in_order_then_complete(server: ScriptedServer, client: Compute
     assert rec.progress[-1] == ("completed", 100)
 
 
+def test_out_of_order_events_never_move_progress_back(
+    server: ScriptedServer, client: ComputeClient, sample: Path
+) -> None:
+    """Two publishers (API and worker) can reorder events: a late ``queued`` or lower progress is dropped."""
+    rec = Recorder()
+    job = client.submit("hash", sample, on_progress=rec.on_progress, on_complete=rec.on_complete)
+    server.set_status(job.job_id, "processing", 10)
+    server.publish_event(job.job_id, "processing", 10)
+    server.publish_event(job.job_id, "queued", 0)  # the API's event, delivered after the worker's
+    server.publish_event(job.job_id, "processing", 60)
+    server.publish_event(job.job_id, "processing", 40)  # an older progress event
+    server.set_status(job.job_id, "completed", 100)
+    server.publish_event(job.job_id, "completed", 100)
+    assert rec.done.wait(5)
+    time.sleep(0.2)
+    statuses = [s for s, _ in rec.progress]
+    numbers = [p for _, p in rec.progress]
+    assert numbers == sorted(numbers), rec.progress
+    assert ("processing", 60) in rec.progress and ("processing", 40) not in rec.progress
+    assert statuses.count("queued") <= 1 and "queued" not in statuses[statuses.index("processing") :]
+    assert rec.progress[-1] == ("completed", 100)
+    assert job.status == "completed"
+
+
 def test_callback_exceptions_are_contained(
     server: ScriptedServer, client: ComputeClient, sample: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
