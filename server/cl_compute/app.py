@@ -3,7 +3,8 @@
 Build it with :func:`create_app`; ``cl-compute serve`` runs it under uvicorn. The app owns:
 
 * the job store (SQLite, shared with workers, see ``store.py``),
-* one MQTT connection: it publishes ``queued`` events (acknowledged by the broker before the POST returns)
+* one MQTT connection: it publishes ``queued`` events (acknowledged by the broker before the job's row exists,
+  so no worker's ``processing`` can overtake it), then wakes the workers on ``cl-compute/jobs/new``;
   and subscribes to ``inference/workers/+`` **at start-up**, so ``/capabilities`` is right from the first call,
 * a reaper thread: a ``processing`` job whose worker vanished (empty retained capability message = will or
   shutdown) or whose lease expired (no heartbeat) ends ``error`` with a message naming the worker.
@@ -33,7 +34,7 @@ from starlette.datastructures import UploadFile
 
 from cl_compute import __version__
 from cl_compute.auth import Authenticator, AuthError, User
-from cl_compute.mqtt import WORKERS_TOPIC_PREFIX, MQTTConnection
+from cl_compute.mqtt import WAKE_TOPIC, WORKERS_TOPIC_PREFIX, MQTTConnection
 from cl_compute.plugins import all_plugin_modules, get_plugin
 from cl_compute.plugins.base import ParamError, Plugin
 from cl_compute.store import JobStore, now_ms
@@ -452,19 +453,27 @@ def create_app(settings: ServerSettings) -> FastAPI:
         job_dir = state.store.job_dir(job_id)
 
         def write_and_insert() -> None:
+            # The ``queued`` event is acknowledged by the broker *before* the row exists: no worker can claim
+            # the job (and publish ``processing`` on its own connection) before subscribers have ``queued``.
+            created_at = now_ms()
+            published = False
             try:
                 for sub in ("input", "output", "faces"):
                     (job_dir / sub).mkdir(parents=True, exist_ok=True)
                 with open(job_dir / "input" / upload_name, "wb") as out:
                     upload.file.seek(0)
                     shutil.copyfileobj(upload.file, out, 1024 * 1024)
-                job = state.store.insert_job(
-                    job_id, task_type, full_params, priority, user.id if user is not None else None
+                state.mqtt.publish_event(job_id, "queued", 0, created_at, wait=True)
+                published = True
+                state.store.insert_job(
+                    job_id, task_type, full_params, priority, user.id if user is not None else None, created_at
                 )
             except BaseException:
                 shutil.rmtree(job_dir, ignore_errors=True)
+                if published:  # subscribers saw ``queued``: end the job for them too
+                    state.mqtt.publish_event(job_id, "error", 0, now_ms())
                 raise
-            state.mqtt.publish_event(job_id, "queued", 0, job.created_at, wait=True)
+            state.mqtt.publish(WAKE_TOPIC, job_id)
 
         await run_in_threadpool(write_and_insert)
         return JSONResponse({"job_id": job_id, "status": "queued", "task_type": task_type})

@@ -20,6 +20,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 EVENTS_TOPIC = "inference/events"
 WORKERS_TOPIC_PREFIX = "inference/workers"
+#: cl_compute-internal: the API publishes a job id here once the job can be claimed (workers wake on it).
+WAKE_TOPIC = "cl-compute/jobs/new"
 
 log = logging.getLogger(__name__)
 

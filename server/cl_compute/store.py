@@ -154,10 +154,16 @@ class JobStore:
     # -- jobs -------------------------------------------------------------------------------------------
 
     def insert_job(
-        self, job_id: str, task_type: str, params: dict[str, object], priority: int, created_by: str | None
+        self,
+        job_id: str,
+        task_type: str,
+        params: dict[str, object],
+        priority: int,
+        created_by: str | None,
+        created_at: int | None = None,
     ) -> Job:
-        """Insert a ``queued`` job and return it."""
-        ts = now_ms()
+        """Insert a ``queued`` job (created ``created_at``, default now) and return it."""
+        ts = now_ms() if created_at is None else created_at
         self._conn().execute(
             "INSERT INTO jobs (job_id, task_type, status, progress, params, priority, created_at, updated_at,"
             " created_by) VALUES (?, ?, 'queued', 0, ?, ?, ?, ?, ?)",

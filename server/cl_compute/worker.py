@@ -12,8 +12,9 @@ Two processes per worker:
   (subprocesses such as ffmpeg included), records the outcome and starts a fresh executor. The executor dies
   with its supervisor (``PR_SET_PDEATHSIG`` and EOF on its pipe).
 
-Wake-up: the supervisor subscribes to ``inference/events``; a ``queued`` event wakes it at once (claim
-latency is a few ms). A slow poll (``poll_interval``) is only a safety net.
+Wake-up: the supervisor subscribes to ``cl-compute/jobs/new``, which the API publishes once a new job's row
+exists (after its ``queued`` event was acknowledged, so ``processing`` can never overtake ``queued``); it wakes
+the supervisor at once (claim latency is a few ms). A slow poll (``poll_interval``) is only a safety net.
 
 Cancellation: ``TaskContext.report_progress`` raises ``JobCancelled`` in the executor when the job is no longer
 ``processing`` for this worker (deleted, or reaped by the server). The supervisor also checks every 0.25 s and
@@ -38,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cl_compute.mqtt import EVENTS_TOPIC, WORKERS_TOPIC_PREFIX, MQTTConnection, Will
+from cl_compute.mqtt import WAKE_TOPIC, WORKERS_TOPIC_PREFIX, MQTTConnection, Will
 from cl_compute.plugins import plugin_names
 from cl_compute.store import Job, JobStore, now_ms
 
@@ -323,7 +324,7 @@ class Worker:
         self.mqtt = MQTTConnection(
             settings.mqtt_url,
             client_id_prefix=f"cl-compute-worker-{settings.worker_id}",
-            subscriptions=[EVENTS_TOPIC],
+            subscriptions=[WAKE_TOPIC],
             on_message=self._on_message,
             will=Will(self.topic, b"", qos=1, retain=True),
         )
@@ -348,13 +349,7 @@ class Worker:
         self._wake.set()
 
     def _on_message(self, topic: str, payload: bytes, retained: bool) -> None:
-        if topic != EVENTS_TOPIC:
-            return
-        try:
-            data = json.loads(payload)
-        except ValueError:
-            return
-        if isinstance(data, dict) and data.get("event_type") == "queued":
+        if topic == WAKE_TOPIC and not retained:
             self._wake.set()
 
     # -- capability -------------------------------------------------------------------------------------

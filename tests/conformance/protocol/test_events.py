@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -111,6 +112,35 @@ def test_queued_event_is_published_before_the_post_returns(
     record = job.result(60)
     queued = next(e for e in events.job_events(job.job_id) if e["event_type"] == "queued")
     assert float(queued["timestamp"]) <= (record.started_at or record.completed_at or 0)  # type: ignore[arg-type]
+
+
+@pytest.mark.cl_requires("hash")
+@pytest.mark.cl_needs_fix("one job's events arrive in state order (upstream's API and worker publish independently)")
+def test_each_jobs_events_arrive_in_state_order(
+    compute_client: ComputeClient, events: MqttTap, cl_media: MediaCatalogue
+) -> None:
+    """In *arrival* order, not by timestamp: ``queued`` first, never a status after a later one, progress never
+    lower than an earlier event's. Jobs are submitted from 3 threads so that workers claim while the API is
+    still answering other POSTs (the window in which a worker's ``processing`` can overtake ``queued``)."""
+    path = cl_media["name_spaces"].path
+
+    def submit_some(n: int) -> list[str]:
+        return [compute_client.submit("hash", path, {"algorithm": "md5"}).job_id for _ in range(n)]
+
+    with ThreadPoolExecutor(3) as pool:
+        ids = [job_id for batch in pool.map(submit_some, [6, 6, 6]) for job_id in batch]
+    for job_id in ids:
+        assert compute_client.wait_for_job(job_id, timeout=60).status == "completed"
+        assert events.wait_until(events.has_terminal(job_id), EVENT_LAG_S), events.job_events(job_id)
+    disorder: dict[str, list[str]] = {}
+    for job_id in ids:
+        arrival = events.job_events(job_id)
+        kinds = [str(e["event_type"]) for e in arrival]
+        ranks = [ORDER.get(k, 1) for k in kinds]
+        progress = [float(e["progress"]) for e in arrival if e.get("progress") is not None]  # type: ignore[arg-type]
+        if kinds[0] != "queued" or ranks != sorted(ranks) or progress != sorted(progress):
+            disorder[job_id] = [f"{k}:{e.get('progress')}" for k, e in zip(kinds, arrival, strict=True)]
+    assert not disorder, f"{len(disorder)} of {len(ids)} jobs had events arrive out of order: {disorder}"
 
 
 @pytest.mark.cl_requires("hash", "media_thumbnail")

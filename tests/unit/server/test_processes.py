@@ -118,7 +118,13 @@ def test_amqtt_fallback_broker_runs_a_job() -> None:
                 job_id = submit(client, "echo")
                 rec.wait_terminal(job_id)
                 assert [e.event_type for e in rec.job_events(job_id)] == ["queued", "processing", "completed"]
-                assert client.get("/capabilities").json() == {"num_workers": 1, "capabilities": {"echo": 1}}
+                # the worker announces "idle" on its own connection after "completed": wait for it to land
+                deadline = time.monotonic() + 5
+                caps = client.get("/capabilities").json()
+                while caps["capabilities"].get("echo") != 1 and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    caps = client.get("/capabilities").json()
+                assert caps == {"num_workers": 1, "capabilities": {"echo": 1}}
         finally:
             rec.close()
 

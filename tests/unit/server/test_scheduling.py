@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -68,6 +69,31 @@ def test_worker_claims_within_50ms_of_queued(single: tuple[Deployment, httpx.Cli
         assert job["started_at"] - job["created_at"] < 250
     # median, so one scheduling hiccup of the shared CI machine does not fail the run
     assert sorted(latencies)[2] < 0.05, latencies
+
+
+def test_events_of_each_job_arrive_in_state_order_under_concurrent_submissions(
+    single: tuple[Deployment, httpx.Client, Recorder],
+) -> None:
+    """The API's ``queued`` and the worker's ``processing`` come from two connections: ``queued`` must still
+    arrive first. A worker that loops straight into the next claim is the race (jobs submitted from 4 threads)."""
+    dep, _http, rec = single
+    rank = {"queued": 0, "processing": 1, "completed": 2, "error": 2}
+
+    def submit_many(n: int) -> list[str]:
+        with httpx.Client(base_url=dep.server_url, timeout=10) as own:
+            return [submit(own, "echo") for _ in range(n)]
+
+    with ThreadPoolExecutor(4) as pool:
+        ids = [job_id for batch in pool.map(submit_many, [15] * 4) for job_id in batch]
+    for job_id in ids:
+        rec.wait_terminal(job_id)
+    disorder = {}
+    for job_id in ids:
+        arrival = [e.event_type for e in rec.job_events(job_id)]
+        ranks = [rank[t] for t in arrival]
+        if ranks != sorted(ranks) or arrival[0] != "queued":
+            disorder[job_id] = arrival
+    assert not disorder, f"{len(disorder)} of {len(ids)} jobs had events out of order: {disorder}"
 
 
 def test_delete_running_job_cancels_it_and_leaves_no_directory(
