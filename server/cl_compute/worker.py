@@ -10,7 +10,8 @@ Two processes per worker:
   plugins once and runs one job at a time. Because a job runs there, the supervisor can always enforce the
   per-job time limit, a delete (cancellation) or a crash: it kills the executor's whole process group
   (subprocesses such as ffmpeg included), records the outcome and starts a fresh executor. The executor dies
-  with its supervisor (``PR_SET_PDEATHSIG`` and EOF on its pipe).
+  with its supervisor, and takes its own subprocesses along (``PR_SET_PDEATHSIG`` + a parent watcher kill the
+  executor's process group; EOF on its pipe ends an idle executor).
 
 Wake-up: the supervisor subscribes to ``cl-compute/jobs/new``, which the API publishes once a new job's row
 exists (after its ``queued`` event was acknowledged, so ``processing`` can never overtake ``queued``); it wakes
@@ -92,11 +93,33 @@ class WorkerSettings:
 # executor (child process)
 
 
+def _kill_own_group(*_: object) -> None:
+    """Kill this process's whole group (the executor and everything it started: ffmpeg, ExifTool, …)."""
+    os.killpg(os.getpgrp(), signal.SIGKILL)
+
+
+def _die_with_parent(parent: int) -> None:
+    """Make the executor's process group die with its supervisor, even after ``kill -9`` of the supervisor.
+
+    ``PR_SET_PDEATHSIG`` delivers SIGTERM, whose handler kills the group; a watcher thread does the same when
+    the parent changes, in case the main thread is stuck in native code and the handler cannot run.
+    """
+    signal.signal(signal.SIGTERM, _kill_own_group)
+    set_pdeathsig(signal.SIGTERM)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.25)
+        _kill_own_group()
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def _executor_main(
     conn: multiprocessing.connection.Connection, task_types: list[str], data_dir: str, worker_id: str, log_level: int
 ) -> None:
     os.setsid()
-    set_pdeathsig(signal.SIGKILL)
+    _die_with_parent(os.getppid())
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=log_level, format=f"%(asctime)s executor[{worker_id}] %(levelname)s %(message)s")
     from cl_compute.plugins import get_plugin

@@ -182,6 +182,30 @@ def test_killed_worker_job_ends_error_naming_it_and_will_clears_retained() -> No
         dep.stop()
 
 
+def test_killed_worker_leaves_no_subprocess_behind() -> None:
+    """``kill -9`` of a worker mid-job: its executor *and* what the executor started (ffmpeg, ExifTool, here
+    ``sleep``) die with it, not only the executor."""
+    dep = Deployment(workers=1, tasks=["spawn"], extra_plugins=test_plugin_spec(), worker_shutdown_grace=0.5)
+    dep.start()
+    rec = Recorder(dep.mqtt_url)
+    try:
+        with httpx.Client(base_url=dep.server_url, timeout=10) as http:
+            wid = dep.worker_ids[0]
+            job_id = submit(http, "spawn", {"seconds": "60"})
+            rec.wait(lambda: any(e.progress > 0 for e in rec.job_events(job_id)), what="progress")
+            child = int((dep.data_dir / "jobs" / job_id / "output" / "child.pid").read_text())
+            assert _alive(child)
+            dep.kill_worker(wid)
+            deadline = time.monotonic() + 5
+            while _alive(child) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert not _alive(child), f"the job's subprocess {child} outlived its killed worker"
+            assert rec.wait_terminal(job_id).event_type == "error"
+    finally:
+        rec.close()
+        dep.stop()
+
+
 def test_lease_expiry_ends_job_of_silent_worker() -> None:
     """A worker that stops heart-beating without its will firing (simulated by SIGSTOP)."""
     dep = Deployment(
