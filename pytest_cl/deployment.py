@@ -18,12 +18,16 @@ import fcntl
 import importlib
 import json
 import os
+import uuid
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO, Literal, Protocol, cast
+from typing import IO, TYPE_CHECKING, Literal, Protocol, cast
 
 from pytest_cl.config import Settings
+
+if TYPE_CHECKING:
+    from cl_client import ComputeClient
 
 __all__ = ["DeploymentInfo", "DeploymentUnavailableError", "EmbeddedDeployment", "describe", "probe"]
 
@@ -177,6 +181,7 @@ def describe(
             raise DeploymentUnavailableError(
                 f"cl: {server_url} does not look like a CL compute API ({exc}). Check {flag}."
             ) from None
+        _check_job_access(client, server_url)
         workers: dict[str, list[str]] = {}
         if client.monitor is not None:
             if not client.monitor.wait_ready(broker_wait):
@@ -211,6 +216,43 @@ def describe(
         owner=owner,
         startup_seconds=startup_seconds,
     )
+
+
+def _check_job_access(client: ComputeClient, server_url: str) -> None:
+    """Ask for a job that cannot exist: 404 proves the credentials (or their absence) open the job routes.
+
+    ``/`` and ``/capabilities`` are public, so without this a wrong password or token would only show up as
+    every test failing on its own.
+
+    Raises:
+        DeploymentUnavailableError: the login failed, or the job routes answered 401/403.
+    """
+    from cl_client import (
+        AuthenticationError,
+        ComputeClientError,
+        ComputeConnectionError,
+        JobNotFoundError,
+        PermissionDeniedError,
+    )
+
+    auth_flags = "--cl-token (env CL_TOKEN), or --cl-auth-url + --cl-username + --cl-password"
+    try:
+        client.get_job(f"cl-probe-{uuid.uuid4()}")
+    except JobNotFoundError:
+        return
+    except AuthenticationError as exc:
+        raise DeploymentUnavailableError(
+            f"cl: the job routes of {server_url} refused the credentials: {exc}. Fix {auth_flags}."
+        ) from None
+    except PermissionDeniedError as exc:
+        raise DeploymentUnavailableError(
+            f"cl: the credentials in use may not run jobs at {server_url}: {exc}. The token needs the "
+            f"'ai_inference_support' permission (or is_admin); fix {auth_flags}."
+        ) from None
+    except ComputeConnectionError as exc:  # the API answered a moment ago: this is the auth service
+        raise DeploymentUnavailableError(f"cl: could not log in for {server_url}: {exc}. Fix {auth_flags}.") from None
+    except ComputeClientError:  # anything else about a job that cannot exist is not ours to judge here
+        return
 
 
 def probe(settings: Settings) -> DeploymentInfo:

@@ -38,12 +38,15 @@ def _none(_response: httpx.Response) -> None:
 
 def health(timeout: float | None = None) -> Call[HealthResponse]:
     """``GET /``."""
-    return Call(Request("GET", "/", timeout=timeout), lambda r: parse_model(HealthResponse, r))
+    return Call(Request("GET", "/", timeout=timeout, public=True), lambda r: parse_model(HealthResponse, r))
 
 
 def capabilities(timeout: float | None = None) -> Call[WorkerCapabilitiesResponse]:
     """``GET /capabilities``."""
-    return Call(Request("GET", "/capabilities", timeout=timeout), lambda r: parse_model(WorkerCapabilitiesResponse, r))
+    return Call(
+        Request("GET", "/capabilities", timeout=timeout, public=True),
+        lambda r: parse_model(WorkerCapabilitiesResponse, r),
+    )
 
 
 def get_job(job_id: str, timeout: float | None = None) -> Call[JobResponse]:

@@ -49,6 +49,11 @@ class AuthProvider(abc.ABC):
         """Forget cached credentials after a 401. Returns True when retrying the request may succeed."""
         return False
 
+    @property
+    def sends_credentials(self) -> bool:
+        """True when ``headers()`` adds credentials (a 401 on a public route is then retried with them)."""
+        return True
+
     def close(self) -> None:
         """Release resources (HTTP connections to the auth service)."""
 
@@ -63,6 +68,11 @@ class NoAuthProvider(AuthProvider):
     def headers(self) -> dict[str, str]:
         """Return no headers."""
         return {}
+
+    @property
+    def sends_credentials(self) -> bool:
+        """False: there is nothing to retry a refused public request with."""
+        return False
 
     def __repr__(self) -> str:
         return "NoAuthProvider()"

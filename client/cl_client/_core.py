@@ -82,6 +82,9 @@ class Request:
         job_id: the job the request is about (404 then means ``JobNotFoundError``).
         timeout: per-call timeout override in seconds.
         retry: whether the request may be retried (idempotent methods only; never job creation).
+        public: a route that needs no credentials (PROTOCOL.md §6: ``/``, ``/capabilities``): sent without
+            auth headers, so a failed login does not hide whether the server is up (a 401 there, e.g. from
+            a proxy in front, repeats the request with credentials).
     """
 
     method: str
@@ -92,6 +95,7 @@ class Request:
     job_id: str | None = None
     timeout: float | None = None
     retry: bool = True
+    public: bool = False
 
     @property
     def may_retry(self) -> bool:

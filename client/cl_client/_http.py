@@ -33,6 +33,8 @@ class _RetryState:
         self.auth = auth
         self.attempt = 0
         self.reauthenticated = False
+        # public routes go without credentials first; a 401 there (a proxy in front) retries with them
+        self.with_auth = not request.public
 
     def url(self) -> str:
         return self.config.base_url + self.request.path
@@ -57,6 +59,9 @@ class _RetryState:
     def after_response(self, response: httpx.Response) -> float | None:
         """Return a delay to retry after, or None when the response is final (success or error)."""
         status = response.status_code
+        if status == 401 and not self.with_auth and self.auth.sends_credentials:
+            self.with_auth = True
+            return 0.0
         if status == 401 and not self.reauthenticated and self.auth.invalidate():
             self.reauthenticated = True
             return 0.0
@@ -159,7 +164,7 @@ class SyncHTTP:
                         params=dict(request.params),
                         data=dict(request.data) if request.data is not None else None,
                         files=files,
-                        headers=self.auth.headers(),
+                        headers=self.auth.headers() if state.with_auth else {},
                         timeout=_timeout(self.config, request),
                     )
             except httpx.TransportError as exc:
@@ -242,7 +247,7 @@ class AsyncHTTP:
                         params=dict(request.params),
                         data=dict(request.data) if request.data is not None else None,
                         files=files,
-                        headers=await self.auth.aheaders(),
+                        headers=await self.auth.aheaders() if state.with_auth else {},
                         timeout=_timeout(self.config, request),
                     )
             except httpx.TransportError as exc:

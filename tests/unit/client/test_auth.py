@@ -22,7 +22,7 @@ from cl_client import (
 from cl_client._auth import token_expiry
 from cl_compute.broker import free_port
 
-from .scripted_server import ScriptedServer
+from .scripted_server import Injected, ScriptedServer
 
 CFG = ComputeClientConfig(mqtt_url=None, retry_backoff_base=0.01, retry_backoff_max=0.02)
 
@@ -57,9 +57,9 @@ def test_provider_needs_credentials() -> None:
 def test_login_once_then_reuse(http_only_server: ScriptedServer) -> None:
     auth = provider(http_only_server)
     with ComputeClient(http_only_server.url, config=CFG, auth_provider=auth) as client:
-        client.health()
-        client.get_capabilities()
-        client.health()
+        client.get_storage_size()
+        client.get_guest_mode()
+        client.get_storage_size()
     assert http_only_server.tokens_issued == 1
     sent = {h.get("authorization", "") for m, p, h in http_only_server.requests if not p.startswith("/auth")}
     assert len(sent) == 1
@@ -71,13 +71,13 @@ def test_refresh_when_close_to_expiry_and_relogin_when_refresh_fails(http_only_s
     http_only_server.token_lifetime = 30  # under the 60 s margin: every use refreshes
     auth = provider(http_only_server)
     with ComputeClient(http_only_server.url, config=CFG, auth_provider=auth) as client:
-        client.health()
+        client.get_storage_size()
         assert http_only_server.tokens_issued == 1
-        client.health()
-        client.health()
+        client.get_storage_size()
+        client.get_storage_size()
         assert http_only_server.refreshes == 2
         http_only_server.refreshes = -1  # refresh now refused: log in again
-        client.health()
+        client.get_storage_size()
         assert http_only_server.tokens_issued == 2
 
 
@@ -124,7 +124,7 @@ def test_credentials_from_config_build_a_jwt_provider(http_only_server: Scripted
         http_only_server.url, config=CFG, username="alice", password="s3cret", auth_url=http_only_server.url
     ) as client:
         assert isinstance(client.auth, JWTAuthProvider)
-        client.health()
+        client.get_storage_size()
     assert http_only_server.tokens_issued == 1
     with ComputeClient(http_only_server.url, config=CFG, token="t.o.k") as client:
         assert isinstance(client.auth, JWTAuthProvider)
@@ -135,11 +135,11 @@ async def test_async_login_refresh_and_relogin(http_only_server: ScriptedServer)
     http_only_server.token_lifetime = 30
     auth = provider(http_only_server)
     async with AsyncComputeClient(http_only_server.url, config=CFG, auth_provider=auth) as client:
-        await client.health()
-        await client.health()
+        await client.get_storage_size()
+        await client.get_storage_size()
         assert (http_only_server.tokens_issued, http_only_server.refreshes) == (1, 1)
         http_only_server.refreshes = -1
-        await client.health()
+        await client.get_storage_size()
         assert http_only_server.tokens_issued == 2
     bad = JWTAuthProvider(username="alice", password="nope", auth_url=http_only_server.url)
     with pytest.raises(AuthenticationError):
@@ -149,3 +149,29 @@ async def test_async_login_refresh_and_relogin(http_only_server: ScriptedServer)
         await dead.aheaders()
     await dead.aclose()
     await bad.aclose()
+
+
+def test_public_routes_answer_despite_a_failed_login(http_only_server: ScriptedServer) -> None:
+    """``/`` and ``/capabilities`` need no credentials: a wrong password must not hide that the server is up,
+    and no login is even attempted for them; job routes still report the login failure."""
+    http_only_server.auth_required = True
+    bad = JWTAuthProvider(username="alice", password="WRONGPW", auth_url=http_only_server.url)
+    with ComputeClient(http_only_server.url, config=CFG, auth_provider=bad) as client:
+        assert client.health().status == "healthy"
+        assert client.get_capabilities().capabilities == {"hash": 1}
+        assert http_only_server.count("POST", "/auth/token") == 0
+        sent = [h for m, p, h in http_only_server.requests if p in ("/", "/capabilities")]
+        assert sent and all("authorization" not in h for h in sent)
+        with pytest.raises(AuthenticationError):
+            client.get_job("j")
+
+
+async def test_async_public_routes_and_a_proxy_that_wants_credentials(http_only_server: ScriptedServer) -> None:
+    """A 401 on a public route (an authenticating proxy in front) repeats it once, with credentials."""
+    http_only_server.inject[("GET", "/capabilities")] = Injected(401, 1, body={"detail": "proxy: log in"})
+    async with AsyncComputeClient(http_only_server.url, config=CFG, auth_provider=provider(http_only_server)) as c:
+        assert (await c.health()).status == "healthy"
+        assert (await c.get_capabilities()).num_workers == 1
+    sent = [h for m, p, h in http_only_server.requests if p == "/capabilities"]
+    assert ["authorization" in h for h in sent] == [False, True]
+    assert http_only_server.tokens_issued == 1

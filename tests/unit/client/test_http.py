@@ -93,13 +93,15 @@ def test_error_mapping(http_only_server: ScriptedServer, sample: Path) -> None:
         )
         with pytest.raises(PermissionDeniedError):
             client.get_capabilities()
-        http_only_server.inject[("GET", "/capabilities")] = Injected(401, 1, body={"detail": "Authentication required"})
+        http_only_server.inject[("GET", "/admin/jobs/storage/size")] = Injected(
+            401, 1, body={"detail": "Authentication required"}
+        )
         with pytest.raises(AuthenticationError, match="Authentication required"):
-            client.get_capabilities()
+            client.get_storage_size()
         http_only_server.inject[("GET", "/capabilities")] = Injected(500, 9, body={"detail": "boom"})
         with pytest.raises(ServerError, match="boom"):
             client.get_capabilities()
-        assert http_only_server.count("GET", "/capabilities") == 3  # 500 is not retried
+        assert http_only_server.count("GET", "/capabilities") == 2  # 500 is not retried
 
 
 def test_validation_error_carries_fields(http_only_server: ScriptedServer, sample: Path) -> None:

@@ -230,3 +230,22 @@ def test_job_wait_deadline_follows_the_test_timeout(
 
 
 assert PLUGIN_FILE
+
+
+def test_probe_checks_the_credentials_on_a_job_route() -> None:
+    """``/`` and ``/capabilities`` are public: the probe proves job access with a GET of a job that cannot exist
+    (404 = allowed), so a bad token is one clear error instead of every test failing on its own."""
+    from cl_compute.auth import generate_keypair, mint_token
+    from cl_compute.deployment import Deployment
+
+    private_pem, public_pem = generate_keypair()
+    with Deployment(workers=1, tasks=["hash"], auth_public_key=public_pem) as dep:
+        base = Settings(server=dep.server_url, mqtt="off")
+        good = mint_token(private_pem)
+        assert probe(Settings(server=dep.server_url, mqtt="off", token=good)).server_url == dep.server_url
+        with pytest.raises(DeploymentUnavailableError, match=r"job routes of .* refused the credentials.*--cl-token"):
+            probe(base)
+        with pytest.raises(DeploymentUnavailableError, match=r"refused the credentials"):
+            probe(Settings(server=dep.server_url, mqtt="off", token=mint_token(generate_keypair()[0])))
+        with pytest.raises(DeploymentUnavailableError, match=r"may not run jobs.*ai_inference_support"):
+            probe(Settings(server=dep.server_url, mqtt="off", token=mint_token(private_pem, permissions=[])))
