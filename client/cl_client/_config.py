@@ -115,6 +115,9 @@ class ComputeClientConfig:
         event_buffer_ttl: how long events for not-yet-known job ids are kept for replay.
         event_buffer_max: how many such events are kept at most.
         fetch_concurrency: threads doing confirmation GETs and polls (never on the event path).
+        callback_concurrency: threads running sync callbacks. Callbacks of one job always run in order, one
+            at a time; with the default 1 all callbacks share one thread (as upstream's SDK), with more, a
+            slow callback of one job no longer delays other jobs' callbacks.
         default_priority: job priority when none is given.
         min_priority: lowest valid priority.
         max_priority: highest valid priority.
@@ -148,6 +151,7 @@ class ComputeClientConfig:
     event_buffer_ttl: float = 60.0
     event_buffer_max: int = 20_000
     fetch_concurrency: int = 4
+    callback_concurrency: int = 1
     default_priority: int = 5
     min_priority: int = 0
     max_priority: int = 10
@@ -175,6 +179,8 @@ class ComputeClientConfig:
             raise ConfigurationError("timeouts must be positive")
         if self.max_retries < 0:
             raise ConfigurationError("max_retries must be >= 0")
+        if self.fetch_concurrency < 1 or self.callback_concurrency < 1:
+            raise ConfigurationError("fetch_concurrency and callback_concurrency must be >= 1")
 
     @property
     def mqtt(self) -> MqttSettings | None:

@@ -1,9 +1,11 @@
 """Job tracking shared by the sync and async clients.
 
 One daemon thread per client ("cl-client-tracker") receives job events from the MQTT monitor through a
-queue, runs the user callbacks (sync ones in this thread, coroutine functions on the loop that registered
-them), confirms every terminal state with one ``GET /jobs/{id}``, and polls jobs whose events went silent
-(or all watched jobs while the broker is unreachable), so a silent upstream failure still completes.
+queue, hands them to the user callbacks (sync ones to the "cl-client-callback" thread(s), coroutine functions
+to the loop that registered them), confirms every terminal state with one ``GET /jobs/{id}``, and polls jobs
+whose events went silent (or all watched jobs while the broker is unreachable), so a silent upstream failure
+still completes. User code never runs on the tracker thread: a slow callback delays neither event dispatch
+nor the ``wait()`` of other jobs.
 
 Guarantees per job: ``on_progress`` callbacks fire in event order and never go backwards (an event older than
 what was already seen — a ``queued`` event after ``processing``, or lower progress — is dropped: a deployment
@@ -21,7 +23,7 @@ import logging
 import queue
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -76,6 +78,48 @@ class _JobState:
         if new_rank is not None and old_rank is not None and new_rank < old_rank:
             return True
         return progress is not None and progress < self.last_progress
+
+
+class _SerialRunner:
+    """Runs functions on a small pool, in submission order and one at a time per key (job id).
+
+    Keys run in parallel up to the pool size; with one thread everything is serial in submission order.
+    """
+
+    def __init__(self, workers: int) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cl-client-callback")
+        self._lock = threading.Lock()
+        self._pending: dict[str, deque[Callable[[], None]]] = {}
+
+    def run(self, key: str, fn: Callable[[], None]) -> None:
+        """Queue ``fn`` after everything queued for ``key``; it runs later on a pool thread."""
+        with self._lock:
+            pending = self._pending.get(key)
+            if pending is not None:
+                pending.append(fn)
+                return
+            self._pending[key] = deque([fn])
+        try:
+            self._pool.submit(self._drain, key)
+        except RuntimeError:  # shut down: run here rather than drop (waiters must be released)
+            self._drain(key)
+
+    def _drain(self, key: str) -> None:
+        while True:
+            with self._lock:
+                pending = self._pending[key]
+                if not pending:
+                    del self._pending[key]
+                    return
+                fn = pending.popleft()
+            try:
+                fn()
+            except Exception:
+                log.exception("callback for job %s raised (ignored)", key)
+
+    def shutdown(self) -> None:
+        """Stop taking new keys; what is queued still runs (never waits: a callback may call this)."""
+        self._pool.shutdown(wait=False)
 
 
 @dataclass(frozen=True)
@@ -146,6 +190,8 @@ class JobTracker:
         # GETs (terminal confirmations and polls) run in a small pool so that a slow or unreachable server
         # never delays event dispatch; their outcomes come back through the queue.
         self._pool = ThreadPoolExecutor(max_workers=config.fetch_concurrency, thread_name_prefix="cl-client-fetch")
+        # sync user callbacks: off the tracker thread, in order per job
+        self._callbacks = _SerialRunner(config.callback_concurrency)
         self._thread = threading.Thread(target=self._run, name="cl-client-tracker", daemon=True)
         self._thread.start()
         if monitor is not None:
@@ -270,6 +316,7 @@ class JobTracker:
         self._queue.put(_Stop())
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout=5)
+        self._callbacks.shutdown()
 
     # -- the tracker thread --------------------------------------------------------------------------
     def _run(self) -> None:
@@ -349,8 +396,8 @@ class JobTracker:
                         detail=None,
                     )
                 )
-            else:
-                waiter(final)
+            else:  # behind any of this job's callbacks still queued: wait() returns after on_complete ran
+                self._callbacks.run(job_id, lambda: waiter(final))
             return
         state.waiters.append(waiter)
         self._first_look(state)
@@ -437,8 +484,19 @@ class JobTracker:
         for sub in state.subs.values():
             self._fire(sub, sub.on_progress, job)
             self._fire(sub, sub.on_complete, job)
-        for waiter in state.waiters:
-            waiter(job)
+        waiters = list(state.waiters)
+        if not waiters:
+            return
+        if state.subs:  # wait() returns after this job's on_complete callbacks ran, as they were queued first
+
+            def release() -> None:
+                for waiter in waiters:
+                    waiter(job)
+
+            self._callbacks.run(state.job_id, release)
+        else:
+            for waiter in waiters:
+                waiter(job)
 
     def _finish_missing(self, state: _JobState, exc: JobNotFoundError) -> None:
         self._drop(state.job_id)
@@ -488,20 +546,24 @@ class JobTracker:
     def _fire(self, sub: _Subscription, callback: JobCallback | None, job: JobResponse) -> None:
         if callback is None:
             return
-        try:
-            if sub.loop is not None and _is_async(callback):
+        if sub.loop is not None and _is_async(callback):
+            try:
                 coro = callback(job)
                 assert inspect.iscoroutine(coro)
                 future: Future[None] = asyncio.run_coroutine_threadsafe(coro, sub.loop)
                 future.add_done_callback(_log_failure)
-            else:
-                result = callback(job)
-                if inspect.isawaitable(result):  # an async callable registered without a loop
-                    log.warning("callback for job %s returned an awaitable but no loop was running", job.job_id)
-                    if inspect.iscoroutine(result):
-                        result.close()
-        except Exception:
-            log.exception("callback for job %s raised (ignored)", job.job_id)
+            except Exception:
+                log.exception("callback for job %s raised (ignored)", job.job_id)
+            return
+
+        def call() -> None:
+            result = callback(job)
+            if inspect.isawaitable(result):  # an async callable registered without a loop
+                log.warning("callback for job %s returned an awaitable but no loop was running", job.job_id)
+                if inspect.iscoroutine(result):
+                    result.close()
+
+        self._callbacks.run(job.job_id, call)
 
     def _release_all(self) -> None:
         for state in list(self._jobs.values()):

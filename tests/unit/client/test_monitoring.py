@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 import time
 from collections.abc import Iterator
@@ -173,6 +174,46 @@ def test_out_of_order_events_never_move_progress_back(
     assert statuses.count("queued") <= 1 and "queued" not in statuses[statuses.index("processing") :]
     assert rec.progress[-1] == ("completed", 100)
     assert job.status == "completed"
+
+
+@pytest.mark.parametrize("concurrency", [1, 2])
+def test_a_blocked_callback_delays_neither_other_waits_nor_its_own_order(
+    server: ScriptedServer, broker: Broker, sample: Path, concurrency: int
+) -> None:
+    """User code never runs on the tracker thread: while job A's ``on_progress`` is stuck, job B still
+    completes for ``wait()``; with ``callback_concurrency=2`` B's callbacks run too. A's own callbacks stay in
+    order and A's ``wait()`` returns only after its ``on_complete`` ran."""
+    server.behaviour["hash"] = "complete_before_reply"
+    gate = threading.Event()
+    a_calls: list[str] = []
+
+    def a_progress(job: JobResponse) -> None:
+        gate.wait(10)
+        a_calls.append(f"progress {job.status}")
+
+    def a_complete(job: JobResponse) -> None:
+        a_calls.append(f"complete {job.status}")
+
+    cfg = dataclasses.replace(CFG, callback_concurrency=concurrency)
+    with ComputeClient(server.url, mqtt_url=broker.url, config=cfg) as c:
+        a = c.submit("hash", sample, on_progress=a_progress, on_complete=a_complete)
+        b_rec = Recorder()
+        b_plain = c.submit("hash", sample)
+        assert b_plain.wait(timeout=3).status == "completed"  # not behind A's stuck callback
+        b = c.submit("hash", sample, on_complete=b_rec.on_complete)
+        if concurrency == 1:  # one callback thread: B's on_complete, and so B's wait(), queue behind A's
+            with pytest.raises(JobTimeoutError):
+                b.wait(timeout=1)
+            assert not b_rec.done.is_set()
+        else:
+            assert b.wait(timeout=10).status == "completed"
+            assert b_rec.done.wait(3), "with 2 callback threads B's callbacks run while A's is stuck"
+        assert a_calls == []
+        gate.set()
+        assert a.wait(timeout=10).status == "completed"
+        assert a_calls[-1] == "complete completed"  # wait() returned after on_complete
+        assert a_calls[:-1] == [f"progress {s}" for s in ("queued", "processing", "completed")]
+        assert b_rec.done.wait(5) and len(b_rec.complete) == 1
 
 
 def test_callback_exceptions_are_contained(
