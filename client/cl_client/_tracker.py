@@ -81,18 +81,34 @@ class _JobState:
 
 
 class _SerialRunner:
-    """Runs functions on a small pool, in submission order and one at a time per key (job id).
+    """Runs functions off the caller's thread, in submission order and one at a time per key (job id).
 
-    Keys run in parallel up to the pool size; with one thread everything is serial in submission order.
+    With one worker, a single daemon thread takes everything from one queue (cheap: one ``put`` per call,
+    global order, hence per-key order). With more, keys run in parallel on a pool, each key's functions still
+    in order and one at a time.
     """
 
     def __init__(self, workers: int) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cl-client-callback")
         self._lock = threading.Lock()
+        self._closed = False
+        self._pool: ThreadPoolExecutor | None = None
+        self._queue: queue.SimpleQueue[tuple[str, Callable[[], None]] | None] = queue.SimpleQueue()
         self._pending: dict[str, deque[Callable[[], None]]] = {}
+        self._thread: threading.Thread | None = None
+        if workers > 1:
+            self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cl-client-callback")
+        else:
+            self._thread = threading.Thread(target=self._serve, name="cl-client-callback", daemon=True)
+            self._thread.start()
 
     def run(self, key: str, fn: Callable[[], None]) -> None:
-        """Queue ``fn`` after everything queued for ``key``; it runs later on a pool thread."""
+        """Queue ``fn`` after everything queued for ``key`` (runs here once shut down: waiters must be freed)."""
+        if self._closed:
+            _call(key, fn)
+            return
+        if self._pool is None:
+            self._queue.put((key, fn))
+            return
         with self._lock:
             pending = self._pending.get(key)
             if pending is not None:
@@ -101,8 +117,16 @@ class _SerialRunner:
             self._pending[key] = deque([fn])
         try:
             self._pool.submit(self._drain, key)
-        except RuntimeError:  # shut down: run here rather than drop (waiters must be released)
+        except RuntimeError:  # shut down meanwhile
             self._drain(key)
+
+    def _serve(self) -> None:
+        while (item := self._queue.get()) is not None:
+            _call(*item)
+        with contextlib.suppress(queue.Empty):  # queued while shutting down: still run them
+            while True:
+                if (item := self._queue.get_nowait()) is not None:
+                    _call(*item)
 
     def _drain(self, key: str) -> None:
         while True:
@@ -112,14 +136,22 @@ class _SerialRunner:
                     del self._pending[key]
                     return
                 fn = pending.popleft()
-            try:
-                fn()
-            except Exception:
-                log.exception("callback for job %s raised (ignored)", key)
+            _call(key, fn)
 
     def shutdown(self) -> None:
-        """Stop taking new keys; what is queued still runs (never waits: a callback may call this)."""
-        self._pool.shutdown(wait=False)
+        """Stop taking work; what is queued still runs (never waits: a callback may call this)."""
+        self._closed = True
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+        else:
+            self._queue.put(None)
+
+
+def _call(key: str, fn: Callable[[], None]) -> None:
+    try:
+        fn()
+    except Exception:
+        log.exception("callback for job %s raised (ignored)", key)
 
 
 @dataclass(frozen=True)
