@@ -38,7 +38,9 @@ MARKERS = (
     "reference one (and not in strict mode) a failure is reported as 'deployment lacks <what>' (xfail)",
     "cl_row(name): the row of the conformance matrix (default: from the test file's path)",
 )
-CL_FIXTURES = frozenset({"cl_deployment", "compute_client", "async_compute_client", "require_worker", "cl_jobs"})
+CL_FIXTURES = frozenset(
+    {"cl_deployment", "compute_client", "async_compute_client", "cl_session_client", "require_worker", "cl_jobs"}
+)
 ASYNC_HINT = "async_compute_client needs pytest-asyncio: pip install pytest-asyncio (or use compute_client)"
 
 
@@ -401,6 +403,17 @@ def compute_client(_cl_runtime: Runtime, _cl_test: float) -> ComputeClient:
     return _cl_runtime.client
 
 
+@pytest.fixture(scope="session")
+def cl_session_client(_cl_runtime: Runtime) -> ComputeClient:
+    """Return the connected ``ComputeClient`` for session- or module-scoped fixtures of your own.
+
+    Jobs it creates while such a fixture is set up belong to the session: they are deleted (and the deletion
+    verified) at the end of the run, or listed with ``--cl-keep-jobs``. Used inside a test it behaves like
+    ``compute_client`` (it is the same client): its jobs belong to that test.
+    """
+    return _cl_runtime.client
+
+
 @pytest.fixture
 def require_worker(request: pytest.FixtureRequest, _cl_runtime: Runtime) -> Callable[..., None]:
     """``require_worker("face_detection", ...)``: wait briefly for the capabilities, else apply the policy.
@@ -445,6 +458,8 @@ def _cl_markers(request: pytest.FixtureRequest) -> None:
     """Apply ``cl_destructive``, ``cl_requires`` and ``cl_needs_fix`` (only for tests that carry them)."""
     node = _node(request)
     settings = _state(request.config).settings
+    if "cl_session_client" in request.fixturenames:  # jobs its tests create belong to them, as compute_client's
+        request.getfixturevalue("_cl_test")
     if node.get_closest_marker("cl_destructive") is not None and not (settings.embedded or settings.allow_destructive):
         pytest.skip(f"cl_destructive: not run against {settings.server} without --cl-allow-destructive")
     requires = [str(a) for m in node.iter_markers("cl_requires") for a in cast(tuple[object, ...], m.args)]

@@ -9,6 +9,7 @@ import json
 import re
 import xml.etree.ElementTree as ET
 
+import httpx
 import pytest
 
 from tests.unit.pytest_cl.conftest import PLUGIN_FILE, Target, run
@@ -505,3 +506,62 @@ def test_fixture_factory_and_cleanup_problems(pytester: pytest.Pytester, cl_targ
     assert cl_target.job_exists(leftover)
     cl_target.delete(leftover)
     assert cl_target.job_count() == before
+
+
+def test_session_client_serves_session_fixtures_and_cleans_up_at_the_end(
+    pytester: pytest.Pytester, cl_target: Target, mode: list[str]
+) -> None:
+    """A session fixture submits through ``cl_session_client``: its job lives for the whole run and is deleted
+    at the end; a job a test submits through the same client belongs to that test (``cl_jobs``)."""
+    pytester.makeconftest(
+        """
+        import pathlib
+        import pytest
+
+        IDS = pathlib.Path(__file__).parent / "ids"
+
+        @pytest.fixture(scope="session")
+        def shared_job(cl_session_client, tmp_path_factory):
+            path = tmp_path_factory.mktemp("in") / "a.bin"
+            path.write_bytes(b"shared bytes")
+            record = cl_session_client.submit("hash", path, {"algorithm": "md5"}).result(30)
+            with IDS.open("a") as f:
+                f.write(f"session {record.job_id}\\n")
+            return record
+        """
+    )
+    pytester.makepyfile(
+        test_shared="""
+        import hashlib
+        from conftest import IDS
+
+        def test_a(shared_job, cl_jobs):
+            assert shared_job.status == "completed"
+            assert cl_jobs() == []
+
+        def test_b(shared_job, cl_session_client, cl_jobs, tmp_path):
+            p = tmp_path / "b.bin"
+            p.write_bytes(b"own")
+            job = cl_session_client.submit("hash", p)
+            assert job.wait(30).status == "completed"
+            assert cl_jobs() == [job.job_id] and shared_job.job_id not in cl_jobs()
+            with IDS.open("a") as f:
+                f.write(f"test {job.job_id}\\n")
+        """
+    )
+    before = cl_target.job_count()
+    run(pytester, *cl_target.args, *mode).assert_outcomes(passed=2)
+    ids = [line.split() for line in (pytester.path / "ids").read_text().splitlines()]
+    assert {kind for kind, _ in ids} == {"session", "test"}
+    with httpx.Client(base_url=cl_target.server_url, timeout=10) as http:
+        for kind, job_id in ids:
+            assert http.get(f"/jobs/{job_id}").status_code == 404, f"{kind} job {job_id} was left behind"
+    assert cl_target.job_count() == before
+    (pytester.path / "ids").unlink()
+    result = run(pytester, *cl_target.args, "--cl-keep-jobs", "-k", "test_a")
+    result.assert_outcomes(passed=1)
+    kept = (pytester.path / "ids").read_text().split()[1]
+    assert kept in result.stdout.str()
+    with httpx.Client(base_url=cl_target.server_url, timeout=10) as http:
+        assert http.get(f"/jobs/{kept}").status_code == 200
+        assert http.delete(f"/jobs/{kept}").status_code in (200, 204)
