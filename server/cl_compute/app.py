@@ -19,23 +19,25 @@ import mimetypes
 import os
 import re
 import shutil
+import sys
 import threading
 import unicodedata
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Form, HTTPException, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from cl_compute import __version__
 from cl_compute.auth import Authenticator, AuthError, User
 from cl_compute.mqtt import WAKE_TOPIC, WORKERS_TOPIC_PREFIX, MQTTConnection
-from cl_compute.plugins import all_plugin_modules, get_plugin
+from cl_compute.plugins import all_plugin_modules, get_plugin, get_plugin_class
 from cl_compute.plugins.base import ParamError, Plugin
 from cl_compute.store import JobStore, now_ms
 
@@ -51,6 +53,8 @@ _MEDIA_TYPES = {
 }
 _UNSAFE_NAME_CHARS = re.compile(r'[\x00-\x1f\x7f/\\?#%*:"<>|]')
 _MAX_NAME_BYTES = 200
+#: Task types that get their own documented ``POST /jobs/<task_type>`` route (others use the generic one).
+_ROUTE_TASK_TYPE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
 
 
 @dataclass
@@ -111,6 +115,152 @@ def _dir_size(path: Path) -> int:
 
 def _validation_error(errors: list[dict[str, object]]) -> JSONResponse:
     return JSONResponse(status_code=422, content={"detail": errors})
+
+
+# -- OpenAPI documentation of the job-creation routes ----------------------------------------------------------
+
+
+class JobCreatedResponse(BaseModel):
+    """The answer of ``POST /jobs/<task_type>`` (PROTOCOL.md §2): the job is queued."""
+
+    job_id: str = Field(description="UUID4 of the new job")
+    status: Literal["queued"] = Field(description="always `queued`")
+    task_type: str = Field(description="the task type of the route")
+
+
+class FormErrorItem(BaseModel):
+    """One request validation error, in FastAPI's shape."""
+
+    type: str = Field(description="error type, e.g. `missing`, `int_parsing`, `literal_error`")
+    loc: list[str | int] = Field(description='where: `["body", "<field>"]` (or `["body"]` for the whole form)')
+    msg: str
+    input: Any = Field(default=None, description="the value received")
+    ctx: dict[str, Any] | None = None
+
+
+class FormValidationError(BaseModel):
+    """The 422 answer: every problem of the request at once."""
+
+    detail: list[FormErrorItem]
+
+
+class ErrorDetail(BaseModel):
+    """An error answer with a message."""
+
+    detail: str
+
+
+#: The documented answers of every job-creation route.
+JOB_ROUTE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"model": JobCreatedResponse, "description": "The job is queued (200, not 201, as upstream)."},
+    401: {"model": ErrorDetail, "description": "Authentication is configured, guest mode is off, no valid token."},
+    403: {"model": ErrorDetail, "description": "The token lacks the `ai_inference_support` permission."},
+    422: {
+        "model": FormValidationError,
+        "description": "No `file` part, a bad `priority` or a bad plugin field (all errors together).",
+    },
+    503: {"model": ErrorDetail, "description": "The plugin cannot be imported on this deployment."},
+}
+
+
+def _declared_form_fields(plugin_cls: type[Plugin]) -> tuple[dict[str, dict[str, Any]], list[str]] | None:
+    """Plain-JSON copies of a plugin's ``form_fields`` and ``required_form_fields``; None when it declares none.
+
+    A declaration that is not a mapping of JSON Schema objects (an extra plugin's mistake) is logged and treated
+    as none, so it cannot break ``/openapi.json``.
+    """
+    fields = getattr(plugin_cls, "form_fields", None)
+    required = getattr(plugin_cls, "required_form_fields", ())
+    if not fields:
+        return None
+    try:
+        if not isinstance(fields, Mapping) or not all(isinstance(v, Mapping) for v in fields.values()):
+            raise TypeError("form_fields must map field names to JSON Schema objects")
+        copied = json.loads(json.dumps({str(k): dict(v) for k, v in fields.items() if k not in ("file", "priority")}))
+        names = [str(n) for n in required if str(n) in copied]
+    except (TypeError, ValueError) as exc:
+        log.warning("ignoring the form_fields of %s: %s", getattr(plugin_cls, "__name__", plugin_cls), exc)
+        return None
+    return copied, names
+
+
+def job_form_schema(plugin_cls: type[Plugin]) -> dict[str, Any]:
+    """The ``multipart/form-data`` schema of ``POST /jobs/<task_type>``: ``file``, ``priority``, plugin fields.
+
+    A plugin without ``form_fields`` gets ``additionalProperties: string`` (its fields are not declared).
+    """
+    properties: dict[str, Any] = {
+        "file": {"type": "string", "format": "binary", "description": "The media file to process."},
+        "priority": {
+            "type": "integer",
+            "minimum": 0,
+            "maximum": 10,
+            "default": 5,
+            "description": "Higher runs first; first come, first served within a priority.",
+        },
+    }
+    schema: dict[str, Any] = {"type": "object", "required": ["file"], "properties": properties}
+    declared = _declared_form_fields(plugin_cls)
+    if declared is None:
+        schema["additionalProperties"] = {"type": "string"}
+    else:
+        fields, required = declared
+        properties.update(fields)
+        schema["required"] = ["file", *required]
+    return schema
+
+
+def _plugin_summary_line(plugin_cls: type[Plugin]) -> str:
+    module = sys.modules.get(plugin_cls.__module__)
+    for doc in (module.__doc__ if module is not None else None, plugin_cls.__doc__):
+        if doc and doc.strip():
+            return doc.strip().splitlines()[0].strip()
+    return ""
+
+
+def job_route_openapi(task_type: str, plugin_cls: type[Plugin]) -> dict[str, Any]:
+    """Keyword arguments of ``add_api_route`` documenting ``POST /jobs/<task_type>`` (summary, body, answers)."""
+    intro = _plugin_summary_line(plugin_cls)
+    description = (
+        (intro + "\n\n" if intro else "")
+        + f"Upload a file to the `{task_type}` plugin: the multipart part `file`, the form field `priority` "
+        "(0-10, default 5) and the plugin's own form fields below (PROTOCOL.md §3; values are sent as text). "
+        'Unknown fields are ignored. The answer is `{job_id, status: "queued", task_type}`; follow the job '
+        "with `GET /jobs/{job_id}` or the MQTT events on `inference/events`."
+    )
+    return {
+        "tags": ["job"],
+        "summary": f"Create a job: {task_type}",
+        "description": description,
+        "operation_id": f"create_{task_type}_job",
+        "responses": dict(JOB_ROUTE_RESPONSES),
+        "openapi_extra": {
+            "requestBody": {
+                "required": True,
+                "content": {"multipart/form-data": {"schema": job_form_schema(plugin_cls)}},
+            }
+        },
+    }
+
+
+def documented_plugins() -> list[tuple[str, type[Plugin]]]:
+    """``(task_type, plugin class)`` of every known task type whose plugin imports here, sorted.
+
+    Known = :func:`all_plugin_modules` (the nine built-ins plus the extra plugins configured for this process).
+    Plugin modules are light to import (base.py); one that cannot be imported is left out (the generic route
+    answers it 503), as is a task type that cannot be a single path segment.
+    """
+    result: list[tuple[str, type[Plugin]]] = []
+    for task_type in sorted(all_plugin_modules()):
+        if not _ROUTE_TASK_TYPE.match(task_type):
+            continue
+        try:
+            plugin_cls = get_plugin_class(task_type)
+        except Exception as exc:
+            log.info("POST /jobs/%s is not documented: its plugin cannot be imported (%r)", task_type, exc)
+            continue
+        result.append((task_type, plugin_cls))
+    return result
 
 
 class ServerState:
@@ -331,34 +481,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
 
     # -- jobs -------------------------------------------------------------------------------------------
 
-    @app.post(
-        "/jobs/{task_type}",
-        tags=["job"],
-        summary="Create a job: upload a file to a plugin",
-        description=(
-            "Multipart form: the file part `file`, `priority` (0-10, default 5) and the plugin's own fields "
-            "(PROTOCOL.md §3). Task types of this deployment: " + ", ".join(sorted(all_plugin_modules())) + "."
-        ),
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "multipart/form-data": {
-                        "schema": {
-                            "type": "object",
-                            "required": ["file"],
-                            "properties": {
-                                "file": {"type": "string", "format": "binary"},
-                                "priority": {"type": "integer", "minimum": 0, "maximum": 10, "default": 5},
-                            },
-                            "additionalProperties": {"type": "string"},
-                        }
-                    }
-                },
-            }
-        },
-    )
-    async def create_job(task_type: str, request: Request, user: JobUser) -> Response:
+    async def create_job_for(task_type: str, request: Request, user: User | None) -> Response:
         plugin = state.plugin(task_type)
         try:
             form = await request.form(max_files=10, max_fields=1000)
@@ -370,6 +493,25 @@ def create_app(settings: ServerSettings) -> FastAPI:
             return await _create_job(task_type, plugin, form, user)
         finally:
             await form.close()
+
+    def plugin_route(task_type: str) -> Callable[..., Awaitable[Response]]:
+        async def create_plugin_job(request: Request, user: JobUser) -> Response:
+            return await create_job_for(task_type, request, user)
+
+        create_plugin_job.__name__ = f"create_{task_type}_job"
+        return create_plugin_job
+
+    # One documented route per plugin (its form fields in /openapi.json), all on the same handler. They come
+    # before the generic route, which stays for everything else (unknown task type: 404; a plugin that cannot
+    # be imported: 503; one registered after start-up) and is left out of the schema.
+    for task_type, plugin_cls in documented_plugins():
+        app.add_api_route(
+            f"/jobs/{task_type}", plugin_route(task_type), methods=["POST"], **job_route_openapi(task_type, plugin_cls)
+        )
+
+    @app.post("/jobs/{task_type}", include_in_schema=False)
+    async def create_job(task_type: str, request: Request, user: JobUser) -> Response:
+        return await create_job_for(task_type, request, user)
 
     async def _create_job(task_type: str, plugin: Plugin, form: object, user: User | None) -> Response:
         from starlette.datastructures import FormData

@@ -106,8 +106,8 @@ def _import_module(module_name: str) -> ModuleType:
     return importlib.import_module(module_name)
 
 
-def get_plugin(task_type: str) -> Plugin:
-    """Instantiate the plugin for ``task_type`` (no heavy loading).
+def get_plugin_class(task_type: str) -> type[Plugin]:
+    """The plugin class for ``task_type``: its module is imported (light, see base.py), nothing instantiated.
 
     Raises:
         KeyError: unknown task type.
@@ -116,4 +116,14 @@ def get_plugin(task_type: str) -> Plugin:
     module_name, _, class_name = all_plugin_modules()[task_type].rpartition(":")
     module = _import_module(module_name)
     cls: type[Plugin] = getattr(module, class_name)
-    return cls()
+    return cls
+
+
+def get_plugin(task_type: str) -> Plugin:
+    """Instantiate the plugin for ``task_type`` (no heavy loading).
+
+    Raises:
+        KeyError: unknown task type.
+        ImportError / AttributeError: the plugin module or class cannot be imported.
+    """
+    return get_plugin_class(task_type)()

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, ClassVar
 from cl_compute.plugins._descriptor import DescriptorSpec
 from cl_compute.plugins._imageio import load_rgb_image, parse_bool, save_vector
 from cl_compute.plugins._onnx import OnnxPreprocess
-from cl_compute.plugins.base import BackendUnavailable, Plugin, PluginError, TaskContext
+from cl_compute.plugins.base import BOOL_SPELLINGS, BackendUnavailable, Plugin, PluginError, TaskContext
 
 if TYPE_CHECKING:
     import numpy as np
@@ -31,6 +31,13 @@ class ImageEmbeddingPlugin(Plugin):
     onnx_env: ClassVar[str]
     onnx_preprocess: ClassVar[OnnxPreprocess]
     real_model: ClassVar[str]
+    form_fields: ClassVar[Mapping[str, Mapping[str, object]]] = {
+        "normalize": {
+            "type": "boolean",
+            "default": True,
+            "description": f"L2-normalise the stored vector (norm 1). {BOOL_SPELLINGS}.",
+        }
+    }
 
     def __init__(self) -> None:
         self._loaded = False

@@ -20,6 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
+#: How boolean form fields may be spelled (for the descriptions in ``Plugin.form_fields``).
+BOOL_SPELLINGS = "true/false, 1/0, yes/no or on/off (any case)"
+
 
 class ParamError(ValueError):
     """A form field failed validation; the API answers 422 with FastAPI's error shape.
@@ -88,11 +91,25 @@ class TaskContext:
 
 
 class Plugin(abc.ABC):
-    """Base class of the nine backends. Subclasses set ``task_type`` and implement three methods."""
+    """Base class of the nine backends. Subclasses set ``task_type`` and implement three methods.
+
+    They also declare their form fields in ``form_fields`` (and ``required_form_fields``) for the API docs.
+    """
 
     task_type: ClassVar[str]
     #: Free-form facts for the capability details (e.g. ``{"model": "stand-in descriptor, not CLIP"}``).
     details: ClassVar[Mapping[str, str]] = {}
+    #: The form fields :meth:`parse_params` reads, for the API documentation (``POST /jobs/<task_type>`` in
+    #: ``/openapi.json``): field name -> a JSON Schema object (OpenAPI 3.1) describing it. Values arrive as
+    #: strings; ``type`` says how they are parsed (``boolean``, ``integer``, ``number``, ``string``). Use
+    #: ``default`` (the value an absent or empty field means, as sent in a form), ``minimum``/``maximum``
+    #: (inclusive), ``enum`` and ``description``; a string holding JSON adds ``contentMediaType`` and
+    #: ``contentSchema``. Keep it equal to what ``parse_params`` accepts (tests/unit/server/test_openapi.py
+    #: checks defaults, edges and enums). ``file`` and ``priority`` are the server's and are not listed here.
+    #: Empty (the default) = the plugin does not declare its fields; any field is then documented as a string.
+    form_fields: ClassVar[Mapping[str, Mapping[str, object]]] = {}
+    #: The names in :attr:`form_fields` that must be sent (``parse_params`` raises ``ParamError`` without them).
+    required_form_fields: ClassVar[tuple[str, ...]] = ()
 
     @abc.abstractmethod
     def parse_params(self, form: Mapping[str, str], upload_name: str) -> dict[str, object]:

@@ -569,6 +569,18 @@ class ExifPlugin(Plugin):
 
     task_type: ClassVar[str] = "exif"
     details: ClassVar[Mapping[str, str]] = {"backend": "exiftool or python (CL_COMPUTE_EXIF_BACKEND)"}
+    form_fields: ClassVar[Mapping[str, Mapping[str, object]]] = {
+        "tags": {
+            "type": "string",
+            "default": "",
+            "description": (
+                f"Comma-separated tag names to keep in `raw_metadata` (`Tag`, `Group:Tag`, wildcards `*` and `?`, "
+                f"e.g. `Make,Model,GPS*,EXIF:all`), at most {MAX_TAGS}; empty = all tags. The typed fields are "
+                "filled either way."
+            ),
+            "examples": ["Make,Model,GPS*"],
+        }
+    }
 
     def parse_params(self, form: Mapping[str, str], upload_name: str) -> dict[str, object]:
         """Validate ``tags``: comma-separated tag names (``Tag``, ``Group:Tag``, wildcards), "" = all."""

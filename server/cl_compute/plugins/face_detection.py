@@ -36,6 +36,22 @@ class FaceDetectionPlugin(Plugin):
         "crops": "ArcFace 5-point similarity alignment, 112x112 PNG",
         "max_detection_side": "1600 px (larger images are downscaled for detection)",
     }
+    form_fields: ClassVar[Mapping[str, Mapping[str, object]]] = {
+        "confidence_threshold": {
+            "type": "number",
+            "default": 0.7,
+            "minimum": 0.0,
+            "maximum": 1.0,
+            "description": "Minimum detection confidence of a reported face.",
+        },
+        "nms_threshold": {
+            "type": "number",
+            "default": 0.4,
+            "minimum": 0.0,
+            "maximum": 1.0,
+            "description": "IoU above which overlapping detections are merged (non-maximum suppression).",
+        },
+    }
 
     def __init__(self) -> None:
         self._detector: object | None = None

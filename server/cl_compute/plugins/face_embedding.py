@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, ClassVar
 
 from cl_compute.plugins._imageio import load_rgb_image, parse_bool, save_vector
-from cl_compute.plugins.base import BackendUnavailable, Plugin, PluginError, TaskContext
+from cl_compute.plugins.base import BOOL_SPELLINGS, BackendUnavailable, Plugin, PluginError, TaskContext
 
 if TYPE_CHECKING:
     import numpy as np
@@ -87,6 +87,13 @@ class FaceEmbeddingPlugin(Plugin):
         "embedding": "128-d descriptor lifted to 512-d by a fixed orthonormal map (cosines preserved)",
         "alignment": "112x112 input = aligned crop; else MTCNN detect + align; else resize (upstream)",
         "quality_score": "min(var(Laplacian(grey))/100, 1) as upstream",
+    }
+    form_fields: ClassVar[Mapping[str, Mapping[str, object]]] = {
+        "normalize": {
+            "type": "boolean",
+            "default": True,
+            "description": f"L2-normalise the stored vector (norm 1). {BOOL_SPELLINGS}.",
+        }
     }
 
     def __init__(self) -> None:

@@ -72,6 +72,17 @@ class HashPlugin(Plugin):
 
     task_type: ClassVar[str] = "hash"
     details: ClassVar[Mapping[str, str]] = {"backend": "hashlib + Pillow + PyAV + libmagic"}
+    form_fields: ClassVar[Mapping[str, Mapping[str, object]]] = {
+        "algorithm": {
+            "type": "string",
+            "enum": list(ALGORITHMS),
+            "default": "sha512",
+            "description": (
+                "`md5`: MD5 of the uploaded bytes. `sha512`: SHA-512 of an image's decoded pixels, of a video's "
+                "key-frame packets, otherwise of the bytes."
+            ),
+        }
+    }
 
     def parse_params(self, form: Mapping[str, str], upload_name: str) -> dict[str, object]:
         """Validate ``algorithm`` (sha512|md5, default sha512)."""

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from cl_compute.plugins import _media
-from cl_compute.plugins.base import ParamError, Plugin, PluginError, TaskContext
+from cl_compute.plugins.base import BOOL_SPELLINGS, ParamError, Plugin, PluginError, TaskContext
 
 OUTPUT_DIR = "output"
 MASTER = "adaptive.m3u8"
@@ -107,6 +107,49 @@ class HlsStreamingPlugin(Plugin):
 
     task_type: ClassVar[str] = "hls_streaming"
     details: ClassVar[Mapping[str, str]] = {"backend": "ffmpeg (libx264 + aac, HLS muxer)"}
+    form_fields: ClassVar[Mapping[str, Mapping[str, object]]] = {
+        "variants": {
+            "type": "string",
+            "default": DEFAULT_VARIANTS,
+            "contentMediaType": "application/json",
+            "contentSchema": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": MAX_VARIANTS,
+                "items": {
+                    "type": "object",
+                    "required": ["resolution", "bitrate"],
+                    "properties": {
+                        "resolution": {
+                            "type": "integer",
+                            "minimum": MIN_RESOLUTION,
+                            "maximum": MAX_RESOLUTION,
+                            "description": "output height in pixels",
+                        },
+                        "bitrate": {
+                            "type": "integer",
+                            "minimum": MIN_BITRATE,
+                            "maximum": MAX_BITRATE,
+                            "description": "video bitrate in kbit/s",
+                        },
+                    },
+                },
+            },
+            "description": (
+                f'A JSON array of 1 to {MAX_VARIANTS} `{{"resolution": int, "bitrate": int}}` objects '
+                f"(height {MIN_RESOLUTION}-{MAX_RESOLUTION} px, bitrate {MIN_BITRATE}-{MAX_BITRATE} kbit/s, no "
+                "pair twice); one HLS variant each."
+            ),
+        },
+        "include_original": {
+            "type": "boolean",
+            "default": False,
+            "description": (
+                f"Also write `adaptive-orig.m3u8`, the source stream-copied (not listed in the master playlist). "
+                f"{BOOL_SPELLINGS}."
+            ),
+        },
+    }
 
     def __init__(self) -> None:
         self._ffmpeg: str | None = None

@@ -48,6 +48,21 @@ class ImageConversionPlugin(Plugin):
 
     task_type: ClassVar[str] = "image_conversion"
     details: ClassVar[Mapping[str, str]] = {"backend": "Pillow"}
+    form_fields: ClassVar[Mapping[str, Mapping[str, object]]] = {
+        "format": {
+            "type": "string",
+            "enum": list(FORMATS),
+            "description": "Target format (case-insensitive; `jpeg` is written as `.jpg`). Required.",
+        },
+        "quality": {
+            "type": "integer",
+            "default": 85,
+            "minimum": 1,
+            "maximum": 100,
+            "description": "Encoder quality for jpg/jpeg and webp (other formats ignore it).",
+        },
+    }
+    required_form_fields: ClassVar[tuple[str, ...]] = ("format",)
 
     def parse_params(self, form: Mapping[str, str], upload_name: str) -> dict[str, object]:
         """Validate ``format`` (required) and ``quality`` (1-100, default 85)."""

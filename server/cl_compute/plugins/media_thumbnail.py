@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from cl_compute.plugins import _media
-from cl_compute.plugins.base import Plugin, PluginError, TaskContext
+from cl_compute.plugins.base import BOOL_SPELLINGS, Plugin, PluginError, TaskContext
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage
@@ -67,6 +67,31 @@ class MediaThumbnailPlugin(Plugin):
 
     task_type: ClassVar[str] = "media_thumbnail"
     details: ClassVar[Mapping[str, str]] = {"backend": "Pillow LANCZOS + ffmpeg key-frame tile"}
+    form_fields: ClassVar[Mapping[str, Mapping[str, object]]] = {
+        "width": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": MAX_SIDE,
+            "description": (
+                "Thumbnail width in pixels (never upscaled). Absent: derived from `height`, or the 256x256 box "
+                "when both are absent."
+            ),
+        },
+        "height": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": MAX_SIDE,
+            "description": (
+                "Thumbnail height in pixels (never upscaled). Absent: derived from `width`, or the 256x256 box "
+                "when both are absent."
+            ),
+        },
+        "maintain_aspect_ratio": {
+            "type": "boolean",
+            "default": True,
+            "description": f"Keep the source's aspect ratio (fit inside the box). {BOOL_SPELLINGS}.",
+        },
+    }
 
     def __init__(self) -> None:
         self._ffmpeg: str | None = None

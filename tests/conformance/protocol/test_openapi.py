@@ -1,0 +1,56 @@
+"""OpenAPI (PROTOCOL.md §2): ``/openapi.json`` documents a ``POST /jobs/<task_type>`` route per capability.
+
+Upstream has one FastAPI route per plugin (its own tests look for ``/jobs/<plugin>`` in ``/openapi.json``), so
+every deployment should document every task type its workers offer, with a multipart body that has the ``file``
+part and the ``priority`` field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import pytest
+
+from pytest_cl.deployment import DeploymentInfo
+from tests.conformance.protocol._helpers import RawHTTP, raw_http
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+def http(request: pytest.FixtureRequest, cl_deployment: DeploymentInfo) -> Iterator[RawHTTP]:
+    with raw_http(request.config, cl_deployment) as client:
+        yield client
+
+
+def _resolve(document: Mapping[str, Any], schema: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Follow a local ``$ref`` (upstream's bodies are ``#/components/schemas/Body_...``)."""
+    ref = schema.get("$ref")
+    if not isinstance(ref, str):
+        return schema
+    node: Any = document
+    for part in ref.removeprefix("#/").split("/"):
+        node = node[part]
+    assert isinstance(node, Mapping), ref
+    return node
+
+
+def test_every_capability_has_a_documented_job_route(http: RawHTTP, cl_deployment: DeploymentInfo) -> None:
+    """Each task type some worker offers: ``POST /jobs/<task_type>`` with a multipart ``file`` + ``priority``."""
+    if not cl_deployment.capabilities:
+        pytest.skip("no worker offers a capability")
+    response = http.get("/openapi.json")
+    assert response.status_code == 200, response.text
+    document = response.json()
+    paths: Mapping[str, Any] = document["paths"]
+    missing = [c for c in cl_deployment.capabilities if "post" not in paths.get(f"/jobs/{c}", {})]
+    assert not missing, f"capabilities without a documented POST /jobs/<task_type>: {missing}"
+    for capability in cl_deployment.capabilities:
+        op = paths[f"/jobs/{capability}"]["post"]
+        content = op.get("requestBody", {}).get("content", {})
+        assert "multipart/form-data" in content, f"/jobs/{capability}: no multipart/form-data body"
+        schema = _resolve(document, content["multipart/form-data"]["schema"])
+        properties = schema.get("properties", {})
+        assert {"file", "priority"} <= set(properties), f"/jobs/{capability}: fields {sorted(properties)}"
+        assert "file" in schema.get("required", []), f"/jobs/{capability}: file is not required"
