@@ -83,9 +83,8 @@ class _JobState:
 class _SerialRunner:
     """Runs functions off the caller's thread, in submission order and one at a time per key (job id).
 
-    With one worker, a single daemon thread takes everything from one queue (cheap: one ``put`` per call,
-    global order, hence per-key order). With more, keys run in parallel on a pool, each key's functions still
-    in order and one at a time.
+    With one worker, a single daemon thread takes everything from one queue (global order, hence per-key
+    order). With more, keys run in parallel on a pool, each key's functions still in order and one at a time.
     """
 
     def __init__(self, workers: int) -> None:
@@ -93,7 +92,8 @@ class _SerialRunner:
         self._closed = False
         self._pool: ThreadPoolExecutor | None = None
         self._queue: queue.SimpleQueue[tuple[str, Callable[[], None]] | None] = queue.SimpleQueue()
-        self._pending: dict[str, deque[Callable[[], None]]] = {}
+        self._pending: dict[str, deque[Callable[[], None]]] = {}  # pool mode: per-key backlog
+        self._counts: dict[str, int] = {}  # single-thread mode: calls queued or running per key
         self._thread: threading.Thread | None = None
         if workers > 1:
             self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cl-client-callback")
@@ -107,6 +107,8 @@ class _SerialRunner:
             _call(key, fn)
             return
         if self._pool is None:
+            with self._lock:
+                self._counts[key] = self._counts.get(key, 0) + 1
             self._queue.put((key, fn))
             return
         with self._lock:
@@ -120,13 +122,31 @@ class _SerialRunner:
         except RuntimeError:  # shut down meanwhile
             self._drain(key)
 
+    def after(self, key: str, fn: Callable[[], None]) -> None:
+        """Run ``fn`` once everything queued for ``key`` has run: at once (here) when nothing is."""
+        with self._lock:
+            busy = key in self._counts or key in self._pending
+        if busy:
+            self.run(key, fn)
+        else:
+            fn()
+
     def _serve(self) -> None:
         while (item := self._queue.get()) is not None:
-            _call(*item)
+            self._serve_one(*item)
         with contextlib.suppress(queue.Empty):  # queued while shutting down: still run them
             while True:
                 if (item := self._queue.get_nowait()) is not None:
-                    _call(*item)
+                    self._serve_one(*item)
+
+    def _serve_one(self, key: str, fn: Callable[[], None]) -> None:
+        _call(key, fn)
+        with self._lock:
+            left = self._counts.get(key, 1) - 1
+            if left > 0:
+                self._counts[key] = left
+            else:
+                self._counts.pop(key, None)
 
     def _drain(self, key: str) -> None:
         while True:
@@ -429,7 +449,7 @@ class JobTracker:
                     )
                 )
             else:  # behind any of this job's callbacks still queued: wait() returns after on_complete ran
-                self._callbacks.run(job_id, lambda: waiter(final))
+                self._callbacks.after(job_id, lambda: waiter(final))
             return
         state.waiters.append(waiter)
         self._first_look(state)
@@ -517,18 +537,13 @@ class JobTracker:
             self._fire(sub, sub.on_progress, job)
             self._fire(sub, sub.on_complete, job)
         waiters = list(state.waiters)
-        if not waiters:
-            return
-        if state.subs:  # wait() returns after this job's on_complete callbacks ran, as they were queued first
 
-            def release() -> None:
-                for waiter in waiters:
-                    waiter(job)
-
-            self._callbacks.run(state.job_id, release)
-        else:
+        def release() -> None:
             for waiter in waiters:
                 waiter(job)
+
+        if waiters:  # wait() returns after this job's on_complete callbacks (queued just above) ran
+            self._callbacks.after(state.job_id, release)
 
     def _finish_missing(self, state: _JobState, exc: JobNotFoundError) -> None:
         self._drop(state.job_id)
