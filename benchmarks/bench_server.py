@@ -68,7 +68,7 @@ class Events:
         self.client.loop_stop()
 
 
-MEDIA = Path(__file__).resolve().parents[1] / "media"
+MEDIA = Path(__file__).resolve().parents[1] / "pytest_cl" / "media"
 PLUGIN_INPUTS: list[tuple[str, str, dict[str, str]]] = [
     ("hash", "images/synthetic_1920x1080.jpg", {}),
     ("exif", "images/exif_rich.jpg", {}),

@@ -20,7 +20,7 @@ from rich.table import Table
 from cl_client import ComputeClient, Job, JobFailedError, JobResponse
 from cl_compute.deployment import Deployment
 
-MEDIA = Path(__file__).resolve().parents[1] / "media"
+MEDIA = Path(__file__).resolve().parents[1] / "pytest_cl" / "media"
 JOBS: list[tuple[str, str, dict[str, object]]] = [
     ("hash", "images/synthetic_800x600.png", {"algorithm": "md5"}),
     ("exif", "images/exif_rich.jpg", {}),

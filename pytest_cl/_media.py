@@ -1,9 +1,9 @@
-"""Loader for the committed test media catalogue (``media/manifest.json``); standard library only.
+"""Loader for the committed test media catalogue (``pytest_cl/media/manifest.json``); standard library only.
 
 The catalogue lists every committed test file with its sha256, size, kind, tags, provenance, licence and
 the facts the conformance suites rely on (pixel size, faces, EXIF values, durations, streams, ...)::
 
-    cat = load_catalogue()                 # $CL_MEDIA_DIR, else the repository's media/
+    cat = load_catalogue()                 # $CL_MEDIA_DIR, else the media shipped in pytest_cl/media
     cat.verify()                           # raises MediaIntegrityError on any missing or changed file
     group = cat["group_4_faces"]
     group.path, group.fact_int("width"), group.face_boxes()
@@ -40,7 +40,7 @@ __all__ = [
 
 ENV_VAR = "CL_MEDIA_DIR"
 MANIFEST_NAME = "manifest.json"
-_REGENERATE = "uv run python media/generate.py"
+_REGENERATE = "uv run python pytest_cl/media/generate.py"
 
 
 class MediaCatalogueError(Exception):
@@ -282,11 +282,26 @@ class MediaCatalogue:
 
 
 def default_root() -> Path:
-    """``$CL_MEDIA_DIR`` if set, else the ``media/`` folder of the source checkout this module lives in."""
+    """``$CL_MEDIA_DIR`` if set, else the media shipped inside the ``pytest_cl`` package (``pytest_cl/media``).
+
+    The packaged media are read through ``importlib.resources``, so they are found in a source checkout, an
+    editable install and an installed wheel alike.
+
+    Raises:
+        MediaCatalogueError: the installed package's media are not plain files on disk (a zipped install).
+    """
     env = os.environ.get(ENV_VAR)
     if env:
         return Path(env)
-    return Path(__file__).resolve().parent.parent / "media"
+    from importlib.resources import files
+
+    packaged = files("pytest_cl").joinpath("media")
+    if not isinstance(packaged, Path):
+        raise MediaCatalogueError(
+            f"the packaged test media ({packaged}) are not files on disk (a zipped install?): install cl-client "
+            f"as a regular wheel, or point {ENV_VAR} at a folder holding manifest.json and its files"
+        )
+    return packaged
 
 
 def load_catalogue(root: Path | None = None) -> MediaCatalogue:
@@ -300,8 +315,8 @@ def load_catalogue(root: Path | None = None) -> MediaCatalogue:
         text = manifest.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise MediaCatalogueError(
-            f"no media manifest at {manifest}: point {ENV_VAR} at a cl-client checkout's media/ folder "
-            f"(or pass root=), or rebuild it with '{_REGENERATE}'"
+            f"no media manifest at {manifest}: point {ENV_VAR} at a folder holding manifest.json and its "
+            f"files (unset it to use the media shipped with pytest_cl), or rebuild them with '{_REGENERATE}'"
         ) from None
     try:
         data = _as_mapping(cast("object", json.loads(text)), str(manifest))

@@ -23,7 +23,7 @@ from cl_client import (
 )
 from cl_compute.deployment import Deployment
 
-MEDIA = Path(__file__).resolve().parents[3] / "media"
+MEDIA = Path(__file__).resolve().parents[3] / "pytest_cl" / "media"
 PHOTO = MEDIA / "images" / "synthetic_800x600.png"
 EMPTY = MEDIA / "hostile" / "empty.jpg"
 

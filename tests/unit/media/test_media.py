@@ -29,7 +29,7 @@ from pytest_cl._media import (
 )
 
 REPO = Path(__file__).resolve().parents[3]
-MEDIA = REPO / "media"
+MEDIA = REPO / "pytest_cl" / "media"
 CAT = load_catalogue(MEDIA)
 KINDS = {"face", "no_face", "image", "hostile", "text", "video", "audio"}
 NOT_MEDIA = {"manifest.json", "generate.py", "README.md"}

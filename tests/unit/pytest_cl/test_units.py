@@ -102,9 +102,9 @@ def test_percentile() -> None:
 @pytest.mark.parametrize(
     ("path", "row"),
     [
-        ("tests/conformance/plugins/test_face_detection.py", "face_detection"),
-        ("tests/conformance/protocol/test_jobs.py", "protocol"),
-        ("tests/conformance/workflows/test_album.py", "workflows"),
+        ("pytest_cl/conformance/plugins/test_face_detection.py", "face_detection"),
+        ("pytest_cl/conformance/protocol/test_jobs.py", "protocol"),
+        ("pytest_cl/conformance/workflows/test_album.py", "workflows"),
         ("tests/test_misc.py", "misc"),
         ("checks/upload_test.py", "upload"),
     ],

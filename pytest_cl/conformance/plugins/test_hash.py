@@ -17,7 +17,7 @@ from PIL import Image, ImageFile
 
 from cl_client import ComputeClient, ValidationError
 from pytest_cl._media import MediaCatalogue, MediaItem
-from tests.conformance.plugins._media_helpers import completed, failed, output_path, pixel_bytes, read_json, run_job
+from pytest_cl.conformance.plugins._media_helpers import completed, failed, output_path, pixel_bytes, read_json, run_job
 
 pytestmark = [pytest.mark.cl_requires("hash"), pytest.mark.timeout(120)]
 

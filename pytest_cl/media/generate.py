@@ -3,10 +3,10 @@
 
 Usage (from the repository root)::
 
-    uv run python media/generate.py                 # rewrite media/ and media/manifest.json
-    uv run python media/generate.py --check         # regenerate into a temp dir, compare sha256s
-    uv run python media/generate.py --check --only images   # the fast part (no video encoding)
-    uv run python media/generate.py --sources DIR   # also re-import the photos from downloaded packages
+    uv run python pytest_cl/media/generate.py                 # rewrite media/ and media/manifest.json
+    uv run python pytest_cl/media/generate.py --check         # regenerate into a temp dir, compare sha256s
+    uv run python pytest_cl/media/generate.py --check --only images   # the fast part (no video encoding)
+    uv run python pytest_cl/media/generate.py --sources DIR   # also re-import the photos from downloaded packages
 
 Everything synthetic is deterministic on a given machine: fixed seeds, Pillow for images, and ffmpeg with
 ``-fflags +bitexact -flags:v +bitexact -flags:a +bitexact -map_metadata -1 -threads 1`` and
@@ -49,7 +49,7 @@ from PIL import Image, ImageDraw, features
 MEDIA = Path(__file__).resolve().parent
 MANIFEST = "manifest.json"
 SCHEMA = 1
-REGEN = "uv run python media/generate.py"
+REGEN = "uv run python pytest_cl/media/generate.py"
 
 PD_NASA = (
     "Public domain: NASA photograph (work of the US federal government); scikit-image's data docstring: "

@@ -15,8 +15,8 @@ import pytest
 
 from cl_client import ComputeClient, JobResponse
 from pytest_cl._media import MediaCatalogue
+from pytest_cl.conformance.protocol._helpers import EVENTS_TOPIC, TERMINAL, WORKERS_TOPIC, MqttTap, bearer_headers
 from pytest_cl.deployment import DeploymentInfo
-from tests.conformance.protocol._helpers import EVENTS_TOPIC, TERMINAL, WORKERS_TOPIC, MqttTap, bearer_headers
 
 pytestmark = pytest.mark.timeout(120)
 

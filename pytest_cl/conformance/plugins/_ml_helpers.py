@@ -32,7 +32,7 @@ from PIL import Image
 
 from cl_client import ComputeClient, Job, JobFailedError, JobResponse, ValidationError
 from pytest_cl._media import MediaCatalogue
-from tests.conformance._checks import cosine, has_magic
+from pytest_cl.conformance._checks import cosine, has_magic
 
 #: inputs that are not decodable images (manifest: ``decodable`` false); every image plugin must fail on them
 HOSTILE = ("hostile_truncated_jpeg", "hostile_text_as_jpeg", "hostile_empty")

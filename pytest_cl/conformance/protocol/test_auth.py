@@ -29,8 +29,8 @@ import pytest
 from cl_client import ComputeClient
 from pytest_cl._media import MediaCatalogue
 from pytest_cl.config import resolve_settings
+from pytest_cl.conformance.protocol._helpers import RawHTTP
 from pytest_cl.deployment import DeploymentInfo
-from tests.conformance.protocol._helpers import RawHTTP
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -15,8 +15,8 @@ import pytest
 
 from cl_client import ComputeClient, JobNotFoundError
 from pytest_cl._media import MediaCatalogue
+from pytest_cl.conformance.protocol._helpers import RawHTTP, detail_locs, is_uuid4, now_ms, raw_http
 from pytest_cl.deployment import DeploymentInfo
-from tests.conformance.protocol._helpers import RawHTTP, detail_locs, is_uuid4, now_ms, raw_http
 
 pytestmark = [pytest.mark.cl_requires("hash"), pytest.mark.timeout(120)]
 

@@ -19,7 +19,7 @@ from PIL import Image
 
 from cl_client import ComputeClient
 from pytest_cl._media import FaceBox, MediaCatalogue
-from tests.conformance.plugins._ml_helpers import (
+from pytest_cl.conformance.plugins._ml_helpers import (
     Detection,
     Params,
     assert_rejected,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conformance.plugins._ml_helpers import ImageEmbeddingSuite
+from pytest_cl.conformance.plugins._ml_helpers import ImageEmbeddingSuite
 
 pytestmark = [pytest.mark.cl_requires("dino_embedding"), pytest.mark.timeout(120)]
 

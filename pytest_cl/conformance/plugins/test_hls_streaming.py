@@ -19,7 +19,7 @@ import pytest
 
 from cl_client import ComputeClient, HTTPStatusError, JobResponse, NotFoundError, ValidationError
 from pytest_cl._media import MediaCatalogue, MediaItem
-from tests.conformance.plugins._media_helpers import completed, failed, read_file
+from pytest_cl.conformance.plugins._media_helpers import completed, failed, read_file
 
 pytestmark = [pytest.mark.cl_requires("hls_streaming"), pytest.mark.timeout(180)]
 

@@ -17,8 +17,8 @@ from PIL import Image
 
 from cl_client import ComputeClient
 from pytest_cl._media import MediaCatalogue
+from pytest_cl.conformance.protocol._helpers import RawHTTP, raw_http
 from pytest_cl.deployment import DeploymentInfo
-from tests.conformance.protocol._helpers import RawHTTP, raw_http
 
 pytestmark = [pytest.mark.cl_requires("hash"), pytest.mark.timeout(120)]
 

@@ -23,7 +23,7 @@ from PIL import Image
 from cl_client import ComputeClient, JobResponse
 from cl_client.plugins.face_detection import FaceDetectionResult
 from pytest_cl._media import MediaCatalogue, MediaItem
-from tests.conformance._checks import cosine
+from pytest_cl.conformance._checks import cosine
 
 CAPS = ("exif", "media_thumbnail", "hash", "clip_embedding", "dino_embedding", "face_detection", "face_embedding")
 pytestmark = [pytest.mark.cl_requires(*CAPS), pytest.mark.timeout(180)]

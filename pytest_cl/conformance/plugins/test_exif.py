@@ -19,7 +19,7 @@ import pytest
 
 from cl_client import ComputeClient
 from pytest_cl._media import MediaCatalogue, MediaItem
-from tests.conformance.plugins._media_helpers import completed, failed, output_path, read_json
+from pytest_cl.conformance.plugins._media_helpers import completed, failed, output_path, read_json
 
 pytestmark = [pytest.mark.cl_requires("exif"), pytest.mark.timeout(120)]
 

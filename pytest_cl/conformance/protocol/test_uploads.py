@@ -13,8 +13,8 @@ import pytest
 
 from cl_client import ComputeClient, PermissionDeniedError
 from pytest_cl._media import MediaCatalogue
+from pytest_cl.conformance.protocol._helpers import RawHTTP, raw_http
 from pytest_cl.deployment import DeploymentInfo
-from tests.conformance.protocol._helpers import RawHTTP, raw_http
 
 pytestmark = [pytest.mark.cl_requires("hash"), pytest.mark.timeout(120)]
 

@@ -23,7 +23,7 @@ from PIL import Image
 from cl_client import ComputeClient, JobNotFoundError, JobResponse, NotFoundError
 from cl_client.plugins import PluginJob, PluginResult
 from pytest_cl._media import MediaCatalogue, MediaItem
-from tests.conformance._checks import has_magic
+from pytest_cl.conformance._checks import has_magic
 
 pytestmark = [
     pytest.mark.cl_requires("hash", "exif", "media_thumbnail", "image_conversion"),

@@ -18,8 +18,8 @@ from PIL import Image, ImageFilter
 
 from cl_client import ComputeClient
 from pytest_cl._media import FaceBox, MediaCatalogue
-from tests.conformance._checks import cosine
-from tests.conformance.plugins._ml_helpers import (
+from pytest_cl.conformance._checks import cosine
+from pytest_cl.conformance.plugins._ml_helpers import (
     Params,
     assert_completed,
     assert_rejected,

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
+from pytest_cl.conformance.protocol._helpers import RawHTTP, raw_http
 from pytest_cl.deployment import DeploymentInfo
-from tests.conformance.protocol._helpers import RawHTTP, raw_http
 
 pytestmark = pytest.mark.timeout(60)
 

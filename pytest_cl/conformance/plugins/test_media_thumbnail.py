@@ -14,8 +14,8 @@ from PIL import Image
 
 from cl_client import ComputeClient, JobResponse, ValidationError
 from pytest_cl._media import MediaCatalogue, MediaItem
-from tests.conformance._checks import has_magic
-from tests.conformance.plugins._media_helpers import completed, decode, failed, output_path, read_file
+from pytest_cl.conformance._checks import has_magic
+from pytest_cl.conformance.plugins._media_helpers import completed, decode, failed, output_path, read_file
 
 pytestmark = [pytest.mark.cl_requires("media_thumbnail"), pytest.mark.timeout(120)]
 

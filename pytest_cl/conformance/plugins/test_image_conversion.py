@@ -12,8 +12,8 @@ from PIL import Image
 
 from cl_client import ComputeClient, ValidationError
 from pytest_cl._media import MediaCatalogue, MediaItem
-from tests.conformance._checks import has_magic
-from tests.conformance.plugins._media_helpers import completed, decode, failed, output_path, read_file, run_job
+from pytest_cl.conformance._checks import has_magic
+from pytest_cl.conformance.plugins._media_helpers import completed, decode, failed, output_path, read_file, run_job
 
 pytestmark = [pytest.mark.cl_requires("image_conversion"), pytest.mark.timeout(120)]
 
