@@ -9,6 +9,33 @@ Quick use::
         record = job.result(timeout=60)
 """
 
+# ruff: noqa: E402 - the re-exports below must come after httpx was imported without its CLI (see below)
+
+import sys as _sys
+from typing import cast as _cast
+
+
+def _import_httpx_without_its_cli() -> None:
+    """Import httpx without its command line (``httpx._main``), which pulls in click, rich and pygments.
+
+    httpx's ``__init__`` does ``try: from ._main import main`` and falls back to a stub when that import
+    fails. Blocking ``httpx._main`` for the duration of the first import selects the stub (``httpx.main()``
+    then prints httpx's own "pip install 'httpx[cli]'" message), so ``import cl_client`` stays light. The
+    block is removed right after: a later ``import httpx._main`` works as usual.
+    """
+    if "httpx" in _sys.modules or "httpx._main" in _sys.modules:
+        return
+    modules = _cast("dict[str, object]", _sys.modules)
+    modules["httpx._main"] = None  # None in sys.modules makes that import fail with ImportError
+    try:
+        import httpx  # noqa: F401  # pyright: ignore[reportUnusedImport]
+    finally:
+        if modules.get("httpx._main", 0) is None:
+            del modules["httpx._main"]
+
+
+_import_httpx_without_its_cli()
+
 from cl_client._auth import AuthProvider, JWTAuthProvider, NoAuthProvider
 from cl_client._client import AsyncComputeClient, AsyncJob, ComputeClient, Job
 from cl_client._config import ENVIRONMENT_VARIABLES, ComputeClientConfig, MqttSettings, resolve_config
