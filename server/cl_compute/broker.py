@@ -9,6 +9,8 @@ reports the port on stdout.
 from __future__ import annotations
 
 import contextlib
+import errno
+import importlib.util
 import os
 import shutil
 import socket
@@ -20,6 +22,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cl_compute.mqtt import MQTTConnectError, wait_for_broker
+
+#: the interface every broker started here listens on.
+BROKER_HOST = "127.0.0.1"
 
 MOSQUITTO_FALLBACK_PATHS = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto", "/opt/homebrew/sbin/mosquitto")
 
@@ -44,6 +49,24 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether another socket already listens on (or holds) ``host:port``, so a server could not bind it.
+
+    The probe binds with ``SO_REUSEADDR`` like mosquitto, amqtt and uvicorn do, so a port left in
+    ``TIME_WAIT`` by a previous run counts as free. Any error other than "address in use" is raised.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return True
+            raise
+        return False
 
 
 class Broker:
@@ -137,6 +160,11 @@ def start_amqtt(*, port: int | None = None, preexec_fn: Callable[[], None] | Non
     Raises:
         BrokerError: amqtt is not installed or would not start.
     """
+    if importlib.util.find_spec("amqtt") is None:
+        raise BrokerError(
+            'mosquitto is not installed and neither is amqtt (pip install "cl-client[server]", '
+            "or apt-get install mosquitto)"
+        )
     proc = subprocess.Popen(
         [sys.executable, "-m", "cl_compute._amqtt_broker", "--port", str(port or 0)],
         stdin=subprocess.DEVNULL,

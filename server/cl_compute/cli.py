@@ -17,6 +17,10 @@ from cl_compute import __version__
 
 LOG_LEVELS = click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False)
 
+#: the ports clients, the README and the pytest plugin expect (``up`` uses them when they are free).
+DEFAULT_API_PORT = 8002
+DEFAULT_MQTT_PORT = 1883
+
 
 def _setup_logging(level: str, name: str) -> None:
     logging.basicConfig(
@@ -40,7 +44,20 @@ def main() -> None:
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="API interface.")
-@click.option("--port", "-p", default=8002, show_default=True, help="API port (0 = a free port).")
+@click.option(
+    "--port",
+    "-p",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help=f"API port; taken = error; 0 = a free port. [default: {DEFAULT_API_PORT}, or a free port if it is taken]",
+)
+@click.option(
+    "--mqtt-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help=f"Port of the broker started here (on 127.0.0.1); taken = error; 0 = a free port. "
+    f"[default: {DEFAULT_MQTT_PORT}, or a free port if it is taken]",
+)
 @click.option("--workers", "-n", type=int, default=None, help="Worker processes (default: number of cores).")
 @click.option("--mqtt", "mqtt_url", default=None, help="Use this broker (mqtt://host:port) instead of starting one.")
 @click.option(
@@ -58,7 +75,8 @@ def main() -> None:
 @click.option("--log-level", "-l", type=LOG_LEVELS, default="WARNING", show_default=True)
 def up(
     host: str,
-    port: int,
+    port: int | None,
+    mqtt_port: int | None,
     workers: int | None,
     mqtt_url: str | None,
     broker: str,
@@ -69,8 +87,25 @@ def up(
     job_time_limit: float,
     log_level: str,
 ) -> None:
-    """Start broker + API server + workers, print the URLs, serve until Ctrl-C/SIGTERM."""
-    from cl_compute.deployment import Deployment, DeploymentError
+    """Start broker + API server + workers, print the URLs, serve until Ctrl-C/SIGTERM.
+
+    \b
+    Ports: the API listens on HOST:8002 and the broker on 127.0.0.1:1883, the
+    ports clients expect, when they are free. When one is taken, a line says so
+    and a free port is used instead. An explicit --port / --mqtt-port that is
+    taken is an error (exit status 1); 0 picks a free port.
+
+    \b
+    The banner ends with a line to paste into the shell of a client (cl-client,
+    the pytest plugin), for example:
+      export CL_SERVER_URL=http://127.0.0.1:8002 CL_MQTT_URL=mqtt://127.0.0.1:1883
+    With 8002 and 1883 the client defaults (http://localhost:8002,
+    mqtt://localhost:1883) work as they are.
+    """
+    if mqtt_url is not None and mqtt_port is not None:
+        raise click.UsageError("give either --mqtt (an external broker) or --mqtt-port (the broker started here)")
+
+    from cl_compute.deployment import Deployment, DeploymentError, PortInUseError
 
     _setup_logging(log_level, "up")
     dep = Deployment(
@@ -80,7 +115,10 @@ def up(
         auth_public_key=auth_public_key,
         tasks=_split(tasks),
         host=host,
-        port=port,
+        port=DEFAULT_API_PORT if port is None else port,
+        port_fallback=port is None,
+        mqtt_port=DEFAULT_MQTT_PORT if mqtt_port is None else mqtt_port,
+        mqtt_port_fallback=mqtt_port is None,
         broker=broker,
         job_time_limit=job_time_limit,
         guest_mode=guest_mode,
@@ -97,14 +135,27 @@ def up(
     click.echo("cl-compute: starting…", err=True)
     try:
         dep.start()
+    except PortInUseError as exc:
+        option = "--port" if exc.part == "API server" else "--mqtt-port"
+        click.echo(
+            f"cl-compute: port {exc.port} is in use, so the {exc.part} cannot listen on it; "
+            f"choose another {option} (0 = any free port) or leave it out to fall back to a free port",
+            err=True,
+        )
+        sys.exit(1)
     except DeploymentError as exc:
         click.echo(f"cl-compute: start-up failed: {exc}", err=True)
         sys.exit(1)
+    for fb in dep.port_fallbacks:
+        where = f"[{fb.host}]:{fb.used}" if ":" in fb.host else f"{fb.host}:{fb.used}"
+        click.echo(f"cl-compute: port {fb.requested} is in use; the {fb.part} listens on {where} instead", err=True)
     click.echo(f"API server:  {dep.server_url}")
     click.echo(f"MQTT broker: {dep.mqtt_url} ({dep.broker_kind})")
     click.echo(f"data dir:    {dep.data_dir}")
     click.echo(f"workers:     {', '.join(dep.worker_ids) or '(none)'}")
     click.echo(f"ready in {dep.startup_seconds:.2f} s; Ctrl-C to stop")
+    click.echo(_client_hint(dep.server_url, dep.mqtt_url, auth=auth_public_key is not None))
+    click.echo(f"export CL_SERVER_URL={dep.server_url} CL_MQTT_URL={dep.mqtt_url}")
     try:
         while not stop.wait(0.5):
             pass
@@ -113,6 +164,21 @@ def up(
         t0 = time.monotonic()
         dep.stop()
         click.echo(f"cl-compute: stopped in {time.monotonic() - t0:.2f} s", err=True)
+
+
+def _client_hint(server_url: str, mqtt_url: str, *, auth: bool) -> str:
+    """The shell comment before the ``export`` line of the banner."""
+    defaults = server_url.endswith(f"://127.0.0.1:{DEFAULT_API_PORT}") and mqtt_url.endswith(
+        f"://127.0.0.1:{DEFAULT_MQTT_PORT}"
+    )
+    hint = (
+        "# clients on this machine: the cl-client defaults (localhost:8002, localhost:1883) work; or paste:"
+        if defaults
+        else "# clients: paste this line into their shell (cl-client, pytest --cl-server):"
+    )
+    if auth:
+        hint += "\n# auth is on: also export CL_TOKEN=$(cl-compute token --private-key PRIVATE_KEY.pem)"
+    return hint
 
 
 @main.command()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import errno
 import os
 import shutil
 import signal
@@ -29,19 +30,66 @@ import tempfile
 import time
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import IO
 
 import httpx
 
-from cl_compute.broker import Broker, start_broker
+from cl_compute.broker import BROKER_HOST, Broker, port_in_use, start_broker
 from cl_compute.plugins import EXTRA_PLUGINS_ENV, format_extra_plugins, parse_extra_plugins
 from cl_compute.worker import set_pdeathsig
 
 
 class DeploymentError(RuntimeError):
     """The deployment could not start (the message names the failing part and the tail of its log)."""
+
+
+class PortInUseError(DeploymentError):
+    """A port asked for explicitly (no fallback) is already in use.
+
+    Attributes:
+        part: ``"API server"`` or ``"MQTT broker"``.
+        host: the interface.
+        port: the port that is taken.
+    """
+
+    def __init__(self, part: str, host: str, port: int) -> None:
+        super().__init__(f"port {port} is in use: the {part} cannot listen on {_host_port(host, port)}")
+        self.part = part
+        self.host = host
+        self.port = port
+
+
+@dataclass(frozen=True)
+class PortFallback:
+    """A wanted port was taken, so a free one is used instead (``port_fallback`` / ``mqtt_port_fallback``).
+
+    Attributes:
+        part: ``"API server"`` or ``"MQTT broker"``.
+        host: the interface.
+        requested: the port that was taken.
+        used: the free port used instead.
+    """
+
+    part: str
+    host: str
+    requested: int
+    used: int
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def connect_host(host: str) -> str:
+    """The host a client uses to reach a server bound to ``host`` (loopback for the wildcard addresses)."""
+    if host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if host == "::":
+        return "::1"
+    return host
 
 
 def _child_preexec() -> None:
@@ -58,7 +106,11 @@ class Deployment:
         auth_public_key: ES256 public key (PEM text, bytes, or a path to a PEM file) to turn auth on.
         tasks: task types the workers serve (None = every registered plugin whose backend loads).
         host: interface for the API server.
-        port: API port (0 = a free port).
+        port: API port (0 = a free port). Taken: ``PortInUseError``, unless ``port_fallback``.
+        mqtt_port: port of the broker started here (0 = a free port; ignored with ``mqtt_url``). Taken:
+            ``PortInUseError``, unless ``mqtt_port_fallback``. The broker listens on 127.0.0.1.
+        port_fallback: when ``port`` is taken, use a free port instead (recorded in ``port_fallbacks``).
+        mqtt_port_fallback: when ``mqtt_port`` is taken, use a free port instead (recorded in ``port_fallbacks``).
         extra_plugins: extra task types ``{"sleep": "pkg.mod:SleepPlugin" or "/path/file.py:SleepPlugin"}``,
             registered in every process (via ``CL_COMPUTE_EXTRA_PLUGINS``).
         broker: ``"auto"`` (mosquitto if installed, else amqtt), ``"mosquitto"`` or ``"amqtt"``.
@@ -82,6 +134,7 @@ class Deployment:
         broker_kind: ``"mosquitto"``, ``"amqtt"`` or ``"external"``.
         startup_seconds: wall time ``start()`` took until everything was ready.
         log_dir: directory of the child logs (None when inherited).
+        port_fallbacks: a ``PortFallback`` for each wanted port that was taken (empty when none was).
     """
 
     def __init__(
@@ -94,6 +147,9 @@ class Deployment:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
+        mqtt_port: int = 0,
+        port_fallback: bool = False,
+        mqtt_port_fallback: bool = False,
         extra_plugins: Mapping[str, str] | None = None,
         broker: str = "auto",
         job_time_limit: float = 600.0,
@@ -114,6 +170,9 @@ class Deployment:
         self.tasks = list(tasks) if tasks is not None else None
         self.host = host
         self.port = port
+        self.mqtt_port = mqtt_port
+        self.port_fallback = port_fallback
+        self.mqtt_port_fallback = mqtt_port_fallback
         self.extra_plugins = dict(extra_plugins or {})
         self.broker_pref = broker
         self.job_time_limit = job_time_limit
@@ -134,7 +193,9 @@ class Deployment:
         self.broker_kind = ""
         self.startup_seconds = 0.0
         self.log_dir: Path | None = None
+        self.port_fallbacks: list[PortFallback] = []
 
+        self._api_sock: socket.socket | None = None
         self._broker: Broker | None = None
         self._api: subprocess.Popen[bytes] | None = None
         self._workers: dict[str, subprocess.Popen[bytes]] = {}
@@ -229,34 +290,25 @@ class Deployment:
             self.log_dir.mkdir(parents=True, exist_ok=True)
         key_file = self._public_key_file()
 
+        # API server on a socket bound here (first, so a taken port fails before anything starts) and handed
+        # over to the server process: no port race.
+        sock = self._api_sock = self._bind_api_socket()
+        url_host = connect_host(self.host)
+        url_host = f"[{url_host}]" if ":" in url_host else url_host
+        self.server_url = f"http://{url_host}:{sock.getsockname()[1]}"
+
         if self._mqtt_url_arg is not None:
             self.mqtt_url = self._mqtt_url_arg
             self.broker_kind = "external"
             own_broker = False
         else:
-            try:
-                self._broker = start_broker(prefer=self.broker_pref, preexec_fn=_child_preexec)
-            except Exception as exc:
-                raise DeploymentError(f"cannot start an MQTT broker: {exc}") from exc
+            self._broker = self._start_broker()
             self.mqtt_url = self._broker.url
             self.broker_kind = self._broker.kind
             own_broker = True
 
         env = self._child_env()
         py = [sys.executable, "-m", "cl_compute.cli"]
-
-        # API server on a socket bound here and handed over: no port race.
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((self.host, self.port))
-        except OSError as exc:
-            sock.close()
-            raise DeploymentError(f"cannot bind the API server to {self.host}:{self.port}: {exc}") from exc
-        sock.listen(512)
-        bound_port = sock.getsockname()[1]
-        url_host = f"[{self.host}]" if ":" in self.host else self.host
-        self.server_url = f"http://{url_host}:{bound_port}"
         cmd = [
             *py,
             "serve",
@@ -287,6 +339,7 @@ class Deployment:
             )
         finally:
             sock.close()
+            self._api_sock = None
         self.api_pid = self._api.pid
 
         prefix = "worker" if own_broker else f"worker-{uuid.uuid4().hex[:6]}"
@@ -327,6 +380,51 @@ class Deployment:
             self._workers[wid] = proc
             self.worker_pids[wid] = proc.pid
         self._wait_ready(t0)
+
+    def _bind_api_socket(self) -> socket.socket:
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            try:
+                sock.bind((self.host, self.port))
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE or self.port == 0:
+                    raise DeploymentError(
+                        f"cannot bind the API server to {_host_port(self.host, self.port)}: {exc}"
+                    ) from exc
+                if not self.port_fallback:
+                    raise PortInUseError("API server", self.host, self.port) from exc
+                sock.bind((self.host, 0))
+                self.port_fallbacks.append(PortFallback("API server", self.host, self.port, sock.getsockname()[1]))
+            sock.listen(512)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    def _start_broker(self) -> Broker:
+        wanted = self.mqtt_port or None
+        if wanted is not None and port_in_use(wanted, BROKER_HOST):
+            if not self.mqtt_port_fallback:
+                raise PortInUseError("MQTT broker", BROKER_HOST, wanted)
+            wanted = None
+        try:
+            broker = start_broker(prefer=self.broker_pref, port=wanted, preexec_fn=_child_preexec)
+        except Exception as exc:
+            # taken between the check and the broker's bind: the same answer as if it had been taken before
+            if wanted is None or not port_in_use(wanted, BROKER_HOST):
+                raise DeploymentError(f"cannot start an MQTT broker: {exc}") from exc
+            if not self.mqtt_port_fallback:
+                raise PortInUseError("MQTT broker", BROKER_HOST, wanted) from exc
+            try:
+                broker = start_broker(prefer=self.broker_pref, preexec_fn=_child_preexec)
+            except Exception as exc2:
+                raise DeploymentError(f"cannot start an MQTT broker: {exc2}") from exc2
+        used = int(broker.url.rsplit(":", 1)[1])
+        if self.mqtt_port and used != self.mqtt_port:
+            self.port_fallbacks.append(PortFallback("MQTT broker", BROKER_HOST, self.mqtt_port, used))
+        return broker
 
     def _check_alive(self) -> None:
         if self._api is not None and self._api.poll() is not None:
@@ -395,6 +493,9 @@ class Deployment:
                     self._api.send_signal(signal.SIGTERM)
             _wait_or_kill(self._api, time.monotonic() + 10)
             self._api = None
+        if self._api_sock is not None:
+            self._api_sock.close()
+            self._api_sock = None
         if self._broker is not None:
             self._broker.stop()
             self._broker = None

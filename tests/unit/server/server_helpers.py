@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 from urllib.parse import urlparse
 
 import httpx
@@ -206,3 +209,95 @@ def test_plugin_spec() -> dict[str, str]:
 
 
 test_plugin_spec.__test__ = False  # type: ignore[attr-defined]
+
+
+class UpProcess:
+    """``python -m cl_compute up ARGS`` in a subprocess, with its stdout and stderr read by threads.
+
+    Use as a context manager: leaving it always stops the process (SIGTERM, then SIGKILL), also on failure.
+    """
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "cl_compute", "up", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        self.stdout: list[str] = []
+        self.stderr: list[str] = []
+        self._cond = threading.Condition()
+        self._readers = [
+            threading.Thread(target=self._read, args=(self.proc.stdout, self.stdout), daemon=True),
+            threading.Thread(target=self._read, args=(self.proc.stderr, self.stderr), daemon=True),
+        ]
+        for t in self._readers:
+            t.start()
+
+    def _read(self, stream: IO[str] | None, into: list[str]) -> None:
+        assert stream is not None
+        for line in stream:
+            with self._cond:
+                into.append(line.rstrip("\n"))
+                self._cond.notify_all()
+        with self._cond:
+            self._cond.notify_all()
+
+    def output(self) -> str:
+        with self._cond:
+            return "stdout:\n" + "\n".join(self.stdout) + "\nstderr:\n" + "\n".join(self.stderr)
+
+    def wait_banner(self, timeout: float = 120.0) -> list[str]:
+        """Wait for the banner's ``export`` line (generous deadline); returns the stdout lines so far."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not any(line.startswith("export ") for line in self.stdout):
+                remaining = deadline - time.monotonic()
+                if self.proc.poll() is not None and not any(t.is_alive() for t in self._readers):
+                    raise AssertionError(f"cl-compute up exited with {self.proc.returncode}\n{self.output()}")
+                if remaining <= 0:
+                    raise AssertionError(f"no banner from cl-compute up within {timeout:g} s\n{self.output()}")
+                self._cond.wait(min(remaining, 0.5))
+            return list(self.stdout)
+
+    def wait_stderr(self, text: str, timeout: float = 60.0) -> str:
+        """Wait for a stderr line containing ``text`` (stdout and stderr are read by separate threads)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                found = [line for line in self.stderr if text in line]
+                if found:
+                    return found[0]
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self._readers[1].is_alive():
+                    raise AssertionError(f"no stderr line with {text!r}\n{self.output()}")
+                self._cond.wait(min(remaining, 0.5))
+
+    def wait_exit(self, timeout: float = 120.0) -> int:
+        """Wait for the process to end (generous deadline) and for its output to be read; returns the status."""
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"cl-compute up did not exit within {timeout:g} s\n{self.output()}") from None
+        for t in self._readers:
+            t.join(timeout)
+        return code
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        for t in self._readers:
+            t.join(10)
+
+    def __enter__(self) -> UpProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

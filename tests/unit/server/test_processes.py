@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import httpx
-from server_helpers import Recorder, retained_now, run_job, submit, test_plugin_spec
+from server_helpers import Recorder, UpProcess, retained_now, run_job, submit, test_plugin_spec
 
 from cl_compute.deployment import Deployment
 from cl_compute.plugins import EXTRA_PLUGINS_ENV, format_extra_plugins, parse_extra_plugins
@@ -28,30 +28,15 @@ def _alive(pid: int) -> bool:
 
 def test_up_prints_urls_serves_and_shuts_down_cleanly(tmp_path: Path) -> None:
     env = dict(os.environ, **{EXTRA_PLUGINS_ENV: format_extra_plugins(test_plugin_spec())})
-    proc = subprocess.Popen(
-        [
-            sys.executable, "-m", "cl_compute.cli", "up", "--port", "0", "--workers", "2",
-            "--tasks", "echo,sleep", "--data-dir", str(tmp_path / "data"),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        lines = []
-        for line in proc.stdout:
-            lines.append(line)
-            if line.startswith("ready in"):
-                break
-        text = "".join(lines)
-        api = re.search(r"API server:\s+(\S+)", text)
-        mqtt = re.search(r"MQTT broker:\s+(\S+) \((?:mosquitto|amqtt)\)", text)
+    args = ["--port", "0", "--mqtt-port", "0", "--workers", "2", "--tasks", "echo,sleep"]
+    with UpProcess(*args, "--data-dir", str(tmp_path / "data"), env=env) as up:
+        text = "\n".join(up.wait_banner())
+        api = re.search(r"^API server:\s+(\S+)$", text, re.MULTILINE)
+        mqtt = re.search(r"^MQTT broker:\s+(\S+) \((?:mosquitto|amqtt)\)$", text, re.MULTILINE)
         assert api, text
         assert mqtt, text
-        seconds = float(re.search(r"ready in ([\d.]+) s", text).group(1))  # type: ignore[union-attr]
-        assert seconds < 10
+        assert re.search(r"^ready in [\d.]+ s; Ctrl-C to stop$", text, re.MULTILINE), text
+        assert text.splitlines()[-1] == f"export CL_SERVER_URL={api.group(1)} CL_MQTT_URL={mqtt.group(1)}"
         with httpx.Client(base_url=api.group(1), timeout=10) as client:
             assert client.get("/capabilities").json()["num_workers"] == 2
             workers = client.get("/internal/workers").json()["workers"]
@@ -62,19 +47,15 @@ def test_up_prints_urls_serves_and_shuts_down_cleanly(tmp_path: Path) -> None:
                 assert job["status"] == "completed"
                 assert (tmp_path / "data" / "jobs" / job["job_id"] / "output" / "echo.json").is_file()
                 t0 = time.monotonic()
-                proc.send_signal(signal.SIGTERM)
+                up.proc.send_signal(signal.SIGTERM)
                 for wid in workers:
                     gone = rec.wait_worker(wid, lambda w: w.payload is None, after=t0)
                     assert not gone.retained  # a live clear, not a left-over
             finally:
                 rec.close()
-        assert proc.wait(20) == 0
+        assert up.wait_exit() == 0, up.output()
         for pid in pids:
             assert not _alive(pid)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def test_standalone_worker_finds_data_dir_and_clears_retained_on_sigterm(deployment: Deployment) -> None:

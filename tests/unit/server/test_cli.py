@@ -1,0 +1,208 @@
+"""``cl-compute`` as a user meets it: ``up`` on the ports clients expect, port fallbacks and errors,
+``python -m cl_compute``. Real processes, no mocks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from server_helpers import Recorder, UpProcess, run_job, test_plugin_spec
+
+from cl_client import ComputeClient, JobResponse
+from cl_compute.plugins import EXTRA_PLUGINS_ENV, format_extra_plugins
+
+API_PORT = 8002
+MQTT_PORT = 1883
+
+#: variables that would point a client somewhere other than its defaults.
+CLIENT_ENV = ("CL_SERVER_URL", "COMPUTE_URL", "CL_MQTT_URL", "MQTT_URL", "CL_AUTH_URL", "AUTH_URL", "CL_TOKEN")
+
+
+@pytest.fixture
+def default_ports() -> Iterator[None]:
+    """Hold the machine-wide lock of the fixed ports 8002/1883 (xdist workers, other sessions on the host).
+
+    Every test that lets ``up`` take 8002/1883, or occupies them itself, uses this fixture, so no two such
+    tests run at the same time.
+    """
+    path = Path(tempfile.gettempdir()) / "cl-compute-tests-default-ports.lock"
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return True
+            raise
+    return False
+
+
+def _skip_unless_free(*ports: int) -> None:
+    for port in ports:
+        if _in_use(port):
+            pytest.skip(f"port {port} on 127.0.0.1 is used by another program; this test needs it free")
+
+
+@contextlib.contextmanager
+def _occupied(port: int = 0) -> Iterator[int]:
+    """A listening socket on 127.0.0.1:``port`` (0 = a free one); yields its port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", port))
+        s.listen(1)
+        yield s.getsockname()[1]
+
+
+@pytest.mark.parametrize("broker", ["auto", "amqtt"])
+def test_up_defaults_to_8002_and_1883_and_a_default_client_works(
+    broker: str, default_ports: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _skip_unless_free(API_PORT, MQTT_PORT)
+    args = ["--broker", broker, "--workers", "1", "--tasks", "hash", "--data-dir", str(tmp_path / "data")]
+    with UpProcess(*args) as up:
+        lines = up.wait_banner()
+        for name, port in (("API server", API_PORT), ("MQTT broker", MQTT_PORT)):
+            if not [x for x in lines if x.startswith(name) and re.search(rf"127\.0\.0\.1:{port}\b", x)]:
+                up.wait_stderr(f"port {port} is in use")  # else a failure: fallen back without saying so
+                pytest.skip(f"port {port} on 127.0.0.1 was taken by another program while up started")
+        assert "API server:  http://127.0.0.1:8002" in lines, up.output()
+        kind = "amqtt" if broker == "amqtt" else "(mosquitto|amqtt)"
+        assert any(re.fullmatch(rf"MQTT broker: mqtt://127\.0\.0\.1:1883 \({kind}\)", x) for x in lines), up.output()
+        assert lines[-1] == "export CL_SERVER_URL=http://127.0.0.1:8002 CL_MQTT_URL=mqtt://127.0.0.1:1883"
+        assert lines[-2].startswith("# "), up.output()  # a shell comment: the last lines paste as they are
+
+        # a client with no arguments and no environment reaches it through http://localhost:8002 and
+        # mqtt://localhost:1883 and gets the job's events over MQTT
+        for name in CLIENT_ENV:
+            monkeypatch.delenv(name, raising=False)
+        data = os.urandom(4096)
+        upload = tmp_path / "blob.bin"
+        upload.write_bytes(data)
+        statuses: list[str] = []
+        done = threading.Event()
+
+        def on_complete(job: JobResponse) -> None:
+            done.set()
+
+        with ComputeClient() as client:
+            assert client.config.base_url.rstrip("/") == "http://localhost:8002"
+            assert client.monitor is not None
+            job = client.submit(
+                "hash",
+                upload,
+                {"algorithm": "md5"},
+                on_progress=lambda j: statuses.append(j.status),
+                on_complete=on_complete,
+            )
+            record = job.result(timeout=120)
+            assert record.status == "completed", record
+            assert done.wait(60)
+            assert client.monitor.ready
+            assert client.monitor.stats.events >= 3  # queued, processing, completed came over MQTT
+            assert statuses[0] == "queued"
+            assert statuses[-1] == "completed"
+            out = job.download("output/hash.json", tmp_path)
+            assert hashlib.md5(data).hexdigest() in out.read_text()
+    assert up.proc.returncode == 0, up.output()
+    assert not [x for x in up.stderr if "in use" in x], up.output()  # all of stderr is read once it exited
+
+
+@pytest.mark.parametrize("broker", ["auto", "amqtt"])
+def test_up_falls_back_to_free_ports_and_says_so(broker: str, default_ports: None, tmp_path: Path) -> None:
+    env = dict(os.environ, **{EXTRA_PLUGINS_ENV: format_extra_plugins(test_plugin_spec())})
+    with contextlib.ExitStack() as stack:
+        for port in (API_PORT, MQTT_PORT):
+            try:
+                stack.enter_context(_occupied(port))
+            except OSError as exc:  # another program holds it already: it is taken all the same
+                if exc.errno != errno.EADDRINUSE:
+                    raise
+        args = ["--broker", broker, "--workers", "1", "--tasks", "echo", "--data-dir", str(tmp_path / "d")]
+        with UpProcess(*args, env=env) as up:
+            lines = up.wait_banner()
+            api = re.search(r"^API server:\s+http://127\.0\.0\.1:(\d+)$", "\n".join(lines), re.MULTILINE)
+            mqtt = re.search(r"^MQTT broker:\s+mqtt://127\.0\.0\.1:(\d+) ", "\n".join(lines), re.MULTILINE)
+            assert api, up.output()
+            assert mqtt, up.output()
+            api_port, mqtt_port = int(api.group(1)), int(mqtt.group(1))
+            assert api_port != API_PORT
+            assert mqtt_port != MQTT_PORT
+            assert up.wait_stderr("port 8002 is in use") == (
+                f"cl-compute: port 8002 is in use; the API server listens on 127.0.0.1:{api_port} instead"
+            )
+            assert up.wait_stderr("port 1883 is in use") == (
+                f"cl-compute: port 1883 is in use; the MQTT broker listens on 127.0.0.1:{mqtt_port} instead"
+            )
+            server_url, mqtt_url = f"http://127.0.0.1:{api_port}", f"mqtt://127.0.0.1:{mqtt_port}"
+            assert lines[-1] == f"export CL_SERVER_URL={server_url} CL_MQTT_URL={mqtt_url}"
+            rec = Recorder(mqtt_url)
+            try:
+                with httpx.Client(base_url=server_url, timeout=30) as client:
+                    assert run_job(client, rec, "echo")["status"] == "completed"
+            finally:
+                rec.close()
+    assert up.proc.returncode == 0, up.output()
+
+
+@pytest.mark.parametrize(("option", "part"), [("--mqtt-port", "MQTT broker"), ("--port", "API server")])
+def test_an_explicit_port_that_is_taken_is_a_clear_error(option: str, part: str, tmp_path: Path) -> None:
+    other = "--port" if option == "--mqtt-port" else "--mqtt-port"
+    with _occupied() as port:
+        args = [option, str(port), other, "0", "--workers", "0", "--data-dir", str(tmp_path / "d")]
+        with UpProcess(*args) as up:
+            code = up.wait_exit()
+    assert code == 1, up.output()
+    message = [x for x in up.stderr if "in use" in x]
+    assert message == [
+        f"cl-compute: port {port} is in use, so the {part} cannot listen on it; choose another {option} "
+        "(0 = any free port) or leave it out to fall back to a free port"
+    ], up.output()
+    assert "Traceback" not in up.output()
+    assert not [x for x in up.stdout if x.startswith("export ")]
+
+
+def test_mqtt_url_and_mqtt_port_together_is_a_usage_error() -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "cl_compute", "up", "--mqtt", "mqtt://127.0.0.1:1", "--mqtt-port", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 2, run.stderr
+    assert "either --mqtt" in run.stderr
+
+
+def test_python_dash_m_cl_compute_is_the_cli() -> None:
+    run = subprocess.run([sys.executable, "-m", "cl_compute", "--help"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    for command in ("up", "serve", "worker", "token", "keygen"):
+        assert re.search(rf"^\s+{command}\s", run.stdout, re.MULTILINE), run.stdout
+    run = subprocess.run(
+        [sys.executable, "-m", "cl_compute", "up", "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0, run.stderr
+    assert "--mqtt-port" in run.stdout
+    assert "export CL_SERVER_URL=" in run.stdout
