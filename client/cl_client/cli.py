@@ -12,6 +12,7 @@ import sys
 
 import click
 
+from cl_client._cli_certify import certify
 from cl_client._cli_common import CliState, handled, state
 from cl_client._cli_jobs import capabilities, health, job_group, workers
 from cl_client._cli_plugins import plugin_groups
@@ -62,6 +63,7 @@ def cli(
       cl-client hls-streaming generate clip.mp4 --variant 720:3500 --variant 480:1500 -o hls/
       cl-client --json hash compute photo.jpg --algorithm md5
       cl-client workers --watch
+      cl-client certify http://localhost:8002 -n 4
     """  # noqa: D301 - click needs the backspace of "\b" (no raw string)
     st = state(ctx)
     st.server, st.mqtt, st.token = server, mqtt, token
@@ -71,7 +73,7 @@ def cli(
 
 for _group in plugin_groups():
     cli.add_command(_group)
-for _command in (job_group, capabilities, workers, health):
+for _command in (job_group, capabilities, workers, health, certify):
     cli.add_command(_command)
 
 
