@@ -1,7 +1,12 @@
-"""``cl-compute``: run a whole deployment (``up``), the API alone (``serve``), one ``worker``, or mint a ``token``."""
+"""``cl-compute``: run a whole deployment (``up``), the API alone (``serve``), one ``worker``, or mint a ``token``.
+
+The top level imports only light modules (click and the standard library), so that without the ``server`` extra
+the command can still say what to install instead of failing with a ``ModuleNotFoundError`` traceback.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import signal
@@ -9,7 +14,9 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -20,6 +27,62 @@ LOG_LEVELS = click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=
 #: the ports clients, the README and the pytest plugin expect (``up`` uses them when they are free).
 DEFAULT_API_PORT = 8002
 DEFAULT_MQTT_PORT = 1883
+
+INSTALL_HINT = 'pip install "cl-client[server]"'
+
+#: top-level import names of the ``server`` extra's packages: a missing one means the extra is not installed.
+SERVER_EXTRA_MODULES = frozenset(
+    {
+        "fastapi", "starlette", "uvicorn", "multipart", "python_multipart", "jwt", "cryptography", "PIL", "cv2",
+        "skimage", "imageio_ffmpeg", "av", "magic", "mtcnn", "dlib", "face_recognition_models", "onnxruntime",
+        "amqtt", "pillow_heif",
+    }
+)  # fmt: skip
+
+#: what the API server needs to start (each entry: alternatives, one of which must be importable).
+_API_MODULES: tuple[tuple[str, ...], ...] = (
+    ("fastapi",),
+    ("uvicorn",),
+    ("python_multipart", "multipart"),
+    ("jwt",),
+    ("cryptography",),
+)
+_AUTH_MODULES: tuple[tuple[str, ...], ...] = (("jwt",), ("cryptography",))
+
+
+def _importable(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _fail_missing_extra(module: str) -> None:
+    click.echo(
+        f"cl-compute: the server extra is not installed (no module named {module!r}); install it with: {INSTALL_HINT}",
+        err=True,
+    )
+    sys.exit(1)
+
+
+def _require(requirements: Sequence[tuple[str, ...]]) -> None:
+    """Exit with the install hint when a module of the ``server`` extra cannot be imported."""
+    for alternatives in requirements:
+        if not any(_importable(name) for name in alternatives):
+            _fail_missing_extra(alternatives[0])
+
+
+class _Main(click.Group):
+    """The command group; a ``server`` extra module missing at run time gives the install hint, not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ModuleNotFoundError as exc:
+            root = (exc.name or "").partition(".")[0]
+            if root not in SERVER_EXTRA_MODULES:
+                raise
+            _fail_missing_extra(root)
 
 
 def _setup_logging(level: str, name: str) -> None:
@@ -36,7 +99,7 @@ def _split(value: str | None) -> list[str] | None:
     return items
 
 
-@click.group()
+@click.group(cls=_Main)
 @click.version_option(__version__, prog_name="cl-compute")
 def main() -> None:
     """cl_compute: the reference CL compute deployment (API server, workers, MQTT broker)."""
@@ -104,6 +167,12 @@ def up(
     """
     if mqtt_url is not None and mqtt_port is not None:
         raise click.UsageError("give either --mqtt (an external broker) or --mqtt-port (the broker started here)")
+    _require(_API_MODULES)
+    if mqtt_url is None and broker != "mosquitto":
+        from cl_compute.broker import find_mosquitto
+
+        if broker == "amqtt" or find_mosquitto() is None:
+            _require((("amqtt",),))
 
     from cl_compute.deployment import Deployment, DeploymentError, PortInUseError
 
@@ -207,6 +276,7 @@ def serve(
     log_level: str,
 ) -> None:
     """Run the API server only (workers and broker run elsewhere)."""
+    _require(_API_MODULES)
     import uvicorn
 
     from cl_compute.app import ServerSettings, create_app
@@ -310,6 +380,7 @@ def _ask_data_dir(server_url: str) -> Path:
 @click.option("--user-id", default="cl-compute-user", show_default=True)
 def token(private_key: str, permissions: str, admin: bool, expires_in: float, user_id: str) -> None:
     """Print an ES256 JWT signed with PRIVATE_KEY."""
+    _require(_AUTH_MODULES)
     from cl_compute.auth import mint_token
 
     click.echo(
@@ -327,6 +398,7 @@ def token(private_key: str, permissions: str, admin: bool, expires_in: float, us
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
 def keygen(out_dir: Path) -> None:
     """Write a new ES256 key pair as OUT_DIR/private_key.pem and OUT_DIR/public_key.pem."""
+    _require(_AUTH_MODULES)
     from cl_compute.auth import generate_keypair
 
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,5 @@
 """``cl-compute`` as a user meets it: ``up`` on the ports clients expect, port fallbacks and errors,
-``python -m cl_compute``. Real processes, no mocks.
+``python -m cl_compute``, and the message when the ``server`` extra is missing. Real processes, no mocks.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from cl_compute.plugins import EXTRA_PLUGINS_ENV, format_extra_plugins
 
 API_PORT = 8002
 MQTT_PORT = 1883
+INSTALL_HINT = 'pip install "cl-client[server]"'
 
 #: variables that would point a client somewhere other than its defaults.
 CLIENT_ENV = ("CL_SERVER_URL", "COMPUTE_URL", "CL_MQTT_URL", "MQTT_URL", "CL_AUTH_URL", "AUTH_URL", "CL_TOKEN")
@@ -206,3 +207,64 @@ def test_python_dash_m_cl_compute_is_the_cli() -> None:
     assert run.returncode == 0, run.stderr
     assert "--mqtt-port" in run.stdout
     assert "export CL_SERVER_URL=" in run.stdout
+
+
+#: the ``server`` extra's import names; blocking them simulates ``pip install cl-client`` without the extra.
+SERVER_EXTRA = (
+    "fastapi", "starlette", "uvicorn", "multipart", "python_multipart", "jwt", "cryptography", "PIL", "cv2",
+    "skimage", "imageio_ffmpeg", "av", "magic", "mtcnn", "dlib", "onnxruntime", "amqtt", "pillow_heif",
+)  # fmt: skip
+
+# `sys.modules[name] = None` makes `import name` raise ModuleNotFoundError, as if it were not installed.
+WRAPPER = (
+    "import sys\n"
+    "for name in sys.argv[1].split(','):\n"
+    "    sys.modules[name] = None\n"
+    "from cl_compute.cli import main\n"
+    "main(sys.argv[2:], prog_name='cl-compute')\n"
+)
+
+
+def _run_without(blocked: tuple[str, ...], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", WRAPPER, ",".join(blocked), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+@pytest.mark.parametrize(
+    ("blocked", "args", "module"),
+    [
+        (SERVER_EXTRA, ["up"], "fastapi"),
+        (SERVER_EXTRA, ["up", "--mqtt-port", "0", "--port", "0"], "fastapi"),
+        (SERVER_EXTRA, ["serve", "--data-dir", "{tmp}/d"], "fastapi"),
+        (SERVER_EXTRA, ["token", "--private-key", "{tmp}/key.pem"], "jwt"),
+        (SERVER_EXTRA, ["keygen", "{tmp}/keys"], "jwt"),
+        (("amqtt",), ["up", "--broker", "amqtt"], "amqtt"),
+        # found by the up-front check but broken underneath: the message comes from the command group
+        (("starlette",), ["serve", "--data-dir", "{tmp}/d"], "starlette"),
+    ],
+)
+def test_without_the_server_extra_the_cli_says_what_to_install(
+    blocked: tuple[str, ...], args: list[str], module: str, tmp_path: Path
+) -> None:
+    (tmp_path / "key.pem").write_text("not a key")
+    run = _run_without(blocked, *[a.format(tmp=tmp_path) for a in args])
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert run.stderr.splitlines() == [
+        f"cl-compute: the server extra is not installed (no module named {module!r}); install it with: {INSTALL_HINT}"
+    ], run.stderr
+    assert run.stdout == ""
+    assert not (tmp_path / "keys").exists()
+
+
+def test_without_the_server_extra_help_and_version_still_work() -> None:
+    run = _run_without(SERVER_EXTRA, "up", "--help")
+    assert run.returncode == 0, run.stderr
+    assert "--mqtt-port" in run.stdout
+    run = _run_without(SERVER_EXTRA, "--version")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("cl-compute, version ")
