@@ -341,3 +341,16 @@ def test_handlers_are_left_alone_outside_the_main_thread() -> None:
     thread.start()
     thread.join()
     assert seen == [before]
+
+
+def test_cli_without_url_certifies_the_embedded_deployment_and_says_cl_server_url_is_unused(tmp_path: Path) -> None:
+    """Collection only: the embedded deployment starts with the first check, so none starts here."""
+    (tmp_path / "certify_probe.py").write_text(PROBE)
+    out = tmp_path / "probe.json"
+    env = {"PYTHONPATH": str(tmp_path), "CERTIFY_PROBE_OUT": str(out), "CL_SERVER_URL": "http://exported:8002"}
+    res = CliRunner().invoke(cli, ["certify", "--", "-p", "certify_probe", "--co"], obj=CliState(), env=env)
+    assert res.exit_code == 0, res.output
+    assert "note: CL_SERVER_URL (http://exported:8002) is not used" in res.output
+    record = json.loads(out.read_text())
+    assert record["env"]["CL_SERVER_URL"] is None
+    assert "--cl-server" not in record["cmdline"]
