@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO, Any, TypeVar
 from urllib.parse import urlparse
 
@@ -301,3 +305,22 @@ class UpProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+DEFAULT_PORTS_LOCK = "cl-compute-tests-default-ports.lock"
+
+
+@contextlib.contextmanager
+def default_ports_lock() -> Iterator[None]:
+    """Hold the machine-wide lock of the fixed ports 8002/1883 while a test lets ``up`` take them.
+
+    Every test that starts ``cl-compute up`` on its default ports, or occupies them itself, holds this lock, so
+    no two such tests run at the same time (xdist workers, other pytest sessions on the host).
+    """
+    path = Path(tempfile.gettempdir()) / DEFAULT_PORTS_LOCK
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

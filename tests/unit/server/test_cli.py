@@ -6,21 +6,19 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import hashlib
 import os
 import re
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from server_helpers import Recorder, UpProcess, run_job, test_plugin_spec
+from server_helpers import Recorder, UpProcess, default_ports_lock, run_job, test_plugin_spec
 
 from cl_client import ComputeClient, JobResponse
 from cl_compute.plugins import EXTRA_PLUGINS_ENV, format_extra_plugins
@@ -35,18 +33,9 @@ CLIENT_ENV = ("CL_SERVER_URL", "COMPUTE_URL", "CL_MQTT_URL", "MQTT_URL", "CL_AUT
 
 @pytest.fixture
 def default_ports() -> Iterator[None]:
-    """Hold the machine-wide lock of the fixed ports 8002/1883 (xdist workers, other sessions on the host).
-
-    Every test that lets ``up`` take 8002/1883, or occupies them itself, uses this fixture, so no two such
-    tests run at the same time.
-    """
-    path = Path(tempfile.gettempdir()) / "cl-compute-tests-default-ports.lock"
-    with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    """Hold the machine-wide lock of the fixed ports 8002/1883 (see ``server_helpers.default_ports_lock``)."""
+    with default_ports_lock():
+        yield
 
 
 def _in_use(port: int) -> bool:
