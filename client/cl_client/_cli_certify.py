@@ -64,6 +64,8 @@ SECRET_VARIABLES = (
 )
 #: upstream's variable names the library also reads (``CL_*`` first), copied for the ``cl`` plugin.
 VARIABLE_ALIASES = (("CL_AUTH_URL", "AUTH_URL"), ("CL_MQTT_URL", "MQTT_URL"))
+#: ``--mqtt`` values that mean "no MQTT, poll" (as the ``cl`` plugin reads them).
+MQTT_OFF = frozenset({"off", "none", "disabled", "0", "false"})
 _PYTEST_ARGS = "cl_client.certify.pytest_args"
 
 
@@ -77,8 +79,8 @@ class CertifyRequest:
 
     Attributes:
         url: the compute API under test; None = the embedded reference deployment.
-        mqtt: the deployment's broker URL, or ``off`` to poll (None = the ``cl`` plugin's default: port 1883
-            on the server's host). Only for a deployment given by URL.
+        mqtt: the deployment's broker URL, or ``off`` to poll (None = the ``cl`` plugin's default: a broker
+            found on the server's host). The embedded deployment takes ``off`` only (it has its own broker).
         workers: pytest-xdist processes (``-n``): a number or ``auto``; None = no xdist.
         report: write the conformance matrix to this path (JSON) and ``PATH.md`` (Markdown).
         strict: strict mode (missing workers and fix-dependent checks fail).
@@ -234,9 +236,10 @@ def build_command(
 
     if request.url is None:
         env.pop("CL_SERVER_URL", None)  # the cl plugin would read it: no URL means the embedded deployment
-        if request.mqtt is not None:
+        if request.mqtt is not None and request.mqtt.strip().lower() not in MQTT_OFF:
             raise CertifyUsageError(
-                "--mqtt applies to a deployment given by URL; the embedded deployment uses its own broker"
+                "--mqtt URL applies to a deployment given by URL; the embedded deployment uses its own broker "
+                "(--mqtt off certifies it by polling)"
             )
     else:
         if not request.url.startswith(("http://", "https://")):
@@ -377,7 +380,7 @@ class _CertifyCommand(click.Command):
 @click.command("certify", cls=_CertifyCommand)
 @click.argument("url", required=False)
 @click.option("--mqtt", metavar="URL|off", default=None,
-              help="The deployment's broker, or 'off' to poll [default: port 1883 on the URL's host].")  # fmt: skip
+              help="Broker URL, or 'off' to poll [default: found on the URL's host; embedded: its own].")  # fmt: skip
 @click.option("-n", "workers", metavar="N", default=None, help="Run the checks in N processes (pytest-xdist; 'auto').")
 @click.option("--plugins", "rows", metavar="A,B", multiple=True,
               help="Only these matrix rows: plugin names, 'protocol', 'workflows'.")  # fmt: skip

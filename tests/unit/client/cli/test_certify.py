@@ -131,13 +131,15 @@ def test_without_url_the_embedded_deployment_and_cl_server_url_is_not_passed_on(
     assert note is not None and "http://exported:8002" in note and 'certify "$CL_SERVER_URL"' in note
     assert ignored_server_note(CertifyRequest(url="http://h"), environ) is None
     assert ignored_server_note(CertifyRequest(), {}) is None
+    argv = list(build(CertifyRequest(mqtt="OFF")).argv)  # the embedded deployment, by polling
+    assert argv[argv.index("--cl-mqtt") + 1] == "OFF"
 
 
 @pytest.mark.parametrize(
     ("request_", "message"),
     [
         (CertifyRequest(url="localhost:8002"), "expected the http(s) URL"),
-        (CertifyRequest(mqtt="mqtt://b:1883"), "--mqtt applies to a deployment given by URL"),
+        (CertifyRequest(mqtt="mqtt://b:1883"), "--mqtt URL applies to a deployment given by URL"),
         (CertifyRequest(url="http://h", workers="many"), "-n: expected a number"),
         (CertifyRequest(url="http://h", workers="-1"), "-n: expected a number"),
         (CertifyRequest(url="http://h", rows=(" , ",)), "--plugins: expected plugin names"),
