@@ -1,9 +1,14 @@
 """Start an MQTT broker for a deployment: mosquitto when installed, else the pip-installed amqtt (MQTT 3.1.1).
 
+Both listen on the interface ``host`` (default 127.0.0.1, loopback only): ``cl-compute up`` passes the API's
+``--host``, so ``--host 0.0.0.0`` serves the broker to other machines too. ``::`` means every interface, IPv4
+and IPv6 (like the API's dual-stack socket). :attr:`Broker.url` names an address a client on this machine can
+connect to (:func:`connect_host`: 127.0.0.1 for 0.0.0.0, ::1 for ::).
+
 mosquitto cannot bind port 0 (``listener 0`` means a unix socket), so a free port is picked, a config file
-with ``listener PORT 127.0.0.1`` + ``allow_anonymous true`` is written, and the start is retried on the rare
-bind race. amqtt runs in a subprocess (``python -m cl_compute._amqtt_broker``) that binds port 0 itself and
-reports the port on stdout.
+with ``listener PORT HOST`` + ``allow_anonymous true`` is written, and the start is retried on the rare
+bind race. amqtt runs in a subprocess (``python -m cl_compute._amqtt_broker``) that binds port 0 itself (or,
+for ``::``, a free port picked the same way) and reports the port on stdout.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from pathlib import Path
 
 from cl_compute.mqtt import MQTTConnectError, wait_for_broker
 
-#: the interface every broker started here listens on.
+#: the interface a broker started here listens on unless told otherwise (loopback only).
 BROKER_HOST = "127.0.0.1"
 
 MOSQUITTO_FALLBACK_PATHS = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto", "/opt/homebrew/sbin/mosquitto")
@@ -44,9 +49,28 @@ def find_mosquitto() -> str | None:
     return None
 
 
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def connect_host(host: str) -> str:
+    """The host a client uses to reach a server bound to ``host`` (loopback for the wildcard addresses)."""
+    if host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if host == "::":
+        return "::1"
+    return host
+
+
+def url_host(host: str) -> str:
+    """``connect_host(host)`` as it goes into a URL (an IPv6 address in brackets)."""
+    target = connect_host(host)
+    return f"[{target}]" if ":" in target else target
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A currently free TCP port on ``host`` (racy by nature: callers retry)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+    with socket.socket(_family(host), socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
 
@@ -57,8 +81,7 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
     The probe binds with ``SO_REUSEADDR`` like mosquitto, amqtt and uvicorn do, so a port left in
     ``TIME_WAIT`` by a previous run counts as free. Any error other than "address in use" is raised.
     """
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as s:
+    with socket.socket(_family(host), socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
@@ -73,7 +96,7 @@ class Broker:
     """A broker subprocess started by :func:`start_broker`.
 
     Attributes:
-        url: ``mqtt://127.0.0.1:PORT``.
+        url: ``mqtt://HOST:PORT``, connectable from this machine (127.0.0.1 when it listens on 0.0.0.0).
         kind: ``"mosquitto"`` or ``"amqtt"``.
         process: the subprocess.
     """
@@ -108,20 +131,33 @@ def _read_stderr(proc: subprocess.Popen[bytes]) -> str:
     return ""
 
 
+def _mosquitto_listener(host: str, port: int) -> str:
+    if host == "::":  # `listener PORT ::` would be IPv6 only; no address = every interface, both families
+        return f"listener {port}"
+    return f"listener {port} {host or '0.0.0.0'}"
+
+
 def start_mosquitto(
-    binary: str, *, port: int | None = None, preexec_fn: Callable[[], None] | None = None, attempts: int = 5
+    binary: str,
+    *,
+    host: str = BROKER_HOST,
+    port: int | None = None,
+    preexec_fn: Callable[[], None] | None = None,
+    attempts: int = 5,
 ) -> Broker:
-    """Start mosquitto on 127.0.0.1 (``port`` or a free one) and wait until it accepts connections.
+    """Start mosquitto on ``host`` (``port`` or a free one) and wait until it accepts connections.
 
     Raises:
         BrokerError: it would not start (the last stderr is included).
     """
     last_error = ""
     for _ in range(attempts if port is None else 1):
-        chosen = port or free_port()
+        chosen = port or free_port(host)
         workdir = Path(tempfile.mkdtemp(prefix="cl-compute-mosquitto-"))
         conf = workdir / "mosquitto.conf"
-        conf.write_text(f"listener {chosen} 127.0.0.1\nallow_anonymous true\npersistence false\nset_tcp_nodelay true\n")
+        conf.write_text(
+            f"{_mosquitto_listener(host, chosen)}\nallow_anonymous true\npersistence false\nset_tcp_nodelay true\n"
+        )
         # mosquitto changes credentials at start-up, which clears PR_SET_PDEATHSIG: a small watchdog keeps it
         cmd = [binary, "-c", str(conf)]
         if preexec_fn is not None:
@@ -134,7 +170,7 @@ def start_mosquitto(
             start_new_session=True,
             preexec_fn=preexec_fn,
         )
-        url = f"mqtt://127.0.0.1:{chosen}"
+        url = f"mqtt://{url_host(host)}:{chosen}"
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if proc.poll() is not None:
@@ -154,8 +190,10 @@ def start_mosquitto(
     raise BrokerError(f"mosquitto ({binary}) failed to start: {last_error.strip() or 'no output'}")
 
 
-def start_amqtt(*, port: int | None = None, preexec_fn: Callable[[], None] | None = None) -> Broker:
-    """Start the amqtt broker (MQTT 3.1.1 only) in a subprocess and wait until it accepts connections.
+def start_amqtt(
+    *, host: str = BROKER_HOST, port: int | None = None, preexec_fn: Callable[[], None] | None = None
+) -> Broker:
+    """Start the amqtt broker (MQTT 3.1.1 only) on ``host`` in a subprocess and wait until it accepts connections.
 
     Raises:
         BrokerError: amqtt is not installed or would not start.
@@ -166,7 +204,7 @@ def start_amqtt(*, port: int | None = None, preexec_fn: Callable[[], None] | Non
             "or apt-get install mosquitto)"
         )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cl_compute._amqtt_broker", "--port", str(port or 0)],
+        [sys.executable, "-m", "cl_compute._amqtt_broker", "--host", host, "--port", str(port or 0)],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -179,7 +217,7 @@ def start_amqtt(*, port: int | None = None, preexec_fn: Callable[[], None] | Non
         proc.kill()
         proc.wait()
         raise BrokerError(f"amqtt broker failed to start: {line} {_read_stderr(proc)}".strip())
-    url = f"mqtt://127.0.0.1:{int(line.split()[1])}"
+    url = f"mqtt://{url_host(host)}:{int(line.split()[1])}"
     try:
         wait_for_broker(url, timeout=10)
     except MQTTConnectError as exc:
@@ -190,9 +228,16 @@ def start_amqtt(*, port: int | None = None, preexec_fn: Callable[[], None] | Non
 
 
 def start_broker(
-    *, prefer: str = "auto", port: int | None = None, preexec_fn: Callable[[], None] | None = None
+    *,
+    prefer: str = "auto",
+    host: str = BROKER_HOST,
+    port: int | None = None,
+    preexec_fn: Callable[[], None] | None = None,
 ) -> Broker:
     """Start mosquitto when available (``prefer="auto"``/``"mosquitto"``), else amqtt (``"amqtt"`` forces it).
+
+    The broker listens on ``host`` (default 127.0.0.1; ``0.0.0.0`` = every IPv4 interface, ``::`` = every
+    interface), on ``port`` or a free one.
 
     Raises:
         BrokerError: no broker could be started.
@@ -202,7 +247,7 @@ def start_broker(
     if prefer != "amqtt":
         binary = find_mosquitto()
         if binary is not None:
-            return start_mosquitto(binary, port=port, preexec_fn=preexec_fn)
+            return start_mosquitto(binary, host=host, port=port, preexec_fn=preexec_fn)
         if prefer == "mosquitto":
             raise BrokerError("mosquitto is not installed (apt-get install mosquitto)")
-    return start_amqtt(port=port, preexec_fn=preexec_fn)
+    return start_amqtt(host=host, port=port, preexec_fn=preexec_fn)

@@ -106,7 +106,13 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="API interface.")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Interface of the API and of the broker started here: 127.0.0.1 = this machine only, "
+    "0.0.0.0 = every IPv4 interface, :: = every interface (IPv4 and IPv6).",
+)
 @click.option(
     "--port",
     "-p",
@@ -118,7 +124,7 @@ def main() -> None:
     "--mqtt-port",
     type=click.IntRange(0, 65535),
     default=None,
-    help=f"Port of the broker started here (on 127.0.0.1); taken = error; 0 = a free port. "
+    help=f"Port of the broker started here (on HOST, like the API); taken = error; 0 = a free port. "
     f"[default: {DEFAULT_MQTT_PORT}, or a free port if it is taken]",
 )
 @click.option("--workers", "-n", type=int, default=None, help="Worker processes (default: number of cores).")
@@ -153,10 +159,17 @@ def up(
     """Start broker + API server + workers, print the URLs, serve until Ctrl-C/SIGTERM.
 
     \b
-    Ports: the API listens on HOST:8002 and the broker on 127.0.0.1:1883, the
-    ports clients expect, when they are free. When one is taken, a line says so
-    and a free port is used instead. An explicit --port / --mqtt-port that is
-    taken is an error (exit status 1); 0 picks a free port.
+    Ports: the API listens on HOST:8002 and the broker on HOST:1883, the ports
+    clients expect, when they are free. When one is taken, a line says so and a
+    free port is used instead. An explicit --port / --mqtt-port that is taken is
+    an error (exit status 1); 0 picks a free port.
+
+    \b
+    Interface: both listen on HOST only, 127.0.0.1 by default. For clients on
+    other machines (cl-client certify http://THISHOST:8002 finds the broker on
+    port 1883 of the same host) use --host 0.0.0.0. The printed URLs then name
+    the loopback address (127.0.0.1; ::1 for --host ::): other machines use
+    this machine's name or address instead.
 
     \b
     The banner ends with a line to paste into the shell of a client (cl-client,
@@ -174,6 +187,7 @@ def up(
         if broker == "amqtt" or find_mosquitto() is None:
             _require((("amqtt",),))
 
+    from cl_compute.broker import connect_host
     from cl_compute.deployment import Deployment, DeploymentError, PortInUseError
 
     _setup_logging(log_level, "up")
@@ -223,7 +237,8 @@ def up(
     click.echo(f"data dir:    {dep.data_dir}")
     click.echo(f"workers:     {', '.join(dep.worker_ids) or '(none)'}")
     click.echo(f"ready in {dep.startup_seconds:.2f} s; Ctrl-C to stop")
-    click.echo(_client_hint(dep.server_url, dep.mqtt_url, auth=auth_public_key is not None))
+    everywhere = connect_host(host) != host  # 0.0.0.0 or ::, printed as a loopback address
+    click.echo(_client_hint(dep.server_url, dep.mqtt_url, auth=auth_public_key is not None, everywhere=everywhere))
     click.echo(f"export CL_SERVER_URL={dep.server_url} CL_MQTT_URL={dep.mqtt_url}")
     try:
         while not stop.wait(0.5):
@@ -235,7 +250,7 @@ def up(
         click.echo(f"cl-compute: stopped in {time.monotonic() - t0:.2f} s", err=True)
 
 
-def _client_hint(server_url: str, mqtt_url: str, *, auth: bool) -> str:
+def _client_hint(server_url: str, mqtt_url: str, *, auth: bool, everywhere: bool = False) -> str:
     """The shell comment before the ``export`` line of the banner."""
     defaults = server_url.endswith(f"://127.0.0.1:{DEFAULT_API_PORT}") and mqtt_url.endswith(
         f"://127.0.0.1:{DEFAULT_MQTT_PORT}"
@@ -245,6 +260,8 @@ def _client_hint(server_url: str, mqtt_url: str, *, auth: bool) -> str:
         if defaults
         else "# clients: paste this line into their shell (cl-client, pytest --cl-server):"
     )
+    if everywhere:
+        hint += "\n# clients on other machines: this line with this machine's name or address, not the loopback one"
     if auth:
         hint += "\n# auth is on: also export CL_TOKEN=$(cl-compute token --private-key PRIVATE_KEY.pem)"
     return hint

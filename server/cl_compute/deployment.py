@@ -37,7 +37,7 @@ from typing import IO
 
 import httpx
 
-from cl_compute.broker import BROKER_HOST, Broker, port_in_use, start_broker
+from cl_compute.broker import Broker, port_in_use, start_broker, url_host
 from cl_compute.plugins import EXTRA_PLUGINS_ENV, format_extra_plugins, parse_extra_plugins
 from cl_compute.worker import set_pdeathsig
 
@@ -83,15 +83,6 @@ def _host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def connect_host(host: str) -> str:
-    """The host a client uses to reach a server bound to ``host`` (loopback for the wildcard addresses)."""
-    if host in ("", "0.0.0.0"):
-        return "127.0.0.1"
-    if host == "::":
-        return "::1"
-    return host
-
-
 def _child_preexec() -> None:
     set_pdeathsig(signal.SIGTERM)
 
@@ -105,10 +96,11 @@ class Deployment:
         mqtt_url: use this broker (``mqtt://host:port``) instead of starting one.
         auth_public_key: ES256 public key (PEM text, bytes, or a path to a PEM file) to turn auth on.
         tasks: task types the workers serve (None = every registered plugin whose backend loads).
-        host: interface for the API server.
+        host: interface of the API server and of the broker started here (``0.0.0.0``: every IPv4 interface,
+            ``::``: every interface; the URLs name a loopback address then).
         port: API port (0 = a free port). Taken: ``PortInUseError``, unless ``port_fallback``.
         mqtt_port: port of the broker started here (0 = a free port; ignored with ``mqtt_url``). Taken:
-            ``PortInUseError``, unless ``mqtt_port_fallback``. The broker listens on 127.0.0.1.
+            ``PortInUseError``, unless ``mqtt_port_fallback``. The broker listens on ``host``, like the API.
         port_fallback: when ``port`` is taken, use a free port instead (recorded in ``port_fallbacks``).
         mqtt_port_fallback: when ``mqtt_port`` is taken, use a free port instead (recorded in ``port_fallbacks``).
         extra_plugins: extra task types ``{"sleep": "pkg.mod:SleepPlugin" or "/path/file.py:SleepPlugin"}``,
@@ -125,8 +117,8 @@ class Deployment:
         worker_shutdown_grace: seconds a worker may spend finishing its job on ``stop()``.
 
     Attributes (after ``start()``):
-        server_url: ``http://host:port`` of the API.
-        mqtt_url: ``mqtt://host:port`` of the broker.
+        server_url: ``http://host:port`` of the API (127.0.0.1 / ::1 when ``host`` is 0.0.0.0 / ::).
+        mqtt_url: ``mqtt://host:port`` of the broker (likewise).
         data_dir: the data directory (a ``Path``).
         worker_ids: ids of the worker processes.
         worker_pids: worker id -> pid of its supervisor process.
@@ -293,9 +285,7 @@ class Deployment:
         # API server on a socket bound here (first, so a taken port fails before anything starts) and handed
         # over to the server process: no port race.
         sock = self._api_sock = self._bind_api_socket()
-        url_host = connect_host(self.host)
-        url_host = f"[{url_host}]" if ":" in url_host else url_host
-        self.server_url = f"http://{url_host}:{sock.getsockname()[1]}"
+        self.server_url = f"http://{url_host(self.host)}:{sock.getsockname()[1]}"
 
         if self._mqtt_url_arg is not None:
             self.mqtt_url = self._mqtt_url_arg
@@ -404,26 +394,27 @@ class Deployment:
         return sock
 
     def _start_broker(self) -> Broker:
+        host = self.host  # the API's interface: a client that reaches the API reaches the broker too
         wanted = self.mqtt_port or None
-        if wanted is not None and port_in_use(wanted, BROKER_HOST):
+        if wanted is not None and port_in_use(wanted, host):
             if not self.mqtt_port_fallback:
-                raise PortInUseError("MQTT broker", BROKER_HOST, wanted)
+                raise PortInUseError("MQTT broker", host, wanted)
             wanted = None
         try:
-            broker = start_broker(prefer=self.broker_pref, port=wanted, preexec_fn=_child_preexec)
+            broker = start_broker(prefer=self.broker_pref, host=host, port=wanted, preexec_fn=_child_preexec)
         except Exception as exc:
             # taken between the check and the broker's bind: the same answer as if it had been taken before
-            if wanted is None or not port_in_use(wanted, BROKER_HOST):
+            if wanted is None or not port_in_use(wanted, host):
                 raise DeploymentError(f"cannot start an MQTT broker: {exc}") from exc
             if not self.mqtt_port_fallback:
-                raise PortInUseError("MQTT broker", BROKER_HOST, wanted) from exc
+                raise PortInUseError("MQTT broker", host, wanted) from exc
             try:
-                broker = start_broker(prefer=self.broker_pref, preexec_fn=_child_preexec)
+                broker = start_broker(prefer=self.broker_pref, host=host, preexec_fn=_child_preexec)
             except Exception as exc2:
                 raise DeploymentError(f"cannot start an MQTT broker: {exc2}") from exc2
         used = int(broker.url.rsplit(":", 1)[1])
         if self.mqtt_port and used != self.mqtt_port:
-            self.port_fallbacks.append(PortFallback("MQTT broker", BROKER_HOST, self.mqtt_port, used))
+            self.port_fallbacks.append(PortFallback("MQTT broker", host, self.mqtt_port, used))
         return broker
 
     def _check_alive(self) -> None:
