@@ -16,28 +16,18 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
 from cl_compute import __version__
+from cl_compute._extra import SERVER_EXTRA_MODULES, missing_extra_message
 
 LOG_LEVELS = click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False)
 
 #: the ports clients, the README and the pytest plugin expect (``up`` uses them when they are free).
 DEFAULT_API_PORT = 8002
 DEFAULT_MQTT_PORT = 1883
-
-INSTALL_HINT = 'pip install "cl-client[server]"'
-
-#: top-level import names of the ``server`` extra's packages: a missing one means the extra is not installed.
-SERVER_EXTRA_MODULES = frozenset(
-    {
-        "fastapi", "starlette", "uvicorn", "multipart", "python_multipart", "jwt", "cryptography", "PIL", "cv2",
-        "skimage", "imageio_ffmpeg", "av", "magic", "mtcnn", "dlib", "face_recognition_models", "onnxruntime",
-        "amqtt", "pillow_heif",
-    }
-)  # fmt: skip
 
 #: what the API server needs to start (each entry: alternatives, one of which must be importable).
 _API_MODULES: tuple[tuple[str, ...], ...] = (
@@ -57,11 +47,8 @@ def _importable(name: str) -> bool:
         return False
 
 
-def _fail_missing_extra(module: str) -> None:
-    click.echo(
-        f"cl-compute: the server extra is not installed (no module named {module!r}); install it with: {INSTALL_HINT}",
-        err=True,
-    )
+def _fail_missing_extra(*modules: str) -> NoReturn:
+    click.echo(f"cl-compute: {missing_extra_message(modules)}", err=True)
     sys.exit(1)
 
 
@@ -347,7 +334,7 @@ def worker(
 ) -> None:
     """Run one worker sharing the server's data directory."""
     from cl_compute.mqtt import MQTTConnectError
-    from cl_compute.worker import Worker, WorkerSettings
+    from cl_compute.worker import ServerExtraMissing, Worker, WorkerSettings
 
     wid = worker_id or f"worker-{socket.gethostname()}-{os.getpid()}"
     _setup_logging(log_level, f"worker[{wid}]")
@@ -371,6 +358,8 @@ def worker(
     w.install_signal_handlers()
     try:
         code = w.run()
+    except ServerExtraMissing as exc:  # nothing to serve without it: one line, as the other commands say it
+        _fail_missing_extra(*exc.modules)
     except MQTTConnectError as exc:
         raise click.ClickException(str(exc)) from exc
     sys.exit(code)

@@ -40,11 +40,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cl_compute._extra import missing_extra_message, missing_extra_module
 from cl_compute.mqtt import WAKE_TOPIC, WORKERS_TOPIC_PREFIX, MQTTConnection, Will
 from cl_compute.plugins import plugin_names
 from cl_compute.store import Job, JobStore, now_ms
 
 log = logging.getLogger(__name__)
+
+
+class ServerExtraMissing(RuntimeError):
+    """No requested plugin loads, and at least one failed because the ``server`` extra is not installed.
+
+    Attributes:
+        modules: the missing modules of the extra (sorted).
+    """
+
+    def __init__(self, modules: list[str]) -> None:
+        super().__init__(missing_extra_message(modules))
+        self.modules = modules
 
 
 def set_pdeathsig(sig: int = signal.SIGTERM) -> None:
@@ -128,21 +141,24 @@ def _executor_main(
     plugins: dict[str, Any] = {}
     details: dict[str, dict[str, str]] = {}
     unavailable: dict[str, str] = {}
+    lacking: dict[str, str] = {}  # task type -> the module of the server extra it could not import
     for tt in task_types:
         try:
             plugin = get_plugin(tt)
             plugin.load()
-        except BackendUnavailable as exc:
-            unavailable[tt] = str(exc) or "backend unavailable"
-            continue
         except Exception as exc:
-            unavailable[tt] = f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, BackendUnavailable):
+                unavailable[tt] = str(exc) or "backend unavailable"
+            else:
+                unavailable[tt] = f"{type(exc).__name__}: {exc}"
+            module = missing_extra_module(exc)
+            if module is not None:
+                lacking[tt] = module
             continue
         plugins[tt] = plugin
         details[tt] = {str(k): str(v) for k, v in dict(plugin.details).items()}
-    for tt, why in unavailable.items():
-        logging.getLogger(__name__).warning("plugin %s unavailable: %s", tt, why)
-    conn.send(("ready", sorted(plugins), details, unavailable))
+    # the supervisor logs what is unavailable (once, not again after each executor restart)
+    conn.send(("ready", sorted(plugins), details, unavailable, lacking))
     store = JobStore(Path(data_dir))
     send_lock = threading.Lock()
     while True:
@@ -258,8 +274,11 @@ class _Executor:
         self.process.start()
         child.close()
 
-    def wait_ready(self) -> tuple[list[str], dict[str, dict[str, str]], dict[str, str]]:
-        """Block until the plugins are loaded; returns (available, details, unavailable).
+    def wait_ready(self) -> tuple[list[str], dict[str, dict[str, str]], dict[str, str], dict[str, str]]:
+        """Block until the plugins are loaded; returns (available, details, unavailable, lacking).
+
+        ``unavailable`` maps a task type to why it did not load; ``lacking`` maps those that failed for want of
+        the ``server`` extra to the module that is missing.
 
         Raises:
             RuntimeError: the executor died while loading.
@@ -271,7 +290,7 @@ class _Executor:
                 except EOFError as exc:
                     raise RuntimeError(f"executor died while loading plugins (exit {self.process.exitcode})") from exc
                 if msg[0] == "ready":
-                    return msg[1], msg[2], msg[3]
+                    return msg[1], msg[2], msg[3], msg[4]
             elif not self.process.is_alive():
                 raise RuntimeError(f"executor died while loading plugins (exit {self.process.exitcode})")
 
@@ -418,17 +437,41 @@ class Worker:
 
     def _start_executor(self) -> None:
         self.executor = _Executor(self.settings, self.requested)
-        available, details, unavailable = self.executor.wait_ready()
+        available, details, unavailable, _lacking = self.executor.wait_ready()
         with self._state_lock:
             self.capabilities = available
             self.details = details
             self.unavailable = unavailable
 
+    def _log_unavailable(self, unavailable: dict[str, str], lacking: dict[str, str]) -> None:
+        """A line per plugin that did not load, except those that lack the server extra: one line for them all."""
+        for tt, why in unavailable.items():
+            if tt not in lacking:
+                log.warning("plugin %s unavailable: %s", tt, why)
+        if lacking:
+            names = ", ".join(sorted(lacking))
+            log.warning("plugins unavailable (%s): %s", names, missing_extra_message(lacking.values()))
+
     def run(self) -> int:
-        """Start the executor, connect, announce, and serve until stopped; returns an exit status."""
+        """Load the plugins, connect, announce, and serve until stopped; returns an exit status.
+
+        Raises:
+            ServerExtraMissing: no plugin loads, and the ``server`` extra is (at least part of) why; nothing
+                was published and the broker was not contacted.
+            MQTTConnectError: the broker did not accept the connection.
+        """
         self.executor = _Executor(self.settings, self.requested)
-        self.mqtt.start()
-        available, details, unavailable = self.executor.wait_ready()
+        try:
+            available, details, unavailable, lacking = self.executor.wait_ready()
+            if not available and lacking:  # the command says it (once); other reasons are logged here
+                self._log_unavailable({tt: why for tt, why in unavailable.items() if tt not in lacking}, {})
+                raise ServerExtraMissing(sorted(set(lacking.values())))
+            self._log_unavailable(unavailable, lacking)
+            self.mqtt.start()
+        except BaseException:
+            self.executor.close()
+            self.executor = None
+            raise
         with self._state_lock:
             self.capabilities = available
             self.details = details

@@ -1,5 +1,6 @@
 """``cl-compute`` as a user meets it: ``up`` on the ports clients expect, port fallbacks and errors,
-``python -m cl_compute``, and the message when the ``server`` extra is missing. Real processes, no mocks.
+``python -m cl_compute``, and the message when the ``server`` extra is missing (also from a ``worker``). Real
+processes, no mocks.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import errno
 import hashlib
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -21,7 +23,8 @@ import pytest
 from server_helpers import Recorder, UpProcess, default_ports_lock, run_job, test_plugin_spec
 
 from cl_client import ComputeClient, JobResponse
-from cl_compute.plugins import EXTRA_PLUGINS_ENV, format_extra_plugins
+from cl_compute.broker import start_broker
+from cl_compute.plugins import EXTRA_PLUGINS_ENV, PLUGIN_MODULES, format_extra_plugins
 
 API_PORT = 8002
 MQTT_PORT = 1883
@@ -257,3 +260,82 @@ def test_without_the_server_extra_help_and_version_still_work() -> None:
     run = _run_without(SERVER_EXTRA, "--version")
     assert run.returncode == 0, run.stderr
     assert run.stdout.startswith("cl-compute, version ")
+
+
+# A worker loads its plugins in a spawned child process, which `sys.modules` entries of the parent do not
+# reach: a `sitecustomize` on PYTHONPATH blocks the extra in every Python process of the test instead.
+SITECUSTOMIZE = (
+    "import os, sys\n"
+    "for name in os.environ.get('CL_TEST_BLOCKED_MODULES', '').split(','):\n"
+    "    if name:\n"
+    "        sys.modules[name] = None\n"
+)
+
+
+def _env_without(blocked: tuple[str, ...], tmp_path: Path, **extra: str) -> dict[str, str]:
+    site = tmp_path / "block-extra"
+    site.mkdir(exist_ok=True)
+    (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    path = os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH", "")) if p)
+    env = {k: v for k, v in os.environ.items() if k != EXTRA_PLUGINS_ENV}  # the built-in plugins only
+    return dict(env, PYTHONPATH=path, CL_TEST_BLOCKED_MODULES=",".join(blocked), **extra)
+
+
+def _worker_cmd(tmp_path: Path, mqtt_url: str, *args: str) -> list[str]:
+    data = tmp_path / "data"
+    return [sys.executable, "-m", "cl_compute", "worker", "--data-dir", str(data), "--mqtt", mqtt_url, *args]
+
+
+@pytest.mark.parametrize("tasks", [[], ["--tasks", "hash"], ["--tasks", "image_conversion,media_thumbnail"]])
+def test_a_worker_without_the_server_extra_says_what_to_install_and_exits(tasks: list[str], tmp_path: Path) -> None:
+    """No plugin can load without the extra: one line with the install hint, exit 1, before any broker is asked
+    (nothing listens at the --mqtt URL). The exif plugin would load with ExifTool: the Python backend is forced."""
+    env = _env_without(SERVER_EXTRA, tmp_path, CL_COMPUTE_EXIF_BACKEND="python")
+    cmd = _worker_cmd(tmp_path, "mqtt://127.0.0.1:1", *tasks)
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL, env=env)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert len(run.stderr.splitlines()) == 1, run.stderr
+    line = run.stderr.splitlines()[0]
+    assert re.fullmatch(
+        rf"cl-compute: the server extra is not installed \(no modules? named '\w+'(, '\w+')*\); "
+        rf"install it with: {re.escape(INSTALL_HINT)}",
+        line,
+    ), line
+    assert set(re.findall(r"'(\w+)'", line)) <= set(SERVER_EXTRA), line
+    assert run.stdout == ""
+
+
+def test_a_worker_without_the_server_extra_serves_what_loads_and_names_the_extra_once(tmp_path: Path) -> None:
+    """exif loads with ExifTool and no extra: the worker serves it, and one line says what the others lack."""
+    if shutil.which("exiftool") is None:
+        pytest.skip("needs ExifTool on PATH (the one plugin that loads without the server extra)")
+    env = _env_without(SERVER_EXTRA, tmp_path, CL_COMPUTE_EXIF_BACKEND="exiftool")
+    broker = start_broker()
+    rec = Recorder(broker.url)
+    proc = subprocess.Popen(
+        _worker_cmd(tmp_path, broker.url, "--worker-id", "no-extra"),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        announced = rec.wait_worker("no-extra", lambda w: w.payload is not None, timeout=120)
+        assert announced.payload is not None
+        assert announced.payload["capabilities"] == ["exif"], announced.payload
+        assert set(announced.payload["unavailable"]) == set(PLUGIN_MODULES) - {"exif"}, announced.payload
+        proc.terminate()
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        rec.close()
+        broker.stop()
+    assert proc.returncode == 0, stderr
+    hints = [line for line in stderr.splitlines() if INSTALL_HINT in line]
+    assert len(hints) == 1, stderr
+    assert "the server extra is not installed (no module" in hints[0], stderr
+    assert "plugin hash unavailable" not in stderr  # no line per plugin for the same cause
+    assert stdout == ""
