@@ -109,6 +109,11 @@ class EventRecorder:
         with self._cond:
             return list(self._events.get(job_id, ()))
 
+    def wait_any(self, job_id: str, timeout: float) -> bool:
+        """Wait until some event of the job arrived; False after ``timeout``."""
+        with self._cond:
+            return self._cond.wait_for(lambda: bool(self._events.get(job_id)), timeout)
+
     def wait_terminal(self, job_id: str, timeout: float) -> RecordedEvent | None:
         """Wait until a terminal event of the job arrived; return it, or None after ``timeout``."""
         deadline = time.monotonic() + timeout

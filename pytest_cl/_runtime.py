@@ -29,7 +29,25 @@ from pytest_cl.deployment import DeploymentInfo
 
 
 class LifecycleViolationError(AssertionError):
-    """A job's REST and MQTT lifecycle disagree (the message holds the job's transcript)."""
+    """A job's REST and MQTT lifecycle disagree (the message holds the job's transcript).
+
+    Args:
+        violations: what was wrong, one line each.
+        transcript: the test's jobs, MQTT events and requests.
+    """
+
+    def __init__(self, violations: Sequence[str], transcript: str) -> None:
+        self.violations = list(violations)
+        self.transcript = transcript
+        super().__init__("cl lifecycle check failed:\n  " + "\n  ".join(self.violations) + "\n" + transcript)
+
+    def summary(self) -> str:
+        """Return the failure as the test report shows it: the violations (the transcript is a report section)."""
+        return (
+            f"{type(self).__name__}: cl lifecycle check failed:\n  "
+            + "\n  ".join(self.violations)
+            + "\n(the job records and MQTT events are in the section 'cl: jobs, MQTT events and requests')"
+        )
 
 
 @dataclass
@@ -248,4 +266,4 @@ def raise_violations(findings: Sequence[Finding], transcript: str) -> None:
     """Fail the test when a finding is a violation; the message carries the transcript."""
     violations = [f.message for f in findings if f.kind == "violation"]
     if violations:
-        raise LifecycleViolationError("cl lifecycle check failed:\n  " + "\n  ".join(violations) + "\n" + transcript)
+        raise LifecycleViolationError(violations, transcript)

@@ -19,6 +19,7 @@ import pytest
 
 __all__ = [
     "MISSING_WORKER_POLICIES",
+    "MQTT_OFF",
     "OPTIONS",
     "Option",
     "Settings",
@@ -29,6 +30,9 @@ __all__ = [
 MissingWorkerPolicy = Literal["skip", "xfail", "fail"]
 #: accepted values of ``--cl-missing-worker`` (``auto``: skip locally, fail in CI or strict mode).
 MISSING_WORKER_POLICIES = ("auto", "skip", "xfail", "fail")
+
+#: values of ``--cl-mqtt`` that turn MQTT off (the tests poll; checks that need MQTT are not checked).
+MQTT_OFF = frozenset({"off", "none", "disabled", "0", "false"})
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
@@ -78,7 +82,13 @@ OPTIONS: tuple[Option, ...] = (
         env="CL_SERVER_URL",
     ),
     dataclasses.replace(
-        _opt("mqtt", "str", "MQTT broker of the deployment (default: port 1883 on the server's host; 'off')", "URL"),
+        _opt(
+            "mqtt",
+            "str",
+            "MQTT broker of the deployment (default: discovered on the server's host: mqtts 8883 for an https "
+            "server, then mqtt 1883); 'off': poll only, checks that need MQTT are reported as not checked",
+            "URL",
+        ),
         env="CL_MQTT_URL",
     ),
     _opt("token", "str", "bearer token (JWT) for the compute API", "JWT"),
@@ -114,8 +124,8 @@ class Settings:
 
     Attributes:
         server: compute API URL, or None for the embedded deployment.
-        mqtt: broker URL; None = derived (embedded: its broker; remote: port 1883 on the server's host);
-            ``"off"`` = no MQTT.
+        mqtt: broker URL; None = derived (embedded: its broker; remote: discovered on the server's host,
+            ``mqtts://host:8883`` first for an https server, then ``mqtt://host:1883``); ``"off"`` = no MQTT.
         token: static bearer token.
         auth_url: auth service URL.
         username: login user name.
@@ -162,6 +172,11 @@ class Settings:
     def embedded(self) -> bool:
         """True when no server is configured: the plugin starts the reference deployment itself."""
         return self.server is None
+
+    @property
+    def mqtt_off(self) -> bool:
+        """True when ``--cl-mqtt off`` (or ``none``, ``disabled``, ``0``, ``false``): no MQTT in this run."""
+        return self.mqtt is not None and self.mqtt.strip().lower() in MQTT_OFF
 
     @property
     def policy_text(self) -> str:

@@ -2,6 +2,8 @@
 
 * ``probe(settings)``: ``--cl-server`` given. Checks the API and the broker once and discovers version,
   workers and capabilities; raises ``DeploymentUnavailableError`` naming what failed and how to fix it.
+  Without ``--cl-mqtt`` the broker is discovered: ``mqtts://<host>:8883`` (https servers only), then
+  ``mqtt://<host>:1883``, the first that answers *and* carries the deployment's capability messages.
 * ``EmbeddedDeployment``: no ``--cl-server``. Starts ``cl_compute``'s reference deployment on first use.
   Under xdist it is started once, by the first worker that needs it, behind an ``fcntl`` lock in a
   directory the controller shares with its workers; the other workers attach through a state file holding
@@ -29,7 +31,15 @@ from pytest_cl.config import Settings
 if TYPE_CHECKING:
     from cl_client import ComputeClient
 
-__all__ = ["DeploymentInfo", "DeploymentUnavailableError", "EmbeddedDeployment", "describe", "probe"]
+__all__ = [
+    "DISCOVERY_PORTS",
+    "DeploymentInfo",
+    "DeploymentUnavailableError",
+    "EmbeddedDeployment",
+    "broker_candidates",
+    "describe",
+    "probe",
+]
 
 SERVER_EXTRA_HINT = 'pip install "cl-client[server]"'
 REFERENCE_SERVICE = "cl_compute"
@@ -67,6 +77,7 @@ class DeploymentInfo:
         num_workers: ``num_workers`` of ``GET /capabilities``.
         owner: who started it (``main``, an xdist worker id) or ``remote``.
         startup_seconds: how long the embedded start took (0 for remote).
+        mqtt_discovered: the broker was discovered on the server's host (no ``--cl-mqtt`` was given).
     """
 
     mode: Literal["embedded", "remote"]
@@ -80,6 +91,7 @@ class DeploymentInfo:
     num_workers: int = 0
     owner: str = "remote"
     startup_seconds: float = 0.0
+    mqtt_discovered: bool = False
 
     @property
     def is_reference(self) -> bool:
@@ -99,9 +111,10 @@ class DeploymentInfo:
         """One line for the report header and summary."""
         where = "embedded " if self.embedded else ""
         caps = ", ".join(self.capabilities) or "none"
+        mqtt = f"{self.mqtt_url} (discovered)" if self.mqtt_url and self.mqtt_discovered else self.mqtt_url or "off"
         return (
             f"{where}{self.service or 'unknown service'} {self.version or '?'} at {self.server_url} "
-            f"(mqtt {self.mqtt_url or 'off'}; {self.num_workers} worker(s); capabilities: {caps})"
+            f"(mqtt {mqtt}; {self.num_workers} worker(s); capabilities: {caps})"
         )
 
     def to_json(self) -> str:
@@ -124,17 +137,35 @@ class DeploymentInfo:
             num_workers=cast(int, raw["num_workers"]),
             owner=cast(str, raw["owner"]),
             startup_seconds=cast(float, raw["startup_seconds"]),
+            mqtt_discovered=bool(raw.get("mqtt_discovered", False)),
         )
 
 
-def default_mqtt_url(settings: Settings) -> str | None:
-    """Return the broker to use for a remote deployment: ``--cl-mqtt``, else port 1883 on the server's host."""
+#: The brokers tried when ``--cl-server`` is given without ``--cl-mqtt``: the port per scheme (PROTOCOL.md §1:
+#: MQTT on 1883; 8883 is MQTT over TLS). The plugin's own tests point them at brokers of their own.
+DISCOVERY_PORTS: dict[str, int] = {"mqtts": 8883, "mqtt": 1883}
+#: How long a discovery candidate may take to accept a TCP connection.
+DISCOVERY_CONNECT_TIMEOUT = 3.0
+#: How long the retained capability messages of a discovered broker may take to match ``/capabilities``.
+DISCOVERY_MATCH_WAIT = 3.0
+MQTT_FLAGS = "--cl-mqtt URL (ini cl_mqtt, env CL_MQTT_URL)"
+MQTT_OFF_HINT = "--cl-mqtt off to certify by polling only (the checks that need MQTT are then reported as not checked)"
+
+
+def broker_candidates(server_url: str) -> list[str]:
+    """Return the brokers discovery tries for a server, in order.
+
+    An ``https://`` server: ``mqtts://<host>:8883`` (TLS) first, then ``mqtt://<host>:1883``; an ``http://``
+    server: ``mqtt://<host>:1883`` (ports from ``DISCOVERY_PORTS``).
+    """
     from urllib.parse import urlsplit
 
-    if settings.mqtt is not None:
-        return None if settings.mqtt.strip().lower() in ("off", "none", "disabled", "0", "false") else settings.mqtt
-    host = urlsplit(settings.server or "").hostname or "localhost"
-    return f"mqtt://{host}:1883"
+    parts = urlsplit(server_url)
+    host = parts.hostname or "localhost"
+    if ":" in host:
+        host = f"[{host}]"
+    schemes = ("mqtts", "mqtt") if parts.scheme == "https" else ("mqtt",)
+    return [f"{scheme}://{host}:{DISCOVERY_PORTS[scheme]}" for scheme in schemes]
 
 
 def describe(
@@ -146,24 +177,29 @@ def describe(
     owner: str = "remote",
     startup_seconds: float = 0.0,
     broker_wait: float = 5.0,
+    discover: bool = False,
 ) -> DeploymentInfo:
     """Ask a deployment what it is and offers (``GET /``, ``GET /capabilities``, retained worker messages).
 
+    Args:
+        settings: the plugin settings (credentials, required workers).
+        server_url: the compute API.
+        mqtt_url: the broker, or None for none (ignored with ``discover``).
+        mode: ``embedded`` or ``remote``.
+        owner: who started the deployment.
+        startup_seconds: how long its start took.
+        broker_wait: how long a broker may take to accept the MQTT session.
+        discover: find the broker on the server's host (``broker_candidates``) and use the first that carries
+            this deployment's traffic.
+
     Raises:
-        DeploymentUnavailableError: the API or the broker did not answer (the message says how to fix it).
+        DeploymentUnavailableError: the API or the broker did not answer, or no discovered broker carries the
+            deployment's traffic (the message says how to fix it).
     """
-    from cl_client import ComputeClient, ComputeClientError, ComputeConnectionError, HTTPStatusError
+    from cl_client import ComputeClientError, ComputeConnectionError, HTTPStatusError
 
     flag = "--cl-server / cl_server / CL_SERVER_URL"
-    with ComputeClient(
-        server_url,
-        mqtt_url=mqtt_url or "off",
-        token=settings.token,
-        auth_url=settings.auth_url,
-        username=settings.username,
-        password=settings.password,
-        timeout=10.0,
-    ) as client:
+    with _client(settings, server_url, None) as client:
         try:
             health = client.health()
             caps = client.get_capabilities()
@@ -182,18 +218,26 @@ def describe(
                 f"cl: {server_url} does not look like a CL compute API ({exc}). Check {flag}."
             ) from None
         _check_job_access(client, server_url)
-        workers: dict[str, list[str]] = {}
-        if client.monitor is not None:
-            if not client.monitor.wait_ready(broker_wait):
-                raise DeploymentUnavailableError(
-                    f"cl: the MQTT broker at {client.monitor.settings.url} did not accept a connection within "
-                    f"{broker_wait:g} s. Pass the deployment's broker with --cl-mqtt URL (ini cl_mqtt, env "
-                    "CL_MQTT_URL), or --cl-mqtt off to work by polling only."
-                )
+    workers: dict[str, list[str]] = {}
+    if discover:
+        mqtt_url, broker = _discover_broker(settings, server_url, broker_wait)
+    elif mqtt_url:
+        broker = _client(settings, server_url, mqtt_url)
+        assert broker.monitor is not None
+        if not broker.monitor.wait_ready(broker_wait):
+            broker.close()
+            raise DeploymentUnavailableError(
+                f"cl: the MQTT broker at {broker.monitor.settings.url} did not accept a connection within "
+                f"{broker_wait:g} s. Pass the deployment's broker with {MQTT_FLAGS}, or {MQTT_OFF_HINT}."
+            )
+    else:
+        broker = None
+    if broker is not None:
+        with broker:
             if settings.require_workers:
                 with contextlib.suppress(ComputeClientError):
-                    client.wait_for_workers(settings.require_workers, timeout=settings.worker_wait)
-            workers = {wid: list(cap.capabilities) for wid, cap in client.workers().items()}
+                    broker.wait_for_workers(settings.require_workers, timeout=settings.worker_wait)
+            workers = {wid: list(cap.capabilities) for wid, cap in broker.workers().items()}
     offered = set(caps.capabilities)
     for worker_caps in workers.values():
         offered.update(worker_caps)
@@ -215,7 +259,149 @@ def describe(
         num_workers=caps.num_workers,
         owner=owner,
         startup_seconds=startup_seconds,
+        mqtt_discovered=discover,
     )
+
+
+def _client(settings: Settings, server_url: str, mqtt_url: str | None) -> ComputeClient:
+    """Return a client of the deployment with the run's credentials (``mqtt_url`` None: no MQTT)."""
+    from cl_client import ComputeClient
+
+    return ComputeClient(
+        server_url,
+        mqtt_url=mqtt_url or "off",
+        token=settings.token,
+        auth_url=settings.auth_url,
+        username=settings.username,
+        password=settings.password,
+        timeout=10.0,
+    )
+
+
+def _discover_broker(settings: Settings, server_url: str, broker_wait: float) -> tuple[str, ComputeClient]:
+    """Try ``broker_candidates(server_url)`` in order; return the first that carries this deployment's traffic.
+
+    A candidate must accept a TCP connection, then an MQTT session, and carry this deployment's traffic
+    (``_traffic_mismatch``): a broker that answers but serves another deployment (or none) would make every
+    event check fail for the wrong reason.
+
+    Returns:
+        The broker URL and a connected client on it (the caller closes it).
+
+    Raises:
+        DeploymentUnavailableError: no candidate qualified; the message lists each one with the reason.
+    """
+    tried: list[str] = []
+    for url in broker_candidates(server_url):
+        reason = _tcp_reason(url)
+        if reason is None:
+            client = _client(settings, server_url, url)
+            assert client.monitor is not None
+            if not client.monitor.wait_ready(broker_wait):
+                kind = "TLS and MQTT" if url.startswith("mqtts:") else "MQTT"
+                reason = f"accepts connections but no {kind} session within {broker_wait:g} s"
+            else:
+                reason = _traffic_mismatch(client, url)
+            if reason is None:
+                return url, client
+            client.close()
+        tried.append(f"{url} ({reason})")
+    raise DeploymentUnavailableError(
+        f"cl: no MQTT broker of the deployment at {server_url} was found (no --cl-mqtt given): tried "
+        f"{'; '.join(tried)}. Pass the deployment's broker with {MQTT_FLAGS}, or {MQTT_OFF_HINT}."
+    )
+
+
+def _tcp_reason(url: str) -> str | None:
+    """Return why nothing accepts a TCP connection at the broker URL's host and port (None: something does)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "localhost", parts.port or 1883), DISCOVERY_CONNECT_TIMEOUT):
+            return None
+    except ConnectionRefusedError:
+        return "connection refused"
+    except TimeoutError:
+        return f"no answer within {DISCOVERY_CONNECT_TIMEOUT:g} s"
+    except OSError as exc:
+        return exc.strerror or str(exc)
+
+
+def _traffic_mismatch(client: ComputeClient, url: str) -> str | None:
+    """Return why the broker ``url`` of ``client`` does not carry the deployment's traffic (None: it does).
+
+    1. Its live retained ``inference/workers/<id>`` messages must match ``GET /capabilities`` (which the server
+       builds from the same messages): the same number of workers and the same task types. A deployment that
+       reports no worker cannot be checked this way; its broker passes this step.
+    2. When the deployment offers ``hash``, the ``queued`` event of a probe job (an MD5 of a few bytes, deleted
+       at once) must arrive there: another deployment with the same workers on the same host passes step 1.
+    """
+    import time
+
+    from cl_client import ComputeClientError
+
+    deadline = time.monotonic() + DISCOVERY_MATCH_WAIT
+    while True:
+        try:
+            caps = client.get_capabilities()
+        except ComputeClientError as exc:
+            return f"GET /capabilities failed while checking it: {exc}"
+        live = client.workers()
+        offered = sorted({c for w in live.values() for c in w.capabilities})
+        expected = sorted(caps.capabilities)
+        if caps.num_workers and len(live) == caps.num_workers and offered == expected:
+            break
+        if time.monotonic() >= deadline:
+            if caps.num_workers == 0:
+                break
+            return (
+                f"it answers, but its retained capability messages name {len(live)} worker(s) offering "
+                f"{', '.join(offered) or 'nothing'}, while GET /capabilities reports {caps.num_workers} worker(s) "
+                f"offering {', '.join(expected) or 'nothing'}: it does not carry this deployment's traffic"
+            )
+        time.sleep(0.1)
+    if PROBE_TASK not in caps.capabilities:
+        return None
+    return _probe_job_mismatch(client, url)
+
+
+#: The task type of the probe job that proves a discovered broker carries the deployment's job events.
+PROBE_TASK = "hash"
+
+
+def _probe_job_mismatch(client: ComputeClient, url: str) -> str | None:
+    """Submit a tiny ``hash`` job and wait for any of its events on ``url``; delete the job (None: seen)."""
+    import tempfile
+
+    from cl_client import ComputeClientError
+    from pytest_cl._events import EventRecorder
+
+    recorder = EventRecorder(url)
+    try:
+        if not recorder.start(DISCOVERY_MATCH_WAIT):
+            return f"a second MQTT connection (to watch {url}) failed"
+        with tempfile.TemporaryDirectory(prefix="pytest-cl-probe-") as tmp:
+            path = Path(tmp) / "cl-broker-probe.txt"
+            path.write_bytes(b"pytest_cl broker discovery probe\n")
+            try:
+                job_id = client.submit(PROBE_TASK, path, {"algorithm": "md5"}).job_id
+            except ComputeClientError as exc:
+                return f"the probe job (POST /jobs/{PROBE_TASK}) that checks it failed: {exc}"
+        try:
+            seen = recorder.wait_any(job_id, DISCOVERY_MATCH_WAIT)
+        finally:
+            with contextlib.suppress(ComputeClientError):
+                client.delete_job(job_id)
+        if not seen:
+            return (
+                f"it carries capability messages like this deployment's, but no event of the probe job {job_id} "
+                f"({PROBE_TASK}) arrived within {DISCOVERY_MATCH_WAIT:g} s: it is another deployment's broker"
+            )
+        return None
+    finally:
+        recorder.close()
 
 
 def _check_job_access(client: ComputeClient, server_url: str) -> None:
@@ -258,11 +444,16 @@ def _check_job_access(client: ComputeClient, server_url: str) -> None:
 def probe(settings: Settings) -> DeploymentInfo:
     """Probe the deployment named by ``--cl-server`` once (API, broker, required workers).
 
+    Without ``--cl-mqtt`` the broker is discovered on the server's host (``broker_candidates``); with
+    ``--cl-mqtt off`` no broker is used.
+
     Raises:
         DeploymentUnavailableError: something did not answer; the message names it and the fix.
     """
     assert settings.server is not None
-    return describe(settings, settings.server, default_mqtt_url(settings), mode="remote")
+    if settings.mqtt is None:
+        return describe(settings, settings.server, None, mode="remote", discover=True)
+    return describe(settings, settings.server, None if settings.mqtt_off else settings.mqtt, mode="remote")
 
 
 @contextlib.contextmanager
@@ -385,7 +576,7 @@ class EmbeddedDeployment:
             return describe(
                 s,
                 dep.server_url,
-                dep.mqtt_url,
+                None if s.mqtt_off else dep.mqtt_url,
                 mode="embedded",
                 owner=self.process_id,
                 startup_seconds=dep.startup_seconds,

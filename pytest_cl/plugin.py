@@ -250,6 +250,11 @@ def pytest_runtest_makereport(
         for key, value in props.items():
             item.user_properties.append((key, value))
     report = yield
+    if call.when == "call" and report.failed and call.excinfo is not None and runtime is not None:
+        from pytest_cl._runtime import LifecycleViolationError
+
+        if isinstance(call.excinfo.value, LifecycleViolationError):  # the deployment's fault, not a code location
+            report.longrepr = call.excinfo.value.summary()
     if (
         report.failed
         and runtime is not None

@@ -142,3 +142,11 @@ def test_options_are_listed_in_the_cl_group(pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(["*CL compute deployments (pytest_cl)*", "*--cl-server=URL*", "*cl_server (string)*"])
     for opt in OPTIONS:
         assert opt.flag in result.stdout.str()
+
+
+@pytest.mark.parametrize(
+    ("value", "off"), [("off", True), ("OFF", True), ("none", True), ("false", True), ("mqtt://h:1883", False)]
+)
+def test_mqtt_off_spellings(pytester: pytest.Pytester, value: str, off: bool) -> None:
+    assert resolve_settings(_config(pytester, "--cl-mqtt", value), environ={}).mqtt_off is off
+    assert resolve_settings(_config(pytester), environ={}).mqtt_off is False

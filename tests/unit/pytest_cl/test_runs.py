@@ -367,11 +367,14 @@ def test_lifecycle_violation_fails_with_the_transcript(
     result.assert_outcomes(failed=1, passed=1)
     result.stdout.fnmatch_lines(
         [
-            "*LifecycleViolationError: cl lifecycle check failed:*",
-            "*job *: 1 event(s) after the terminal 'completed' event: processing*",
+            "LifecycleViolationError: cl lifecycle check failed:",
+            "  job *: 1 event(s) after the terminal 'completed' event: processing",
+            "(the job records and MQTT events are in the section 'cl: jobs, MQTT events and requests')",
+            "*cl: jobs, MQTT events and requests*",
             "*MQTT events (*):*",
         ]
     )
+    assert "pytest_cl/plugin.py" not in result.stdout.str()  # a finding about the deployment, not a code location
 
 
 def test_unreachable_server_is_one_clear_error(pytester: pytest.Pytester, mode: list[str]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from pathlib import Path, PurePath
@@ -154,6 +155,11 @@ def test_deployment_info_round_trip() -> None:
     assert DeploymentInfo.from_json(info.to_json()) == info
     assert info.is_reference and not info.embedded and info.offers("a") and not info.offers("c")
     assert info.describe() == "cl_compute 1 at http://h:1 (mqtt off; 1 worker(s); capabilities: a, b)"
+    found = dataclasses.replace(info, mqtt_url="mqtt://h:1883", mqtt_discovered=True)
+    assert DeploymentInfo.from_json(found.to_json()) == found
+    assert found.describe() == (
+        "cl_compute 1 at http://h:1 (mqtt mqtt://h:1883 (discovered); 1 worker(s); capabilities: a, b)"
+    )
 
 
 # -- the deployment under test -----------------------------------------------------------------------------
