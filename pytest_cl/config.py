@@ -113,6 +113,7 @@ OPTIONS: tuple[Option, ...] = (
     _opt("embedded_workers", "int", "worker processes of the embedded deployment", "N"),
     _opt("embedded_tasks", "list", "task types the embedded workers serve (default: all plugins)", "A,B"),
     _opt("embedded_plugins", "list", "extra plugins of the embedded deployment: name=/path/file.py:Class,...", "SPECS"),
+    _opt("rows", "list", "run only the tests of these conformance-matrix rows (plugins, protocol, workflows)", "A,B"),
 )
 
 _BY_NAME: Mapping[str, Option] = {o.name: o for o in OPTIONS}
@@ -143,6 +144,7 @@ class Settings:
         embedded_workers: worker processes of the embedded deployment.
         embedded_tasks: task types of the embedded deployment (empty = all).
         embedded_plugins: extra plugins of the embedded deployment, name -> ``path:Class``.
+        rows: conformance-matrix rows whose tests run (empty = all); the others are deselected.
         sources: setting name -> where its value came from (``factory``, ``option``, ``env``, ``ini``,
             ``default``).
     """
@@ -166,6 +168,7 @@ class Settings:
     embedded_workers: int = 2
     embedded_tasks: tuple[str, ...] = ()
     embedded_plugins: Mapping[str, str] = field(default_factory=dict[str, str])
+    rows: tuple[str, ...] = ()
     sources: Mapping[str, str] = field(default_factory=dict[str, str], compare=False, repr=False)
 
     @property
@@ -316,6 +319,7 @@ def resolve_settings(
         embedded_workers=cast(int, values.get("embedded_workers", 2)),
         embedded_tasks=cast(tuple[str, ...], values.get("embedded_tasks", ())),
         embedded_plugins=plugins,
+        rows=cast(tuple[str, ...], values.get("rows", ())),
         sources=sources,
     )
 

@@ -22,7 +22,17 @@ import pytest
 from pytest_cl._keys import NEEDS_FIX, STATE, TEST_PROPS
 from pytest_cl.config import Settings, SettingsError, add_options, resolve_settings
 from pytest_cl.deployment import DeploymentInfo, DeploymentUnavailableError, EmbeddedDeployment, probe, read_state
-from pytest_cl.report import PROP_LACKS, PROP_MISSING, PROP_PROBLEMS, PROP_ROW, Results, row_for_path, terminal_sections
+from pytest_cl.report import (
+    NOT_CHECKED,
+    PROP_LACKS,
+    PROP_MISSING,
+    PROP_PROBLEMS,
+    PROP_ROW,
+    Results,
+    row_for_path,
+    row_sort_key,
+    terminal_sections,
+)
 
 if TYPE_CHECKING:
     from cl_client import ComputeClient
@@ -37,7 +47,13 @@ MARKERS = (
     "cl_needs_fix(what): the test relies on a [fix] of PROTOCOL.md; against a deployment that is not the "
     "reference one (and not in strict mode) a failure is reported as 'deployment lacks <what>' (xfail)",
     "cl_row(name): the row of the conformance matrix (default: from the test file's path)",
+    "cl_needs_mqtt: the check needs the deployment's MQTT broker (job events, capability messages); with "
+    "--cl-mqtt off it is reported as 'not checked' (a skip), never as a failure of the deployment",
 )
+#: Skip reasons that start with this are "not checked" (their own column of the matrix), not skips.
+NOT_CHECKED_MQTT = f"{NOT_CHECKED}needs the deployment's MQTT broker, and this run has none (--cl-mqtt off)"
+#: Node id of the collect report that carries an unknown-row error from an xdist worker to the controller.
+ROWS_ERROR_NODEID = "cl: --cl-rows"
 CL_FIXTURES = frozenset(
     {"cl_deployment", "compute_client", "async_compute_client", "cl_session_client", "require_worker", "cl_jobs"}
 )
@@ -169,7 +185,52 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         f"cl: missing-worker policy: {s.policy_text}; job timeout {s.job_timeout:g} s; {keep}"
         + ("; strict" if s.strict else "")
     )
+    if _mqtt_off(state):
+        lines.append(
+            "cl: MQTT off (--cl-mqtt off): jobs are watched by polling; checks that need MQTT (cl_needs_mqtt) "
+            "and the REST-vs-MQTT lifecycle checks are not checked"
+        )
+    if s.rows:
+        lines.append(f"cl: rows: {', '.join(s.rows)} (--cl-rows; the other tests are deselected)")
     return lines
+
+
+def _mqtt_off(state: _State) -> bool:
+    """Return True when this run uses no MQTT (``--cl-mqtt off``, or a deployment known to have no broker)."""
+    return state.settings.mqtt_off or (state.info is not None and state.info.mqtt_url is None)
+
+
+# -- collection -----------------------------------------------------------------------------------------
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``--cl-rows a,b``: keep the tests of those matrix rows, deselect the rest; an unknown row is a usage error.
+
+    Under xdist the workers collect; a worker reports an unknown row through a failed collect report that the
+    controller turns into the usage error (``pytest_collectreport``), so the run ends with one message.
+    """
+    state = _state(config)
+    wanted = state.settings.rows
+    if not wanted:
+        return
+    rows = {item.nodeid: _row(item) for item in items}
+    known = sorted(set(rows.values()), key=row_sort_key)
+    unknown = [r for r in wanted if r not in known]
+    if unknown:
+        message = (
+            f"cl: --cl-rows / cl_rows / CL_ROWS: unknown row(s): {', '.join(unknown)}. Known rows of the collected "
+            f"tests: {', '.join(known) or 'none'}."
+        )
+        if not state.worker:
+            raise pytest.UsageError(message)
+        config.hook.pytest_deselected(items=list(items))
+        items[:] = []
+        config.hook.pytest_collectreport(report=pytest.CollectReport(ROWS_ERROR_NODEID, "failed", message, []))
+        return
+    keep = [item for item in items if rows[item.nodeid] in wanted]
+    dropped = [item for item in items if rows[item.nodeid] not in wanted]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
 
 
 # -- per-test hooks -------------------------------------------------------------------------------------
@@ -177,7 +238,7 @@ def _is_cl_item(item: pytest.Item) -> bool:
     names = cast(list[str], getattr(item, "fixturenames", []))
     if CL_FIXTURES.intersection(names):
         return True
-    return any(item.iter_markers("cl_requires")) or any(item.iter_markers("cl_needs_fix"))
+    return any(any(item.iter_markers(name)) for name in ("cl_requires", "cl_needs_fix", "cl_needs_mqtt"))
 
 
 def _node(request: pytest.FixtureRequest) -> pytest.Item:
@@ -460,9 +521,12 @@ def cl_media() -> MediaCatalogue:
 
 @pytest.fixture(autouse=True)
 def _cl_markers(request: pytest.FixtureRequest) -> None:
-    """Apply ``cl_destructive``, ``cl_requires`` and ``cl_needs_fix`` (only for tests that carry them)."""
+    """Apply ``cl_needs_mqtt``, ``cl_destructive``, ``cl_requires`` and ``cl_needs_fix`` (tests that carry them)."""
     node = _node(request)
-    settings = _state(request.config).settings
+    state = _state(request.config)
+    settings = state.settings
+    if node.get_closest_marker("cl_needs_mqtt") is not None and _mqtt_off(state):
+        pytest.skip(NOT_CHECKED_MQTT)
     if "cl_session_client" in request.fixturenames:  # jobs its tests create belong to them, as compute_client's
         request.getfixturevalue("_cl_test")
     if node.get_closest_marker("cl_destructive") is not None and not (settings.embedded or settings.allow_destructive):
@@ -489,6 +553,12 @@ class _ResultCollector:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """Take one report (reports from xdist workers arrive here too)."""
         self.results.add(report)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        """End the run with the usage error of an xdist worker that found an unknown ``--cl-rows`` row (once)."""
+        if report.nodeid == ROWS_ERROR_NODEID and report.failed:
+            raise pytest.UsageError(str(report.longrepr))
 
 
 class _AsyncStub:

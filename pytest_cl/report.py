@@ -4,6 +4,10 @@ Per-test data travels in ``report.user_properties`` (they survive the trip from 
 JUnit XML), so the controller builds the same matrix with and without xdist. Session data from workers
 (deployment start, clean-up at session end) arrives through ``workeroutput``.
 
+Outcomes: passed, failed (errors included), skipped (xfails included) and **not checked**: a skip whose reason
+starts with ``not checked:`` (``cl_needs_mqtt`` checks with ``--cl-mqtt off``) has its own column, so that a
+check the run could not make is neither a failure of the deployment nor an ordinary skip.
+
 Rows: ``tests/.../plugins/test_<plugin>.py`` -> ``<plugin>``; a path with a ``protocol`` part -> ``protocol``;
 with a ``workflows`` part -> ``workflows``; otherwise the module name without ``test_``. The marker
 ``cl_row("name")`` overrides it.
@@ -22,12 +26,15 @@ from typing import cast
 
 import pytest
 
-__all__ = ["MatrixRow", "Results", "percentile", "row_for_path"]
+__all__ = ["NOT_CHECKED", "MatrixRow", "Results", "percentile", "row_for_path", "row_sort_key", "skip_reason"]
 
 PROP_ROW = "cl_row"
 PROP_MISSING = "cl_missing_worker"
 PROP_LACKS = "cl_lacks"
 PROP_PROBLEMS = "cl_cleanup_problems"
+#: A skip whose reason starts with this is "not checked": the run could not make the check (no MQTT, ...).
+NOT_CHECKED = "not checked: "
+_SPECIAL_ROWS = {"protocol": 1, "workflows": 2}
 
 
 def row_for_path(path: PurePath) -> str:
@@ -42,6 +49,22 @@ def row_for_path(path: PurePath) -> str:
     if "workflows" in parts or "workflow" in parts:
         return "workflows"
     return name
+
+
+def row_sort_key(name: str) -> tuple[int, str]:
+    """Sort key of the matrix rows: plugin (and other) rows by name, then ``protocol``, then ``workflows``."""
+    return (_SPECIAL_ROWS.get(name, 0), name)
+
+
+def skip_reason(report: pytest.TestReport) -> str:
+    """Return the reason of a skipped report (``""`` for other reports and for xfails)."""
+    longrepr = cast(object, report.longrepr)
+    if not report.skipped or hasattr(report, "wasxfail") or not isinstance(longrepr, tuple | list):
+        return ""
+    parts = cast(Sequence[object], longrepr)
+    if len(parts) != 3:
+        return ""
+    return str(parts[2]).removeprefix("Skipped: ")
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -64,6 +87,7 @@ class MatrixRow:
         passed: tests that passed.
         failed: tests that failed or errored.
         skipped: tests skipped or xfailed.
+        not_checked: tests the run could not check (a skip whose reason starts with ``not checked:``).
         jobs: jobs the row's tests created.
         latencies_ms: submit-to-terminal latencies of the row's jobs.
     """
@@ -72,6 +96,7 @@ class MatrixRow:
     passed: int = 0
     failed: int = 0
     skipped: int = 0
+    not_checked: int = 0
     jobs: int = 0
     latencies_ms: list[float] = field(default_factory=list[float])
 
@@ -92,6 +117,7 @@ class MatrixRow:
             "passed": self.passed,
             "failed": self.failed,
             "skipped": self.skipped,
+            "not_checked": self.not_checked,
             "jobs": self.jobs,
             "latency_p50_ms": _round(self.p50),
             "latency_p95_ms": _round(self.p95),
@@ -110,6 +136,7 @@ def _ms(value: float | None) -> str:
 class _TestState:
     outcome: str = "passed"
     reason: str = ""
+    not_checked: str = ""
 
 
 @dataclass
@@ -117,9 +144,11 @@ class Results:
     """Collects the reports of the tests that use the plugin (on the controller, or the only process).
 
     Attributes:
-        tests: node id -> (row, outcome, latencies) of every finished cl test.
+        tests: node id -> (row, outcome, latencies) of every finished cl test (outcome ``passed``, ``failed``,
+            ``skipped`` or ``not checked``).
         missing_workers: (node id, capabilities, outcome) for tests stopped by a missing worker.
         lacks: (node id, what the deployment lacks).
+        not_checked: (node id, why) of the tests the run could not check.
         problems: clean-up problems (tests and session).
         kept: ids of jobs kept by ``--cl-keep-jobs``.
         job_counts: node id -> number of jobs the test created.
@@ -129,6 +158,7 @@ class Results:
     tests: dict[str, tuple[str, str, list[float]]] = field(default_factory=dict[str, tuple[str, str, list[float]]])
     missing_workers: list[tuple[str, str, str]] = field(default_factory=list[tuple[str, str, str]])
     lacks: list[tuple[str, str]] = field(default_factory=list[tuple[str, str]])
+    not_checked: list[tuple[str, str]] = field(default_factory=list[tuple[str, str]])
     problems: list[str] = field(default_factory=list[str])
     kept: list[str] = field(default_factory=list[str])
     sessions: dict[str, Mapping[str, object]] = field(default_factory=dict[str, Mapping[str, object]])
@@ -142,6 +172,9 @@ class Results:
             state.outcome = "failed"
         elif report.skipped and state.outcome != "failed":
             state.outcome = "skipped"
+            reason = skip_reason(report)
+            if reason.startswith(NOT_CHECKED):
+                state.not_checked = reason.removeprefix(NOT_CHECKED)
         if report.when != "teardown":
             return
         del self._state[report.nodeid]
@@ -150,6 +183,9 @@ class Results:
         if row is None:
             return
         latencies = [float(x) for x in props.get("cl_latency_ms", "").split(",") if x]
+        if state.outcome == "skipped" and state.not_checked:
+            state.outcome = "not checked"
+            self.not_checked.append((report.nodeid, state.not_checked))
         self.tests[report.nodeid] = (row, state.outcome, latencies)
         self.job_counts[report.nodeid] = len([x for x in props.get("cl_jobs", "").split(",") if x])
         if PROP_MISSING in props:
@@ -174,7 +210,7 @@ class Results:
         return sum(cast(int, d.get("starts", 0)) for d in self.sessions.values())
 
     def rows(self) -> list[MatrixRow]:
-        """Build the matrix: plugin rows (sorted), then ``protocol``, ``workflows``, then the rest (sorted)."""
+        """Build the matrix: plugin (and other) rows by name, then ``protocol``, then ``workflows``."""
         rows: dict[str, MatrixRow] = {}
         for nodeid, (row_name, outcome, latencies) in self.tests.items():
             row = rows.setdefault(row_name, MatrixRow(row_name))
@@ -183,11 +219,12 @@ class Results:
                 row.passed += 1
             elif outcome == "failed":
                 row.failed += 1
+            elif outcome == "not checked":
+                row.not_checked += 1
             else:
                 row.skipped += 1
             row.latencies_ms.extend(latencies)
-        special = {"protocol": 1, "workflows": 2}
-        return sorted(rows.values(), key=lambda r: (special.get(r.name, 0), r.name))
+        return sorted(rows.values(), key=lambda r: row_sort_key(r.name))
 
     # -- output ----------------------------------------------------------------------------------------
     def as_dict(self, deployment: str, policy: str) -> dict[str, object]:
@@ -210,6 +247,7 @@ class Results:
                 {"test": n, "capabilities": c, "outcome": o} for n, c, o in self.missing_workers
             ],
             "deployment_lacks": [{"test": n, "lack": lack} for n, lack in self.lacks],
+            "not_checked": [{"test": n, "reason": reason} for n, reason in sorted(self.not_checked)],
             "cleanup_problems": list(self.problems),
             "kept_jobs": list(self.kept),
         }
@@ -217,12 +255,13 @@ class Results:
     def matrix_lines(self) -> list[str]:
         """Return the matrix as a Markdown table (also used in the terminal)."""
         lines = [
-            "| row | passed | failed | skipped | jobs | p50 ms | p95 ms |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+            "| row | passed | failed | skipped | not checked | jobs | p50 ms | p95 ms |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         for r in self.rows():
             lines.append(
-                f"| {r.name} | {r.passed} | {r.failed} | {r.skipped} | {r.jobs} | {_ms(r.p50)} | {_ms(r.p95)} |"
+                f"| {r.name} | {r.passed} | {r.failed} | {r.skipped} | {r.not_checked} | {r.jobs} | {_ms(r.p50)} "
+                f"| {_ms(r.p95)} |"
             )
         return lines
 
@@ -243,6 +282,9 @@ class Results:
         if self.lacks:
             out += ["", "## Deployment lacks", ""]
             out += [f"* `{n}`: {lack}" for n, lack in self.lacks]
+        if self.not_checked:
+            out += ["", "## Not checked", ""]
+            out += [f"* `{n}`: {reason}" for n, reason in sorted(self.not_checked)]
         if self.problems:
             out += ["", "## Clean-up problems", ""]
             out += [f"* {p}" for p in self.problems]
@@ -281,6 +323,11 @@ def terminal_sections(results: Results, deployment: str, policy: str) -> Iterabl
         )
     if results.lacks:
         yield f"cl: deployment lacks ({len(results.lacks)})", [f"{n}: {lack}" for n, lack in results.lacks]
+    if results.not_checked:
+        yield (
+            f"cl: not checked ({len(results.not_checked)})",
+            [f"{n}: {reason}" for n, reason in sorted(results.not_checked)],
+        )
     if results.problems:
         yield f"cl: clean-up problems ({len(results.problems)})", list(results.problems)
     if results.kept:

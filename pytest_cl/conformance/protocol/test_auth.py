@@ -95,7 +95,8 @@ def auth_target(request: pytest.FixtureRequest, cl_deployment: DeploymentInfo) -
         dep = Deployment(workers=1, tasks=["hash"], auth_public_key=public_pem, worker_shutdown_grace=1.0)
         dep.start()
         try:
-            yield AuthTarget(dep.server_url, dep.mqtt_url, _minter(private_pem), private=True)
+            mqtt_url = dep.mqtt_url if cl_deployment.mqtt_url else None  # --cl-mqtt off: poll here too
+            yield AuthTarget(dep.server_url, mqtt_url, _minter(private_pem), private=True)
         finally:
             dep.stop()
         return

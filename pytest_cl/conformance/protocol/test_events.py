@@ -2,6 +2,8 @@
 
 A paho client of the suite's own (``_helpers.MqttTap``) subscribes before anything is submitted, so these
 checks do not rely on ``cl_client``'s event handling; a second check goes through the client's callbacks.
+Every check that needs the broker is marked ``cl_needs_mqtt``: with ``--cl-mqtt off`` it is reported as not
+checked. The shape of ``/capabilities`` is checked over REST alone.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import httpx
 import pytest
@@ -17,6 +20,7 @@ from cl_client import ComputeClient, JobResponse
 from pytest_cl._media import MediaCatalogue
 from pytest_cl.conformance.protocol._helpers import EVENTS_TOPIC, TERMINAL, WORKERS_TOPIC, MqttTap, bearer_headers
 from pytest_cl.deployment import DeploymentInfo
+from pytest_cl.plugin import NOT_CHECKED_MQTT
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -27,8 +31,8 @@ EVENT_LAG_S = 10.0
 
 @pytest.fixture
 def mqtt_url(cl_deployment: DeploymentInfo) -> str:
-    if not cl_deployment.mqtt_url:
-        pytest.skip("the deployment under test has no MQTT broker configured (--cl-mqtt off)")
+    if not cl_deployment.mqtt_url:  # cl_needs_mqtt already stopped the test; kept for checks that forget it
+        pytest.skip(NOT_CHECKED_MQTT)
     return cl_deployment.mqtt_url
 
 
@@ -78,6 +82,7 @@ def _check_story(job_id: str, events: list[dict[str, object]], record: JobRespon
         )
 
 
+@pytest.mark.cl_needs_mqtt
 @pytest.mark.cl_requires("hash", "media_thumbnail", "exif")
 def test_every_job_tells_the_same_story_over_mqtt_and_rest(
     compute_client: ComputeClient, events: MqttTap, cl_media: MediaCatalogue
@@ -99,6 +104,7 @@ def test_every_job_tells_the_same_story_over_mqtt_and_rest(
         _check_story(job_id, events.job_events(job_id), record)
 
 
+@pytest.mark.cl_needs_mqtt
 @pytest.mark.cl_requires("hash")
 def test_queued_event_is_published_before_the_post_returns(
     compute_client: ComputeClient, events: MqttTap, cl_media: MediaCatalogue
@@ -114,6 +120,7 @@ def test_queued_event_is_published_before_the_post_returns(
     assert float(queued["timestamp"]) <= (record.started_at or record.completed_at or 0)  # type: ignore[arg-type]
 
 
+@pytest.mark.cl_needs_mqtt
 @pytest.mark.cl_requires("hash")
 @pytest.mark.cl_needs_fix("one job's events arrive in state order (upstream's API and worker publish independently)")
 def test_each_jobs_events_arrive_in_state_order(
@@ -143,6 +150,7 @@ def test_each_jobs_events_arrive_in_state_order(
     assert not disorder, f"{len(disorder)} of {len(ids)} jobs had events arrive out of order: {disorder}"
 
 
+@pytest.mark.cl_needs_mqtt
 @pytest.mark.cl_requires("hash", "media_thumbnail")
 def test_client_callbacks_follow_the_events(compute_client: ComputeClient, cl_media: MediaCatalogue) -> None:
     """Through ``on_progress``/``on_complete``: progress monotonic, on_complete exactly once with the REST record."""
@@ -178,6 +186,7 @@ def test_client_callbacks_follow_the_events(compute_client: ComputeClient, cl_me
         assert seen == sorted(seen), f"on_progress went backwards: {seen}"
 
 
+@pytest.mark.cl_needs_mqtt
 @pytest.mark.cl_requires("image_conversion")
 @pytest.mark.cl_needs_fix("terminal 'error' events over MQTT for failed jobs (upstream is silent)")
 def test_failed_job_publishes_an_error_event(
@@ -206,25 +215,32 @@ def _live_workers(tap: MqttTap) -> dict[str, dict[str, object]]:
 
 
 @pytest.fixture
-def capability_view(request: pytest.FixtureRequest, mqtt_url: str, cl_deployment: DeploymentInfo):
-    """The retained capability messages (once every worker of ``/capabilities`` has one) and ``/capabilities``."""
+def capabilities_body(request: pytest.FixtureRequest, cl_deployment: DeploymentInfo) -> dict[str, Any]:
+    """``GET /capabilities`` (REST only)."""
     caps = httpx.get(f"{cl_deployment.server_url}/capabilities", headers=bearer_headers(request.config), timeout=10)
     assert caps.status_code == 200
-    body = caps.json()
+    return caps.json()
+
+
+@pytest.fixture
+def capability_view(mqtt_url: str, capabilities_body: dict[str, Any]):
+    """The retained capability messages (once every worker of ``/capabilities`` has one) and ``/capabilities``."""
+    body = capabilities_body
     with MqttTap(mqtt_url, (WORKERS_TOPIC,)) as tap:
         tap.wait_until(lambda _m: len(_live_workers(tap)) >= int(body["num_workers"]), 5.0)
         return _live_workers(tap), body
 
 
-def test_capabilities_endpoint_shape(capability_view) -> None:
+def test_capabilities_endpoint_shape(capabilities_body: dict[str, Any]) -> None:
     """``/capabilities`` is ``{"num_workers": int, "capabilities": {task_type: idle count ≥ 0}}``."""
-    _workers, body = capability_view
+    body = capabilities_body
     assert isinstance(body["num_workers"], int) and body["num_workers"] >= 1, body
     assert isinstance(body["capabilities"], dict) and body["capabilities"], body
     for name, count in body["capabilities"].items():
         assert isinstance(name, str) and isinstance(count, int) and count >= 0, body
 
 
+@pytest.mark.cl_needs_mqtt
 def test_every_worker_announces_its_capabilities(capability_view) -> None:
     """One retained message per worker counted by ``/capabilities``; the union of their capability lists is
     exactly the task types of ``/capabilities``; no task type has more idle workers than workers offering it."""
@@ -246,6 +262,7 @@ def test_every_worker_announces_its_capabilities(capability_view) -> None:
         assert idle <= offered[cap], f"{cap}: {idle} idle worker(s) but only {offered[cap]} offer it"
 
 
+@pytest.mark.cl_needs_mqtt
 @pytest.mark.cl_needs_fix("no stale retained capability messages (upstream sets the last will after CONNECT)")
 def test_no_stale_worker_messages(capability_view) -> None:
     """Exactly ``num_workers`` live retained messages: a worker that went away left none behind."""
@@ -253,6 +270,7 @@ def test_no_stale_worker_messages(capability_view) -> None:
     assert len(workers) == body["num_workers"], (sorted(workers), body)
 
 
+@pytest.mark.cl_needs_mqtt
 @pytest.mark.cl_needs_fix("capability payloads with both 'id' and 'worker_id'")
 def test_capability_payloads_carry_id_and_worker_id(capability_view) -> None:
     """Each payload has ``id`` (upstream compute) and ``worker_id`` (newer upstream), both the topic's id."""

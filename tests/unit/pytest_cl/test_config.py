@@ -23,6 +23,7 @@ VALUES: list[tuple[str, str, str, object, object]] = [
     ("event_deadline", "1", "3", 1.0, 3.0),
     ("embedded_workers", "3", "1", 3, 1),
     ("embedded_tasks", "hash", "hash,sleep", ("hash",), ("hash", "sleep")),
+    ("rows", "hash", "exif, protocol", ("hash",), ("exif", "protocol")),
 ]
 FLAGS = ["keep_jobs", "allow_destructive", "strict"]
 BY_NAME = {o.name: o for o in OPTIONS}

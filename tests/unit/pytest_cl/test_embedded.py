@@ -75,7 +75,7 @@ def test_embedded_deployment_end_to_end(pytester: pytest.Pytester, mode: list[st
             "jobs on the embedded deployment: 0 at start, 0 at the end",
         ]
     )
-    result.stdout.fnmatch_lines(["| hash | 6 | 0 | 1 | 4 | * | * |"])
+    result.stdout.fnmatch_lines(["| hash | 6 | 0 | 1 | 0 | 4 | * | * |"])
     match = re.search(r"embedded cl_compute 0\.1\.0 at (http://127\.0\.0\.1:\d+)", out)
     assert match is not None
     with pytest.raises(httpx.TransportError):  # stopped at the end of the run
@@ -115,3 +115,28 @@ def test_required_worker_not_served_by_the_embedded_deployment(pytester: pytest.
     result = run(pytester, "--cl-embedded-tasks", "hash", "--cl-require-workers", "exif")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*--cl-require-workers names exif, which the embedded deployment does not serve*"])
+
+
+def test_embedded_deployment_honours_mqtt_off(pytester: pytest.Pytester) -> None:
+    """``--cl-mqtt off`` without ``--cl-server``: the embedded deployment is used by polling only, and checks
+    that need MQTT are not checked."""
+    pytester.makepyfile(
+        test_off="""
+        import pytest
+
+        def test_polling(cl_deployment, compute_client, tmp_path):
+            assert cl_deployment.embedded and cl_deployment.mqtt_url is None
+            assert compute_client.monitor is None
+            f = tmp_path / "a.txt"
+            f.write_text("x")
+            assert compute_client.submit("hash", f).result().status == "completed"
+
+        @pytest.mark.cl_needs_mqtt
+        def test_events(compute_client):
+            raise AssertionError("ran without MQTT")
+        """
+    )
+    result = run(pytester, "--cl-mqtt", "off", "--cl-embedded-tasks=hash", "--cl-embedded-workers=1")
+    result.assert_outcomes(passed=1, skipped=1)
+    result.stdout.fnmatch_lines(["deployment: embedded cl_compute * (mqtt off; 1 worker(s); capabilities: hash)"])
+    result.stdout.fnmatch_lines(["*cl: not checked (1)*", "test_off.py::test_events: needs the deployment's MQTT*"])

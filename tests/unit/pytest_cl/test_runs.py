@@ -68,10 +68,10 @@ def test_header_matrix_report_and_junit(pytester: pytest.Pytester, cl_target: Ta
     result.stdout.fnmatch_lines(
         [
             "*cl: conformance matrix*",
-            "| row | passed | failed | skipped | jobs | p50 ms | p95 ms |",
+            "| row | passed | failed | skipped | not checked | jobs | p50 ms | p95 ms |",
             "| --- |*",
-            "| hash | 3 | 0 | 0 | 3 | * | * |",
-            "| protocol | 1 | 1 | 0 | 0 | - | - |",
+            "| hash | 3 | 0 | 0 | 0 | 3 | * | * |",
+            "| protocol | 1 | 1 | 0 | 0 | 0 | - | - |",
         ]
     )
     assert "| unrelated |" not in result.stdout.str()
@@ -81,13 +81,13 @@ def test_header_matrix_report_and_junit(pytester: pytest.Pytester, cl_target: Ta
     assert rows["hash"]["passed"] == 3 and rows["hash"]["jobs"] == 3
     assert rows["hash"]["latency_p50_ms"] > 0 and rows["hash"]["latency_p95_ms"] >= rows["hash"]["latency_p50_ms"]
     assert rows["protocol"] == {
-        "row": "protocol", "passed": 1, "failed": 1, "skipped": 0, "jobs": 0,
+        "row": "protocol", "passed": 1, "failed": 1, "skipped": 0, "not_checked": 0, "jobs": 0,
         "latency_p50_ms": None, "latency_p95_ms": None,
     }  # fmt: skip
     assert report["tests"]["clsuite/protocol/test_jobs.py::test_broken"]["outcome"] == "failed"
     assert report["missing_worker_policy"] == "skip (local run)"
     markdown = (pytester.path / "out/report.md").read_text()
-    assert "| hash | 3 | 0 | 0 | 3 |" in markdown and markdown.startswith("# CL conformance report")
+    assert "| hash | 3 | 0 | 0 | 0 | 3 |" in markdown and markdown.startswith("# CL conformance report")
     junit = ET.parse(pytester.path / "out/junit.xml").getroot()
     case = next(c for c in junit.iter("testcase") if c.get("name") == "test_md5")
     props = {p.get("name"): p.get("value") for p in case.iter("property")}

@@ -120,10 +120,12 @@ def test_report_sections_and_files(tmp_path: Path) -> None:
         "a::t1": ("hash", "passed", [10.0, 30.0]),
         "a::t2": ("hash", "failed", []),
         "b::t": ("exif", "skipped", []),
+        "b::u": ("exif", "not checked", []),
     }
     results.job_counts = {"a::t1": 2}
     results.missing_workers = [("b::t", "exif", "skipped")]
     results.lacks = [("a::t2", "needs fix: x")]
+    results.not_checked = [("b::u", "needs MQTT")]
     results.problems = ["job 1 could not be deleted"]
     results.kept = ["k1"]
     results.add_session("gw0", {"starts": 1, "jobs_at_start": 0, "jobs_at_end": 0, "problems": ["p2"], "kept": ["k2"]})
@@ -136,16 +138,20 @@ def test_report_sections_and_files(tmp_path: Path) -> None:
     ]
     assert sections["cl: clean-up problems (2)"] == ["job 1 could not be deleted", "p2"]
     assert sections["cl: jobs kept (--cl-keep-jobs): 2"] == ["k1", "k2"]
+    assert sections["cl: not checked (1)"] == ["b::u: needs MQTT"]
     assert sections["cl: conformance matrix"][2:] == [
-        "| exif | 0 | 0 | 1 | 0 | - | - |",
-        "| hash | 1 | 1 | 0 | 2 | 20 | 29 |",
+        "| exif | 0 | 0 | 1 | 1 | 0 | - | - |",
+        "| hash | 1 | 1 | 0 | 0 | 2 | 20 | 29 |",
     ]
     json_path, md_path = results.write(tmp_path / "r" / "report.json", "dep", "skip")
     data = json.loads(json_path.read_text())
     assert data["embedded_jobs"] == [{"owner": "gw0", "at_start": 0, "at_end": 0}]
     assert data["deployment_lacks"] == [{"test": "a::t2", "lack": "needs fix: x"}]
+    assert data["not_checked"] == [{"test": "b::u", "reason": "needs MQTT"}]
+    assert [r["not_checked"] for r in data["matrix"]] == [1, 0]
     md = md_path.read_text()
-    for heading in ("## Skipped for lack of a worker", "## Deployment lacks", "## Clean-up problems", "## Kept jobs"):
+    headings = ("## Skipped for lack of a worker", "## Deployment lacks", "## Not checked", "## Clean-up problems")
+    for heading in (*headings, "## Kept jobs"):
         assert heading in md
     assert results.write(tmp_path / "report.md", "dep", "skip")[1].name == "report.md.md"
 
