@@ -324,3 +324,35 @@ def default_ports_lock() -> Iterator[None]:
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def check_md5_job_over_mqtt(client: Any, tmp_path: Path) -> None:
+    """Submit an md5 ``hash`` job through ``client`` (a ``cl_client.ComputeClient``) and check it end to end.
+
+    The job must complete, its callbacks run (``queued`` first, ``completed`` last), at least three events
+    (queued, processing, completed) must have come over MQTT, and the result file must hold the MD5 of the bytes.
+    """
+    import hashlib
+    import os
+
+    data = os.urandom(4096)
+    upload = tmp_path / "blob.bin"
+    upload.write_bytes(data)
+    statuses: list[str] = []
+    done = threading.Event()
+    job = client.submit(
+        "hash",
+        upload,
+        {"algorithm": "md5"},
+        on_progress=lambda j: statuses.append(j.status),
+        on_complete=lambda j: done.set(),
+    )
+    record = job.result(timeout=120)
+    assert record.status == "completed", record
+    assert done.wait(60), "on_complete did not run"
+    assert client.monitor is not None and client.monitor.ready
+    assert client.monitor.stats.events >= 3, client.monitor.stats  # queued, processing, completed over MQTT
+    assert statuses[0] == "queued", statuses
+    assert statuses[-1] == "completed", statuses
+    out = job.download("output/hash.json", tmp_path)
+    assert hashlib.md5(data).hexdigest() in out.read_text()

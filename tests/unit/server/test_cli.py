@@ -7,22 +7,20 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import os
 import re
 import shutil
 import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from server_helpers import Recorder, UpProcess, default_ports_lock, run_job, test_plugin_spec
+from server_helpers import Recorder, UpProcess, check_md5_job_over_mqtt, default_ports_lock, run_job, test_plugin_spec
 
-from cl_client import ComputeClient, JobResponse
+from cl_client import ComputeClient
 from cl_compute.broker import start_broker
 from cl_compute.plugins import EXTRA_PLUGINS_ENV, PLUGIN_MODULES, format_extra_plugins
 
@@ -91,34 +89,10 @@ def test_up_defaults_to_8002_and_1883_and_a_default_client_works(
         # mqtt://localhost:1883 and gets the job's events over MQTT
         for name in CLIENT_ENV:
             monkeypatch.delenv(name, raising=False)
-        data = os.urandom(4096)
-        upload = tmp_path / "blob.bin"
-        upload.write_bytes(data)
-        statuses: list[str] = []
-        done = threading.Event()
-
-        def on_complete(job: JobResponse) -> None:
-            done.set()
-
         with ComputeClient() as client:
             assert client.config.base_url.rstrip("/") == "http://localhost:8002"
             assert client.monitor is not None
-            job = client.submit(
-                "hash",
-                upload,
-                {"algorithm": "md5"},
-                on_progress=lambda j: statuses.append(j.status),
-                on_complete=on_complete,
-            )
-            record = job.result(timeout=120)
-            assert record.status == "completed", record
-            assert done.wait(60)
-            assert client.monitor.ready
-            assert client.monitor.stats.events >= 3  # queued, processing, completed came over MQTT
-            assert statuses[0] == "queued"
-            assert statuses[-1] == "completed"
-            out = job.download("output/hash.json", tmp_path)
-            assert hashlib.md5(data).hexdigest() in out.read_text()
+            check_md5_job_over_mqtt(client, tmp_path)
     assert up.proc.returncode == 0, up.output()
     assert not [x for x in up.stderr if "in use" in x], up.output()  # all of stderr is read once it exited
 

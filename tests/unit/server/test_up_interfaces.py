@@ -8,19 +8,16 @@ Real processes (``cl-compute up`` with mosquitto, or amqtt), no mocks; free port
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import os
 import re
 import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from server_helpers import Recorder, UpProcess
+from server_helpers import Recorder, UpProcess, check_md5_job_over_mqtt
 
-from cl_client import ComputeClient, JobResponse
+from cl_client import ComputeClient
 from cl_compute.broker import find_mosquitto
 
 #: an address of this machine that is not 127.0.0.1: a client "elsewhere".
@@ -77,34 +74,10 @@ def test_with_a_wildcard_host_a_client_elsewhere_gets_the_api_and_the_events(
         Recorder(mqtt_url).close()
 
         # a client that reaches this machine through another address gets the API and the job's events
-        data = os.urandom(4096)
-        upload = tmp_path / "blob.bin"
-        upload.write_bytes(data)
-        statuses: list[str] = []
-        done = threading.Event()
-
-        def on_complete(job: JobResponse) -> None:
-            done.set()
-
         with ComputeClient(f"http://{OTHER}:{api_port}", mqtt_url=f"mqtt://{OTHER}:{mqtt_port}") as client:
             assert client.monitor is not None
             assert client.monitor.wait_ready(60), f"no MQTT connection through {OTHER}:{mqtt_port}\n{up.output()}"
-            job = client.submit(
-                "hash",
-                upload,
-                {"algorithm": "md5"},
-                on_progress=lambda j: statuses.append(j.status),
-                on_complete=on_complete,
-            )
-            record = job.result(timeout=120)
-            assert record.status == "completed", record
-            assert done.wait(60)
-            assert client.monitor.ready
-            assert client.monitor.stats.events >= 3  # queued, processing, completed came over MQTT
-            assert statuses[0] == "queued"
-            assert statuses[-1] == "completed"
-            out = job.download("output/hash.json", tmp_path)
-            assert hashlib.md5(data).hexdigest() in out.read_text()
+            check_md5_job_over_mqtt(client, tmp_path)
     assert up.proc.returncode == 0, up.output()
 
 
