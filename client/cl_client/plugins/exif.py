@@ -32,13 +32,25 @@ _TAGS: dict[str, str] = {
     "gps_altitude": "GPSAltitude",
 }
 
+#: signed GPS field -> (its reference tag, the reference values that make it negative). ExifTool's ``EXIF:`` and
+#: ``XMP:`` GPS coordinates are unsigned with the sign in the reference tag; ``Composite:`` ones are signed.
+_GPS_SIGN: dict[str, tuple[str, tuple[JsonValue, ...]]] = {
+    "gps_latitude": ("GPSLatitudeRef", ("S", "s", "South")),
+    "gps_longitude": ("GPSLongitudeRef", ("W", "w", "West")),
+    "gps_altitude": ("GPSAltitudeRef", (1, "1", "Below Sea Level")),
+}
+
 
 @dataclass(frozen=True, kw_only=True)
 class ExifResult(PluginResult):
     """The metadata of a file: typed fields (None when absent) and every tag in ``raw_metadata``.
 
     A typed field the server left null is filled from ``raw_metadata`` when the tag is there (upstream leaves
-    every typed field null with the default ``tags``; group-prefixed keys such as ``EXIF:Make`` are matched).
+    every typed field null with the default ``tags``; group-prefixed keys such as ``EXIF:Make`` are matched,
+    ``Composite:`` preferred when several groups carry a tag). Filled GPS coordinates and altitude are signed:
+    from ``Composite:`` as they are, else with the sign of ``GPSLatitudeRef`` (``S``), ``GPSLongitudeRef``
+    (``W``) or ``GPSAltitudeRef`` (1 = below sea level). A numeric ``ExposureTime`` (ExifTool's ``-n``) is
+    written the way ExifTool prints it (``0.004`` → ``"1/250"``).
 
     Attributes:
         make, model, date_time_original, create_date, exposure_time, software: strings.
@@ -65,12 +77,23 @@ class ExifResult(PluginResult):
     raw_metadata: dict[str, JsonValue] = field(default_factory=dict[str, JsonValue])
 
     def get(self, tag: str) -> JsonValue:
-        """Return a raw tag by name, with or without its group prefix (``Make`` finds ``EXIF:Make``)."""
+        """Return a raw tag by name, with or without its group prefix (``Make`` finds ``EXIF:Make``).
+
+        An exact key wins; otherwise ``Composite:<tag>`` (ExifTool's derived, signed values), then the first
+        other group that carries the tag.
+        """
+        key = self.key_of(tag)
+        return None if key is None else self.raw_metadata[key]
+
+    def key_of(self, tag: str) -> str | None:
+        """Return the ``raw_metadata`` key that ``get(tag)`` reads (None when no group carries the tag)."""
         if tag in self.raw_metadata:
-            return self.raw_metadata[tag]
-        for key, value in self.raw_metadata.items():
+            return tag
+        if f"Composite:{tag}" in self.raw_metadata:
+            return f"Composite:{tag}"
+        for key in self.raw_metadata:
             if key.rsplit(":", 1)[-1] == tag:
-                return value
+                return key
         return None
 
     def summary(self) -> str:
@@ -118,7 +141,17 @@ def build(record: JobResponse, files: JobFiles) -> Plan[ExifResult]:
 
     def pick(name: str) -> JsonValue:
         value = data.get(name)
-        return probe.get(_TAGS[name]) if value is None else value
+        if value is not None:
+            return value
+        key = probe.key_of(_TAGS[name])
+        if key is None:
+            return None
+        raw_value = raw[key]
+        if name in _GPS_SIGN and not key.startswith("Composite:"):
+            return _signed(raw_value, probe.get(_GPS_SIGN[name][0]), _GPS_SIGN[name][1])
+        if name == "exposure_time":
+            return _exposure_text(raw_value)
+        return raw_value
 
     return ExifResult(
         job=record,
@@ -140,6 +173,23 @@ def build(record: JobResponse, files: JobFiles) -> Plan[ExifResult]:
         gps_altitude=as_float(pick("gps_altitude")),
         raw_metadata=raw,
     )
+
+
+def _signed(value: JsonValue, ref: JsonValue, negative: tuple[JsonValue, ...]) -> JsonValue:
+    """Give an unsigned GPS value the sign its reference tag says (a value already negative is kept)."""
+    number = as_float(value)
+    if number is None or number < 0 or ref not in negative:
+        return value
+    return -number
+
+
+def _exposure_text(value: JsonValue) -> JsonValue:
+    """Write a numeric exposure time as ExifTool prints it: ``1/N`` below 0.25 s, else seconds, one decimal."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        return value
+    if value < 0.25001:
+        return f"1/{int(0.5 + 1 / value)}"
+    return f"{value:.1f}".removesuffix(".0")
 
 
 SPEC: PluginSpec[ExifResult] = PluginSpec(

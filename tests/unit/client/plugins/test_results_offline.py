@@ -98,7 +98,7 @@ def test_exif_typed_fields_filled_from_prefixed_raw_metadata() -> None:
     files = fake_files({"output/exif_metadata.json": json.dumps(data).encode()})
     result = files.run(get_spec("exif").build(record("exif", {}, {}), files))
     assert isinstance(result, ExifResult)
-    assert (result.make, result.iso, result.f_number, result.exposure_time) == ("Nikon", 200, 4.0, "0.004")
+    assert (result.make, result.iso, result.f_number, result.exposure_time) == ("Nikon", 200, 4.0, "1/250")
     assert result.model is None
     assert "make=Nikon" in result.summary()
 
