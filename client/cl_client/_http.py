@@ -24,6 +24,42 @@ from cl_client._exceptions import ComputeConnectionError
 log = logging.getLogger("cl_client.http")
 
 
+#: how often a request that died on a stale pooled connection is sent again (each try evicts one such connection).
+_STALE_RETRIES = 3
+
+
+class _ConnectionTrace:
+    """How far one attempt got, from httpcore's ``trace`` extension: a new connection? any response?
+
+    A request sent on a pooled keep-alive connection that the server had already given up (upstream closes the
+    connection after an unhandled 500 without saying ``Connection: close``) fails with "Server disconnected
+    without sending a response" or a reset before any response byte: the server never handled it, so it is
+    safe to send again on a fresh connection, job creation included.
+    """
+
+    def __init__(self) -> None:
+        self.seen = False
+        self.new_connection = False
+        self.response_started = False
+
+    def __call__(self, name: str, info: object) -> None:
+        """Record one trace event (sync clients)."""
+        self.seen = True
+        if ".connect_tcp." in name or ".connect_unix_socket." in name:
+            self.new_connection = True
+        elif name.endswith(("receive_response_headers.complete", "receive_response_body.started")):
+            self.response_started = True
+
+    async def atrace(self, name: str, info: object) -> None:
+        """Record one trace event (async clients)."""
+        self(name, info)
+
+    def stale(self, exc: httpx.TransportError) -> bool:
+        """Whether ``exc`` is a reused idle connection failing before any response byte."""
+        dropped = isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError)
+        return dropped and self.seen and not self.new_connection and not self.response_started
+
+
 class _RetryState:
     """Decides, attempt by attempt, whether to try a request again and after how long."""
 
@@ -32,6 +68,7 @@ class _RetryState:
         self.request = request
         self.auth = auth
         self.attempt = 0
+        self.stale_retries = 0
         self.reauthenticated = False
         # public routes go without credentials first; a 401 there (a proxy in front) retries with them
         self.with_auth = not request.public
@@ -39,8 +76,14 @@ class _RetryState:
     def url(self) -> str:
         return self.config.base_url + self.request.path
 
-    def after_exception(self, exc: httpx.TransportError) -> float:
+    def after_exception(self, exc: httpx.TransportError, trace: _ConnectionTrace | None = None) -> float:
         """Return the delay before the next attempt, or raise ``ComputeConnectionError``."""
+        if trace is not None and trace.stale(exc) and self.stale_retries < _STALE_RETRIES:
+            # a pooled connection the server had closed: it never saw the request; the pool dropped that
+            # connection, so the next attempt goes out again at once (POST included)
+            self.stale_retries += 1
+            log.debug("%s %s: %s on a reused connection, sent again", self.request.method, self.url(), exc)
+            return 0.0
         # A connection that was never established cannot have delivered the request: always safe.
         safe = self.request.may_retry or isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
         if safe and self.attempt < self.config.max_retries:
@@ -156,6 +199,7 @@ class SyncHTTP:
         """
         state = _RetryState(self.config, request, self.auth)
         while True:
+            trace = _ConnectionTrace()
             try:
                 with _files(request) as files:
                     response = self.client.request(
@@ -166,9 +210,10 @@ class SyncHTTP:
                         files=files,
                         headers=self.auth.headers() if state.with_auth else {},
                         timeout=_timeout(self.config, request),
+                        extensions={"trace": trace},
                     )
             except httpx.TransportError as exc:
-                time.sleep(state.after_exception(exc))
+                time.sleep(state.after_exception(exc, trace))
                 continue
             delay = state.after_response(response)
             if delay is not None:
@@ -239,6 +284,7 @@ class AsyncHTTP:
         """Async twin of ``SyncHTTP.send``."""
         state = _RetryState(self.config, request, self.auth)
         while True:
+            trace = _ConnectionTrace()
             try:
                 with _files(request) as files:
                     response = await self.client.request(
@@ -249,9 +295,10 @@ class AsyncHTTP:
                         files=files,
                         headers=await self.auth.aheaders() if state.with_auth else {},
                         timeout=_timeout(self.config, request),
+                        extensions={"trace": trace.atrace},
                     )
             except httpx.TransportError as exc:
-                await asyncio.sleep(state.after_exception(exc))
+                await asyncio.sleep(state.after_exception(exc, trace))
                 continue
             delay = state.after_response(response)
             if delay is not None:
