@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import logging
 import os
-import tempfile
+import secrets
 import time
 from collections.abc import Generator
 from pathlib import Path
@@ -130,14 +130,29 @@ def _files(request: Request) -> Generator[dict[str, tuple[str, IO[bytes], str]] 
         yield {"file": (request.upload.filename, fh, request.upload.content_type)}
 
 
+def _create_part(dest: Path) -> tuple[int, Path]:
+    """Create ``.<name>.<random>.part`` beside ``dest``, exclusively, with mode 0666 minus the umask.
+
+    ``tempfile.mkstemp`` would make it 0600, and the rename would hand the user a file only they can read;
+    creating it with 0666 lets the kernel apply the umask (and any default ACL) exactly as for any new file.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        path = dest.parent / f".{dest.name}.{secrets.token_hex(4)}.part"
+        try:
+            return os.open(path, flags, 0o666), path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name beside {dest}")  # pragma: no cover - 100 collisions
+
+
 class _PartFile:
     """A temporary file beside the destination, renamed into place only when complete."""
 
     def __init__(self, dest: Path) -> None:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+        fd, self.path = _create_part(dest)
         self.dest = dest
-        self.path = Path(name)
         self.fh = os.fdopen(fd, "wb")
 
     def commit(self) -> Path:

@@ -31,12 +31,6 @@ if TYPE_CHECKING:
 PathLike = str | Path
 
 
-def _folder(dest: PathLike) -> Path:
-    folder = Path(dest)
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
 # -- typed results --------------------------------------------------------------------------------------
 @dataclass(frozen=True, kw_only=True)
 class PluginResult:
@@ -67,17 +61,20 @@ class PluginResult:
     def download_outputs(self, dest: PathLike) -> list[Path]:
         """Download every output file of the job into the folder ``dest`` (created if needed).
 
+        All or nothing: the files are staged beside ``dest`` and moved in once all of them arrived, so after
+        an error nothing of this download is in ``dest``.
+
         Returns:
             The paths written.
 
         Raises:
             ComputeClientError: a download failed or the server named an unsafe path.
         """
-        return self.files.run(self._outputs_plan(_folder(dest)))
+        return self.files.run_into(dest, self._outputs_plan)
 
     async def adownload_outputs(self, dest: PathLike) -> list[Path]:
-        """Async ``download_outputs``."""
-        return await self.files.arun(self._outputs_plan(_folder(dest)))
+        """Async ``download_outputs`` (all or nothing too)."""
+        return await self.files.arun_into(dest, self._outputs_plan)
 
     def as_dict(self) -> dict[str, JsonValue]:
         """Return the result as JSON-ready data (what ``cl-client --json`` prints under ``result``)."""

@@ -8,7 +8,12 @@ tree" or "read ``hash.json``" exists once for ``ComputeClient`` and ``AsyncCompu
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
 import posixpath
+import shutil
+import tempfile
 from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +77,62 @@ def safe_relative(path: str, *, where: str) -> str:
     return posixpath.normpath("/".join(parts))
 
 
+class StagedFolder:
+    """All-or-nothing download of several files into the folder ``dest``.
+
+    Files are written into a temporary folder beside ``dest`` (inside it only when its parent is not
+    writable), every one of them checked by the plan that fetches them; ``commit`` then moves them into
+    ``dest`` (created only then), and ``discard`` removes whatever is left. A download that fails leaves
+    nothing in ``dest``, and files already in ``dest`` that the download does not replace are never touched.
+
+    Args:
+        dest: the target folder (it may exist already, or not).
+    """
+
+    def __init__(self, dest: Path) -> None:
+        self.dest = Path(os.path.abspath(dest))
+        self._created_dest = False  # dest made only to hold the staging folder: removed again on failure
+        self._committed = False
+        prefix = f".{self.dest.name or 'download'}."
+        try:
+            self.dest.parent.mkdir(parents=True, exist_ok=True)
+            self.path = Path(tempfile.mkdtemp(prefix=prefix, suffix=".partial", dir=self.dest.parent))
+        except OSError:  # e.g. the parent is not writable (a download into a home folder): stage inside
+            self._created_dest = not self.dest.exists()
+            self.dest.mkdir(parents=True, exist_ok=True)
+            self.path = Path(tempfile.mkdtemp(prefix=".cl-download.", suffix=".partial", dir=self.dest))
+
+    def commit(self, written: list[Path]) -> list[Path]:
+        """Move every staged file into ``dest`` (same relative path) and return ``written`` mapped there.
+
+        Raises:
+            ComputeClientError: a staged file would replace a folder in ``dest`` (checked before any move).
+        """
+        staged = sorted(p for p in self.path.rglob("*") if p.is_file())
+        moves = [(src, self.dest / src.relative_to(self.path)) for src in staged]
+        for _, target in moves:
+            if target.is_dir():
+                raise ComputeClientError(f"cannot download into {self.dest}: {target} is a folder")
+        for src, target in moves:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.replace(src, target)
+            except OSError as exc:  # pragma: no cover - the staging folder is on another file system
+                if exc.errno != errno.EXDEV:
+                    raise
+                shutil.move(src, target)
+        self._committed = True
+        return [self.dest / p.relative_to(self.path) for p in written]
+
+    def discard(self) -> None:
+        """Remove the staging folder and anything still in it (idempotent)."""
+        with contextlib.suppress(FileNotFoundError):
+            shutil.rmtree(self.path)
+        if self._created_dest and not self._committed:
+            with contextlib.suppress(OSError):
+                self.dest.rmdir()
+
+
 class JobFiles:
     """Runs plans against one job's files with sync or async I/O.
 
@@ -113,6 +174,33 @@ class JobFiles:
                 step = plan.send(answer)
         except StopIteration as stop:
             return cast(T, stop.value)
+
+    def run_into(self, dest: Path | str, make_plan: Callable[[Path], Plan[list[Path]]]) -> list[Path]:
+        """Drive a plan that writes several files into a folder, all or nothing (see ``StagedFolder``).
+
+        Args:
+            dest: the target folder.
+            make_plan: builds the plan for a given folder (it is handed the staging folder).
+
+        Returns:
+            The files written, as paths inside ``dest``.
+
+        Raises:
+            Whatever the plan raises; then nothing of this download is in ``dest``.
+        """
+        staging = StagedFolder(Path(dest))
+        try:
+            return staging.commit(self.run(make_plan(staging.path)))
+        finally:
+            staging.discard()
+
+    async def arun_into(self, dest: Path | str, make_plan: Callable[[Path], Plan[list[Path]]]) -> list[Path]:
+        """Async ``run_into``."""
+        staging = StagedFolder(Path(dest))
+        try:
+            return staging.commit(await self.arun(make_plan(staging.path)))
+        finally:
+            staging.discard()
 
     async def arun(self, plan: Plan[T]) -> T:
         """Drive a plan with async I/O and return its result."""

@@ -131,22 +131,22 @@ class FaceDetectionResult(PluginResult):
             written.append((yield from save(rel, target)))
         return written
 
-    def _crops_dir(self, dest: PathLike) -> Path:
-        folder = Path(dest)
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder
+    def _all_crops_plan(self, dest: Path) -> Plan[list[Path]]:
+        return self._crop_plan(range(len(self.faces)), dest, single=False)
 
     def download_crops(self, dest: PathLike) -> list[Path]:
-        """Download every aligned crop (``face_<i>.png``) into the folder ``dest``.
+        """Download every aligned crop (``face_<i>.png``) into the folder ``dest`` (created if needed).
+
+        All or nothing: the crops are staged beside ``dest`` and moved in once every one arrived.
 
         Raises:
-            ComputeClientError: a crop is missing on the server.
+            ComputeClientError: a crop is missing on the server (nothing is left in ``dest``).
         """
-        return self.files.run(self._crop_plan(range(len(self.faces)), self._crops_dir(dest), single=False))
+        return self.files.run_into(dest, self._all_crops_plan)
 
     async def adownload_crops(self, dest: PathLike) -> list[Path]:
-        """Async ``download_crops``."""
-        return await self.files.arun(self._crop_plan(range(len(self.faces)), self._crops_dir(dest), single=False))
+        """Async ``download_crops`` (all or nothing too)."""
+        return await self.files.arun_into(dest, self._all_crops_plan)
 
     def download_crop(self, index: int, dest: PathLike) -> Path:
         """Download the crop of face ``index`` to ``dest`` (a file, or a folder to keep its name).

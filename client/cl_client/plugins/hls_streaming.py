@@ -161,12 +161,16 @@ class HlsResult(PluginResult):
 
         Raises:
             ComputeClientError: an unsafe reference, or a referenced file is missing.
+
+        All or nothing: the files are staged in a temporary folder beside ``dest`` and moved into ``dest``
+        only once every playlist and segment has downloaded and every reference was checked; after an error
+        nothing of this download is in ``dest`` (its other files are never touched).
         """
-        return self.files.run(self._tree_plan(Path(dest)))
+        return self.files.run_into(dest, self._tree_plan)
 
     async def adownload_stream(self, dest: PathLike) -> list[Path]:
-        """Async ``download_stream``."""
-        return await self.files.arun(self._tree_plan(Path(dest)))
+        """Async ``download_stream`` (all or nothing too)."""
+        return await self.files.arun_into(dest, self._tree_plan)
 
     def _outputs_plan(self, dest: Path) -> Plan[list[Path]]:
         return self._tree_plan(dest)
