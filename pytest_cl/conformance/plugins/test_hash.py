@@ -124,18 +124,34 @@ def test_metadata_does_not_change_the_image_hash(compute_client: ComputeClient, 
 
 
 # -- sha512 of videos, text, audio --------------------------------------------------------------------------
+@pytest.mark.cl_needs_fix(
+    "SHA-512 of ordinary videos with ffprobe 5.1 or newer (upstream's key-frame CSV parser rejects ffprobe's "
+    "4-column lines and ends the job 'CSV data is invalid.')"
+)
 def test_video_hash_is_stable_and_covers_key_frames(compute_client: ComputeClient, cl_media: MediaCatalogue) -> None:
     """A video: ``sha512_video`` = SHA-512 of its key-frame packets; the same under another upload name."""
     item = cl_media["video_720p_5s_audio"]
     expected, keyframes = _keyframe_sha512(item)
-    assert keyframes == item.fact_int("keyframes")
+    assert keyframes == item.fact_int("keyframes"), "the test's own key-frame count disagrees with the manifest"
     first = _hash_json(compute_client, item, "sha512")
     job = compute_client.submit(TASK, item.path, {"algorithm": "sha512"}, filename="renamed copy.mp4")
     second_job = job.result()
     second = read_json(compute_client, second_job, output_path(second_job))
-    assert (first["algorithm"], first["media_type"]) == ("sha512_video", "video")
-    assert first["hash_value"] == second["hash_value"] == expected
-    assert first["hash_value"] != hashlib.sha512(item.read_bytes()).hexdigest()
+    kind = (first["algorithm"], first["media_type"])
+    assert kind == ("sha512_video", "video"), (
+        f"sha512 of {item.path.name}: expected algorithm 'sha512_video' and media_type 'video', got {kind}"
+    )
+    assert first["hash_value"] == expected, (
+        f"sha512 of {item.path.name}: expected the SHA-512 of its {keyframes} key-frame packets ({expected[:16]}…), "
+        f"got {str(first['hash_value'])[:16]}…"
+    )
+    assert second["hash_value"] == expected, (
+        f"job {second_job.job_id}: the same video uploaded as 'renamed copy.mp4' hashed differently "
+        f"({str(second['hash_value'])[:16]}… instead of {expected[:16]}…)"
+    )
+    assert first["hash_value"] != hashlib.sha512(item.read_bytes()).hexdigest(), (
+        "sha512_video is the SHA-512 of the whole file's bytes, not of the key-frame packets"
+    )
 
 
 @pytest.mark.parametrize("name", ["text_plain", "audio_3s", "hostile_text_as_jpeg"])

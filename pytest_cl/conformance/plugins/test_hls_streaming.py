@@ -181,9 +181,8 @@ def test_without_include_original_there_is_no_original(compute_client: ComputeCl
 
 
 # -- inputs ------------------------------------------------------------------------------------------------------------
-@pytest.mark.cl_needs_fix("HLS of a video without an audio stream (upstream maps 0:a unconditionally)")
 def test_video_without_audio(any_client: ComputeClient, cl_media: MediaCatalogue) -> None:
-    """A silent 3 s video: completes; segments have video and no audio; total ≈ 3 s."""
+    """A silent 3 s video: completes; segments have video and no audio; total ≈ 3 s (upstream too, §8)."""
     item = cl_media["video_720p_3s_silent"]
     stream = _stream(any_client, item, {"variants": json.dumps(SMALL)})
     _check_variants(stream, item, SMALL)

@@ -40,7 +40,7 @@ IMAGES = (
     "face_hopper",
     "png_pixels_twin",
     "webp_pixels_twin",
-    "gif_palette",
+    "png_800x600",
     "jpeg_exif_stripped",
 )
 
