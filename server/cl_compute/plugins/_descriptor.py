@@ -24,12 +24,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, cast
 
 if TYPE_CHECKING:
     import numpy as np
     from numpy.typing import NDArray
     from PIL import Image
+
+
+class _Hog(Protocol):
+    """``skimage.feature.hog`` as called here (its decorator hides the signature from type checkers)."""
+
+    def __call__(
+        self,
+        image: NDArray[np.float64],
+        *,
+        orientations: int,
+        pixels_per_cell: tuple[int, int],
+        cells_per_block: tuple[int, int],
+        block_norm: str,
+        feature_vector: bool,
+    ) -> NDArray[np.float64]: ...
 
 
 @dataclass(frozen=True)
@@ -68,7 +83,7 @@ class DescriptorSpec:
 def _centred_unit(block: NDArray[np.float64]) -> NDArray[np.float64]:
     import numpy as np
 
-    block = block - block.mean()
+    block = block - np.mean(block)
     norm = float(np.linalg.norm(block))
     if norm <= 1e-12:
         return np.zeros_like(block)
@@ -92,15 +107,16 @@ def colour_histogram(rgb: NDArray[np.uint8], bins: int) -> NDArray[np.float64]:
                 wb = frac[:, 2] if db else 1.0 - frac[:, 2]
                 idx = ((lo[:, 0] + dr) * bins + (lo[:, 1] + dg)) * bins + (lo[:, 2] + db)
                 np.add.at(hist, np.minimum(idx, bins**3 - 1), wr * wg * wb)
-    hist /= max(hist.sum(), 1e-12)
+    hist /= max(np.sum(hist), 1e-12)
     return np.sqrt(hist)
 
 
 def hog_block(grey: NDArray[np.float64], cell: int, orientations: int) -> NDArray[np.float64]:
     """HOG (2x2-cell blocks, L2-Hys, square-rooted) of a grey image in [0, 1]."""
     import numpy as np
-    from skimage.feature import hog
+    from skimage import feature
 
+    hog = cast("_Hog", feature.hog)
     feats = hog(
         grey,
         orientations=orientations,
@@ -137,7 +153,7 @@ def features(img: Image.Image, spec: DescriptorSpec) -> NDArray[np.float64]:
     rgb = np.asarray(img.convert("RGB"), dtype=np.uint8)
     # Downscale with an area filter first (anti-aliasing), then work at fixed sizes.
     small = cv2.resize(rgb, (64, 64), interpolation=cv2.INTER_AREA)
-    small = cv2.GaussianBlur(small, (3, 3), 0)
+    small = cast("NDArray[np.uint8]", cv2.GaussianBlur(small, (3, 3), 0))  # OpenCV keeps the dtype
     hist = colour_histogram(small, spec.hist_bins)
 
     grey_full = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
@@ -165,5 +181,5 @@ def features(img: Image.Image, spec: DescriptorSpec) -> NDArray[np.float64]:
 def describe(img: Image.Image, spec: DescriptorSpec) -> NDArray[np.float64]:
     """The raw (unnormalised) ``spec.dim``-d descriptor of an RGB Pillow image."""
     feats = features(img, spec)
-    matrix = projection_matrix(feats.shape[0], spec.dim, spec.seed)
+    matrix = projection_matrix(len(feats), spec.dim, spec.seed)
     return feats @ matrix

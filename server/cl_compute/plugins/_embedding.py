@@ -65,20 +65,21 @@ class ImageEmbeddingPlugin(Plugin):
             except Exception as exc:  # onnxruntime raises its own exception types on bad files
                 raise BackendUnavailable(f"cannot load ONNX model {path} ({self.onnx_env}): {exc}") from exc
             pre = self.onnx_preprocess
-            self.details = {  # type: ignore[misc]
+            # Per-instance details (the model file comes from the environment), overriding the ClassVar.
+            self.details = {  # pyright: ignore[reportAttributeAccessIssue]
                 "model": f"ONNX model file {path} (from {self.onnx_env}) on ONNX Runtime CPU",
                 "preprocessing": f"RGB, {pre.size}x{pre.size} {pre.resample}, mean {pre.mean}, std {pre.std}",
                 "output": f"first output pooled (CLS token / global average); {self.dim}-d",
             }
         else:
             try:
-                import cv2  # noqa: F401
-                import skimage.feature  # noqa: F401
+                import cv2  # noqa: F401  # pyright: ignore[reportUnusedImport]
+                import skimage.feature  # noqa: F401  # pyright: ignore[reportUnusedImport]
             except ImportError as exc:
                 raise BackendUnavailable(
                     f"the stand-in descriptor needs opencv-python-headless<5 and scikit-image ({exc})"
                 ) from exc
-            self.details = dict(type(self).details)  # type: ignore[misc]
+            self.details = dict(type(self).details)  # pyright: ignore[reportAttributeAccessIssue]
         self._loaded = True
 
     def embed(self, path: Path) -> NDArray[np.float64]:

@@ -12,12 +12,15 @@ Landmark order returned by :meth:`Mtcnn.detect` is the *person's* order used by 
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
-from cl_compute.plugins._onnx import make_session
+from cl_compute.plugins._imageio import image_hw
+from cl_compute.plugins._onnx import OrtSession, make_session
 
 if TYPE_CHECKING:
     import numpy as np
@@ -91,18 +94,26 @@ def nms(
     order = np.argsort(-scores, kind="stable")
     keep: list[int] = []
     while order.size > 0:
-        i = int(order[0])
+        i = int(order.item(0))
         keep.append(i)
         rest = order[1:]
-        xx1 = np.maximum(x1[i], x1[rest])
-        yy1 = np.maximum(y1[i], y1[rest])
-        xx2 = np.minimum(x2[i], x2[rest])
-        yy2 = np.minimum(y2[i], y2[rest])
+        xx1 = np.maximum(x1.item(i), x1[rest])
+        yy1 = np.maximum(y1.item(i), y1[rest])
+        xx2 = np.minimum(x2.item(i), x2[rest])
+        yy2 = np.minimum(y2.item(i), y2[rest])
         inter = np.maximum(0.0, xx2 - xx1 + 1) * np.maximum(0.0, yy2 - yy1 + 1)
-        denominator = np.minimum(area[i], area[rest]) if method == "min" else area[i] + area[rest] - inter
+        area_i = area.item(i)
+        denominator = np.minimum(area_i, area[rest]) if method == "min" else area_i + area[rest] - inter
         overlap = inter / denominator
         order = rest[overlap <= threshold]
     return np.asarray(keep, dtype=np.int64)
+
+
+def _trunc(values: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Round towards zero (MTCNN's ``fix``)."""
+    import numpy as np
+
+    return np.trunc(values)
 
 
 def _square(boxes: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -137,14 +148,16 @@ def _crops(img: NDArray[np.uint8], boxes: NDArray[np.float64], size: int) -> NDA
     import cv2
     import numpy as np
 
-    h, w = img.shape[:2]
-    batch = np.zeros((boxes.shape[0], size, size, 3), dtype=np.float32)
-    for k, (bx1, by1, bx2, by2) in enumerate(boxes[:, :4].astype(np.int64)):
-        tw, th = int(bx2 - bx1 + 1), int(by2 - by1 + 1)
+    h, w = image_hw(img)
+    corners = boxes[:, :4].astype(np.int64)
+    batch = np.zeros((len(corners), size, size, 3), dtype=np.float32)
+    for k in range(len(corners)):
+        bx1, by1, bx2, by2 = (corners.item(k, c) for c in range(4))
+        tw, th = bx2 - bx1 + 1, by2 - by1 + 1
         if tw <= 0 or th <= 0:
             continue
         # MTCNN's 1-based inclusive boxes: pixel (bx1-1, by1-1) is the crop's top-left.
-        sx0, sy0 = int(bx1) - 1, int(by1) - 1
+        sx0, sy0 = bx1 - 1, by1 - 1
         cx0, cy0 = max(sx0, 0), max(sy0, 0)
         cx1, cy1 = min(sx0 + tw, w), min(sy0 + th, h)
         tmp = np.zeros((th, tw, 3), dtype=np.float32)
@@ -177,9 +190,18 @@ class Mtcnn:
         self._pnet = make_session(paths["pnet"])
         self._rnet = make_session(paths["rnet"])
         self._onet = make_session(paths["onet"])
-        self._pnet_in = self._pnet.get_inputs()[0].name  # type: ignore[attr-defined]
-        self._rnet_in = self._rnet.get_inputs()[0].name  # type: ignore[attr-defined]
-        self._onet_in = self._onet.get_inputs()[0].name  # type: ignore[attr-defined]
+        self._pnet_in = self._pnet.get_inputs()[0].name
+        self._rnet_in = self._rnet.get_inputs()[0].name
+        self._onet_in = self._onet.get_inputs()[0].name
+
+    @staticmethod
+    def _run(
+        session: OrtSession, outputs: Sequence[str], input_name: str, batch: NDArray[np.float32]
+    ) -> list[NDArray[np.float32]]:
+        """Run one net; its outputs are float32 tensors."""
+        import numpy as np
+
+        return [np.asarray(out, dtype=np.float32) for out in session.run(outputs, {input_name: batch})]
 
     # -- the three stages --------------------------------------------------------------------------------
 
@@ -187,7 +209,7 @@ class Mtcnn:
         import cv2
         import numpy as np
 
-        h, w = img.shape[:2]
+        h, w = image_hw(img)
         m = 12.0 / min_face
         min_layer = min(h, w) * m
         scales: list[float] = []
@@ -196,10 +218,10 @@ class Mtcnn:
             min_layer *= self.scale_factor
         found: list[NDArray[np.float64]] = []
         for scale in scales:
-            hs, ws = int(np.ceil(h * scale)), int(np.ceil(w * scale))
+            hs, ws = math.ceil(h * scale), math.ceil(w * scale)
             scaled = cv2.resize(img, (ws, hs), interpolation=cv2.INTER_AREA).astype(np.float32)
             x = ((scaled - 127.5) * 0.0078125).transpose(1, 0, 2)[None]
-            reg, prob = self._pnet.run(["conv2d_4", "softmax"], {self._pnet_in: x})  # type: ignore[attr-defined]
+            reg, prob = self._run(self._pnet, ["conv2d_4", "softmax"], self._pnet_in, x)
             p = prob[0, :, :, 1]  # indexed [x, y] because the nets see transposed images
             xi, yi = np.nonzero(p >= threshold)
             if xi.size == 0:
@@ -207,10 +229,10 @@ class Mtcnn:
             r = reg[0, xi, yi, :].astype(np.float64)
             boxes = np.column_stack(
                 [
-                    np.fix((2 * xi + 1) / scale),
-                    np.fix((2 * yi + 1) / scale),
-                    np.fix((2 * xi + 12) / scale),
-                    np.fix((2 * yi + 12) / scale),
+                    _trunc((2 * xi + 1) / scale),
+                    _trunc((2 * yi + 1) / scale),
+                    _trunc((2 * xi + 12) / scale),
+                    _trunc((2 * yi + 12) / scale),
                     p[xi, yi].astype(np.float64),
                     r,
                 ]
@@ -233,7 +255,7 @@ class Mtcnn:
             ]
         )
         out = _square(out)
-        out[:, :4] = np.fix(out[:, :4])
+        out[:, :4] = _trunc(out[:, :4])
         return out
 
     def _stage2(self, img: NDArray[np.uint8], boxes: NDArray[np.float64], threshold: float) -> NDArray[np.float64]:
@@ -242,7 +264,7 @@ class Mtcnn:
         if boxes.shape[0] == 0:
             return boxes
         batch = _crops(img, boxes, 24)
-        reg, prob = self._rnet.run(["dense_2", "softmax_1"], {self._rnet_in: batch})  # type: ignore[attr-defined]
+        reg, prob = self._run(self._rnet, ["dense_2", "softmax_1"], self._rnet_in, batch)
         score = prob[:, 1].astype(np.float64)
         ok = score > threshold
         boxes = np.column_stack([boxes[ok, :4], score[ok]])
@@ -260,11 +282,9 @@ class Mtcnn:
 
         if boxes.shape[0] == 0:
             return boxes, np.empty((0, 10))
-        boxes = np.fix(boxes)
+        boxes = _trunc(boxes)
         batch = _crops(img, boxes, 48)
-        reg, pts, prob = self._onet.run(  # type: ignore[attr-defined]
-            ["dense_5", "dense_6", "softmax_2"], {self._onet_in: batch}
-        )
+        reg, pts, prob = self._run(self._onet, ["dense_5", "dense_6", "softmax_2"], self._onet_in, batch)
         score = prob[:, 1].astype(np.float64)
         ok = score > threshold
         boxes = np.column_stack([boxes[ok, :4], score[ok]])
@@ -299,14 +319,14 @@ class Mtcnn:
         import cv2
         import numpy as np
 
-        h, w = rgb.shape[:2]
+        h, w = image_hw(rgb)
         factor = 1.0
         work = rgb
         if max(h, w) > max_side:
             factor = max_side / float(max(h, w))
             size = (max(1, round(w * factor)), max(1, round(h * factor)))
             work = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
-        work = np.ascontiguousarray(work)
+        work = cast("NDArray[np.uint8]", np.ascontiguousarray(work))  # cv2.resize keeps the dtype
         if min(work.shape[:2]) < 12:
             return []
         t1, t2, t3 = STAGE_THRESHOLDS
@@ -319,13 +339,14 @@ class Mtcnn:
         ok = boxes[:, 4] >= confidence_threshold
         boxes, pts = boxes[ok], pts[ok]
         keep = nms(boxes[:, :4], boxes[:, 4], nms_threshold)
+        boxes, pts = boxes[keep], pts[keep]
         result: list[Detection] = []
-        for i in keep:
-            x1, y1, x2, y2, score = (float(v) for v in boxes[i])
+        for i in range(len(boxes)):
+            x1, y1, x2, y2, score = (boxes.item(i, c) for c in range(5))
             xs, ys = pts[i, 0:5] / factor, pts[i, 5:10] / factor
             # MTCNN's order is image-left eye, image-right eye, nose, image-left mouth corner, image-right
             # mouth corner; for an upright frontal face the image-left ones are the person's right ones.
-            points = tuple((float(xs[j]), float(ys[j])) for j in range(5))
+            points = tuple((xs.item(j), ys.item(j)) for j in range(5))
             result.append(
                 Detection(
                     box=(x1 / factor, y1 / factor, x2 / factor, y2 / factor),
@@ -353,10 +374,12 @@ def similarity_to_template(points: NDArray[np.float64]) -> NDArray[np.float64]:
     dst = np.asarray(ARCFACE_TEMPLATE, dtype=np.float64)
     if not np.all(np.isfinite(src)):
         raise ValueError("landmarks are not finite")
-    matrix, _ = cv2.estimateAffinePartial2D(src, dst, method=cv2.LMEDS)
+    estimated, _ = cv2.estimateAffinePartial2D(src, dst, method=cv2.LMEDS)
+    # OpenCV returns None when it finds no transform (its stubs do not say so).
+    matrix = cast("NDArray[np.float64] | None", estimated)
     if matrix is None or not np.all(np.isfinite(matrix)):
         matrix = _umeyama(src, dst)
-    scale = float(np.hypot(matrix[0, 0], matrix[1, 0]))
+    scale = math.hypot(matrix.item(0, 0), matrix.item(1, 0))
     if not np.isfinite(scale) or scale <= 1e-6:
         raise ValueError("degenerate landmarks")
     return matrix
@@ -366,18 +389,20 @@ def _umeyama(src: NDArray[np.float64], dst: NDArray[np.float64]) -> NDArray[np.f
     """Least-squares similarity transform (rotation, uniform scale, translation) from src to dst."""
     import numpy as np
 
-    mu_s, mu_d = src.mean(0), dst.mean(0)
+    # numpy's stubs type a mean over an axis and a determinant as Any.
+    mu_s = cast("NDArray[np.float64]", src.mean(0))
+    mu_d = cast("NDArray[np.float64]", dst.mean(0))
     s_c, d_c = src - mu_s, dst - mu_d
-    var_s = (s_c**2).sum() / len(src)
+    var_s = np.sum(s_c**2) / len(src)
     if var_s <= 1e-12:
         raise ValueError("degenerate landmarks")
     cov = d_c.T @ s_c / len(src)
     u, sig, vt = np.linalg.svd(cov)
     d = np.ones(2)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+    if cast("np.float64", np.linalg.det(u)) * cast("np.float64", np.linalg.det(vt)) < 0:
         d[-1] = -1
     rot = u @ np.diag(d) @ vt
-    scale = (sig * d).sum() / var_s
+    scale = np.sum(sig * d) / var_s
     t = mu_d - scale * rot @ mu_s
     return np.hstack([scale * rot, t[:, None]])
 
@@ -390,7 +415,8 @@ def align_face(
     import numpy as np
 
     matrix = similarity_to_template(np.asarray(points, dtype=np.float64))
-    return cv2.warpAffine(
+    # warpAffine keeps the input's dtype (uint8).
+    aligned = cv2.warpAffine(
         rgb,
         matrix,
         (ARCFACE_SIZE, ARCFACE_SIZE),
@@ -398,3 +424,4 @@ def align_face(
         borderMode=cv2.BORDER_CONSTANT,
         borderValue=(0, 0, 0),
     )
+    return cast("NDArray[np.uint8]", aligned)

