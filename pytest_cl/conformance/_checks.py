@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
+from typing import cast
+
+import httpx
 import numpy as np
 from numpy.typing import NDArray
+
+from cl_client import JobResponse
 
 #: Leading bytes of each image format the deployments produce.
 MAGIC: dict[str, tuple[bytes, ...]] = {
@@ -26,3 +32,74 @@ def has_magic(data: bytes, fmt: str) -> bool:
 def cosine(a: NDArray[np.floating], b: NDArray[np.floating]) -> float:
     """Cosine similarity of two vectors."""
     return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+# -- failure messages in words ---------------------------------------------------------------------------------
+# Each helper raises AssertionError with one full sentence: what was looked at (which job, which file, which
+# field), what the protocol expects and what the deployment gave, so that the failure line alone tells a
+# deployment owner what went wrong.
+
+
+def show(value: object, limit: int = 300) -> str:
+    """``repr(value)`` cut to ``limit`` characters (long records and bodies stay readable in a failure line)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
+
+
+def job_label(record: JobResponse) -> str:
+    """``"<task_type> job <job_id>"``: how a failure names a job."""
+    return f"{record.task_type} job {record.job_id}"
+
+
+def expect(seen: object, expected: object, what: str) -> None:
+    """``seen == expected``, else ``"<what>: expected <expected>, got <seen>"``."""
+    if not seen == expected:
+        raise AssertionError(f"{what}: expected {show(expected)}, got {show(seen)}")
+
+
+def get_field(data: object, key: str, *, where: str) -> object:
+    """``data[key]`` of a JSON object or record mapping, else a sentence naming the missing field and ``where``.
+
+    ``where`` names the object, e.g. ``"hash job 1b2c…: output/hash.json"``.
+    """
+    if not isinstance(data, Mapping):
+        raise AssertionError(f"{where} is not a JSON object, got {show(data)}")
+    mapping = cast(Mapping[str, object], data)
+    if key not in mapping:
+        raise AssertionError(f"{where} has no {key!r} field (it has {sorted(mapping)})")
+    return mapping[key]
+
+
+def expect_field(data: object, key: str, expected: object, *, where: str, meaning: str = "") -> object:
+    """``data[key] == expected`` (the field must exist), else a sentence naming the field; returns the value.
+
+    ``meaning`` says what the expected value is (``"the MD5 of the uploaded bytes"``) and is shown after it.
+    """
+    seen = get_field(data, key, where=where)
+    if not seen == expected:
+        said = f" ({meaning})" if meaning else ""
+        raise AssertionError(f"{where}: expected {key!r} {show(expected)}{said}, got {show(seen)}")
+    return seen
+
+
+def expect_param(record: JobResponse, key: str, expected: object) -> object:
+    """The job record's ``params[key]`` echoes ``expected`` (PROTOCOL.md §3: params echo the form fields)."""
+    seen = record.params.get(key, "<missing>")
+    if not seen == expected:
+        raise AssertionError(
+            f"{job_label(record)}: expected params.{key} {show(expected)}, got {show(seen)}"
+            f" (params {show(record.params)})"
+        )
+    return seen
+
+
+def expect_status(got: httpx.Response | tuple[int, bytes], expected: int | Collection[int], *, what: str) -> None:
+    """An HTTP answer (an httpx response or ``RawHTTP.raw_get``'s ``(status, body)``) has one of the statuses.
+
+    ``what`` names the request, e.g. ``"GET /jobs/<id> of a deleted job"``; the body is shown when it differs.
+    """
+    allowed = (expected,) if isinstance(expected, int) else tuple(expected)
+    status, body = (got.status_code, got.content) if isinstance(got, httpx.Response) else got
+    if status not in allowed:
+        wanted = " or ".join(str(s) for s in allowed)
+        raise AssertionError(f"{what}: expected HTTP {wanted}, got {status} (body {show(body[:300])})")

@@ -54,12 +54,20 @@ def run_job(
         task_type, path, dict(params or {}), on_progress=calls.on_progress, on_complete=calls.on_complete
     )
     final = job.wait(timeout)
-    assert calls.done.wait(10), f"on_complete never fired for job {final.job_id} ({final.status})"
-    assert len(calls.complete) == 1, f"on_complete fired {len(calls.complete)} times"
-    assert calls.complete[0].status == final.status
-    assert final.job_id == job.job_id and final.task_type == task_type
+    assert calls.done.wait(10), f"{task_type} job {final.job_id}: on_complete never fired (status {final.status})"
+    assert len(calls.complete) == 1, (
+        f"{task_type} job {final.job_id}: on_complete fired {len(calls.complete)} times, expected once"
+    )
+    assert calls.complete[0].status == final.status, (
+        f"{task_type} job {final.job_id}: on_complete reported status {calls.complete[0].status!r},"
+        f" GET /jobs/{{id}} says {final.status!r}"
+    )
+    assert (final.job_id, final.task_type) == (job.job_id, task_type), (
+        f"POST /jobs/{task_type} created job {job.job_id}, but its record says job_id {final.job_id!r},"
+        f" task_type {final.task_type!r}"
+    )
     progress = [p.progress for p in calls.progress]
-    assert progress == sorted(progress), f"progress went backwards: {progress}"
+    assert progress == sorted(progress), f"{task_type} job {final.job_id}: progress went backwards: {progress}"
     return final
 
 
@@ -73,8 +81,13 @@ def completed(
 ) -> JobResponse:
     """``run_job`` that must end ``completed`` (the server's error message is shown otherwise)."""
     final = run_job(client, task_type, path, params, timeout=timeout)
-    assert final.status == "completed", f"{task_type} on {path.name} ended {final.status}: {final.error_message}"
-    assert final.progress == 100
+    assert final.status == "completed", (
+        f"{task_type} job {final.job_id} on {path.name} ended {final.status!r} ({final.error_message}),"
+        " expected 'completed'"
+    )
+    assert final.progress == 100, (
+        f"{task_type} job {final.job_id} completed with progress {final.progress}, expected 100"
+    )
     return final
 
 
@@ -88,8 +101,14 @@ def failed(
 ) -> JobResponse:
     """``run_job`` that must end ``error`` with a non-empty message (no hang: the wait is bounded)."""
     final = run_job(client, task_type, path, params, timeout=timeout)
-    assert final.is_failed, f"{task_type} on {path.name} should fail, ended {final.status} ({final.task_output})"
-    assert isinstance(final.error_message, str) and final.error_message.strip(), "error without a message"
+    assert final.is_failed, (
+        f"{task_type} job {final.job_id} on {path.name} should end 'error', ended {final.status!r}"
+        f" (task_output {final.task_output})"
+    )
+    assert isinstance(final.error_message, str) and final.error_message.strip(), (
+        f"{task_type} job {final.job_id} on {path.name} ended {final.status!r} without an error_message"
+        f" (got {final.error_message!r})"
+    )
     return final
 
 
@@ -100,8 +119,14 @@ def read_file(client: ComputeClient, job: JobResponse, file_path: str) -> bytes:
 
 def read_json(client: ComputeClient, job: JobResponse, file_path: str) -> dict[str, object]:
     """Download a JSON job file; it must hold an object."""
-    data = json.loads(read_file(client, job, file_path).decode("utf-8"))
-    assert isinstance(data, dict), f"{file_path} is not a JSON object"
+    raw = read_file(client, job, file_path)
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except ValueError as exc:
+        raise AssertionError(
+            f"{job.task_type} job {job.job_id}: {file_path} is not JSON ({exc}): {raw[:200]!r}"
+        ) from None
+    assert isinstance(data, dict), f"{job.task_type} job {job.job_id}: {file_path} is not a JSON object: {data!r:.200}"
     return data
 
 

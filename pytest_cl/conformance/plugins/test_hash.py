@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import dataclass
 
 import av
 import pytest
@@ -17,6 +18,7 @@ from PIL import Image, ImageFile
 
 from cl_client import ComputeClient, ValidationError
 from pytest_cl._media import MediaCatalogue, MediaItem
+from pytest_cl.conformance._checks import expect, expect_field, expect_param, get_field
 from pytest_cl.conformance.plugins._media_helpers import completed, failed, output_path, pixel_bytes, read_json, run_job
 
 pytestmark = [pytest.mark.cl_requires("hash"), pytest.mark.timeout(120)]
@@ -26,17 +28,37 @@ HEX128 = re.compile(r"^[0-9a-f]{128}$")
 MD5_EMPTY = "d41d8cd98f00b204e9800998ecf8427e"
 
 
-def _hash_json(client: ComputeClient, item: MediaItem, algorithm: str | None) -> dict[str, object]:
+@dataclass(frozen=True)
+class HashJson:
+    """``output/hash.json`` of one job; reading a field that is missing fails with a sentence naming it."""
+
+    job_id: str
+    where: str
+    data: dict[str, object]
+
+    def __getitem__(self, key: str) -> object:
+        return get_field(self.data, key, where=self.where)
+
+    def expect(self, key: str, expected: object, meaning: str = "") -> None:
+        """``hash.json[key] == expected``, else the job, the file, the field, expected and seen."""
+        expect_field(self.data, key, expected, where=self.where, meaning=meaning)
+
+
+def _hash_json(client: ComputeClient, item: MediaItem, algorithm: str | None) -> HashJson:
     """Hash ``item`` (``algorithm`` None: the server's default) and return ``output/hash.json``, checked."""
     params = {} if algorithm is None else {"algorithm": algorithm}
     job = completed(client, TASK, item.path, params)
-    assert job.params.get("algorithm") == (algorithm or "sha512"), job.params
-    assert output_path(job) == "output/hash.json"
+    expect_param(job, "algorithm", algorithm or "sha512")
+    expect_param(job, "output_path", "output/hash.json")
     data = read_json(client, job, output_path(job))
-    assert set(data) >= {"hash_value", "algorithm", "media_type", "process_time"}, data
-    assert job.task_output is not None and job.task_output.get("media_type") == data["media_type"]
-    assert "hash_value" not in job.task_output, "the hash belongs in output/hash.json only"
-    return data
+    where = f"hash job {job.job_id} on {item.path.name}: output/hash.json"
+    for key in ("hash_value", "algorithm", "media_type", "process_time"):
+        get_field(data, key, where=where)
+    expect_field(job.task_output, "media_type", data["media_type"], where=f"hash job {job.job_id}: task_output")
+    assert "hash_value" not in (job.task_output or {}), (
+        f"hash job {job.job_id}: task_output carries 'hash_value'; the hash belongs in output/hash.json only"
+    )
+    return HashJson(job.job_id, where, data)
 
 
 def _keyframe_sha512(item: MediaItem) -> tuple[str, int]:
@@ -57,9 +79,13 @@ def test_md5_is_md5_of_the_uploaded_bytes(any_client: ComputeClient, cl_media: M
     """md5 = MD5 hex of the uploaded bytes; media_type image; hash.json and task_output agree (events, polling)."""
     item = cl_media["png_800x600"]
     data = _hash_json(any_client, item, "md5")
-    assert data["hash_value"] == hashlib.md5(item.read_bytes()).hexdigest()
-    assert (data["algorithm"], data["media_type"]) == ("md5", "image")
-    assert isinstance(data["process_time"], int | float) and data["process_time"] >= 0
+    data.expect("hash_value", hashlib.md5(item.read_bytes()).hexdigest(), "the MD5 of the uploaded bytes")
+    data.expect("algorithm", "md5")
+    data.expect("media_type", "image")
+    process_time = data["process_time"]
+    assert isinstance(process_time, int | float) and process_time >= 0, (
+        f"{data.where}: expected 'process_time' a number ≥ 0, got {process_time!r}"
+    )
 
 
 @pytest.mark.parametrize("name", ["jpeg_exif", "video_720p_3s_silent", "text_plain", "audio_3s", "gif_palette"])
@@ -67,9 +93,9 @@ def test_md5_and_media_type_of_each_kind(compute_client: ComputeClient, cl_media
     """md5 of image, video, text and audio files is the MD5 of their bytes; media_type is the manifest's."""
     item = cl_media[name]
     data = _hash_json(compute_client, item, "md5")
-    assert data["hash_value"] == hashlib.md5(item.read_bytes()).hexdigest()
-    assert data["algorithm"] == "md5"
-    assert data["media_type"] == item.fact_str("media_type")
+    data.expect("hash_value", hashlib.md5(item.read_bytes()).hexdigest(), "the MD5 of the uploaded bytes")
+    data.expect("algorithm", "md5")
+    data.expect("media_type", item.fact_str("media_type"), f"{item.name} is a {item.fact_str('media_type')} file")
 
 
 # -- sha512 of images: the decoded pixels ---------------------------------------------------------------------
@@ -79,10 +105,12 @@ def test_default_sha512_of_an_image_is_sha512_of_its_pixels(
     """Without ``algorithm`` (default sha512) an image hashes to SHA-512 of its pixel buffer, not of its bytes."""
     item = cl_media["png_rgba"]
     data = _hash_json(any_client, item, None)
-    assert data["algorithm"] == "sha512_image"
-    assert data["media_type"] == "image"
-    assert data["hash_value"] == hashlib.sha512(pixel_bytes(item.path)).hexdigest()
-    assert data["hash_value"] != hashlib.sha512(item.read_bytes()).hexdigest()
+    data.expect("algorithm", "sha512_image", "the default algorithm is sha512; on an image, of its pixels")
+    data.expect("media_type", "image")
+    data.expect("hash_value", hashlib.sha512(pixel_bytes(item.path)).hexdigest(), "the SHA-512 of the decoded pixels")
+    assert data["hash_value"] != hashlib.sha512(item.read_bytes()).hexdigest(), (
+        f"{data.where}: 'hash_value' is the SHA-512 of the file's bytes, expected the SHA-512 of its decoded pixels"
+    )
 
 
 @pytest.mark.parametrize(
@@ -93,11 +121,20 @@ def test_sha512_image_in_the_files_own_mode(compute_client: ComputeClient, cl_me
     """RGB, L, P (first frame), JPEG and WebP: SHA-512 of ``tobytes()`` in the file's mode (no conversion)."""
     item = cl_media[name]
     with Image.open(item.path) as img:
-        assert img.mode == item.fact_str("mode")
+        assert img.mode == item.fact_str("mode"), (
+            f"test media {item.name}: mode {img.mode}, the manifest says otherwise"
+        )
     data = _hash_json(compute_client, item, "sha512")
-    assert (data["algorithm"], data["media_type"]) == ("sha512_image", "image")
-    assert HEX128.match(str(data["hash_value"]))
-    assert data["hash_value"] == hashlib.sha512(pixel_bytes(item.path)).hexdigest()
+    data.expect("algorithm", "sha512_image")
+    data.expect("media_type", "image")
+    assert HEX128.match(str(data["hash_value"])), (
+        f"{data.where}: 'hash_value' is not 128 lowercase hex digits: {data['hash_value']!r}"
+    )
+    data.expect(
+        "hash_value",
+        hashlib.sha512(pixel_bytes(item.path)).hexdigest(),
+        f"the SHA-512 of the decoded {img.mode} pixels of the first frame",
+    )
 
 
 def test_identical_pixels_in_png_and_lossless_webp_hash_alike(
@@ -105,21 +142,32 @@ def test_identical_pixels_in_png_and_lossless_webp_hash_alike(
 ) -> None:
     """Two different files with the same decoded pixels (PNG, lossless WebP) get one image hash; MD5s differ."""
     png, webp = cl_media["png_pixels_twin"], cl_media["webp_pixels_twin"]
-    assert hashlib.sha256(pixel_bytes(png.path)).hexdigest() == png.fact_str("pixels_sha256")
-    assert pixel_bytes(png.path) == pixel_bytes(webp.path)
+    assert hashlib.sha256(pixel_bytes(png.path)).hexdigest() == png.fact_str("pixels_sha256"), (
+        f"test media {png.name}: its pixels differ from the manifest's pixels_sha256"
+    )
+    assert pixel_bytes(png.path) == pixel_bytes(webp.path), f"test media {png.name} and {webp.name}: pixels differ"
+    expected = hashlib.sha512(pixel_bytes(png.path)).hexdigest()
     png_hash = _hash_json(compute_client, png, "sha512")
     webp_hash = _hash_json(compute_client, webp, "sha512")
-    assert png_hash["hash_value"] == webp_hash["hash_value"] == hashlib.sha512(pixel_bytes(png.path)).hexdigest()
-    assert _hash_json(compute_client, png, "md5")["hash_value"] != _hash_json(compute_client, webp, "md5")["hash_value"]
+    png_hash.expect("hash_value", expected, "the SHA-512 of the decoded pixels")
+    webp_hash.expect("hash_value", expected, f"the SHA-512 of the decoded pixels, the same as {png.path.name}'s")
+    png_md5, webp_md5 = _hash_json(compute_client, png, "md5"), _hash_json(compute_client, webp, "md5")
+    assert png_md5["hash_value"] != webp_md5["hash_value"], (
+        f"md5 jobs {png_md5.job_id} and {webp_md5.job_id}: two different files ({png.path.name}, {webp.path.name})"
+        f" got the same MD5 {png_md5['hash_value']!r}"
+    )
 
 
 def test_metadata_does_not_change_the_image_hash(compute_client: ComputeClient, cl_media: MediaCatalogue) -> None:
     """The EXIF JPEG and its EXIF-stripped copy (same pixels, other bytes) share the image hash."""
     rich, stripped = cl_media["jpeg_exif"], cl_media["jpeg_exif_stripped"]
-    assert rich.read_bytes() != stripped.read_bytes()
-    assert (
-        _hash_json(compute_client, rich, "sha512")["hash_value"]
-        == (_hash_json(compute_client, stripped, "sha512")["hash_value"])
+    assert rich.read_bytes() != stripped.read_bytes(), f"test media {rich.name} and {stripped.name} are identical"
+    rich_hash = _hash_json(compute_client, rich, "sha512")
+    stripped_hash = _hash_json(compute_client, stripped, "sha512")
+    stripped_hash.expect(
+        "hash_value",
+        rich_hash["hash_value"],
+        f"the same pixels as {rich.path.name} (job {rich_hash.job_id}), only the EXIF metadata is gone",
     )
 
 
@@ -136,13 +184,19 @@ def test_video_hash_is_stable_and_covers_key_frames(compute_client: ComputeClien
     first = _hash_json(compute_client, item, "sha512")
     job = compute_client.submit(TASK, item.path, {"algorithm": "sha512"}, filename="renamed copy.mp4")
     second_job = job.result()
-    second = read_json(compute_client, second_job, output_path(second_job))
+    second = HashJson(
+        second_job.job_id,
+        f"hash job {second_job.job_id} on 'renamed copy.mp4': output/hash.json",
+        read_json(compute_client, second_job, output_path(second_job)),
+    )
     kind = (first["algorithm"], first["media_type"])
     assert kind == ("sha512_video", "video"), (
-        f"sha512 of {item.path.name}: expected algorithm 'sha512_video' and media_type 'video', got {kind}"
+        f"hash job {first.job_id}, sha512 of {item.path.name}: expected algorithm 'sha512_video' and media_type"
+        f" 'video', got {kind}"
     )
     assert first["hash_value"] == expected, (
-        f"sha512 of {item.path.name}: expected the SHA-512 of its {keyframes} key-frame packets ({expected[:16]}…), "
+        f"hash job {first.job_id}, sha512 of {item.path.name}: expected the SHA-512 of its {keyframes} key-frame"
+        f" packets ({expected[:16]}…), "
         f"got {str(first['hash_value'])[:16]}…"
     )
     assert second["hash_value"] == expected, (
@@ -150,7 +204,7 @@ def test_video_hash_is_stable_and_covers_key_frames(compute_client: ComputeClien
         f"({str(second['hash_value'])[:16]}… instead of {expected[:16]}…)"
     )
     assert first["hash_value"] != hashlib.sha512(item.read_bytes()).hexdigest(), (
-        "sha512_video is the SHA-512 of the whole file's bytes, not of the key-frame packets"
+        f"hash job {first.job_id}: sha512_video is the SHA-512 of the whole file's bytes, not of the key-frame packets"
     )
 
 
@@ -161,9 +215,9 @@ def test_sha512_of_other_files_is_sha512_of_the_bytes(
     """Text (also text named ``.jpg``) and audio: ``sha512_generic`` = SHA-512 of the raw bytes."""
     item = cl_media[name]
     data = _hash_json(compute_client, item, "sha512")
-    assert data["media_type"] == item.fact_str("media_type")
-    assert data["algorithm"] == "sha512_generic"
-    assert data["hash_value"] == hashlib.sha512(item.read_bytes()).hexdigest()
+    data.expect("media_type", item.fact_str("media_type"), f"{item.name} is a {item.fact_str('media_type')} file")
+    data.expect("algorithm", "sha512_generic")
+    data.expect("hash_value", hashlib.sha512(item.read_bytes()).hexdigest(), "the SHA-512 of the raw bytes")
 
 
 # -- hostile inputs and bad parameters -----------------------------------------------------------------------
@@ -175,7 +229,8 @@ def test_decompression_bomb_fails_with_a_message(any_client: ComputeClient, cl_m
 def test_md5_of_a_bomb_needs_no_decoding(compute_client: ComputeClient, cl_media: MediaCatalogue) -> None:
     """md5 hashes bytes only, so even the decompression bomb completes with the MD5 of its bytes."""
     item = cl_media["hostile_bomb_png"]
-    assert _hash_json(compute_client, item, "md5")["hash_value"] == hashlib.md5(item.read_bytes()).hexdigest()
+    data = _hash_json(compute_client, item, "md5")
+    data.expect("hash_value", hashlib.md5(item.read_bytes()).hexdigest(), "the MD5 of the uploaded bytes")
 
 
 def test_empty_file_is_refused_or_hashed_as_empty(compute_client: ComputeClient, cl_media: MediaCatalogue) -> None:
@@ -183,10 +238,14 @@ def test_empty_file_is_refused_or_hashed_as_empty(compute_client: ComputeClient,
     item = cl_media["hostile_empty"]
     job = run_job(compute_client, TASK, item.path, {"algorithm": "md5"})
     if job.is_failed:
-        assert job.error_message and job.error_message.strip()
+        assert job.error_message and job.error_message.strip(), (
+            f"hash job {job.job_id} of an empty file ended {job.status!r} without an error_message"
+        )
     else:
-        assert job.status == "completed"
-        assert read_json(compute_client, job, output_path(job))["hash_value"] == MD5_EMPTY
+        expect(job.status, "completed", f"hash job {job.job_id} of an empty file: status")
+        data = read_json(compute_client, job, output_path(job))
+        where = f"hash job {job.job_id} of an empty file: output/hash.json"
+        expect_field(data, "hash_value", MD5_EMPTY, where=where, meaning="the MD5 of no bytes")
 
 
 def test_truncated_jpeg_is_refused_or_hashed_as_decoded(
@@ -196,9 +255,11 @@ def test_truncated_jpeg_is_refused_or_hashed_as_decoded(
     item = cl_media["hostile_truncated_jpeg"]
     job = run_job(compute_client, TASK, item.path, {"algorithm": "sha512"})
     if job.is_failed:
-        assert job.error_message and job.error_message.strip()
+        assert job.error_message and job.error_message.strip(), (
+            f"hash job {job.job_id} of a truncated JPEG ended {job.status!r} without an error_message"
+        )
         return
-    assert job.status == "completed"
+    expect(job.status, "completed", f"hash job {job.job_id} of a truncated JPEG: status")
     previous = ImageFile.LOAD_TRUNCATED_IMAGES
     ImageFile.LOAD_TRUNCATED_IMAGES = True
     try:
@@ -206,7 +267,9 @@ def test_truncated_jpeg_is_refused_or_hashed_as_decoded(
     finally:
         ImageFile.LOAD_TRUNCATED_IMAGES = previous
     data = read_json(compute_client, job, output_path(job))
-    assert (data["algorithm"], data["hash_value"]) == ("sha512_image", expected)
+    where = f"hash job {job.job_id} of a truncated JPEG: output/hash.json"
+    expect_field(data, "algorithm", "sha512_image", where=where)
+    expect_field(data, "hash_value", expected, where=where, meaning="the SHA-512 of the pixels Pillow decodes")
 
 
 @pytest.mark.parametrize("algorithm", ["sha1", "MD5 ", "sha256"])
@@ -214,5 +277,7 @@ def test_unknown_algorithm_is_a_422(compute_client: ComputeClient, cl_media: Med
     """``algorithm`` outside sha512|md5 is refused at submission (422 naming the field), no job is created."""
     with pytest.raises(ValidationError) as info:
         compute_client.submit(TASK, cl_media["text_plain"].path, {"algorithm": algorithm})
-    assert info.value.status_code == 422
-    assert "algorithm" in str(info.value.detail)
+    expect(info.value.status_code, 422, f"POST /jobs/hash with algorithm={algorithm!r}: HTTP status")
+    assert "algorithm" in str(info.value.detail), (
+        f"POST /jobs/hash with algorithm={algorithm!r}: the 422 does not name 'algorithm': {info.value.detail}"
+    )
