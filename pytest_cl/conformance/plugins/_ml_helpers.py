@@ -32,7 +32,7 @@ from PIL import Image
 
 from cl_client import ComputeClient, Job, JobFailedError, JobResponse, ValidationError
 from pytest_cl._media import MediaCatalogue
-from pytest_cl.conformance._checks import cosine, has_magic
+from pytest_cl.conformance._checks import cosine, expect_param, has_magic
 
 #: inputs that are not decodable images (manifest: ``decodable`` false); every image plugin must fail on them
 HOSTILE = ("hostile_truncated_jpeg", "hostile_text_as_jpeg", "hostile_empty")
@@ -83,9 +83,17 @@ def run_jobs(
             f"{task_type} job {job.job_id}: on_complete did not fire within {timeout} s (status {job.status})"
         )
         final = job.wait(timeout)
-        assert len(completion.calls) == 1, f"on_complete fired {len(completion.calls)} times for {job.job_id}"
-        assert completion.calls[0].status == final.status, (completion.calls[0].status, final.status)
-        assert (final.job_id, final.task_type) == (job.job_id, task_type)
+        assert len(completion.calls) == 1, (
+            f"{task_type} job {job.job_id}: on_complete fired {len(completion.calls)} times, expected once"
+        )
+        assert completion.calls[0].status == final.status, (
+            f"{task_type} job {job.job_id}: on_complete reported status {completion.calls[0].status!r},"
+            f" GET /jobs/{{id}} says {final.status!r}"
+        )
+        assert (final.job_id, final.task_type) == (job.job_id, task_type), (
+            f"POST /jobs/{task_type} created job {job.job_id}, but its record says job_id {final.job_id!r},"
+            f" task_type {final.task_type!r}"
+        )
         records.append(final)
     return records
 
@@ -99,8 +107,12 @@ def run_job(
 
 def assert_completed(record: JobResponse) -> JobResponse:
     """The job completed (the server's error message is shown otherwise) with progress 100."""
-    assert record.status == "completed", f"{record.task_type} job ended {record.status}: {record.error_message}"
-    assert record.progress == 100, record.progress
+    assert record.status == "completed", (
+        f"{record.task_type} job {record.job_id} ended {record.status!r} ({record.error_message}), expected 'completed'"
+    )
+    assert record.progress == 100, (
+        f"{record.task_type} job {record.job_id} completed with progress {record.progress}, expected 100"
+    )
     return record
 
 
@@ -125,50 +137,85 @@ def check_hostile_inputs_fail(client: ComputeClient, cl_media: MediaCatalogue, t
     """
     items = [cl_media[name] for name in HOSTILE]
     for item in items:
-        assert not item.fact_bool("decodable"), item.name
+        assert not item.fact_bool("decodable"), f"test media {item.name} is decodable: not a hostile input"
     records = run_jobs(client, task_type, [(item.path, {}) for item in items])
     for item, record in zip(items, records, strict=True):
-        assert record.status in {"error", "failed"}, f"{task_type} on {item.name} ended {record.status}"
+        assert record.status in {"error", "failed"}, (
+            f"{task_type} job {record.job_id} on {item.name} (not a decodable image) ended {record.status!r},"
+            " expected 'error'"
+        )
         assert isinstance(record.error_message, str) and record.error_message.strip(), (
-            f"{task_type} on {item.name}: error without a message"
+            f"{task_type} job {record.job_id} on {item.name} ended 'error' without an error_message"
+            f" (got {record.error_message!r})"
         )
         with pytest.raises(JobFailedError) as info:
             Job(client, record.job_id, record.task_type).result()
-        assert info.value.job.error_message == record.error_message
+        assert info.value.job.error_message == record.error_message, (
+            f"{task_type} job {record.job_id}: a second GET gave error_message {info.value.job.error_message!r},"
+            f" the first {record.error_message!r}"
+        )
 
 
 def assert_rejected(client: ComputeClient, task_type: str, path: Path, params: Params, field_name: str) -> None:
     """The server answers 422 naming ``field_name`` (sent raw: the generic submit does not validate)."""
     with pytest.raises(ValidationError) as info:
         client.submit(task_type, path, dict(params))
-    assert info.value.status_code == 422, info.value.status_code
+    assert info.value.status_code == 422, (
+        f"POST /jobs/{task_type} with {dict(params)}: expected HTTP 422, got {info.value.status_code}"
+    )
     locations = [loc for loc, _ in info.value.errors]
-    assert any(loc.endswith(field_name) for loc in locations), f"422 does not name {field_name}: {info.value.detail}"
+    assert any(loc.endswith(field_name) for loc in locations), (
+        f"POST /jobs/{task_type} with {dict(params)}: the 422 does not name {field_name!r}: {info.value.detail}"
+    )
 
 
 # -- reading outputs as files ------------------------------------------------------------------------------
 def load_npy(client: ComputeClient, record: JobResponse, dest: Path) -> NDArray[np.generic]:
     """Download the job's ``.npy`` (``params.output_path``) to ``dest`` and load it with numpy (no pickles)."""
     rel = output_path(record)
-    assert rel.endswith(".npy"), f"output_path {rel!r} is not a .npy file"
+    assert rel.endswith(".npy"), (
+        f"{record.task_type} job {record.job_id}: params.output_path {rel!r} is not a .npy file"
+    )
     dest.mkdir(parents=True, exist_ok=True)
     written = client.download_job_file(record.job_id, rel, dest / f"{record.job_id}.npy")
     data = written.read_bytes()
-    assert data.startswith(NPY_MAGIC), f"{rel} is not an .npy file: {data[:16]!r}"
+    assert data.startswith(NPY_MAGIC), (
+        f"{record.task_type} job {record.job_id}: {rel} is not an .npy file: {data[:16]!r}"
+    )
     return np.load(io.BytesIO(data), allow_pickle=False)
 
 
-def check_vector(vector: NDArray[np.generic], dim: int, *, normalized: bool) -> NDArray[np.float32]:
-    """A finite float32 vector of ``dim`` values; L2 norm 1 when ``normalized``, clearly not 1 otherwise."""
-    assert vector.dtype == np.float32, vector.dtype
-    assert vector.shape == (dim,), vector.shape
-    assert np.isfinite(vector).all(), "non-finite values in the embedding"
+def check_vector(
+    vector: NDArray[np.generic], dim: int, *, normalized: bool, what: str = "the embedding"
+) -> NDArray[np.float32]:
+    """A finite float32 vector of ``dim`` values; L2 norm 1 when ``normalized``, clearly not 1 otherwise.
+
+    ``what`` names the vector in a failure (e.g. ``"clip_embedding job <id>: output/clip_embedding.npy"``).
+    """
+    assert vector.dtype == np.float32, f"{what}: expected dtype float32, got {vector.dtype}"
+    assert vector.shape == (dim,), f"{what}: expected shape ({dim},), got {vector.shape}"
+    assert np.isfinite(vector).all(), f"{what}: {int((~np.isfinite(vector)).sum())} non-finite values"
     norm = float(np.linalg.norm(vector.astype(np.float64)))
     if normalized:
-        assert abs(norm - 1.0) < NORM_TOL, f"normalised vector has norm {norm}"
+        assert abs(norm - 1.0) < NORM_TOL, f"{what}: normalize=true but the L2 norm is {norm}, expected 1 ± {NORM_TOL}"
     else:
-        assert abs(norm - 1.0) > 0.01, f"un-normalised vector has norm {norm} (looks normalised)"
+        assert abs(norm - 1.0) > 0.01, f"{what}: normalize=false but the L2 norm is {norm} (looks normalised)"
     return vector.astype(np.float32)
+
+
+def npy_label(record: JobResponse) -> str:
+    """How a failure names a job's vector: ``"<task_type> job <id>: <output_path>"``."""
+    return f"{record.task_type} job {record.job_id}: {record.params.get('output_path')}"
+
+
+def expect_task_output(record: JobResponse, dim: int, normalized: bool) -> None:
+    """``task_output`` is ``{embedding_dim: dim, normalized: normalized, …}`` (PROTOCOL.md §3)."""
+    out = record.task_output or {}
+    seen = (out.get("embedding_dim", "<missing>"), out.get("normalized", "<missing>"))
+    assert seen == (dim, normalized), (
+        f"{record.task_type} job {record.job_id}: expected task_output embedding_dim {dim}, normalized {normalized};"
+        f" got {seen[0]!r}, {seen[1]!r} (task_output {out})"
+    )
 
 
 def file_key(path: Path) -> str:
@@ -199,7 +246,7 @@ def embed_all(
         records = run_jobs(client, task_type, [(p, params) for _, p in unique])
         for (key, _), record in zip(unique, records, strict=True):
             assert_completed(record)
-            vector = check_vector(load_npy(client, record, dest), dim, normalized=normalize)
+            vector = check_vector(load_npy(client, record, dest), dim, normalized=normalize, what=npy_label(record))
             _EMBEDDED[key] = Embedded(vector, dict(record.task_output or {}))
     return [_EMBEDDED[k] for k in keys]
 
@@ -216,21 +263,31 @@ class Detection:
     @property
     def faces(self) -> list[dict[str, object]]:
         """The faces of the JSON file."""
-        faces = self.data["faces"]
-        assert isinstance(faces, list), faces
+        faces = self.data.get("faces")
+        assert isinstance(faces, list), (
+            f"face_detection job {self.record.job_id}: 'faces' of face_detection.json is not a list: {faces!r:.200}"
+        )
         return faces  # type: ignore[return-value]
 
 
 def read_face_detection(client: ComputeClient, record: JobResponse) -> Detection:
     """Download ``output/face_detection.json`` (``params.output_path``) and every ``faces[i].file_path``."""
     assert_completed(record)
-    raw = client.read_job_file(record.job_id, output_path(record))
-    data = json.loads(raw.decode("utf-8"))
-    assert isinstance(data, dict) and isinstance(data.get("faces"), list), f"bad face_detection.json: {data!r:.300}"
+    rel_json = output_path(record)
+    raw = client.read_job_file(record.job_id, rel_json)
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except ValueError as exc:
+        raise AssertionError(f"face_detection job {record.job_id}: {rel_json} is not JSON ({exc})") from None
+    assert isinstance(data, dict) and isinstance(data.get("faces"), list), (
+        f"face_detection job {record.job_id}: {rel_json} is not an object with a 'faces' list: {data!r:.300}"
+    )
     crops: dict[str, bytes] = {}
-    for face in data["faces"]:
-        rel = face.get("file_path")
-        assert isinstance(rel, str) and rel, f"face without file_path: {face}"
+    for index, face in enumerate(data["faces"]):
+        rel = face.get("file_path") if isinstance(face, dict) else None
+        assert isinstance(rel, str) and rel, (
+            f"face_detection job {record.job_id}: faces[{index}] of {rel_json} has no 'file_path': {face!r:.200}"
+        )
         crops[rel] = client.read_job_file(record.job_id, rel)
     return Detection(record, data, crops)
 
@@ -252,10 +309,10 @@ def detect_all(client: ComputeClient, inputs: Sequence[tuple[Path, Params]]) -> 
 
 def crop_image(data: bytes) -> Image.Image:
     """A crop's bytes: a PNG by magic bytes and by Pillow, fully decoded."""
-    assert has_magic(data, "png"), f"crop is not a PNG: {data[:8]!r}"
+    assert has_magic(data, "png"), f"face crop is not a PNG: it starts with {data[:8]!r}"
     img = Image.open(io.BytesIO(data))
     img.load()
-    assert img.format == "PNG", img.format
+    assert img.format == "PNG", f"face crop has PNG magic bytes but Pillow reads it as {img.format}"
     return img
 
 
@@ -291,12 +348,13 @@ class ImageEmbeddingSuite:
         ``{embedding_dim: DIM, normalized: true}``; the downloaded .npy is float32 [DIM], finite, L2 norm 1."""
         item = cl_media["face_astronaut"]
         record = completed(any_client, self.TASK, item.path)
-        out = record.task_output or {}
-        assert (out.get("embedding_dim"), out.get("normalized")) == (self.DIM, True), out
-        assert "embedding" not in out, "the vector belongs in the .npy file only"
-        assert record.params.get("input_path") == f"input/{item.path.name}", record.params
-        assert output_path(record) == f"output/{self.TASK}.npy"
-        check_vector(load_npy(any_client, record, tmp_path), self.DIM, normalized=True)
+        expect_task_output(record, self.DIM, True)
+        assert "embedding" not in (record.task_output or {}), (
+            f"{self.TASK} job {record.job_id}: task_output carries the vector; it belongs in the .npy file only"
+        )
+        expect_param(record, "input_path", f"input/{item.path.name}")
+        expect_param(record, "output_path", f"output/{self.TASK}.npy")
+        check_vector(load_npy(any_client, record, tmp_path), self.DIM, normalized=True, what=npy_label(record))
 
     def test_normalize_false_gives_the_same_direction_unscaled(
         self, compute_client: ComputeClient, cl_media: MediaCatalogue, tmp_path: Path
@@ -309,13 +367,20 @@ class ImageEmbeddingSuite:
         )
         raw_rec, unit_rec = (assert_completed(r) for r in records)
         for rec, flag in ((raw_rec, False), (unit_rec, True)):
-            out = rec.task_output or {}
-            assert (out.get("embedding_dim"), out.get("normalized")) == (self.DIM, flag), out
-        assert (raw_rec.params.get("normalize"), unit_rec.params.get("normalize")) == (False, True)
-        raw = check_vector(load_npy(compute_client, raw_rec, tmp_path), self.DIM, normalized=False)
-        unit = check_vector(load_npy(compute_client, unit_rec, tmp_path), self.DIM, normalized=True)
+            expect_task_output(rec, self.DIM, flag)
+        expect_param(raw_rec, "normalize", False)
+        expect_param(unit_rec, "normalize", True)
+        raw = check_vector(
+            load_npy(compute_client, raw_rec, tmp_path), self.DIM, normalized=False, what=npy_label(raw_rec)
+        )
+        unit = check_vector(
+            load_npy(compute_client, unit_rec, tmp_path), self.DIM, normalized=True, what=npy_label(unit_rec)
+        )
         rescaled = raw.astype(np.float64) / np.linalg.norm(raw.astype(np.float64))
-        assert np.abs(rescaled - unit).max() < 1e-4, f"max |raw/|raw| - unit| = {np.abs(rescaled - unit).max()}"
+        assert np.abs(rescaled - unit).max() < 1e-4, (
+            f"jobs {raw_rec.job_id} (normalize=false) and {unit_rec.job_id} (normalize=true): the raw vector divided"
+            f" by its norm differs from the normalised one by up to {np.abs(rescaled - unit).max():.2e} (allowed 1e-4)"
+        )
 
     def test_same_bytes_give_the_same_vector(
         self, compute_client: ComputeClient, cl_media: MediaCatalogue, tmp_path: Path
@@ -326,8 +391,13 @@ class ImageEmbeddingSuite:
             compute_client, self.TASK, [(item.path, {}), (item.path, {})], filenames=[None, "another name.jpg"]
         )
         first, second = (load_npy(compute_client, assert_completed(r), tmp_path) for r in records)
-        assert first.shape == second.shape == (self.DIM,)
-        assert np.abs(first - second).max() <= 1e-5, f"max difference {np.abs(first - second).max()}"
+        ids = f"{self.TASK} jobs {records[0].job_id} and {records[1].job_id} (same bytes of {item.path.name})"
+        assert first.shape == second.shape == (self.DIM,), (
+            f"{ids}: expected two vectors of shape ({self.DIM},), got {first.shape} and {second.shape}"
+        )
+        assert np.abs(first - second).max() <= 1e-5, (
+            f"{ids}: the vectors differ by up to {np.abs(first - second).max():.2e} (allowed 1e-5)"
+        )
 
     def test_copies_are_closer_than_unrelated_images(
         self, compute_client: ComputeClient, cl_media: MediaCatalogue, tmp_path: Path
