@@ -27,6 +27,21 @@ if TYPE_CHECKING:
     from cl_client._models import JobResponse
 
 
+def format_seconds(seconds: float) -> str:
+    """A duration for messages: ``600``, ``30``, ``2.5``, ``0.87`` (two significant digits below 10 s).
+
+    Args:
+        seconds: the duration.
+
+    Returns:
+        The number without a unit (callers add `` s``).
+    """
+    if seconds >= 10:
+        return f"{seconds:.0f}"
+    text = f"{seconds:.2g}"
+    return f"{seconds:.3f}".rstrip("0").rstrip(".") if "e" in text else text
+
+
 class ComputeClientError(Exception):
     """Base class of every error raised by cl_client."""
 
@@ -141,17 +156,48 @@ class JobFailedError(ComputeClientError):
 class JobTimeoutError(ComputeClientError, TimeoutError):
     """Waiting for a job ran out of time. The job may still finish on the server.
 
-    Attributes:
+    When an event said the job ended but the server never confirmed it (``GET /jobs/{id}`` kept failing or
+    still answered a running status), the message says exactly that and ``unconfirmed_status`` holds the
+    status the event claimed.
+
+    Args:
         job_id: the job waited for.
         last_status: the last status seen (``None`` if none was seen).
         timeout: the timeout in seconds.
+        unconfirmed_status: a terminal status an event reported that the server did not confirm.
+        server_said: what the confirming request last got, as a clause (``"GET /jobs/<id> answered
+            'processing'"``, ``"the confirming request failed: ..."``), if anything.
+
+    Attributes:
+        job_id: the job waited for.
+        last_status: the last status the server confirmed or a progress event reported (``None`` if none).
+        timeout: the timeout in seconds.
+        unconfirmed_status: see above (``None`` in the ordinary case).
     """
 
-    def __init__(self, job_id: str, last_status: str | None, timeout: float) -> None:
-        super().__init__(f"job {job_id} did not finish within {timeout:g} s (last status: {last_status or 'unknown'})")
+    def __init__(
+        self,
+        job_id: str,
+        last_status: str | None,
+        timeout: float,
+        *,
+        unconfirmed_status: str | None = None,
+        server_said: str | None = None,
+    ) -> None:
+        within = f"within {format_seconds(timeout)} s"
+        if unconfirmed_status is not None:
+            said = f"; {server_said}" if server_said else ""
+            message = (
+                f"job {job_id}: an event reported {unconfirmed_status!r}, but the server did not confirm it "
+                f"{within}{said}"
+            )
+        else:
+            message = f"job {job_id} did not finish {within} (last status: {last_status or 'unknown'})"
+        super().__init__(message)
         self.job_id = job_id
         self.last_status = last_status
         self.timeout = timeout
+        self.unconfirmed_status = unconfirmed_status
 
 
 class WorkerUnavailableError(ComputeClientError):

@@ -66,6 +66,8 @@ class _JobState:
     waiters: list[Callable[[Outcome], None]] = field(default_factory=list[Callable[[Outcome], None]])
     fetching: bool = False  # a GET for this job is in flight in the fetch pool
     refetch: bool = False  # a terminal event arrived while a GET was in flight: fetch again after it
+    unconfirmed: str | None = None  # a terminal status an event reported that no GET has confirmed yet
+    server_said: str | None = None  # what the last confirming GET got (an error, or a running status)
 
     @property
     def interested(self) -> bool:
@@ -317,7 +319,7 @@ class JobTracker:
         self.track(job_id, task_type, first=_Wait(job_id, waiter, add=True))
         if not done.wait(timeout):
             self._queue.put(_Wait(job_id, waiter, add=False))
-            raise JobTimeoutError(job_id, self.last_status(job_id), timeout)
+            raise self._timeout_error(job_id, timeout)
         return _unbox(box[0])
 
     async def wait_async(self, job_id: str, timeout: float, task_type: str = "unknown") -> JobResponse:
@@ -338,8 +340,36 @@ class JobTracker:
             outcome = await asyncio.wait_for(fut, timeout)
         except TimeoutError:
             self._queue.put(_Wait(job_id, waiter, add=False))
-            raise JobTimeoutError(job_id, self.last_status(job_id), timeout) from None
+            raise self._timeout_error(job_id, timeout) from None
         return _unbox(outcome)
+
+    def notify_when_done(
+        self, job_id: str, callback: Callable[[Outcome], None], task_type: str = "unknown"
+    ) -> Callable[[], None]:
+        """Call ``callback(outcome)`` once when the job ends: its confirmed final record, or the error that
+        ended the tracking (``JobNotFoundError`` for a deleted job, ``ComputeClientError`` on close).
+
+        The callback runs on a client thread (after the job's ``on_complete`` callbacks) and must not block.
+
+        Args:
+            job_id: the job.
+            callback: receives the outcome.
+            task_type: the job's task type (for records built from events).
+
+        Returns:
+            A function that cancels the notification (harmless after it fired).
+        """
+        self.track(job_id, task_type, first=_Wait(job_id, callback, add=True))
+        return lambda: self._queue.put(_Wait(job_id, callback, add=False))
+
+    def _timeout_error(self, job_id: str, timeout: float) -> JobTimeoutError:
+        with self._lock:
+            state = self._jobs.get(job_id)
+            unconfirmed = state.unconfirmed if state is not None else None
+            said = state.server_said if state is not None else None
+        return JobTimeoutError(
+            job_id, self.last_status(job_id), timeout, unconfirmed_status=unconfirmed, server_said=said
+        )
 
     def last_status(self, job_id: str) -> str | None:
         """The last status seen for a job (event or poll), or None."""
@@ -460,10 +490,11 @@ class JobTracker:
             return
         state.last_activity = time.monotonic()
         if event.is_terminal:
-            state.last_status = event.event_type
+            # Not a status yet: it counts once a GET confirms it (the record is what on_complete gets).
+            state.unconfirmed = event.event_type
             self._confirm(state)
             return
-        if state.is_stale(event.event_type, event.progress):
+        if state.unconfirmed is not None or state.is_stale(event.event_type, event.progress):
             log.debug("dropped stale event %s/%s for job %s", event.event_type, event.progress, event.job_id)
             return
         state.last_status = event.event_type
@@ -512,6 +543,7 @@ class JobTracker:
         state.next_poll = time.monotonic() + state.poll_interval
         if isinstance(outcome, Exception):
             log.debug("GET of job %s failed: %s; will poll again", job_id, outcome)
+            state.server_said = f"the confirming request failed: {outcome}"
             return
         self._on_record(state, outcome)
         if state.refetch and job_id in self._jobs:
@@ -522,6 +554,9 @@ class JobTracker:
         if job.is_terminal:
             state.last_status = job.status
             self._finish(state, job)
+            return
+        if state.unconfirmed is not None:  # an event said it ended; the server does not (yet) agree
+            state.server_said = f"GET /jobs/{job.job_id} answered {job.status!r}"
             return
         if state.is_stale(job.status, job.progress):  # a GET answered before a newer event arrived
             return
