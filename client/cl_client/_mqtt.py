@@ -24,6 +24,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import ValidationError as PydanticValidationError
 
 from cl_client._config import ComputeClientConfig, MqttSettings
+from cl_client._exceptions import format_seconds
 from cl_client._models import JobEvent, WorkerCapability
 
 log = logging.getLogger("cl_client.mqtt")
@@ -93,7 +94,12 @@ class MqttMonitor:
         self._sub_mids: set[int] = set()
         self._closed = False
         self._started = False
-        self._warned_unreachable = False
+        # Waiting for the broker happens once, before the first connection: after that (or once that wait
+        # ran out) a submit never waits, paho's network thread reconnects in the background and the tracker
+        # polls meanwhile. ``_outage``: the broker is known to be away (one warning per outage).
+        self._ever_ready = False
+        self._gave_up = False
+        self._outage = False
         protocol = mqtt.MQTTv5 if config.mqtt_protocol == "5" else mqtt.MQTTv311
         self._client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
@@ -124,25 +130,33 @@ class MqttMonitor:
         self._client.loop_start()
 
     def wait_ready(self, timeout: float | None = None) -> bool:
-        """Wait until connected and subscribed to both topics; False after the timeout.
+        """Wait until connected and subscribed to both topics; False when not (now, or after the timeout).
 
-        The first wait may take up to ``mqtt_connect_timeout``; once that ran out, later calls do not wait
-        again (the client works by polling until the broker answers) and the fact is logged once.
+        Only the very first connection is waited for, at most ``timeout`` (default ``mqtt_connect_timeout``;
+        threads calling together share that one wait, and its running out is logged once). Once the monitor
+        was connected, or that first wait ran out, this never waits: a broker lost mid-session is
+        reconnected in the background (paho's network thread, one reconnect loop per outage) while the
+        client polls, so no submit waits for a reconnect.
         """
         if not self._started:
             self.start()
         if self._ready.is_set():
             return True
-        if self._warned_unreachable:
+        if self._ever_ready or self._gave_up:
             return False
-        ok = self._ready.wait(self.config.mqtt_connect_timeout if timeout is None else timeout)
+        limit = self.config.mqtt_connect_timeout if timeout is None else timeout
+        ok = self._ready.wait(limit)
         if not ok:
-            self._warned_unreachable = True
-            log.warning(
-                "MQTT broker %s not reachable within %.1fs: waiting on jobs by polling until it answers",
-                self.settings.url,
-                self.config.mqtt_connect_timeout if timeout is None else timeout,
-            )
+            with self._lock:
+                first = not self._gave_up and not self._ever_ready
+                self._gave_up = True
+                self._outage = True
+            if first:
+                log.warning(
+                    "MQTT broker %s not reachable within %s s: waiting on jobs by polling until it answers",
+                    self.settings.url,
+                    format_seconds(limit),
+                )
         return ok
 
     @property
@@ -254,10 +268,12 @@ class MqttMonitor:
                 self._sub_mids.discard(mid)
                 done = not self._sub_mids
             if done and not self._ready.is_set():
+                with self._lock:
+                    self._ever_ready = True
+                    was_out, self._outage = self._outage, False
                 self._ready.set()
-                if self._warned_unreachable:
+                if was_out:
                     log.info("MQTT broker %s reachable again: events resumed", self.settings.url)
-                    self._warned_unreachable = False
                 self._notify_connection(True)
         except Exception:  # pragma: no cover
             log.exception("error in MQTT on_subscribe")
@@ -274,7 +290,12 @@ class MqttMonitor:
             was_ready = self._ready.is_set()
             self._ready.clear()
             if was_ready and not self._closed:
-                log.warning("lost the MQTT broker %s (%s); polling until it is back", self.settings.url, reason_code)
+                with self._lock:
+                    new_outage, self._outage = not self._outage, True
+                if new_outage:  # one warning per outage, however many reconnect attempts fail
+                    log.warning(
+                        "lost the MQTT broker %s (%s); polling until it is back", self.settings.url, reason_code
+                    )
                 self._notify_connection(False)
         except Exception:  # pragma: no cover
             log.exception("error in MQTT on_disconnect")
