@@ -25,10 +25,10 @@ import tempfile
 import threading
 import time
 import unicodedata
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Protocol, cast
 
 from cl_compute.plugins.base import BackendUnavailable, ParamError, PluginError
 
@@ -180,12 +180,19 @@ def sniff_mime(path: Path) -> str:
     return "application/octet-stream"
 
 
+class _MagicFromFile(Protocol):
+    """``magic.from_file`` (python-magic's stub leaves ``PathLike`` unparametrised)."""
+
+    def __call__(self, filename: str, mime: bool = ...) -> str: ...
+
+
 def detect_mime(path: Path) -> str:
     """MIME type from libmagic (python-magic), falling back to :func:`sniff_mime`."""
     try:
         import magic
 
-        mime = magic.from_file(str(path), mime=True)
+        from_file = cast("_MagicFromFile", magic.from_file)
+        mime = from_file(str(path), mime=True)
     except Exception:  # libmagic missing or failing: the sniffer decides
         mime = ""
     if not mime or mime == "application/octet-stream":
@@ -241,13 +248,14 @@ def register_optional_openers() -> None:
         return
     _heif_registered = True
     with contextlib.suppress(Exception):
-        from pillow_heif import register_heif_opener  # pyright: ignore[reportMissingImports]
+        # Optional and untyped: the name is missing or of unknown type.
+        from pillow_heif import register_heif_opener  # pyright: ignore[reportMissingImports, reportUnknownVariableType]
 
         register_heif_opener()
 
 
 @contextlib.contextmanager
-def open_image(path: Path) -> Iterator[PILImage.Image]:
+def open_image(path: Path) -> Generator[PILImage.Image, None, None]:
     """Open an image with Pillow, first frame selected and fully decoded; errors become PluginError.
 
     Decompression bombs (more pixels than ``PIL.Image.MAX_IMAGE_PIXELS``) are refused.
@@ -342,6 +350,7 @@ def av_version() -> str:
 def probe_media(path: Path) -> MediaInfo:
     """Probe a media file with PyAV; PluginError when it is not a readable container."""
     import av
+    from av.error import FFmpegError
 
     try:
         with av.open(str(path), metadata_errors="ignore") as container:
@@ -372,7 +381,7 @@ def probe_media(path: Path) -> MediaInfo:
                 video_codec=vcodec,
                 audio_codec=audio.codec_context.name if audio is not None else None,
             )
-    except av.FFmpegError as exc:
+    except FFmpegError as exc:
         raise PluginError(f"Cannot read the media file (not a supported audio/video container): {exc}") from exc
 
 
@@ -390,7 +399,7 @@ def _find_ffmpeg_cached(env_value: str | None, path_env: str | None) -> str | No
     if on_path:
         return on_path
     try:
-        import imageio_ffmpeg
+        import imageio_ffmpeg  # pyright: ignore[reportMissingTypeStubs]  # get_ffmpeg_exe() -> str is inferred
 
         exe = imageio_ffmpeg.get_ffmpeg_exe()
     except Exception:
@@ -533,7 +542,7 @@ def run_ffmpeg(
             raise PluginError(f"{what} failed (exit code {rc}): {detail or 'no error output'}")
 
 
-def _kill(proc: subprocess.Popen[Any]) -> None:
+def _kill(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.kill()
     with contextlib.suppress(Exception):

@@ -21,9 +21,9 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, cast
 
 from cl_compute.plugins import _media
 from cl_compute.plugins.base import BackendUnavailable, ParamError, Plugin, PluginError, TaskContext
@@ -48,6 +48,7 @@ def _hash_image(path: Path) -> str:
 def _hash_video(path: Path) -> str | None:
     """SHA-512 over the key-frame packets of the first video stream; None if there is no video stream."""
     import av
+    from av.error import FFmpegError
 
     digest = hashlib.sha512()
     found = 0
@@ -60,7 +61,7 @@ def _hash_video(path: Path) -> str | None:
                 if packet.size and packet.is_keyframe:
                     digest.update(bytes(packet))
                     found += 1
-    except av.FFmpegError as exc:
+    except FFmpegError as exc:
         raise PluginError(f"Cannot read the video (corrupt or unsupported): {exc}") from exc
     if not found:
         raise PluginError("The video has no key frames to hash (corrupt or empty video stream)")
@@ -95,15 +96,19 @@ class HashPlugin(Plugin):
     def load(self) -> None:
         """Import Pillow and PyAV; record their versions."""
         try:
-            import av  # noqa: F401
-            import PIL  # noqa: F401
+            import av  # noqa: F401  # pyright: ignore[reportUnusedImport]
+            import PIL  # noqa: F401  # pyright: ignore[reportUnusedImport]
         except ImportError as exc:  # pragma: no cover - both are server dependencies
             raise BackendUnavailable(f"hash needs Pillow and PyAV: {exc}") from exc
         magic_version = "unavailable (signature sniffer)"
         try:
             import magic
 
-            magic_version = f"libmagic {magic.version()}" if hasattr(magic, "version") else "python-magic"
+            if hasattr(magic, "version"):
+                version = cast("Callable[[], int]", magic.version)  # the stub leaves it untyped
+                magic_version = f"libmagic {version()}"
+            else:
+                magic_version = "python-magic"
         except Exception:
             pass
         type(self).details = {

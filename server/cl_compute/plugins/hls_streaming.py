@@ -27,7 +27,7 @@ import json
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar, cast
 
 from cl_compute.plugins import _media
 from cl_compute.plugins.base import BOOL_SPELLINGS, ParamError, Plugin, PluginError, TaskContext
@@ -43,7 +43,7 @@ AUDIO_BITRATE = "128k"
 X264_PRESET = "veryfast"
 
 
-def _variant_int(value: Any, field: str, index: int, lo: int, hi: int) -> int:
+def _variant_int(value: object, field: str, index: int, lo: int, hi: int) -> int:
     where = f"variants[{index}].{field}"
     if isinstance(value, bool) or value is None:
         raise ParamError("variants", f"{where} must be an integer", "int_type")
@@ -66,20 +66,22 @@ def _variant_int(value: Any, field: str, index: int, lo: int, hi: int) -> int:
 def parse_variants(text: str) -> list[dict[str, int]]:
     """Validate the ``variants`` JSON: a non-empty array of ``{"resolution": int, "bitrate": int}``."""
     try:
-        data = json.loads(text)
+        data = cast(object, json.loads(text))
     except (json.JSONDecodeError, RecursionError) as exc:
         raise ParamError("variants", f"Invalid JSON: {exc}", "json_invalid") from exc
     if not isinstance(data, list):
         raise ParamError("variants", "Must be a JSON array of {resolution, bitrate} objects", "list_type")
-    if not data:
+    entries = cast("list[object]", data)  # a JSON array
+    if not entries:
         raise ParamError("variants", "At least one variant is required", "too_short")
-    if len(data) > MAX_VARIANTS:
+    if len(entries) > MAX_VARIANTS:
         raise ParamError("variants", f"At most {MAX_VARIANTS} variants are allowed", "too_long")
     variants: list[dict[str, int]] = []
     seen: set[tuple[int, int]] = set()
-    for i, item in enumerate(data):
-        if not isinstance(item, dict):
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict):
             raise ParamError("variants", f"variants[{i}] must be an object", "dict_type")
+        item = cast("dict[str, object]", entry)  # a JSON object
         for key in ("resolution", "bitrate"):
             if key not in item:
                 raise ParamError("variants", f"variants[{i}].{key} is required", "missing")

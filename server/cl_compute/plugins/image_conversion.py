@@ -39,7 +39,14 @@ _NATIVE_MODES: dict[str, tuple[str, ...]] = {
 }
 
 
-def _has_alpha(mode: str, info: Mapping[str, object]) -> bool:
+def _int_param(value: object, name: str) -> int:
+    """A stored job param as an int (``parse_params`` stored an int; ``int()`` also takes str/float)."""
+    if isinstance(value, int | float | str):
+        return int(value)
+    raise TypeError(f"job param {name!r} is not a number: {value!r}")
+
+
+def _has_alpha(mode: str, info: Mapping[str | tuple[int, int], object]) -> bool:
     return mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in info)
 
 
@@ -98,7 +105,7 @@ class ImageConversionPlugin(Plugin):
         if fmt not in FORMATS:
             raise PluginError(f"Unsupported target format {fmt!r}")
         pil_format = FORMATS[fmt][0]
-        quality = int(ctx.params.get("quality", 85) or 85)
+        quality = _int_param(ctx.params.get("quality", 85) or 85, "quality")
         out = ctx.output(str(ctx.params["output_path"]))
         out.parent.mkdir(parents=True, exist_ok=True)
         ctx.report_progress(10)
