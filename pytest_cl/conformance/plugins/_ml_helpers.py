@@ -32,7 +32,7 @@ from PIL import Image
 
 from cl_client import ComputeClient, Job, JobFailedError, JobResponse, ValidationError
 from pytest_cl._media import MediaCatalogue
-from pytest_cl.conformance._checks import cosine, expect_param, has_magic
+from pytest_cl.conformance._checks import cosine, expect_param, get_field, has_magic
 
 #: inputs that are not decodable images (manifest: ``decodable`` false); every image plugin must fail on them
 HOSTILE = ("hostile_truncated_jpeg", "hostile_text_as_jpeg", "hostile_empty")
@@ -259,6 +259,15 @@ class Detection:
     record: JobResponse
     data: dict[str, object]
     crops: dict[str, bytes]
+
+    @property
+    def where(self) -> str:
+        """How a failure names this job's JSON file: ``"face_detection job <id>: output/face_detection.json"``."""
+        return f"face_detection job {self.record.job_id}: {self.record.params.get('output_path')}"
+
+    def get(self, key: str) -> object:
+        """A top-level field of the JSON file (a missing one fails with a sentence naming it)."""
+        return get_field(self.data, key, where=self.where)
 
     @property
     def faces(self) -> list[dict[str, object]]:

@@ -19,6 +19,7 @@ from PIL import Image
 
 from cl_client import ComputeClient
 from pytest_cl._media import FaceBox, MediaCatalogue
+from pytest_cl.conformance._checks import expect, expect_param, get_field
 from pytest_cl.conformance.plugins._ml_helpers import (
     Detection,
     Params,
@@ -26,7 +27,6 @@ from pytest_cl.conformance.plugins._ml_helpers import (
     check_hostile_inputs_fail,
     crop_image,
     detect_all,
-    output_path,
     read_face_detection,
     run_job,
 )
@@ -52,18 +52,36 @@ def _defaults(client: ComputeClient, cl_media: MediaCatalogue) -> dict[str, Dete
     return dict(zip(ALL, results, strict=True))
 
 
-def _box(face: dict[str, object]) -> tuple[float, float, float, float]:
-    bbox = face["bbox"]
-    assert isinstance(bbox, dict), f"bbox is not an object: {bbox!r}"
-    coords = tuple(float(bbox[k]) for k in ("x1", "y1", "x2", "y2"))
-    return coords  # type: ignore[return-value]
+def _where(det: Detection, face: dict[str, object]) -> str:
+    """How a failure names one face: ``"face_detection job <id>: output/face_detection.json faces[i]"``."""
+    index = next((i for i, f in enumerate(det.faces) if f is face), "?")
+    return f"{det.where} faces[{index}]"
 
 
-def _point(face: dict[str, object], name: str) -> tuple[float, float]:
-    marks = face["landmarks"]
-    assert isinstance(marks, dict) and name in marks, f"landmark {name} missing: {marks!r}"
-    x, y = marks[name]
-    return float(x), float(y)
+def _number(value: object, what: str) -> float:
+    assert isinstance(value, int | float) and not isinstance(value, bool), f"{what} is not a number: {value!r}"
+    return float(value)
+
+
+def _box(det: Detection, face: dict[str, object]) -> tuple[float, float, float, float]:
+    where = _where(det, face)
+    bbox = get_field(face, "bbox", where=where)
+    return tuple(
+        _number(get_field(bbox, k, where=f"{where}.bbox"), f"{where}.bbox.{k}") for k in ("x1", "y1", "x2", "y2")
+    )  # type: ignore[return-value]
+
+
+def _confidence(det: Detection, face: dict[str, object]) -> float:
+    where = _where(det, face)
+    return _number(get_field(face, "confidence", where=where), f"{where}.confidence")
+
+
+def _point(det: Detection, face: dict[str, object], name: str) -> tuple[float, float]:
+    where = _where(det, face)
+    marks = get_field(face, "landmarks", where=where)
+    point = get_field(marks, name, where=f"{where}.landmarks")
+    assert isinstance(point, list) and len(point) == 2, f"{where}.landmarks.{name} is not an [x, y] pair: {point!r}"
+    return _number(point[0], f"{where}.landmarks.{name}[0]"), _number(point[1], f"{where}.landmarks.{name}[1]")
 
 
 def _iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
@@ -74,17 +92,20 @@ def _match(det: Detection, known: tuple[FaceBox, ...]) -> list[FaceBox]:
     """The manifest box of each detected face (best IoU); asserts IoU > MIN_IOU and a one-to-one match."""
     matched: list[FaceBox] = []
     for i, face in enumerate(det.faces):
-        box = _box(face)
+        box = _box(det, face)
         best = max(known, key=lambda k: k.iou(*box))
-        assert best.iou(*box) > MIN_IOU, f"face {i} {box} overlaps no known face: best {best} IoU {best.iou(*box):.2f}"
+        assert best.iou(*box) > MIN_IOU, (
+            f"{det.where}: faces[{i}] bbox {box} overlaps no known face (best {best.identity},"
+            f" IoU {best.iou(*box):.2f}, needed > {MIN_IOU})"
+        )
         matched.append(best)
     identities = [m.identity for m in matched]
-    assert len(set(identities)) == len(identities), f"two detections claim the same face: {identities}"
+    assert len(set(identities)) == len(identities), f"{det.where}: two detections claim the same face: {identities}"
     return matched
 
 
 def _faces_of(det: Detection, threshold: float) -> set[tuple[float, ...]]:
-    return {tuple(round(c, 3) for c in _box(f)) for f in det.faces if float(f["confidence"]) >= threshold}  # type: ignore[arg-type]
+    return {tuple(round(c, 3) for c in _box(det, f)) for f in det.faces if _confidence(det, f) >= threshold}
 
 
 # -- the job, its files, both waiting paths --------------------------------------------------------------------
@@ -96,20 +117,24 @@ def test_group_photo_job_and_files(any_client: ComputeClient, cl_media: MediaCat
     item = cl_media["group_4_faces"]
     record = run_job(any_client, TASK, item.path, {"confidence_threshold": 0.7, "nms_threshold": 0.4})
     det = read_face_detection(any_client, record)
-    assert record.params.get("confidence_threshold") == pytest.approx(0.7), record.params
-    assert record.params.get("nms_threshold") == pytest.approx(0.4), record.params
-    assert output_path(record) == "output/face_detection.json"
-    assert det.data == record.task_output, "face_detection.json differs from task_output"
-    assert (det.data["num_faces"], len(det.faces)) == (4, 4), det.data["num_faces"]
-    assert (det.data["image_width"], det.data["image_height"]) == (1600, 500)
+    expect_param(record, "confidence_threshold", pytest.approx(0.7))
+    expect_param(record, "nms_threshold", pytest.approx(0.4))
+    expect_param(record, "output_path", "output/face_detection.json")
+    assert det.data == record.task_output, f"{det.where} differs from the job's task_output"
+    expect(det.get("num_faces"), 4, f"{det.where}: 'num_faces' of {item.name} (4 people)")
+    expect(len(det.faces), 4, f"{det.where}: number of entries in 'faces' of {item.name} (4 people)")
+    expect((det.get("image_width"), det.get("image_height")), (1600, 500), f"{det.where}: image_width, image_height")
     default = _defaults(any_client, cl_media)["group_4_faces"]
-    assert [_box(f) for f in default.faces] == [_box(f) for f in det.faces], "defaults are not 0.7 / 0.4"
+    assert [_box(default, f) for f in default.faces] == [_box(det, f) for f in det.faces], (
+        f"{det.where} (thresholds 0.7 / 0.4 sent) and {default.where} (no fields) found different boxes:"
+        " the defaults are not 0.7 / 0.4"
+    )
     for i, face in enumerate(det.faces):
-        rel = face["file_path"]
-        assert isinstance(rel, str)
+        rel = get_field(face, "file_path", where=f"{det.where} faces[{i}]")
+        assert isinstance(rel, str), f"{det.where} faces[{i}].file_path is not a string: {rel!r}"
         written = any_client.download_job_file(record.job_id, rel, tmp_path / f"face_{i}.png")
         with Image.open(written) as img:
-            assert (img.format, img.size) == ("PNG", CROP_SIZE), (img.format, img.size)
+            expect((img.format, img.size), ("PNG", CROP_SIZE), f"face_detection job {record.job_id}: crop {rel}")
 
 
 # -- counts, sizes, boxes, landmarks ----------------------------------------------------------------------------
@@ -119,13 +144,15 @@ def test_face_count_and_image_size(compute_client: ComputeClient, cl_media: Medi
     ``image_width/height`` are the file's size (manifest and Pillow); the JSON file equals ``task_output``."""
     item = cl_media[name]
     det = _defaults(compute_client, cl_media)[name]
-    assert len(det.faces) == item.face_count, f"{name}: {len(det.faces)} faces, expected {item.face_count}"
-    assert det.data["num_faces"] == len(det.faces)
+    assert len(det.faces) == item.face_count, (
+        f"{det.where}: {len(det.faces)} faces on {name}, expected {item.face_count}"
+    )
+    expect(det.get("num_faces"), len(det.faces), f"{det.where}: 'num_faces' (the length of its 'faces' list)")
     with Image.open(item.path) as img:
         size = img.size
-    assert size == (item.fact_int("width"), item.fact_int("height"))
-    assert (det.data["image_width"], det.data["image_height"]) == size
-    assert det.data == det.record.task_output, "face_detection.json differs from task_output"
+    expect(size, (item.fact_int("width"), item.fact_int("height")), f"test media {name}: size vs the manifest")
+    expect((det.get("image_width"), det.get("image_height")), size, f"{det.where}: image_width, image_height of {name}")
+    assert det.data == det.record.task_output, f"{det.where} differs from the job's task_output"
 
 
 @pytest.mark.parametrize("name", WITH_FACES)
@@ -136,11 +163,20 @@ def test_boxes_are_ordered_and_on_the_known_faces(
     detection per known face; each confidence is in [0.7 (the default threshold), 1]."""
     det = _defaults(compute_client, cl_media)[name]
     for face in det.faces:
-        x1, y1, x2, y2 = _box(face)
-        assert 0.0 <= x1 < x2 <= 1.0 and 0.0 <= y1 < y2 <= 1.0, f"bad bbox {face['bbox']}"
-        assert 0.7 <= float(face["confidence"]) <= 1.0, face["confidence"]  # type: ignore[arg-type]
+        x1, y1, x2, y2 = _box(det, face)
+        assert 0.0 <= x1 < x2 <= 1.0 and 0.0 <= y1 < y2 <= 1.0, (
+            f"{_where(det, face)}: bbox {(x1, y1, x2, y2)} is not 0 <= x1 < x2 <= 1 and 0 <= y1 < y2 <= 1"
+        )
+        confidence = _confidence(det, face)
+        assert 0.7 <= confidence <= 1.0, (
+            f"{_where(det, face)}: confidence {confidence} outside [0.7 (the default threshold), 1]"
+        )
     matched = _match(det, cl_media[name].face_boxes())
-    assert {m.identity for m in matched} == {k.identity for k in cl_media[name].face_boxes()}
+    expect(
+        sorted({m.identity for m in matched}),
+        sorted({k.identity for k in cl_media[name].face_boxes()}),
+        f"{det.where}: the known faces of {name} that were found",
+    )
 
 
 @pytest.mark.parametrize("name", WITH_FACES)
@@ -151,16 +187,21 @@ def test_landmarks_inside_the_box_in_anatomical_order(
     tip, the nose tip above both mouth corners; the person's right eye and mouth corner on the image's left."""
     det = _defaults(compute_client, cl_media)[name]
     for i, face in enumerate(det.faces):
-        x1, y1, x2, y2 = _box(face)
+        x1, y1, x2, y2 = _box(det, face)
         dx, dy = 0.05 * (x2 - x1), 0.05 * (y2 - y1)
-        pts = {n: _point(face, n) for n in LANDMARKS}
+        pts = {n: _point(det, face, n) for n in LANDMARKS}
+        where = f"{det.where} faces[{i}]"
         for n, (x, y) in pts.items():
-            assert x1 - dx <= x <= x2 + dx and y1 - dy <= y <= y2 + dy, f"face {i}: {n} {x, y} outside {x1, y1, x2, y2}"
+            assert x1 - dx <= x <= x2 + dx and y1 - dy <= y <= y2 + dy, (
+                f"{where}: landmark {n} {x, y} outside its bbox {x1, y1, x2, y2} (5 % slack)"
+            )
         nose_y = pts["nose_tip"][1]
-        assert max(pts["right_eye"][1], pts["left_eye"][1]) < nose_y, f"face {i}: eyes not above the nose {pts}"
-        assert nose_y < min(pts["mouth_right"][1], pts["mouth_left"][1]), f"face {i}: nose not above the mouth {pts}"
-        assert pts["right_eye"][0] < pts["left_eye"][0], f"face {i}: right eye not on the image's left {pts}"
-        assert pts["mouth_right"][0] < pts["mouth_left"][0], f"face {i}: mouth corners swapped {pts}"
+        assert max(pts["right_eye"][1], pts["left_eye"][1]) < nose_y, f"{where}: eyes not above the nose {pts}"
+        assert nose_y < min(pts["mouth_right"][1], pts["mouth_left"][1]), f"{where}: nose not above the mouth {pts}"
+        assert pts["right_eye"][0] < pts["left_eye"][0], (
+            f"{where}: the person's right eye not on the image's left {pts}"
+        )
+        assert pts["mouth_right"][0] < pts["mouth_left"][0], f"{where}: mouth corners swapped {pts}"
 
 
 def test_crops_are_112px_pngs_of_their_own_face(compute_client: ComputeClient, cl_media: MediaCatalogue) -> None:
@@ -169,17 +210,19 @@ def test_crops_are_112px_pngs_of_their_own_face(compute_client: ComputeClient, c
     detections = _defaults(compute_client, cl_media)
     for name in WITH_FACES:
         det = detections[name]
-        assert [f["file_path"] for f in det.faces] == [f"faces/face_{i}.png" for i in range(len(det.faces))]
+        paths = [get_field(f, "file_path", where=_where(det, f)) for f in det.faces]
+        expect(paths, [f"faces/face_{i}.png" for i in range(len(det.faces))], f"{det.where}: file_path of each face")
         for face, known in zip(det.faces, _match(det, cl_media[name].face_boxes()), strict=True):
+            crop = f"face_detection job {det.record.job_id} on {name}: crop {face['file_path']} ({known.identity})"
             img = crop_image(det.crops[str(face["file_path"])])
-            assert img.size == CROP_SIZE, f"{name} {face['file_path']}: {img.size}"
+            expect(img.size, CROP_SIZE, f"{crop}: size")
             rgb = np.asarray(img.convert("RGB"), dtype=np.int16)
             chroma = float(np.abs(rgb[..., 0] - rgb[..., 1]).mean() + np.abs(rgb[..., 1] - rgb[..., 2]).mean())
-            assert rgb.std() > 10, f"{name} {face['file_path']} is flat"
+            assert rgb.std() > 10, f"{crop} is flat (pixel standard deviation {rgb.std():.1f}, expected > 10)"
             if known.identity in GREY_IDENTITIES:
-                assert chroma < 4, f"{name}: crop of {known.identity} has colour ({chroma:.1f})"
+                assert chroma < 4, f"{crop} has colour ({chroma:.1f}) though the source photo is greyscale"
             else:
-                assert chroma > 15, f"{name}: crop of {known.identity} is grey ({chroma:.1f})"
+                assert chroma > 15, f"{crop} is grey ({chroma:.1f}) though the source photo is in colour"
 
 
 # -- parameters ------------------------------------------------------------------------------------------------
@@ -199,12 +242,19 @@ def test_a_higher_confidence_threshold_never_finds_more(
     for name in names:
         for t in thresholds:
             det = next(results)
-            assert det.record.params.get("confidence_threshold") == pytest.approx(t)
-            assert all(float(f["confidence"]) >= t for f in det.faces), (name, t, det.faces)  # type: ignore[arg-type]
+            expect_param(det.record, "confidence_threshold", pytest.approx(t))
+            below = [c for c in (_confidence(det, f) for f in det.faces) if c < t]
+            assert not below, f"{det.where} on {name}: confidence_threshold {t} but faces with confidence {below}"
             found[name, t] = _faces_of(det, 0.0)
         for lo, hi in itertools.pairwise(thresholds):
-            assert found[name, hi] <= found[name, lo], f"{name}: faces at {hi} not among those at {lo}"
-    assert sum(len(found[n, 0.0]) for n in names) > sum(len(found[n, 0.7]) for n in names), found
+            assert found[name, hi] <= found[name, lo], (
+                f"{name}: faces found at confidence_threshold {hi} are not among those at {lo}:"
+                f" {sorted(found[name, hi] - found[name, lo])}"
+            )
+    at_zero, at_default = (sum(len(found[n, t]) for n in names) for t in (0.0, 0.7))
+    assert at_zero > at_default, (
+        f"confidence_threshold has no effect: {at_zero} faces at 0 and {at_default} at 0.7 on {', '.join(names)}"
+    )
 
 
 def test_nms_threshold_bounds_the_overlap_of_kept_faces(
@@ -217,12 +267,16 @@ def test_nms_threshold_bounds_the_overlap_of_kept_faces(
     inputs: list[tuple[Path, Params]] = [(item.path, {"confidence_threshold": 0.0, "nms_threshold": v}) for v in values]
     counts: dict[float, int] = {}
     for value, det in zip(values, detect_all(compute_client, inputs), strict=True):
-        assert det.record.params.get("nms_threshold") == pytest.approx(value)
-        boxes = [_box(f) for f in det.faces]
+        expect_param(det.record, "nms_threshold", pytest.approx(value))
+        boxes = [_box(det, f) for f in det.faces]
         for a, b in itertools.combinations(boxes, 2):
-            assert _iou(a, b) <= value + 0.01, f"nms {value}: boxes {a} and {b} overlap {_iou(a, b):.3f}"
+            assert _iou(a, b) <= value + 0.01, (
+                f"{det.where}: nms_threshold {value} but boxes {a} and {b} overlap with IoU {_iou(a, b):.3f}"
+            )
         counts[value] = len(boxes)
-    assert counts[1.0] >= max(counts.values()), counts
+    assert counts[1.0] >= max(counts.values()), (
+        f"nms_threshold 1 (suppress nothing) kept fewer faces than a lower threshold: faces per threshold {counts}"
+    )
     assert counts[1.0] > counts[0.0], f"nms_threshold has no effect: {counts}"
 
 
