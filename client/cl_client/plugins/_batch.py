@@ -10,6 +10,7 @@ Used by the CLI and the workflow suites::
 from __future__ import annotations
 
 import asyncio
+import queue
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -254,16 +255,37 @@ def run_batch(
             state.failed(i, exc)
             continue
         state.submitted(i, jobs[i].record)
-    for i, job in jobs.items():
-        try:
-            record = job.wait(max(0.001, deadline - time.monotonic()))
-            if record.is_failed:
-                raise JobFailedError(record)
-            state.finished(i, record, job.result() if fetch_results else None)
-        except FATAL_ERRORS:
-            raise
-        except ComputeClientError as exc:
-            state.failed(i, exc, job.record)
+    # Handle the jobs in the order they end (not in input order), so each item's outcome and final progress
+    # update come as soon as its job ends, whatever the jobs before it in the input are doing.
+    ended: queue.SimpleQueue[int] = queue.SimpleQueue()
+
+    def on_end(index: int) -> Callable[[object], None]:
+        return lambda _outcome: ended.put(index)
+
+    cancels = [client.tracker.notify_when_done(job.job_id, on_end(i), job.task_type) for i, job in jobs.items()]
+    pending = dict(jobs)
+    try:
+        while pending:
+            try:
+                order = [ended.get(timeout=max(0.0, deadline - time.monotonic()))]
+            except queue.Empty:
+                order = list(pending)  # the deadline passed: the rest time out, in input order
+            for i in order:
+                job = pending.pop(i, None)
+                if job is None:
+                    continue
+                try:
+                    record = job.wait(max(0.001, deadline - time.monotonic()))
+                    if record.is_failed:
+                        raise JobFailedError(record)
+                    state.finished(i, record, job.result() if fetch_results else None)
+                except FATAL_ERRORS:
+                    raise
+                except ComputeClientError as exc:
+                    state.failed(i, exc, job.record)
+    finally:
+        for cancel in cancels:
+            cancel()
     return state.outcomes
 
 
