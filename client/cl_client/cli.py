@@ -15,6 +15,7 @@ import click
 from cl_client._cli_certify import certify
 from cl_client._cli_common import CliState, handled, state
 from cl_client._cli_jobs import capabilities, health, job_group, workers
+from cl_client._cli_load import load
 from cl_client._cli_plugins import plugin_groups
 
 _CONTEXT = {"help_option_names": ["--help"], "max_content_width": 110}
@@ -73,7 +74,7 @@ def cli(
 
 for _group in plugin_groups():
     cli.add_command(_group)
-for _command in (job_group, capabilities, workers, health, certify):
+for _command in (job_group, capabilities, workers, health, certify, load):
     cli.add_command(_command)
 
 
