@@ -7,6 +7,8 @@ grids are compared with key frames the test decodes itself with PyAV.
 
 from __future__ import annotations
 
+from pathlib import PurePosixPath
+
 import av
 import numpy as np
 import pytest
@@ -14,7 +16,7 @@ from PIL import Image
 
 from cl_client import ComputeClient, JobResponse, ValidationError
 from pytest_cl._media import MediaCatalogue, MediaItem
-from pytest_cl.conformance._checks import has_magic
+from pytest_cl.conformance._checks import expect, expect_field, expect_param, has_magic, job_label
 from pytest_cl.conformance.plugins._media_helpers import completed, decode, failed, output_path, read_file
 
 pytestmark = [pytest.mark.cl_requires("media_thumbnail"), pytest.mark.timeout(120)]
@@ -27,34 +29,47 @@ def _thumbnail(client: ComputeClient, item: MediaItem, **fields: object) -> tupl
     """Make a thumbnail of ``item``; check the file is a JPEG at ``output/thumbnail.jpg``; return it decoded."""
     job = completed(client, TASK, item.path, fields)
     for name, value in fields.items():
-        assert job.params.get(name) == value, (name, job.params)
-    assert job.params.get("maintain_aspect_ratio") == fields.get("maintain_aspect_ratio", True)
+        expect_param(job, name, value)
+    expect_param(job, "maintain_aspect_ratio", fields.get("maintain_aspect_ratio", True))
+    expect_param(job, "output_path", "output/thumbnail.jpg")
     path = output_path(job)
-    assert path == "output/thumbnail.jpg"
     data = read_file(client, job, path)
-    assert has_magic(data, "jpg"), f"thumbnail starts with {data[:8]!r}"
+    assert has_magic(data, "jpg"), f"{job_label(job)} on {item.path.name}: {path} starts with {data[:8]!r}, not a JPEG"
     img = decode(data)
-    assert img.format == "JPEG"
-    assert job.task_output is not None and job.task_output.get("media_type") == item.fact_str("media_type")
+    expect(img.format, "JPEG", f"{job_label(job)} on {item.path.name}: {path} as Pillow reads it")
+    expect_field(
+        job.task_output,
+        "media_type",
+        item.fact_str("media_type"),
+        where=f"{job_label(job)} on {item.path.name}: task_output",
+    )
     return img, job
+
+
+def _label(job: JobResponse) -> str:
+    """How a failure names a thumbnail job: ``"media_thumbnail job <id> on <input file>"``."""
+    return f"{job_label(job)} on {PurePosixPath(str(job.params.get('input_path', '?'))).name}"
 
 
 def _source_size(item: MediaItem) -> tuple[int, int]:
     return item.fact_int("width"), item.fact_int("height")
 
 
-def _assert_aspect(size: tuple[int, int], source: tuple[int, int]) -> None:
+def _assert_aspect(size: tuple[int, int], source: tuple[int, int], what: str) -> None:
     """Aspect ratio within 1 % (plus the rounding of one pixel on the short side)."""
     (w, h), (w0, h0) = size, source
     tolerance = 0.01 + 1 / min(w, h)
-    assert abs((w / h) / (w0 / h0) - 1) <= tolerance, f"{w}×{h} does not keep the aspect of {w0}×{h0}"
+    assert abs((w / h) / (w0 / h0) - 1) <= tolerance, (
+        f"{what}: the {w}×{h} thumbnail does not keep the aspect ratio of the {w0}×{h0} source"
+        f" (ratio off by {abs((w / h) / (w0 / h0) - 1):.1%}, allowed {tolerance:.1%})"
+    )
 
 
 # -- box sizing -------------------------------------------------------------------------------------------------
 def test_fits_the_box_through_events_and_polling(any_client: ComputeClient, cl_media: MediaCatalogue) -> None:
     """1920×1080 into 320×240 (events, polling): 320×180, a JPEG, ``media_type`` image."""
-    img, _ = _thumbnail(any_client, cl_media["jpeg_1920x1080"], width=320, height=240)
-    assert img.size == (320, 180)
+    img, job = _thumbnail(any_client, cl_media["jpeg_1920x1080"], width=320, height=240)
+    expect(img.size, (320, 180), f"{_label(job)}: size of a 1920×1080 image fitted into 320×240")
 
 
 @pytest.mark.parametrize(
@@ -73,17 +88,19 @@ def test_box_bounds_and_aspect_ratio(
 ) -> None:
     """With both sides: inside the box, touching it on one side, aspect ratio within 1 %."""
     item = cl_media[name]
-    img, _ = _thumbnail(compute_client, item, width=box[0], height=box[1])
+    img, job = _thumbnail(compute_client, item, width=box[0], height=box[1])
     w, h = img.size
-    assert w <= box[0] and h <= box[1], f"{img.size} outside the box {box}"
-    assert w >= box[0] - 1 or h >= box[1] - 1, f"{img.size} does not fill the box {box} on either side"
-    _assert_aspect(img.size, _source_size(item))
+    assert w <= box[0] and h <= box[1], f"{_label(job)}: the {w}×{h} thumbnail is outside the {box[0]}×{box[1]} box"
+    assert w >= box[0] - 1 or h >= box[1] - 1, (
+        f"{_label(job)}: the {w}×{h} thumbnail does not fill the {box[0]}×{box[1]} box on either side"
+    )
+    _assert_aspect(img.size, _source_size(item), _label(job))
 
 
 def test_without_aspect_ratio_the_size_is_exact(compute_client: ComputeClient, cl_media: MediaCatalogue) -> None:
     """``maintain_aspect_ratio=false`` with both sides: exactly width×height (the 4:3 image is squeezed)."""
-    img, _ = _thumbnail(compute_client, cl_media["png_800x600"], width=200, height=200, maintain_aspect_ratio=False)
-    assert img.size == (200, 200)
+    img, job = _thumbnail(compute_client, cl_media["png_800x600"], width=200, height=200, maintain_aspect_ratio=False)
+    expect(img.size, (200, 200), f"{_label(job)}: size with maintain_aspect_ratio=false and a 200×200 box")
 
 
 @pytest.mark.parametrize(
@@ -95,8 +112,8 @@ def test_one_side_derives_the_other(
     compute_client: ComputeClient, cl_media: MediaCatalogue, fields: dict[str, int], expected: tuple[int, int]
 ) -> None:
     """Only one side given: the other follows the 4:3 aspect ratio of the 800×600 source."""
-    img, _ = _thumbnail(compute_client, cl_media["png_800x600"], **fields)
-    assert img.size == expected
+    img, job = _thumbnail(compute_client, cl_media["png_800x600"], **fields)
+    expect(img.size, expected, f"{_label(job)}: size with only {fields} (the other side from the 4:3 aspect ratio)")
 
 
 @pytest.mark.parametrize(
@@ -114,34 +131,41 @@ def test_never_upscales(
 ) -> None:
     """A box larger than the source (also the 256 default on a 128×128 image) gives the source's own size."""
     item = cl_media[name]
-    img, _ = _thumbnail(compute_client, item, **fields)
-    assert img.size == _source_size(item)
+    img, job = _thumbnail(compute_client, item, **fields)
+    expect(img.size, _source_size(item), f"{_label(job)}: size with {fields or 'no size'} (never upscaled)")
 
 
 def test_default_size_of_a_square_image_is_256(compute_client: ComputeClient, cl_media: MediaCatalogue) -> None:
     """No width or height on a 512×512 image: 256×256 (upstream's and the reference's default agree here)."""
     img, job = _thumbnail(compute_client, cl_media["face_astronaut"])
-    assert img.size == (DEFAULT_BOX, DEFAULT_BOX)
-    assert job.params.get("width") is None and job.params.get("height") is None
+    expect(img.size, (DEFAULT_BOX, DEFAULT_BOX), f"{_label(job)}: default size of a 512×512 image")
+    assert job.params.get("width") is None and job.params.get("height") is None, (
+        f"{_label(job)}: no size was sent, but params has width {job.params.get('width')!r},"
+        f" height {job.params.get('height')!r} (expected null or absent)"
+    )
 
 
 def test_default_size_of_a_wide_image(compute_client: ComputeClient, cl_media: MediaCatalogue) -> None:
     """No size on 1920×1080: upstream gives exactly 256×256 (PROTOCOL.md §3); a deployment keeping the aspect ratio
     fits it inside 256×256 (256×144). Either way the longer side is 256 and nothing exceeds the box."""
     item = cl_media["jpeg_1920x1080"]
-    img, _ = _thumbnail(compute_client, item)
-    assert max(img.size) == DEFAULT_BOX and min(img.size) <= DEFAULT_BOX
+    img, job = _thumbnail(compute_client, item)
+    assert max(img.size) == DEFAULT_BOX and min(img.size) <= DEFAULT_BOX, (
+        f"{_label(job)}: default size {img.size[0]}×{img.size[1]}, expected the longer side {DEFAULT_BOX}"
+    )
     if img.size != (DEFAULT_BOX, DEFAULT_BOX):
-        _assert_aspect(img.size, _source_size(item))
+        _assert_aspect(img.size, _source_size(item), _label(job))
 
 
 # -- source modes -------------------------------------------------------------------------------------------------
 def test_greyscale_image(compute_client: ComputeClient, cl_media: MediaCatalogue) -> None:
     """A greyscale (L) PNG gives a greyscale-looking JPEG of the right size."""
-    img, _ = _thumbnail(compute_client, cl_media["png_grey"], width=320)
-    assert img.size == (320, 240)
+    img, job = _thumbnail(compute_client, cl_media["png_grey"], width=320)
+    expect(img.size, (320, 240), f"{_label(job)}: size with width 320")
     rgb = np.asarray(img.convert("RGB"), dtype=np.int16)
-    assert np.abs(rgb[..., 0] - rgb[..., 1]).max() <= 8, "a grey source gained colour"
+    assert np.abs(rgb[..., 0] - rgb[..., 1]).max() <= 8, (
+        f"{_label(job)}: a grey source gained colour (R-G differs by up to {np.abs(rgb[..., 0] - rgb[..., 1]).max()})"
+    )
 
 
 @pytest.mark.cl_needs_fix("thumbnails of RGBA and paletted images (upstream fails to save them as JPEG)")
@@ -149,9 +173,9 @@ def test_greyscale_image(compute_client: ComputeClient, cl_media: MediaCatalogue
 def test_rgba_and_paletted_images(compute_client: ComputeClient, cl_media: MediaCatalogue, name: str) -> None:
     """RGBA PNG and paletted GIF: a JPEG fitting 200×200 with the source's aspect ratio."""
     item = cl_media[name]
-    img, _ = _thumbnail(compute_client, item, width=200, height=200)
-    assert max(img.size) == 200
-    _assert_aspect(img.size, _source_size(item))
+    img, job = _thumbnail(compute_client, item, width=200, height=200)
+    assert max(img.size) == 200, f"{_label(job)}: {img.size[0]}×{img.size[1]}, expected the longer side 200"
+    _assert_aspect(img.size, _source_size(item), _label(job))
 
 
 # -- videos -------------------------------------------------------------------------------------------------------
@@ -169,20 +193,28 @@ def test_video_gives_a_grid_of_its_key_frames(
 ) -> None:
     """A video: a 4×4 JPEG grid; the first cells, in reading order, are its key frames, the rest are black."""
     item = cl_media[name]
-    img, _ = _thumbnail(compute_client, item, width=640)
-    assert img.size[0] == 640
-    _assert_aspect(img.size, _source_size(item))  # 4×4 cells of the frame's shape
+    img, job = _thumbnail(compute_client, item, width=640)
+    expect(img.size[0], 640, f"{_label(job)}: width of the grid with width 640")
+    _assert_aspect(img.size, _source_size(item), _label(job))  # 4×4 cells of the frame's shape
     frames = _keyframes(item)
-    assert len(frames) == item.fact_int("keyframes") < 16
+    assert len(frames) == item.fact_int("keyframes") < 16, (
+        f"test media {name}: PyAV decodes {len(frames)} key frames, the manifest says {item.fact_int('keyframes')}"
+    )
     grid = np.asarray(img.convert("RGB"), dtype=np.float64)
     cell_h, cell_w = grid.shape[0] // 4, grid.shape[1] // 4
     cells = [grid[r * cell_h : (r + 1) * cell_h, c * cell_w : (c + 1) * cell_w] for r in range(4) for c in range(4)]
     for index, cell in enumerate(cells):
         if index < len(frames):
             frame = np.asarray(frames[index].convert("RGB").resize((cell_w, cell_h)), dtype=np.float64)
-            assert np.abs(cell - frame).mean() < 25, f"cell {index} is not key frame {index}"
+            assert np.abs(cell - frame).mean() < 25, (
+                f"{_label(job)}: grid cell {index} is not key frame {index} (mean difference"
+                f" {np.abs(cell - frame).mean():.1f}, allowed < 25)"
+            )
         else:
-            assert cell.mean() < 10, f"cell {index} should be empty (black): only {len(frames)} key frames"
+            assert cell.mean() < 10, (
+                f"{_label(job)}: grid cell {index} should be empty (black), the video has only {len(frames)} key"
+                f" frames (mean brightness {cell.mean():.1f})"
+            )
 
 
 def test_default_video_grid_fits_256(compute_client: ComputeClient, cl_media: MediaCatalogue) -> None:
@@ -191,11 +223,16 @@ def test_default_video_grid_fits_256(compute_client: ComputeClient, cl_media: Me
     item = cl_media["video_720p_3s_silent"]
     job = compute_client.submit(TASK, item.path, {}).wait()
     if job.is_failed:
-        assert job.error_message and job.error_message.strip()
+        assert job.error_message and job.error_message.strip(), (
+            f"{_label(job)}: ended {job.status!r} without an error_message"
+        )
         return
     img = decode(read_file(compute_client, job, output_path(job)))
-    assert img.format == "JPEG" and max(img.size) <= DEFAULT_BOX
-    assert job.task_output == {"media_type": "video"}
+    assert img.format == "JPEG" and max(img.size) <= DEFAULT_BOX, (
+        f"{_label(job)}: expected a JPEG inside {DEFAULT_BOX}×{DEFAULT_BOX}, got a {img.format}"
+        f" of {img.size[0]}×{img.size[1]}"
+    )
+    expect(job.task_output, {"media_type": "video"}, f"{_label(job)}: task_output")
 
 
 # -- bad parameters and hostile inputs ------------------------------------------------------------------------------
@@ -210,8 +247,10 @@ def test_bad_fields_are_a_422(
     """Non-positive or non-integer sizes and a non-boolean flag: 422 naming the field, no job."""
     with pytest.raises(ValidationError) as info:
         compute_client.submit(TASK, cl_media["png_800x600"].path, fields)
-    assert info.value.status_code == 422
-    assert next(iter(fields)) in str(info.value.detail)
+    expect(info.value.status_code, 422, f"POST /jobs/{TASK} with {fields}: HTTP status")
+    assert next(iter(fields)) in str(info.value.detail), (
+        f"POST /jobs/{TASK} with {fields}: the 422 does not name {next(iter(fields))!r}: {info.value.detail}"
+    )
 
 
 def test_decompression_bomb_fails_with_a_message(any_client: ComputeClient, cl_media: MediaCatalogue) -> None:
