@@ -12,7 +12,7 @@ from PIL import Image
 
 from cl_client import ComputeClient, ValidationError
 from pytest_cl._media import MediaCatalogue, MediaItem
-from pytest_cl.conformance._checks import has_magic
+from pytest_cl.conformance._checks import expect, expect_param, has_magic, job_label
 from pytest_cl.conformance.plugins._media_helpers import completed, decode, failed, output_path, read_file, run_job
 
 pytestmark = [pytest.mark.cl_requires("image_conversion"), pytest.mark.timeout(120)]
@@ -32,17 +32,17 @@ LOSSLESS = ("png", "bmp", "tiff")
 
 
 def _convert(client: ComputeClient, item: MediaItem, fmt: str, quality: int | None = None) -> tuple[bytes, str]:
-    """Convert ``item``; check the protocol's output name and ``task_output`` ``{}``; return (bytes, path)."""
+    """Convert ``item``; check the output name and ``task_output`` ``{}``; return (bytes, "<job>: <path>")."""
     params: dict[str, object] = {"format": fmt}
     if quality is not None:
         params["quality"] = quality
     job = completed(client, TASK, item.path, params)
-    assert job.params.get("format") == fmt
-    assert job.params.get("quality") == (85 if quality is None else quality), job.params
+    expect_param(job, "format", fmt)
+    expect_param(job, "quality", 85 if quality is None else quality)
+    expect_param(job, "output_path", f"output/converted_{item.path.stem}.{FORMATS[fmt][1]}")
     path = output_path(job)
-    assert path == f"output/converted_{item.path.stem}.{FORMATS[fmt][1]}", path
-    assert job.task_output == {}, f"task_output should be {{}}, got {job.task_output}"
-    return read_file(client, job, path), path
+    expect(job.task_output, {}, f"{job_label(job)}: task_output")
+    return read_file(client, job, path), f"{job_label(job)}: {path}"
 
 
 def _rgb_pixels(img: Image.Image) -> bytes:
@@ -53,10 +53,10 @@ def _rgb_pixels(img: Image.Image) -> bytes:
 def test_conversion_through_events_and_polling(any_client: ComputeClient, cl_media: MediaCatalogue) -> None:
     """PNG → WebP (events, polling): a RIFF/WEBP file Pillow reads as WEBP, same 800×600 size."""
     item = cl_media["png_800x600"]
-    data, _ = _convert(any_client, item, "webp")
-    assert has_magic(data, "webp")
+    data, where = _convert(any_client, item, "webp")
+    assert has_magic(data, "webp"), f"{where} starts with {data[:12]!r}, not RIFF....WEBP"
     img = decode(data)
-    assert (img.format, img.size) == ("WEBP", (800, 600))
+    expect((img.format, img.size), ("WEBP", (800, 600)), f"{where}: format and size")
 
 
 @pytest.mark.parametrize("fmt", list(FORMATS))
@@ -64,23 +64,24 @@ def test_every_format_really_is_that_format(compute_client: ComputeClient, cl_me
     """Each ``format``: the bytes start with its magic number, Pillow names it, the pixel size is the source's;
     lossless targets (png, bmp, tiff) keep every pixel of the source."""
     item = cl_media["png_800x600"]
-    data, _ = _convert(compute_client, item, fmt)
+    data, where = _convert(compute_client, item, fmt)
     pil_format, ext = FORMATS[fmt]
-    assert has_magic(data, ext), f"{fmt}: output starts with {data[:12]!r}"
+    assert has_magic(data, ext), f"{where}: format={fmt} but the file starts with {data[:12]!r}"
     img = decode(data)
-    assert img.format == pil_format
-    assert img.size == (item.fact_int("width"), item.fact_int("height"))
+    expect(img.format, pil_format, f"{where}: format={fmt}, the file as Pillow reads it")
+    expect(img.size, (item.fact_int("width"), item.fact_int("height")), f"{where}: size (the source's)")
     if fmt in LOSSLESS:
         with Image.open(item.path) as source:
-            assert _rgb_pixels(img) == _rgb_pixels(source), f"{fmt} is lossless but the pixels changed"
+            assert _rgb_pixels(img) == _rgb_pixels(source), f"{where}: {fmt} is lossless but the pixels changed"
 
 
 def test_jpeg_to_png_keeps_the_size(compute_client: ComputeClient, cl_media: MediaCatalogue) -> None:
     """JPEG → PNG of a 640×427 photo: a PNG of 640×427 (odd sizes and the input format do not matter)."""
     item = cl_media["no_face_rocket"]
-    data, _ = _convert(compute_client, item, "png")
+    data, where = _convert(compute_client, item, "png")
     img = decode(data)
-    assert has_magic(data, "png") and (img.format, img.size) == ("PNG", (640, 427))
+    assert has_magic(data, "png"), f"{where} starts with {data[:8]!r}, not a PNG"
+    expect((img.format, img.size), ("PNG", (640, 427)), f"{where}: format and size")
 
 
 # -- quality ---------------------------------------------------------------------------------------------------
@@ -91,41 +92,60 @@ def test_higher_quality_gives_a_larger_file(compute_client: ComputeClient, cl_me
     outputs = {q: _convert(compute_client, item, fmt, q)[0] for q in (10, 50, 100)}
     default = len(_convert(compute_client, item, fmt)[0])
     sizes = {q: len(data) for q, data in outputs.items()}
-    assert sizes[10] < sizes[50] < default < sizes[100], (sizes, default)
+    assert sizes[10] < sizes[50] < default < sizes[100], (
+        f"{TASK} to {fmt}: file sizes do not grow with quality: quality 10 → {sizes[10]} bytes, 50 → {sizes[50]},"
+        f" default (85) → {default}, 100 → {sizes[100]}"
+    )
     with Image.open(item.path) as source:
         ref = np.asarray(source.convert("RGB"), dtype=np.float64)
 
     def error(q: int) -> float:
         return float(np.abs(np.asarray(decode(outputs[q]).convert("RGB"), dtype=np.float64) - ref).mean())
 
-    assert error(10) > error(50) > error(100)
+    errors = {q: error(q) for q in (10, 50, 100)}
+    assert errors[10] > errors[50] > errors[100], (
+        f"{TASK} to {fmt}: the pixels do not get closer to the source as quality rises (mean absolute error per"
+        f" quality {errors})"
+    )
 
 
 # -- source modes -----------------------------------------------------------------------------------------------
 def test_rgba_to_jpeg_works(any_client: ComputeClient, cl_media: MediaCatalogue) -> None:
     """An RGBA PNG converted to JPEG: a valid 640×480 JPEG without alpha (JPEG cannot store it)."""
     item = cl_media["png_rgba"]
-    data, _ = _convert(any_client, item, "jpg")
+    data, where = _convert(any_client, item, "jpg")
     img = decode(data)
-    assert has_magic(data, "jpg") and img.format == "JPEG"
-    assert img.size == (640, 480) and img.mode in ("RGB", "L")
+    assert has_magic(data, "jpg") and img.format == "JPEG", (
+        f"{where}: expected a JPEG, the file starts with {data[:8]!r} and Pillow reads {img.format}"
+    )
+    assert img.size == (640, 480) and img.mode in ("RGB", "L"), (
+        f"{where}: expected a 640×480 RGB or L JPEG, got {img.size[0]}×{img.size[1]} mode {img.mode}"
+    )
 
 
 def test_rgba_to_png_keeps_the_alpha_channel(compute_client: ComputeClient, cl_media: MediaCatalogue) -> None:
     """RGBA → PNG is lossless: mode RGBA and the alpha channel (with its transparent pixels) unchanged."""
     item = cl_media["png_rgba"]
-    img = decode(_convert(compute_client, item, "png")[0])
-    assert img.mode == "RGBA"
+    data, where = _convert(compute_client, item, "png")
+    img = decode(data)
+    expect(img.mode, "RGBA", f"{where}: mode of an RGBA source converted to PNG")
     with Image.open(item.path) as source:
-        assert img.getchannel("A").tobytes() == source.getchannel("A").tobytes()
-    assert img.getchannel("A").histogram()[0] == item.fact_int("transparent_pixels")
+        assert img.getchannel("A").tobytes() == source.getchannel("A").tobytes(), (
+            f"{where}: the alpha channel differs from the source's"
+        )
+    expect(
+        img.getchannel("A").histogram()[0],
+        item.fact_int("transparent_pixels"),
+        f"{where}: number of fully transparent pixels",
+    )
 
 
 def test_palette_gif_to_jpeg_works(compute_client: ComputeClient, cl_media: MediaCatalogue) -> None:
     """A paletted GIF converted to JPEG: a valid 480×360 JPEG."""
-    data, _ = _convert(compute_client, cl_media["gif_palette"], "jpeg")
+    data, where = _convert(compute_client, cl_media["gif_palette"], "jpeg")
     img = decode(data)
-    assert has_magic(data, "jpeg") and (img.format, img.size) == ("JPEG", (480, 360))
+    assert has_magic(data, "jpeg"), f"{where} starts with {data[:8]!r}, not a JPEG"
+    expect((img.format, img.size), ("JPEG", (480, 360)), f"{where}: format and size")
 
 
 # -- bad parameters: refused before any job exists ------------------------------------------------------------------
@@ -147,8 +167,10 @@ def test_bad_fields_are_a_422(
     """A missing or unknown ``format``, or ``quality`` outside 1–100: 422 naming the field, no job."""
     with pytest.raises(ValidationError) as info:
         compute_client.submit(TASK, cl_media["png_800x600"].path, fields)
-    assert info.value.status_code == 422
-    assert field in str(info.value.detail)
+    expect(info.value.status_code, 422, f"POST /jobs/{TASK} with {fields}: HTTP status")
+    assert field in str(info.value.detail), (
+        f"POST /jobs/{TASK} with {fields}: the 422 does not name {field!r}: {info.value.detail}"
+    )
 
 
 # -- hostile inputs ---------------------------------------------------------------------------------------------------
@@ -171,7 +193,9 @@ def test_truncated_jpeg_fails_or_gives_a_full_size_image(
     """A truncated JPEG: ``error`` with a message, or (upstream decodes truncated images) a 640×480 PNG."""
     job = run_job(compute_client, TASK, cl_media["hostile_truncated_jpeg"].path, {"format": "png"})
     if job.is_failed:
-        assert job.error_message and job.error_message.strip()
+        assert job.error_message and job.error_message.strip(), (
+            f"{job_label(job)} of a truncated JPEG ended {job.status!r} without an error_message"
+        )
         return
     img = decode(read_file(compute_client, job, output_path(job)))
-    assert (img.format, img.size) == ("PNG", (640, 480))
+    expect((img.format, img.size), ("PNG", (640, 480)), f"{job_label(job)} of a truncated JPEG: format and size")
