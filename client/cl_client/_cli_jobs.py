@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import cast
 
@@ -12,12 +13,32 @@ from pydantic import JsonValue
 from rich.live import Live
 from rich.table import Table
 
-from cl_client._cli_common import EXIT_JOB_FAILED, EXIT_OK, CliState, handled, state
+from cl_client._cli_common import EXIT_CONNECTION, EXIT_JOB_FAILED, EXIT_OK, CliState, handled, state
 from cl_client._models import JobResponse, WorkerCapability
 
 
 def _record_json(record: JobResponse) -> dict[str, JsonValue]:
     return cast(dict[str, JsonValue], record.model_dump(mode="json"))
+
+
+#: the JobResponse fields that hold epoch milliseconds (shown as local ISO-8601 times; raw in ``--json``).
+_TIMESTAMPS = ("created_at", "updated_at", "started_at", "completed_at")
+
+
+def format_timestamp(millis: int) -> str:
+    """Epoch milliseconds as local ISO-8601 time with its UTC offset, e.g. ``2026-01-20T14:03:12.345+01:00``.
+
+    Args:
+        millis: milliseconds since the Unix epoch (the protocol's timestamps).
+
+    Returns:
+        The text, or the raw number when it is out of range for a date.
+    """
+    try:
+        moment = datetime.fromtimestamp(millis / 1000, tz=UTC).astimezone()
+    except (OverflowError, OSError, ValueError):
+        return str(millis)
+    return moment.isoformat(timespec="milliseconds")
 
 
 def _print_record(st: CliState, record: JobResponse) -> None:
@@ -28,7 +49,10 @@ def _print_record(st: CliState, record: JobResponse) -> None:
     table.add_column(style="bold")
     table.add_column()
     for key, value in _record_json(record).items():
-        table.add_row(key, "" if value is None else str(value))
+        if key in _TIMESTAMPS and isinstance(value, int):
+            table.add_row(key, f"{format_timestamp(value)} (local time)")
+        else:
+            table.add_row(key, "" if value is None else str(value))
     st.out.print(table)
 
 
@@ -85,10 +109,13 @@ def job_delete(ctx: click.Context, job_ids: tuple[str, ...]) -> None:
 @job_group.command("download")
 @click.argument("job_id")
 @click.argument("file_path")
-@click.argument("dest", required=False, type=click.Path(path_type=Path))
+@click.argument("dest", required=False, type=click.Path())  # a str: a trailing "/" names a folder to create
 @click.pass_context
-def job_download(ctx: click.Context, job_id: str, file_path: str, dest: Path | None) -> None:
-    """Download FILE_PATH (relative to the job directory, e.g. output/thumbnail.jpg) to DEST (default: here)."""
+def job_download(ctx: click.Context, job_id: str, file_path: str, dest: str | None) -> None:
+    """Download FILE_PATH (relative to the job directory, e.g. output/thumbnail.jpg) to DEST (default: here).
+
+    DEST is a file name, an existing folder, or a folder to create when it ends with "/".
+    """
     st = state(ctx)
     with handled(ctx), st.client(events=False) as client:
         written = client.download_job_file(job_id, file_path, dest if dest is not None else Path.cwd())
@@ -118,8 +145,12 @@ def capabilities(ctx: click.Context, as_json: bool) -> None:
         st.out.print(table)
 
 
-def _workers_table(workers: dict[str, WorkerCapability]) -> Table:
-    table = Table(title=f"{len(workers)} live worker(s)")
+def _workers_table(workers: dict[str, WorkerCapability], broker: str | None = None) -> Table:
+    """The workers table; ``broker`` names a broker lost meanwhile (the rows are the last ones seen)."""
+    title = f"{len(workers)} live worker(s)"
+    if broker is not None:
+        title = f"MQTT broker {broker} unreachable, reconnecting: {len(workers)} worker(s) last seen"
+    table = Table(title=title)
     table.add_column("worker")
     table.add_column("state")
     table.add_column("capabilities")
@@ -137,15 +168,26 @@ def _workers_table(workers: dict[str, WorkerCapability]) -> Table:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
 @click.pass_context
 def workers(ctx: click.Context, watch: bool, duration: float | None, settle: float, as_json: bool) -> None:
-    """List live workers, their capabilities and idle/busy state (from MQTT worker messages)."""
+    """List live workers, their capabilities and idle/busy state (from MQTT worker messages).
+
+    Exits 3 with one line on stderr when the broker cannot be reached (with or without --json): the live
+    workers are unknown then; `cl-client capabilities` asks the API instead.
+    """
     st = state(ctx)
     st.json = st.json or as_json
     with handled(ctx), st.client() as client:
-        if client.monitor is None:
+        monitor = client.monitor
+        if monitor is None:
             raise click.UsageError("workers needs MQTT (give --mqtt or CL_MQTT_URL; it is off)")
-        client.monitor.wait_ready()
+        if not monitor.wait_ready():
+            click.echo(
+                f"error: MQTT broker {monitor.settings.url} is not reachable, so the live workers are unknown "
+                "(check --mqtt / CL_MQTT_URL; `cl-client capabilities` asks the API instead)",
+                err=True,
+            )
+            ctx.exit(EXIT_CONNECTION)
         changed = threading.Event()
-        client.monitor.add_worker_listener(lambda _wid, _cap: changed.set())
+        monitor.add_worker_listener(lambda _wid, _cap: changed.set())
         changed.wait(settle)
         time.sleep(min(settle, 0.2))  # the retained messages arrive together; let the burst finish
         if not watch:
@@ -161,7 +203,8 @@ def workers(ctx: click.Context, watch: bool, duration: float | None, settle: flo
                 while end is None or time.monotonic() < end:
                     changed.clear()
                     changed.wait(0.5 if end is None else max(0.0, min(0.5, end - time.monotonic())))
-                    live.update(_workers_table(client.workers()))
+                    lost = None if monitor.ready else monitor.settings.url
+                    live.update(_workers_table(client.workers(), lost))
         except KeyboardInterrupt:
             pass
 
