@@ -14,7 +14,10 @@ import ipaddress
 import logging
 import signal
 import sys
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from amqtt.broker import Broker  # pyright: ignore[reportMissingTypeStubs]  # typed inline, no py.typed
 
 
 def _bind(host: str, port: int) -> str:
@@ -36,8 +39,8 @@ def _one_socket(host: str) -> bool:
     return True
 
 
-async def _start(host: str, port: int) -> Any:
-    from amqtt.broker import Broker
+async def _start(host: str, port: int) -> Broker:
+    from amqtt.broker import Broker  # pyright: ignore[reportMissingTypeStubs]
 
     config = {
         "listeners": {"default": {"type": "tcp", "bind": _bind(host, port)}},
@@ -48,23 +51,31 @@ async def _start(host: str, port: int) -> Any:
     return broker
 
 
-async def _main(host: str, port: int) -> None:
-    from amqtt.errors import BrokerError
+async def _start_on_free_port(host: str) -> Broker:
+    """Start on a port picked here (the same for every socket); the free port may be taken before amqtt binds it."""
+    from amqtt.errors import BrokerError  # pyright: ignore[reportMissingTypeStubs]
 
     from cl_compute.broker import free_port
 
-    if port or _one_socket(host):
-        broker = await _start(host, port)
-    else:
-        for attempt in range(5):  # the free port may be taken before amqtt binds it
-            try:
-                broker = await _start(host, free_port(host or "0.0.0.0"))
-                break
-            except BrokerError:
-                if attempt == 4:
-                    raise
-    server = broker._servers["default"]
-    real_port = server.instance.sockets[0].getsockname()[1]
+    for _attempt in range(4):
+        try:
+            return await _start(host, free_port(host or "0.0.0.0"))
+        except BrokerError:
+            pass
+    return await _start(host, free_port(host or "0.0.0.0"))  # the fifth attempt's error propagates
+
+
+def _listening_port(broker: Broker) -> int:
+    """The port of the broker's ``default`` listener (amqtt has no public accessor for it)."""
+    from cl_compute.broker import socket_port
+
+    server = broker._servers["default"]  # pyright: ignore[reportPrivateUsage]
+    return socket_port(next(iter(server.instance.sockets)))
+
+
+async def _main(host: str, port: int) -> None:
+    broker = await _start(host, port) if port or _one_socket(host) else await _start_on_free_port(host)
+    real_port = _listening_port(broker)
     sys.stdout.write(f"PORT {real_port}\n")
     sys.stdout.flush()
     stop = asyncio.Event()
@@ -75,11 +86,16 @@ async def _main(host: str, port: int) -> None:
     await broker.shutdown()
 
 
+class _Args(argparse.Namespace):
+    host: str
+    port: int
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
-    args = parser.parse_args()
+    args = parser.parse_args(namespace=_Args())
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("transitions").setLevel(logging.WARNING)
     asyncio.run(_main(args.host, args.port))

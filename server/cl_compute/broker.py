@@ -25,6 +25,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 from cl_compute.mqtt import MQTTConnectError, wait_for_broker
 
@@ -68,11 +69,18 @@ def url_host(host: str) -> str:
     return f"[{target}]" if ":" in target else target
 
 
+def socket_port(sock: socket.socket) -> int:
+    """The local port of a bound IPv4/IPv6 socket."""
+    # getsockname() is (host, port) for IPv4, (host, port, flowinfo, scope_id) for IPv6; typeshed says Any.
+    address = cast("tuple[str, int, *tuple[int, ...]]", sock.getsockname())
+    return int(address[1])
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A currently free TCP port on ``host`` (racy by nature: callers retry)."""
     with socket.socket(_family(host), socket.SOCK_STREAM) as s:
         s.bind((host, 0))
-        return int(s.getsockname()[1])
+        return socket_port(s)
 
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
@@ -127,7 +135,8 @@ def _read_stderr(proc: subprocess.Popen[bytes]) -> str:
     if proc.stderr is None:
         return ""
     with contextlib.suppress(Exception):
-        return proc.stderr.read().decode(errors="replace")[-2000:]
+        data = cast(bytes, proc.stderr.read())  # typeshed types Popen's pipes as IO[Any]
+        return data.decode(errors="replace")[-2000:]
     return ""
 
 
@@ -212,7 +221,7 @@ def start_amqtt(
         preexec_fn=preexec_fn,
     )
     assert proc.stdout is not None
-    line = proc.stdout.readline().decode().strip()
+    line = cast(bytes, proc.stdout.readline()).decode().strip()  # typeshed types Popen's pipes as IO[Any]
     if not line.startswith("PORT "):
         proc.kill()
         proc.wait()

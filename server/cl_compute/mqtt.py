@@ -89,7 +89,8 @@ class MQTTConnection:
         self.client = paho.Client(
             CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv311, clean_session=True
         )
-        self.client.reconnect_delay_set(0.2, 5)
+        # paho annotates the delays as int but only adds them to time.monotonic(): 0.2 s works as meant.
+        self.client.reconnect_delay_set(0.2, 5)  # pyright: ignore[reportArgumentType]
         if will is not None:
             self.client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
         self.client.on_connect = self._handle_connect
@@ -140,7 +141,7 @@ class MQTTConnection:
         if self._on_message is None:
             return
         try:
-            self._on_message(msg.topic, msg.payload, bool(msg.retain))
+            self._on_message(msg.topic, bytes(msg.payload), bool(msg.retain))
         except Exception:
             log.exception("error handling MQTT message on %s", msg.topic)
 
@@ -192,7 +193,11 @@ class MQTTConnection:
         marker = f"cl-compute/marker/{uuid.uuid4().hex}"
         seen = threading.Event()
         subscribed = threading.Event()
-        self.client.message_callback_add(marker, lambda c, u, m: seen.set())
+
+        def _marker_seen(client: paho.Client, userdata: object, message: paho.MQTTMessage) -> None:
+            seen.set()
+
+        self.client.message_callback_add(marker, _marker_seen)
         try:
             _rc, mid = self.client.subscribe(marker, 1)
             self._marker_mid = mid
