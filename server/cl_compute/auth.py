@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import cast
 
 import jwt
 from cryptography.hazmat.primitives import serialization
@@ -92,7 +93,13 @@ class Authenticator:
 
     def __init__(self, public_key_pem: str | None) -> None:
         self.public_key_pem = public_key_pem
-        self._key = serialization.load_pem_public_key(public_key_pem.encode()) if public_key_pem else None
+        key = serialization.load_pem_public_key(public_key_pem.encode()) if public_key_pem else None
+        if key is not None and not (isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1)):
+            # ES256 verifies only with a P-256 key: with any other key PyJWT raises TypeError or InvalidKeyError
+            # on every token (a 500), not an authentication error. Refuse it here, as a malformed PEM is.
+            kind = f"an EC {key.curve.name} key" if isinstance(key, ec.EllipticCurvePublicKey) else type(key).__name__
+            raise ValueError(f"the auth public key must be an EC P-256 (secp256r1) key for ES256, not {kind}")
+        self._key: ec.EllipticCurvePublicKey | None = key
 
     @property
     def enabled(self) -> bool:
@@ -110,8 +117,13 @@ class Authenticator:
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise AuthError(401, "Authentication required")
+        if self._key is None:
+            raise RuntimeError("Authenticator.decode needs a public key (authentication is off)")
         try:
-            claims = jwt.decode(token.strip(), self._key, algorithms=["ES256"], options={"require": ["exp"]})  # type: ignore[arg-type]
+            claims = cast(
+                "dict[str, object]",
+                jwt.decode(token.strip(), self._key, algorithms=["ES256"], options={"require": ["exp"]}),
+            )
         except jwt.ExpiredSignatureError as exc:
             raise AuthError(401, "JWT token has expired") from exc
         except jwt.MissingRequiredClaimError as exc:
@@ -121,14 +133,13 @@ class Authenticator:
         user_id = claims.get("id")
         is_admin = claims.get("is_admin", False)
         permissions = claims.get("permissions", [])
-        if (
-            not isinstance(user_id, str)
-            or not isinstance(is_admin, bool)
-            or not isinstance(permissions, list)
-            or not all(isinstance(p, str) for p in permissions)
-        ):
+        if not isinstance(user_id, str) or not isinstance(is_admin, bool) or not isinstance(permissions, list):
             raise AuthError(401, "JWT payload is invalid")
-        return User(id=user_id, is_admin=is_admin, permissions=tuple(dict.fromkeys(permissions)))
+        items = cast("list[object]", permissions)  # a JSON array
+        names = [p for p in items if isinstance(p, str)]
+        if len(names) != len(items):
+            raise AuthError(401, "JWT payload is invalid")
+        return User(id=user_id, is_admin=is_admin, permissions=tuple(dict.fromkeys(names)))
 
     def require_job_access(self, authorization: str | None, guest_mode: bool) -> User | None:
         """Check a job/plugin route; returns the user (None for guests).
