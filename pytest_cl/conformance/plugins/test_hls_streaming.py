@@ -19,6 +19,7 @@ import pytest
 
 from cl_client import ComputeClient, HTTPStatusError, JobResponse, NotFoundError, ValidationError
 from pytest_cl._media import MediaCatalogue, MediaItem
+from pytest_cl.conformance._checks import expect, expect_field, get_field, job_label
 from pytest_cl.conformance.plugins._media_helpers import completed, failed, read_file
 
 pytestmark = [pytest.mark.cl_requires("hls_streaming"), pytest.mark.timeout(180)]
@@ -54,23 +55,27 @@ class Stream:
 
 def _master_path(job: JobResponse) -> str:
     """``task_output.master_playlist`` relative to the job directory (upstream gives an absolute server path)."""
-    assert job.task_output is not None
-    master = job.task_output.get("master_playlist")
-    assert isinstance(master, str) and master.endswith("adaptive.m3u8"), job.task_output
+    master = get_field(job.task_output, "master_playlist", where=f"{job_label(job)}: task_output")
+    assert isinstance(master, str) and master.endswith("adaptive.m3u8"), (
+        f"{job_label(job)}: task_output.master_playlist is {master!r}, expected a path ending in adaptive.m3u8"
+    )
     marker = f"jobs/{job.job_id}/"
     return master.split(marker, 1)[1] if marker in master else master
 
 
 def _rendition(client: ComputeClient, job: JobResponse, base: str, uri: str) -> Rendition:
     """Download a media playlist and all its segments (each must be MPEG-TS)."""
-    assert "/" not in uri and ".." not in uri, f"unexpected reference {uri!r}"
+    where = f"{job_label(job)}: {posixpath.join(base, uri)}"
+    assert "/" not in uri and ".." not in uri, f"{job_label(job)}: the master references {uri!r}, outside its directory"
     playlist = m3u8.loads(read_file(client, job, posixpath.join(base, uri)).decode("utf-8"))
-    assert not playlist.is_variant and playlist.segments, f"{uri} lists no segments"
-    assert playlist.is_endlist, f"{uri} is not a finished (VOD) playlist"
+    assert not playlist.is_variant and playlist.segments, f"{where} lists no segments"
+    assert playlist.is_endlist, f"{where} is not a finished (VOD) playlist (no #EXT-X-ENDLIST)"
     rendition = Rendition(uri, playlist)
     for segment in playlist.segments:
         data = read_file(client, job, posixpath.join(base, segment.uri))
-        assert len(data) >= 188 * 2 and data[0] == 0x47 and data[188] == 0x47, f"{segment.uri} is not MPEG-TS"
+        assert len(data) >= 188 * 2 and data[0] == 0x47 and data[188] == 0x47, (
+            f"{job_label(job)}: segment {segment.uri} of {uri} is not MPEG-TS ({len(data)} bytes, starts {data[:4]!r})"
+        )
         rendition.segments[segment.uri] = data
     return rendition
 
@@ -81,10 +86,15 @@ def _stream(client: ComputeClient, item: MediaItem, fields: dict[str, object]) -
     path = _master_path(job)
     base = posixpath.dirname(path)
     master = m3u8.loads(read_file(client, job, path).decode("utf-8"))
-    assert master.is_variant, "the master playlist lists no variant streams"
+    assert master.is_variant, f"{job_label(job)}: the master playlist {path} lists no variant streams"
     renditions = [_rendition(client, job, base, p.uri) for p in master.playlists]
-    assert job.task_output is not None
-    assert job.task_output.get("total_segments") == sum(len(r.segments) for r in renditions), job.task_output
+    expect_field(
+        job.task_output,
+        "total_segments",
+        sum(len(r.segments) for r in renditions),
+        where=f"{job_label(job)}: task_output",
+        meaning="the segments its playlists list",
+    )
     return Stream(job, base, master, renditions)
 
 
@@ -95,36 +105,63 @@ def _video_of(segment: bytes) -> tuple[int, int, bool]:
         return video.codec_context.width, video.codec_context.height, bool(container.streams.audio)
 
 
-def _check_timing(rendition: Rendition, duration: float) -> None:
+def _check_timing(rendition: Rendition, duration: float, job: JobResponse) -> None:
     """Segments of ≈ 2 s (the last may be shorter), adding up to the source's duration."""
     durations = rendition.durations
-    assert all(abs(d - SEGMENT_SECONDS) <= 0.15 for d in durations[:-1]), f"{rendition.uri}: {durations}"
-    assert 0 < durations[-1] <= SEGMENT_SECONDS + 0.15, f"{rendition.uri}: {durations}"
-    assert abs(sum(durations) - duration) <= 0.25, f"{rendition.uri}: {sum(durations)} s for a {duration} s source"
+    where = f"{job_label(job)}: {rendition.uri}"
+    assert all(abs(d - SEGMENT_SECONDS) <= 0.15 for d in durations[:-1]), (
+        f"{where}: segment durations {durations}, expected {SEGMENT_SECONDS} s ± 0.15 (all but the last)"
+    )
+    assert 0 < durations[-1] <= SEGMENT_SECONDS + 0.15, (
+        f"{where}: the last segment lasts {durations[-1]} s, expected more than 0 and at most {SEGMENT_SECONDS + 0.15}"
+    )
+    assert abs(sum(durations) - duration) <= 0.25, (
+        f"{where}: the segments last {sum(durations):.2f} s in all, the source {duration} s (allowed ± 0.25)"
+    )
 
 
 def _check_variants(stream: Stream, item: MediaItem, requested: list[dict[str, int]]) -> None:
     """The master lists exactly the requested variants: height, width from the aspect ratio, bandwidth."""
     listed = stream.master.playlists
-    assert len(listed) == len(requested), [p.uri for p in listed]
+    master = f"{job_label(stream.job)}: master playlist"
+    assert len(listed) == len(requested), (
+        f"{master}: lists {len(listed)} variants {[p.uri for p in listed]}, {len(requested)} were requested"
+    )
     aspect = item.fact_int("width") / item.fact_int("height")
     audio = AUDIO_KBPS if item.fact_bool("has_audio") else 0
     by_height = {p.stream_info.resolution[1]: p for p in listed if p.stream_info.resolution}
-    assert sorted(by_height) == sorted(v["resolution"] for v in requested), [p.stream_info.resolution for p in listed]
+    expect(
+        sorted(by_height),
+        sorted(v["resolution"] for v in requested),
+        f"{master}: variant heights (RESOLUTION {[p.stream_info.resolution for p in listed]})",
+    )
     for variant in requested:
         height, kbps = variant["resolution"], variant["bitrate"]
         info = by_height[height].stream_info
         width = info.resolution[0]
-        assert abs(width - height * aspect) <= 2, f"{height}p is {width} wide"
-        assert kbps * 1000 <= info.bandwidth <= (kbps + audio) * 1000 * 1.25, f"{height}p@{kbps}k: {info.bandwidth}"
-        assert by_height[height].uri == f"adaptive-{height}p-{kbps}.m3u8"
+        assert abs(width - height * aspect) <= 2, (
+            f"{master}: the {height}p variant is {width} wide, expected {height * aspect:.0f}"
+            " (the source's aspect ratio)"
+        )
+        assert kbps * 1000 <= info.bandwidth <= (kbps + audio) * 1000 * 1.25, (
+            f"{master}: the {height}p@{kbps}k variant has BANDWIDTH {info.bandwidth}, expected between"
+            f" {kbps * 1000} and {(kbps + audio) * 1000 * 1.25:.0f}"
+        )
+        expect(by_height[height].uri, f"adaptive-{height}p-{kbps}.m3u8", f"{master}: URI of the {height}p variant")
     for rendition in stream.renditions:
-        _check_timing(rendition, item.fact_float("duration"))
+        _check_timing(rendition, item.fact_float("duration"), stream.job)
         height = next(h for h, p in by_height.items() if p.uri == rendition.uri)
-        first = next(iter(rendition.segments.values()))
+        first_uri, first = next(iter(rendition.segments.items()))
         w, h, has_audio = _video_of(first)
-        assert h == height and abs(w - height * aspect) <= 2, f"{rendition.uri} segments are {w}×{h}"
-        assert has_audio == item.fact_bool("has_audio")
+        assert h == height and abs(w - height * aspect) <= 2, (
+            f"{job_label(stream.job)}: segment {first_uri} of {rendition.uri} decodes at {w}×{h},"
+            f" expected {height * aspect:.0f}×{height}"
+        )
+        expect(
+            has_audio,
+            item.fact_bool("has_audio"),
+            f"{job_label(stream.job)}: segment {first_uri} has an audio stream ({item.name} has_audio)",
+        )
 
 
 # -- the stream --------------------------------------------------------------------------------------------------
@@ -134,9 +171,11 @@ def test_requested_variants_through_events_and_polling(any_client: ComputeClient
     item = cl_media["video_720p_5s_audio"]
     stream = _stream(any_client, item, {"variants": json.dumps(SMALL)})
     _check_variants(stream, item, SMALL)
-    assert stream.job.task_output is not None
-    assert stream.job.task_output.get("variants_generated") == 2
-    assert stream.job.task_output.get("include_original") is False
+    where = f"{job_label(stream.job)}: task_output"
+    expect_field(stream.job.task_output, "variants_generated", 2, where=where, meaning="two variants were requested")
+    assert get_field(stream.job.task_output, "include_original", where=where) is False, (
+        f"{where}: expected 'include_original' false, got {stream.job.task_output}"
+    )
 
 
 def test_default_variants_are_720p_and_480p(compute_client: ComputeClient, cl_media: MediaCatalogue) -> None:
@@ -146,7 +185,10 @@ def test_default_variants_are_720p_and_480p(compute_client: ComputeClient, cl_me
     default = [{"resolution": 720, "bitrate": 3500}, {"resolution": 480, "bitrate": 1500}]
     _check_variants(stream, item, default)
     bandwidths = {p.stream_info.resolution[1]: p.stream_info.bandwidth for p in stream.master.playlists}
-    assert bandwidths[720] > bandwidths[480]
+    assert bandwidths[720] > bandwidths[480], (
+        f"{job_label(stream.job)}: the 720p variant's BANDWIDTH {bandwidths[720]} is not above the 480p's"
+        f" {bandwidths[480]}"
+    )
 
 
 def test_three_variants_in_one_job(compute_client: ComputeClient, cl_media: MediaCatalogue) -> None:
@@ -155,7 +197,8 @@ def test_three_variants_in_one_job(compute_client: ComputeClient, cl_media: Medi
     requested = [*SMALL, {"resolution": 360, "bitrate": 600}]
     stream = _stream(compute_client, item, {"variants": json.dumps(requested)})
     _check_variants(stream, item, requested)
-    assert len({r.uri for r in stream.renditions}) == 3
+    uris = sorted({r.uri for r in stream.renditions})
+    assert len(uris) == 3, f"{job_label(stream.job)}: expected 3 distinct variant playlists, got {uris}"
 
 
 # -- include_original ----------------------------------------------------------------------------------------------
@@ -166,11 +209,18 @@ def test_include_original_adds_a_stream_copy(compute_client: ComputeClient, cl_m
     requested = SMALL[1:]
     stream = _stream(compute_client, item, {"variants": json.dumps(requested), "include_original": True})
     _check_variants(stream, item, requested)
-    assert stream.job.task_output is not None and stream.job.task_output.get("include_original") is True
+    where = f"{job_label(stream.job)}: task_output"
+    assert get_field(stream.job.task_output, "include_original", where=where) is True, (
+        f"{where}: expected 'include_original' true, got {stream.job.task_output}"
+    )
     original = _rendition(compute_client, stream.job, stream.base, "adaptive-orig.m3u8")
-    _check_timing(original, item.fact_float("duration"))
+    _check_timing(original, item.fact_float("duration"), stream.job)
     width, height, has_audio = _video_of(next(iter(original.segments.values())))
-    assert (width, height, has_audio) == (1280, 720, True)
+    expect(
+        (width, height, has_audio),
+        (1280, 720, True),
+        f"{job_label(stream.job)}: adaptive-orig segments (width, height, has audio)",
+    )
 
 
 def test_without_include_original_there_is_no_original(compute_client: ComputeClient, cl_media: MediaCatalogue) -> None:
@@ -226,10 +276,13 @@ def test_bad_variants_never_complete(compute_client: ComputeClient, cl_media: Me
     except HTTPStatusError as exc:
         refused = exc.status_code
     if job is None:
-        assert refused >= 400
+        assert refused >= 400, f"POST /jobs/{TASK} with variants={variants!r}: refused with HTTP {refused}"
         return
     final = job.wait()
-    assert final.is_failed and final.error_message, f"variants={variants!r} ended {final.status}"
+    assert final.is_failed and final.error_message, (
+        f"{job_label(final)} with variants={variants!r} ended {final.status!r}"
+        f" (error_message {final.error_message!r}); expected 'error' with a message"
+    )
 
 
 @pytest.mark.cl_needs_fix("422 for malformed variants (upstream answers 500)")
@@ -238,5 +291,7 @@ def test_bad_variants_are_a_422(compute_client: ComputeClient, cl_media: MediaCa
     """Malformed ``variants``: 422 naming the field, no job."""
     with pytest.raises(ValidationError) as info:
         compute_client.submit(TASK, cl_media["video_720p_3s_silent"].path, {"variants": variants})
-    assert info.value.status_code == 422
-    assert "variants" in str(info.value.detail)
+    expect(info.value.status_code, 422, f"POST /jobs/{TASK} with variants={variants!r}: HTTP status")
+    assert "variants" in str(info.value.detail), (
+        f"POST /jobs/{TASK} with variants={variants!r}: the 422 does not name 'variants': {info.value.detail}"
+    )
