@@ -102,6 +102,8 @@ class _Process:
 
 
 _PROCESS = _Process()
+#: ids of the workers that sent a report to this master (Locust forgets a worker once it has stopped).
+_WORKERS_SEEN: set[str] = set()
 # Locust logs at INFO; httpx would log every request of every user there.
 logging.getLogger("httpx").setLevel(logging.WARNING)
 
@@ -232,10 +234,12 @@ def summarize(environment: Environment) -> Summary:
         errors=errors,
         duration=max(0.0, last - start),
         users=int(cast(int, getattr(options, "num_users", 0) or 0)),
-        workers=len(cast("dict[str, object]", environment.runner.clients))
-        if isinstance(environment.runner, MasterRunner)
-        else 0,
+        workers=len(_WORKERS_SEEN),
     )
+
+
+def _on_worker_report(client_id: str, **_: object) -> None:
+    _WORKERS_SEEN.add(client_id)
 
 
 def _on_quitting(environment: Environment, **_: object) -> None:
@@ -254,6 +258,7 @@ for _hook, _listener in (
     (events.init, _on_init),
     (events.test_stop, _on_test_stop),
     (events.quitting, _on_quitting),
+    (events.worker_report, _on_worker_report),
 ):
     cast("Callable[[Callable[..., None]], object]", _hook.add_listener)(_listener)
 
