@@ -29,6 +29,7 @@ import pytest
 from cl_client import ComputeClient
 from pytest_cl._media import MediaCatalogue
 from pytest_cl.config import resolve_settings
+from pytest_cl.conformance._checks import expect, expect_field, expect_status, get_field
 from pytest_cl.conformance.protocol._helpers import RawHTTP
 from pytest_cl.deployment import DeploymentInfo
 
@@ -164,27 +165,27 @@ def _cleanup_created(http: RawHTTP, responses: dict[str, httpx.Response], header
 def test_public_routes_need_no_token(http: RawHTTP, path: str) -> None:
     """``/``, ``/capabilities`` and ``/openapi.json`` answer 200 without any token."""
     response = http.client.get(path)
-    assert response.status_code == 200, response.text
+    expect_status(response, 200, what=f"GET {path} without a token (a public route)")
 
 
 def test_health_reports_guest_mode_off(http: RawHTTP) -> None:
     """With auth on and guest mode off, ``GET /`` says ``guestMode: off``."""
-    assert http.client.get("/").json()["guestMode"] == "off"
+    expect_field(http.client.get("/").json(), "guestMode", "off", where="GET / with auth on and guest mode off")
 
 
 # -- 401 ---------------------------------------------------------------------------------------------------
 def test_job_routes_without_token_are_401_authentication_required(http: RawHTTP) -> None:
     """No ``Authorization`` header: every job route answers 401 ``Authentication required``."""
     responses = _job_routes(http, {})
-    assert _statuses(responses) == dict.fromkeys(responses, 401)
+    expect(_statuses(responses), dict.fromkeys(responses, 401), "job routes without a token: HTTP status per route")
     for route, r in responses.items():
-        assert r.json()["detail"] == "Authentication required", (route, r.text)
+        expect_field(r.json(), "detail", "Authentication required", where=f"{route} without a token: the 401 body")
 
 
 def test_auth_is_decided_before_validation(http: RawHTTP) -> None:
     """A POST that is invalid too (no file, bad priority) and has no token is a 401, not a 422 (§1)."""
     response = http.post_job("hash", file=None, fields={"priority": "99"})
-    assert response.status_code == 401, response.text
+    expect_status(response, 401, what="POST /jobs/hash without a token, file or valid priority (auth before 422)")
 
 
 def test_bad_tokens_are_401(auth_target: AuthTarget, http: RawHTTP) -> None:
@@ -201,9 +202,11 @@ def test_bad_tokens_are_401(auth_target: AuthTarget, http: RawHTTP) -> None:
     job_id = str(uuid.uuid4())
     for name, (headers, message) in cases.items():
         response = http.client.get(f"/jobs/{job_id}", headers=headers)
-        assert response.status_code == 401, (name, response.status_code, response.text)
+        expect_status(response, 401, what=f"GET /jobs/{{id}} with a {name} credential")
         if message is not None:
-            assert response.json()["detail"] == message, (name, response.text)
+            expect_field(
+                response.json(), "detail", message, where=f"GET /jobs/{{id}} with a {name} token: the 401 body"
+            )
 
 
 def _other_private_key() -> str:
@@ -221,7 +224,7 @@ def test_token_without_expiry_is_401(auth_target: AuthTarget, http: RawHTTP) -> 
     """A correctly signed token without ``exp`` never expires: refused with 401."""
     mint = auth_target.need_mint()
     response = http.client.get(f"/jobs/{uuid.uuid4()}", headers=_bearer(mint(expires_in=None)))
-    assert response.status_code == 401, response.text
+    expect_status(response, 401, what="GET /jobs/{id} with a signed token without 'exp'")
 
 
 # -- 403 ---------------------------------------------------------------------------------------------------
@@ -231,9 +234,16 @@ def test_job_routes_without_the_permission_are_403(auth_target: AuthTarget, http
     headers = _bearer(auth_target.need_mint()(permissions=["media_store_read"]))
     responses = _job_routes(http, headers)
     try:
-        assert _statuses(responses) == dict.fromkeys(responses, 403)
+        expect(
+            _statuses(responses),
+            dict.fromkeys(responses, 403),
+            "job routes with a token lacking ai_inference_support: HTTP status per route",
+        )
         for route, r in responses.items():
-            assert str(r.json()["detail"]).startswith("Insufficient permissions"), (route, r.text)
+            detail = get_field(r.json(), "detail", where=f"{route} without the permission: the 403 body")
+            assert str(detail).startswith("Insufficient permissions"), (
+                f"{route} without the permission: the 403 detail is {detail!r}, expected 'Insufficient permissions…'"
+            )
     finally:
         _cleanup_created(http, responses, headers)
 
@@ -242,14 +252,19 @@ def test_admin_routes_need_is_admin(auth_target: AuthTarget, http: RawHTTP) -> N
     """``/admin/*``: 401 without a token, 403 for a user with the job permission, 200 for ``is_admin``."""
     mint = auth_target.need_mint()
     anonymous = _admin_routes(http, {})
-    assert _statuses(anonymous) == dict.fromkeys(anonymous, 401)
+    expect(_statuses(anonymous), dict.fromkeys(anonymous, 401), "admin routes without a token: HTTP status per route")
     user = _admin_routes(http, _bearer(mint()))
-    assert _statuses(user) == dict.fromkeys(user, 403)
+    expect(_statuses(user), dict.fromkeys(user, 403), "admin routes with a non-admin user token: HTTP status per route")
     admin = _admin_routes(http, _bearer(mint(permissions=[], is_admin=True)))
-    assert _statuses(admin) == dict.fromkeys(admin, 200)
+    expect(_statuses(admin), dict.fromkeys(admin, 200), "admin routes with an is_admin token: HTTP status per route")
+    where = "GET /admin/jobs/storage/size as admin"
     size = admin["GET /admin/jobs/storage/size"].json()
-    assert isinstance(size["job_count"], int) and isinstance(size["total_size"], int)
-    assert isinstance(admin["GET /admin/config"].json()["guest_mode"], bool)
+    job_count, total_size = get_field(size, "job_count", where=where), get_field(size, "total_size", where=where)
+    assert isinstance(job_count, int) and isinstance(total_size, int), (
+        f"{where}: expected integer job_count and total_size, got {job_count!r} and {total_size!r}"
+    )
+    guest_mode = get_field(admin["GET /admin/config"].json(), "guest_mode", where="GET /admin/config as admin")
+    assert isinstance(guest_mode, bool), f"GET /admin/config as admin: guest_mode is {guest_mode!r}, not a boolean"
 
 
 # -- 200 ---------------------------------------------------------------------------------------------------
@@ -264,7 +279,11 @@ def test_user_token_runs_a_whole_job(auth_target: AuthTarget, cl_media: MediaCat
         job = client.hash.compute(item.path, algorithm="md5")
         try:
             result = job.result(60)
-            assert result.hash_value == hashlib.md5(item.read_bytes()).hexdigest()
+            expect(
+                result.hash_value,
+                hashlib.md5(item.read_bytes()).hexdigest(),
+                f"hash job {job.job_id} with a user token: hash_value (the MD5 of the uploaded bytes)",
+            )
         finally:
             client.delete_job(job.job_id)
 
@@ -275,8 +294,12 @@ def test_admin_token_may_use_job_routes(auth_target: AuthTarget, http: RawHTTP) 
     responses = _job_routes(http, headers)
     try:
         statuses = _statuses(responses)
-        assert statuses["POST /jobs/hash"] == 200, responses["POST /jobs/hash"].text
-        assert statuses["GET /jobs/{id}"] == statuses["DELETE /jobs/{id}"] == 404
+        expect_status(responses["POST /jobs/hash"], 200, what="POST /jobs/hash with an is_admin token")
+        expect(
+            (statuses["GET /jobs/{id}"], statuses["DELETE /jobs/{id}"]),
+            (404, 404),
+            "GET and DELETE /jobs/{unknown id} with an is_admin token: HTTP statuses (past auth, not found)",
+        )
     finally:
         _cleanup_created(http, responses, headers)
 
@@ -287,8 +310,9 @@ def _set_guest_mode(http: RawHTTP, admin: dict[str, str], on: bool) -> None:
     response = http.client.put("/admin/pref/guest-mode", data={"guest_mode": value}, headers=admin)
     if response.status_code == 404:  # older servers
         response = http.client.put("/admin/config/guest-mode", data={"guest_mode": value}, headers=admin)
-    assert response.status_code == 200, response.text
-    assert response.json()["guest_mode"] is on
+    expect_status(response, 200, what=f"PUT guest-mode {value} as admin")
+    guest_mode = get_field(response.json(), "guest_mode", where=f"the answer to PUT guest-mode {value}")
+    assert guest_mode is on, f"PUT guest-mode {value}: the answer says guest_mode {guest_mode!r}"
 
 
 @pytest.mark.cl_destructive
@@ -298,12 +322,16 @@ def test_guest_mode_opens_the_job_routes_and_closes_again(auth_target: AuthTarge
     job_id = str(uuid.uuid4())
     _set_guest_mode(http, admin, True)
     try:
-        assert http.client.get("/").json()["guestMode"] == "on"
-        assert http.client.get(f"/jobs/{job_id}").status_code == 404
+        expect_field(http.client.get("/").json(), "guestMode", "on", where="GET / after guest mode was turned on")
+        expect_status(
+            http.client.get(f"/jobs/{job_id}"), 404, what="GET /jobs/{unknown id} without a token in guest mode"
+        )
     finally:
         _set_guest_mode(http, admin, False)
-    assert http.client.get("/").json()["guestMode"] == "off"
-    assert http.client.get(f"/jobs/{job_id}").status_code == 401
+    expect_field(http.client.get("/").json(), "guestMode", "off", where="GET / after guest mode was turned off")
+    expect_status(
+        http.client.get(f"/jobs/{job_id}"), 401, what="GET /jobs/{id} without a token after guest mode was turned off"
+    )
 
 
 @pytest.mark.cl_destructive
@@ -315,8 +343,16 @@ def test_guest_mode_keeps_admin_routes_closed(auth_target: AuthTarget, http: Raw
     _set_guest_mode(http, admin, True)
     try:
         anonymous = _admin_routes(http, {})
-        assert _statuses(anonymous) == dict.fromkeys(anonymous, 401)
+        expect(
+            _statuses(anonymous),
+            dict.fromkeys(anonymous, 401),
+            "admin routes without a token in guest mode: HTTP status per route",
+        )
         user = _admin_routes(http, _bearer(mint()))
-        assert _statuses(user) == dict.fromkeys(user, 403)
+        expect(
+            _statuses(user),
+            dict.fromkeys(user, 403),
+            "admin routes with a non-admin token in guest mode: HTTP status per route",
+        )
     finally:
         _set_guest_mode(http, admin, False)

@@ -15,6 +15,7 @@ import pytest
 
 from cl_client import ComputeClient, JobNotFoundError
 from pytest_cl._media import MediaCatalogue
+from pytest_cl.conformance._checks import expect, expect_field, expect_status, get_field
 from pytest_cl.conformance.protocol._helpers import RawHTTP, detail_locs, is_uuid4, now_ms, raw_http
 from pytest_cl.deployment import DeploymentInfo
 
@@ -56,12 +57,12 @@ def test_unknown_job_is_404_on_get_delete_and_download(http: RawHTTP) -> None:
     """A job id the server never made: GET, DELETE and a file download all answer 404 (GET says which job)."""
     job_id = str(uuid.uuid4())
     got = http.get(f"/jobs/{job_id}")
-    assert got.status_code == 404, got.text
-    assert got.json() == {"detail": f"Job {job_id} not found"}
-    assert http.delete(f"/jobs/{job_id}").status_code == 404
-    assert http.get(f"/jobs/{job_id}/files/output/hash.json").status_code == 404
+    expect_status(got, 404, what=f"GET /jobs/{job_id} of a job that never existed")
+    expect(got.json(), {"detail": f"Job {job_id} not found"}, f"GET /jobs/{job_id} of an unknown job: the 404 body")
+    expect_status(http.delete(f"/jobs/{job_id}"), 404, what=f"DELETE /jobs/{job_id} of an unknown job")
+    expect_status(http.get(f"/jobs/{job_id}/files/output/hash.json"), 404, what="a file download of an unknown job")
     # not even a well-formed id
-    assert http.get("/jobs/not-a-job-id").status_code == 404
+    expect_status(http.get("/jobs/not-a-job-id"), 404, what="GET /jobs/not-a-job-id")
 
 
 def test_deleted_job_is_404_everywhere_and_a_second_delete_is_404(
@@ -69,15 +70,23 @@ def test_deleted_job_is_404_everywhere_and_a_second_delete_is_404(
 ) -> None:
     """DELETE answers 204 with an empty body; afterwards GET, download and a second DELETE answer 404."""
     job_id = _hash_job(compute_client, cl_media)
-    assert http.get(f"/jobs/{job_id}/files/output/hash.json").status_code == 200
+    expect_status(
+        http.get(f"/jobs/{job_id}/files/output/hash.json"), 200, what=f"hash job {job_id}: download of output/hash.json"
+    )
     first = http.delete(f"/jobs/{job_id}")
-    assert first.status_code == 204, first.text
-    assert first.content == b""
-    assert http.get(f"/jobs/{job_id}").status_code == 404
-    assert http.get(f"/jobs/{job_id}/files/output/hash.json").status_code == 404
-    assert http.get(f"/jobs/{job_id}/files/input/name with spaces.jpg").status_code == 404
+    expect_status(first, 204, what=f"DELETE /jobs/{job_id} of a finished job")
+    expect(first.content, b"", f"DELETE /jobs/{job_id}: the 204 body")
+    expect_status(http.get(f"/jobs/{job_id}"), 404, what=f"GET /jobs/{job_id} after its DELETE")
+    expect_status(
+        http.get(f"/jobs/{job_id}/files/output/hash.json"), 404, what=f"job {job_id}: output/hash.json after DELETE"
+    )
+    expect_status(
+        http.get(f"/jobs/{job_id}/files/input/name with spaces.jpg"),
+        404,
+        what=f"job {job_id}: its input file after DELETE",
+    )
     second = http.delete(f"/jobs/{job_id}")
-    assert second.status_code == 404, second.text
+    expect_status(second, 404, what=f"a second DELETE /jobs/{job_id}")
     # the client maps the same answers to JobNotFoundError
     with pytest.raises(JobNotFoundError):
         compute_client.get_job(job_id)
@@ -91,9 +100,11 @@ def test_bad_priority_is_422_naming_priority(http: RawHTTP, cl_media: MediaCatal
     """``priority`` outside the integers 0-10 is a FastAPI 422 whose error list names ``priority``; no job."""
     item = cl_media["name_spaces"]
     response = http.post_job("hash", file=(item.path.name, item.read_bytes()), fields={"priority": priority})
-    assert response.status_code == 422, response.text
-    assert ["body", "priority"] in detail_locs(response)
-    assert "job_id" not in response.json()
+    what = f"POST /jobs/hash with priority={priority!r}"
+    expect_status(response, 422, what=what)
+    locs = detail_locs(response)
+    assert ["body", "priority"] in locs, f"{what}: the 422 does not name ['body', 'priority'] (locations {locs})"
+    assert "job_id" not in response.json(), f"{what}: the 422 body carries a job_id: {response.text[:200]}"
 
 
 @pytest.mark.parametrize("priority", ["0", "10"])
@@ -105,11 +116,11 @@ def test_priority_bounds_are_accepted_and_echoed(
     response = http.post_job(
         "hash", file=(item.path.name, item.read_bytes()), fields={"priority": priority, "algorithm": "md5"}
     )
-    assert response.status_code == 200, response.text
-    job_id = response.json()["job_id"]
+    expect_status(response, 200, what=f"POST /jobs/hash with priority={priority}")
+    job_id = str(get_field(response.json(), "job_id", where=f"the answer to POST /jobs/hash (priority={priority})"))
     try:
         record = compute_client.wait_for_job(job_id, 60, "hash")
-        assert record.priority == int(priority)
+        expect(record.priority, int(priority), f"hash job {job_id} submitted with priority={priority}: its priority")
     finally:
         http.delete(f"/jobs/{job_id}")
 
@@ -117,22 +128,26 @@ def test_priority_bounds_are_accepted_and_echoed(
 def test_missing_file_is_422_naming_file(http: RawHTTP) -> None:
     """A multipart request without a ``file`` part is a 422 naming ``file`` (not a 500, not a job)."""
     response = http.post_job("hash", file=None, fields={"priority": "5", "algorithm": "md5"})
-    assert response.status_code == 422, response.text
-    assert ["body", "file"] in detail_locs(response)
+    expect_status(response, 422, what="POST /jobs/hash without a file part")
+    locs = detail_locs(response)
+    assert ["body", "file"] in locs, f"POST /jobs/hash without a file: the 422 does not name ['body', 'file'] ({locs})"
 
 
 def test_file_sent_as_plain_field_is_422(http: RawHTTP) -> None:
     """A ``file`` part without a filename is a string field, not an upload: 422 naming ``file``."""
     response = http.post_job("hash", file=None, fields={"file": "not an upload"})
-    assert response.status_code == 422, response.text
-    assert ["body", "file"] in detail_locs(response)
+    expect_status(response, 422, what="POST /jobs/hash with 'file' sent as a plain form field")
+    locs = detail_locs(response)
+    assert ["body", "file"] in locs, (
+        f"POST /jobs/hash with 'file' as a plain field: the 422 does not name ['body', 'file'] ({locs})"
+    )
 
 
 def test_unknown_task_type_is_refused(http: RawHTTP, cl_media: MediaCatalogue) -> None:
     """``POST /jobs/<no such plugin>`` creates nothing: a 4xx (404 or 405), never 200 or 5xx."""
     item = cl_media["name_spaces"]
     response = http.post_job("no_such_plugin_xyz", file=(item.path.name, item.read_bytes()))
-    assert response.status_code in (404, 405), response.text
+    expect_status(response, (404, 405), what="POST /jobs/no_such_plugin_xyz")
 
 
 # -- the job record ----------------------------------------------------------------------------------------
@@ -147,42 +162,73 @@ def test_created_response_and_job_record_are_consistent(
     response = http.post_job(
         "hash", file=(item.path.name, item.read_bytes()), fields={"algorithm": "md5", "priority": "7"}
     )
-    assert response.status_code == 200, response.text
+    expect_status(response, 200, what="POST /jobs/hash (md5, priority 7)")
     created = response.json()
-    assert set(created) >= {"job_id", "status", "task_type"}
-    assert created["status"] == "queued"
-    assert created["task_type"] == "hash"
-    assert is_uuid4(created["job_id"]), created
-    job_id = created["job_id"]
+    answer = "the answer to POST /jobs/hash"
+    job_id = str(get_field(created, "job_id", where=answer))
+    answer = f"the answer to POST /jobs/hash (job {job_id})"
+    get_field(created, "task_type", where=answer)
+    expect_field(created, "status", "queued", where=answer)
+    expect_field(created, "task_type", "hash", where=answer)
+    assert is_uuid4(created["job_id"]), f"{answer}: job_id {created['job_id']!r} is not a canonical UUID4"
     try:
         first = http.get(f"/jobs/{job_id}").json()
-        assert first["status"] in ("queued", "processing", "in_progress", "completed")
+        first_status = get_field(first, "status", where=f"GET /jobs/{job_id} right after the POST")
+        assert first_status in ("queued", "processing", "in_progress", "completed"), (
+            f"GET /jobs/{job_id} right after the POST: status {first_status!r}, expected queued, processing,"
+            " in_progress or completed"
+        )
         compute_client.wait_for_job(job_id, 60, "hash")
         after = now_ms()
         record = http.get(f"/jobs/{job_id}").json()
+        where = f"GET /jobs/{job_id} (finished md5 hash job)"
         for name, types in JOB_FIELDS.items():
-            assert name in record, f"job record lacks {name!r}: {record}"
-            assert isinstance(record[name], types) and not isinstance(record[name], bool), (name, record[name])
-        assert record["job_id"] == job_id
-        assert record["task_type"] == "hash"
-        assert record["status"] == "completed"
-        assert record["progress"] == 100
-        assert record["error_message"] is None
-        assert record["priority"] == 7
+            value = get_field(record, name, where=where)
+            assert isinstance(value, types) and not isinstance(value, bool), (
+                f"{where}: {name!r} is {value!r}, expected {' or '.join(t.__name__ for t in types)}"
+            )
+        expect_field(record, "job_id", job_id, where=where)
+        expect_field(record, "task_type", "hash", where=where)
+        expect_field(record, "status", "completed", where=where)
+        expect_field(record, "progress", 100, where=where)
+        expect_field(record, "error_message", None, where=where)
+        expect_field(record, "priority", 7, where=where, meaning="the priority sent")
         params = record["params"]
-        assert params["algorithm"] == "md5"
-        assert params["input_path"] == f"input/{item.path.name}"
-        assert params["output_path"] == "output/hash.json"
-        assert record["created_at"] == first["created_at"], "created_at changed while the job ran"
+        expect_field(params, "algorithm", "md5", where=f"{where}: params")
+        expect_field(params, "input_path", f"input/{item.path.name}", where=f"{where}: params")
+        expect_field(params, "output_path", "output/hash.json", where=f"{where}: params")
+        expect_field(
+            record,
+            "created_at",
+            get_field(first, "created_at", where=f"GET /jobs/{job_id} right after the POST"),
+            where=where,
+            meaning="created_at of the first GET: it changed while the job ran",
+        )
         created_at, started_at, completed_at = record["created_at"], record["started_at"], record["completed_at"]
-        assert started_at is not None and completed_at is not None, record
-        assert created_at <= started_at <= completed_at, record
-        assert before - SKEW_MS <= created_at <= after + SKEW_MS, (before, record, after)
-        assert completed_at - created_at <= after - before + 1_000, "timestamps are not milliseconds"
+        assert started_at is not None and completed_at is not None, (
+            f"{where}: a completed job needs started_at and completed_at, got {started_at!r} and {completed_at!r}"
+        )
+        assert created_at <= started_at <= completed_at, (
+            f"{where}: expected created_at ≤ started_at ≤ completed_at, got {created_at}, {started_at}, {completed_at}"
+        )
+        assert before - SKEW_MS <= created_at <= after + SKEW_MS, (
+            f"{where}: created_at {created_at} is not within {SKEW_MS} ms of the test's clock"
+            f" ({before}..{after}, epoch milliseconds)"
+        )
+        assert completed_at - created_at <= after - before + 1_000, (
+            f"{where}: completed_at - created_at = {completed_at - created_at}, but the job took at most"
+            f" {after - before} ms here: the timestamps are not milliseconds"
+        )
         # the output path really is the output: the md5 of the uploaded bytes
         out = http.get(f"/jobs/{job_id}/files/{params['output_path']}")
-        assert out.status_code == 200
-        assert json.loads(out.content)["hash_value"] == hashlib.md5(item.read_bytes()).hexdigest()
+        expect_status(out, 200, what=f"hash job {job_id}: download of params.output_path {params['output_path']}")
+        expect_field(
+            json.loads(out.content),
+            "hash_value",
+            hashlib.md5(item.read_bytes()).hexdigest(),
+            where=f"hash job {job_id}: {params['output_path']}",
+            meaning="the MD5 of the uploaded bytes",
+        )
     finally:
         http.delete(f"/jobs/{job_id}")
 
@@ -192,8 +238,15 @@ def test_updated_at_follows_the_job(compute_client: ComputeClient, http: RawHTTP
     """``updated_at`` is the time of the last change: after completion it is ≥ completed_at (> created_at)."""
     job_id = _hash_job(compute_client, cl_media, "jpeg_1920x1080")
     record = http.get(f"/jobs/{job_id}").json()
-    assert record["updated_at"] is not None, record
-    assert record["updated_at"] >= record["completed_at"] > record["created_at"], record
+    where = f"GET /jobs/{job_id} (finished hash job)"
+    updated_at = get_field(record, "updated_at", where=where)
+    completed_at = get_field(record, "completed_at", where=where)
+    created_at = get_field(record, "created_at", where=where)
+    assert updated_at is not None, f"{where}: updated_at is null after the job completed"
+    assert updated_at >= completed_at > created_at, (  # type: ignore[operator]
+        f"{where}: expected updated_at ≥ completed_at > created_at, got updated_at {updated_at},"
+        f" completed_at {completed_at}, created_at {created_at}"
+    )
 
 
 # -- priority ----------------------------------------------------------------------------------------------
@@ -226,9 +279,15 @@ def test_job_ids_are_unique_and_queued_record_exists_at_once(
 ) -> None:
     """Five quick submissions get five distinct ids, and each is readable by GET right after its POST."""
     jobs = [compute_client.submit("hash", cl_media["name_spaces"].path, {"algorithm": "md5"}) for _ in range(5)]
-    assert len({j.job_id for j in jobs}) == 5
+    ids = [j.job_id for j in jobs]
+    assert len(set(ids)) == 5, f"five POSTs returned only {len(set(ids))} distinct job ids: {ids}"
     for job in jobs:
         record = compute_client.get_job(job.job_id)
-        assert record.job_id == job.job_id and record.task_type == "hash"
+        expect(
+            (record.job_id, record.task_type),
+            (job.job_id, "hash"),
+            f"GET /jobs/{job.job_id} right after its POST: job_id, task_type",
+        )
     for job in jobs:
-        assert job.result(60).is_completed
+        final = job.result(60)
+        assert final.is_completed, f"hash job {job.job_id} ended {final.status!r}, expected 'completed'"
