@@ -18,6 +18,7 @@ import pytest
 
 from cl_client import ComputeClient, JobResponse
 from pytest_cl._media import MediaCatalogue
+from pytest_cl.conformance._checks import expect, expect_status, get_field
 from pytest_cl.conformance.protocol._helpers import EVENTS_TOPIC, TERMINAL, WORKERS_TOPIC, MqttTap, bearer_headers
 from pytest_cl.deployment import DeploymentInfo
 from pytest_cl.plugin import NOT_CHECKED_MQTT
@@ -55,10 +56,14 @@ def _server_order(events: list[dict[str, object]]) -> list[dict[str, object]]:
 
 def _check_story(job_id: str, events: list[dict[str, object]], record: JobResponse) -> None:
     """One job's events against its final REST record."""
-    assert events, f"no event at all for job {job_id}"
+    assert events, f"{record.task_type} job {job_id}: no MQTT event at all on {EVENTS_TOPIC}"
     for e in events:
-        assert set(e) >= {"job_id", "event_type", "timestamp", "progress"}, e
-        assert isinstance(e["timestamp"], int | float) and not isinstance(e["timestamp"], bool), e
+        where = f"{record.task_type} job {job_id}: MQTT event {e.get('event_type')!r}"
+        for key in ("job_id", "event_type", "timestamp", "progress"):
+            get_field(e, key, where=where)
+        assert isinstance(e["timestamp"], int | float) and not isinstance(e["timestamp"], bool), (
+            f"{where}: 'timestamp' is {e['timestamp']!r}, expected a number (epoch ms)"
+        )
     ordered = _server_order(events)
     kinds = [str(e["event_type"]) for e in ordered]
     # the stored statuses, in order: queued -> processing -> terminal (repeats allowed for progress updates)
@@ -68,13 +73,19 @@ def _check_story(job_id: str, events: list[dict[str, object]], record: JobRespon
     assert ranks == sorted(ranks), f"job {job_id}: statuses out of order {kinds}"
     terminal = [k for k in kinds if k in TERMINAL]
     assert len(terminal) == 1 and kinds[-1] == terminal[0], f"job {job_id}: terminal events {kinds}"
-    assert {"completed": "completed", "error": "error", "failed": "error"}[terminal[0]] == record.status
+    expect(
+        {"completed": "completed", "error": "error", "failed": "error"}[terminal[0]],
+        record.status,
+        f"{record.task_type} job {job_id}: the terminal MQTT event {terminal[0]!r} against the REST status",
+    )
     progress = [float(e["progress"]) for e in ordered if e.get("progress") is not None]  # type: ignore[arg-type]
     assert progress == sorted(progress), f"job {job_id}: progress not monotonic {progress}"
     if record.status == "completed":
         assert progress[-1] == 100, f"job {job_id}: completed event progress {progress[-1]}"
     # timestamps are the record's ms clock: inside [created_at, completed_at] (1 s slack for rounding)
-    assert record.completed_at is not None
+    assert record.completed_at is not None, (
+        f"{record.task_type} job {job_id} ended {record.status} without completed_at"
+    )
     for e in ordered:
         ts = float(e["timestamp"])  # type: ignore[arg-type]
         assert record.created_at - 1000 <= ts <= record.completed_at + 1000, (
@@ -114,10 +125,13 @@ def test_queued_event_is_published_before_the_post_returns(
     # the tap's broker connection may deliver a moment after the POST's answer: wait on the message itself
     assert events.wait_until(
         lambda _m: any(e.get("event_type") == "queued" for e in events.job_events(job.job_id)), 5.0
-    ), events.job_events(job.job_id)
+    ), f"hash job {job.job_id}: no 'queued' event within 5 s of the POST (events seen: {events.job_events(job.job_id)})"
     record = job.result(60)
     queued = next(e for e in events.job_events(job.job_id) if e["event_type"] == "queued")
-    assert float(queued["timestamp"]) <= (record.started_at or record.completed_at or 0)  # type: ignore[arg-type]
+    start = record.started_at or record.completed_at or 0
+    assert float(queued["timestamp"]) <= start, (  # type: ignore[arg-type]
+        f"hash job {job.job_id}: the 'queued' event's timestamp {queued['timestamp']} is after its start ({start})"
+    )
 
 
 @pytest.mark.cl_needs_mqtt
@@ -137,8 +151,12 @@ def test_each_jobs_events_arrive_in_state_order(
     with ThreadPoolExecutor(3) as pool:
         ids = [job_id for batch in pool.map(submit_some, [6, 6, 6]) for job_id in batch]
     for job_id in ids:
-        assert compute_client.wait_for_job(job_id, timeout=60).status == "completed"
-        assert events.wait_until(events.has_terminal(job_id), EVENT_LAG_S), events.job_events(job_id)
+        status = compute_client.wait_for_job(job_id, timeout=60).status
+        assert status == "completed", f"hash job {job_id} ended {status!r}, expected 'completed'"
+        assert events.wait_until(events.has_terminal(job_id), EVENT_LAG_S), (
+            f"hash job {job_id} is completed by REST, no terminal event within {EVENT_LAG_S} s:"
+            f" {events.job_events(job_id)}"
+        )
     disorder: dict[str, list[str]] = {}
     for job_id in ids:
         arrival = events.job_events(job_id)
@@ -207,9 +225,12 @@ def test_failed_job_publishes_an_error_event(
     event says so over MQTT."""
     job = compute_client.submit("image_conversion", cl_media["hostile_text_as_jpeg"].path, {"format": "png"})
     record = job.wait(60)
-    assert record.status == "error", record
-    assert record.error_message, "a failed job carries an error_message"
-    assert events.wait_until(events.has_terminal(job.job_id), EVENT_LAG_S), events.job_events(job.job_id)
+    expect(record.status, "error", f"image_conversion job {job.job_id} of text named .jpg: status")
+    assert record.error_message, f"image_conversion job {job.job_id} ended 'error' without an error_message"
+    assert events.wait_until(events.has_terminal(job.job_id), EVENT_LAG_S), (
+        f"image_conversion job {job.job_id} ended 'error' by REST, no terminal event within {EVENT_LAG_S} s:"
+        f" {events.job_events(job.job_id)}"
+    )
     _check_story(job.job_id, events.job_events(job.job_id), record)
 
 
@@ -229,7 +250,7 @@ def _live_workers(tap: MqttTap) -> dict[str, dict[str, object]]:
 def capabilities_body(request: pytest.FixtureRequest, cl_deployment: DeploymentInfo) -> dict[str, Any]:
     """``GET /capabilities`` (REST only)."""
     caps = httpx.get(f"{cl_deployment.server_url}/capabilities", headers=bearer_headers(request.config), timeout=10)
-    assert caps.status_code == 200
+    expect_status(caps, 200, what="GET /capabilities")
     return caps.json()
 
 
@@ -245,10 +266,18 @@ def capability_view(mqtt_url: str, capabilities_body: dict[str, Any]):
 def test_capabilities_endpoint_shape(capabilities_body: dict[str, Any]) -> None:
     """``/capabilities`` is ``{"num_workers": int, "capabilities": {task_type: idle count ≥ 0}}``."""
     body = capabilities_body
-    assert isinstance(body["num_workers"], int) and body["num_workers"] >= 1, body
-    assert isinstance(body["capabilities"], dict) and body["capabilities"], body
-    for name, count in body["capabilities"].items():
-        assert isinstance(name, str) and isinstance(count, int) and count >= 0, body
+    num_workers = get_field(body, "num_workers", where="GET /capabilities")
+    assert isinstance(num_workers, int) and num_workers >= 1, (
+        f"GET /capabilities: num_workers is {num_workers!r}, expected an integer ≥ 1"
+    )
+    capabilities = get_field(body, "capabilities", where="GET /capabilities")
+    assert isinstance(capabilities, dict) and capabilities, (
+        f"GET /capabilities: capabilities is {capabilities!r}, expected a non-empty object"
+    )
+    for name, count in capabilities.items():
+        assert isinstance(name, str) and isinstance(count, int) and count >= 0, (
+            f"GET /capabilities: capabilities[{name!r}] is {count!r}, expected an idle count (integer ≥ 0)"
+        )
 
 
 @pytest.mark.cl_needs_mqtt
@@ -261,14 +290,23 @@ def test_every_worker_announces_its_capabilities(capability_view) -> None:
     )
     offered: dict[str, int] = {}
     for wid, payload in workers.items():
-        assert isinstance(payload.get("capabilities"), list) and payload["capabilities"], (wid, payload)
-        assert payload.get("idle_count") in (0, 1), (wid, payload)
-        assert "timestamp" in payload, (wid, payload)
+        topic = f"inference/workers/{wid}"
+        assert isinstance(payload.get("capabilities"), list) and payload["capabilities"], (
+            f"{topic}: 'capabilities' is {payload.get('capabilities')!r}, expected a non-empty list ({payload})"
+        )
+        assert payload.get("idle_count") in (0, 1), (
+            f"{topic}: 'idle_count' is {payload.get('idle_count')!r}, expected 0 or 1"
+        )
+        get_field(payload, "timestamp", where=f"the retained message on {topic}")
         named = payload.get("worker_id", payload.get("id"))
         assert named in (None, wid), f"payload names worker {named!r} on topic inference/workers/{wid}"
         for cap in payload["capabilities"]:
             offered[str(cap)] = offered.get(str(cap), 0) + 1
-    assert set(offered) == set(body["capabilities"]), (sorted(offered), sorted(body["capabilities"]))
+    expect(
+        sorted(offered),
+        sorted(body["capabilities"]),
+        "the task types of the retained capability messages against those of GET /capabilities",
+    )
     for cap, idle in body["capabilities"].items():
         assert idle <= offered[cap], f"{cap}: {idle} idle worker(s) but only {offered[cap]} offer it"
 
@@ -278,7 +316,10 @@ def test_every_worker_announces_its_capabilities(capability_view) -> None:
 def test_no_stale_worker_messages(capability_view) -> None:
     """Exactly ``num_workers`` live retained messages: a worker that went away left none behind."""
     workers, body = capability_view
-    assert len(workers) == body["num_workers"], (sorted(workers), body)
+    assert len(workers) == body["num_workers"], (
+        f"GET /capabilities counts {body['num_workers']} worker(s), the broker has {len(workers)} live retained"
+        f" capability messages: {sorted(workers)}"
+    )
 
 
 @pytest.mark.cl_needs_mqtt
@@ -287,4 +328,8 @@ def test_capability_payloads_carry_id_and_worker_id(capability_view) -> None:
     """Each payload has ``id`` (upstream compute) and ``worker_id`` (newer upstream), both the topic's id."""
     workers, _body = capability_view
     for wid, payload in workers.items():
-        assert payload.get("id") == wid and payload.get("worker_id") == wid, (wid, payload)
+        expect(
+            (payload.get("id"), payload.get("worker_id")),
+            (wid, wid),
+            f"inference/workers/{wid}: the payload's 'id' and 'worker_id'",
+        )

@@ -13,6 +13,7 @@ import pytest
 
 from cl_client import ComputeClient, PermissionDeniedError
 from pytest_cl._media import MediaCatalogue
+from pytest_cl.conformance._checks import expect_param, expect_status, get_field
 from pytest_cl.conformance.protocol._helpers import RawHTTP, raw_http
 from pytest_cl.deployment import DeploymentInfo
 
@@ -42,14 +43,20 @@ def test_awkward_upload_names_survive_and_round_trip(
     item = cl_media[name]
     job = any_client.submit("hash", item.path, {"algorithm": "md5"})
     record = job.result(60)
-    input_path = record.params["input_path"]
-    assert isinstance(input_path, str) and input_path.startswith("input/"), record.params
+    where = f"hash job {job.job_id} of {item.path.name!r}"
+    input_path = get_field(record.params, "input_path", where=f"{where}: params")
+    assert isinstance(input_path, str) and input_path.startswith("input/"), (
+        f"{where}: params.input_path is {input_path!r}, expected 'input/<file name>'"
+    )
     stored = unicodedata.normalize("NFC", input_path.removeprefix("input/"))
-    assert NAMES[name].fullmatch(stored), f"{item.path.name!r} stored as {stored!r}"
+    assert NAMES[name].fullmatch(stored), f"{where}: {item.path.name!r} stored as {stored!r}"
     data = any_client.read_job_file(job.job_id, input_path)
-    assert hashlib.sha256(data).hexdigest() == item.sha256
+    assert hashlib.sha256(data).hexdigest() == item.sha256, (
+        f"{where}: {input_path} downloads as {len(data)} bytes that differ from the {item.size} bytes uploaded"
+    )
     output = any_client.read_job_file(job.job_id, "output/hash.json")
-    assert hashlib.md5(item.read_bytes()).hexdigest().encode() in output
+    md5 = hashlib.md5(item.read_bytes()).hexdigest()
+    assert md5.encode() in output, f"{where}: output/hash.json does not carry the upload's MD5 {md5}: {output[:200]!r}"
 
 
 @pytest.mark.cl_needs_fix("upload names sanitised to a basename (upstream writes input/<client filename> as sent)")
@@ -61,14 +68,15 @@ def test_upload_names_with_paths_are_reduced_to_a_basename(
     directory), and that file holds the upload."""
     data = cl_media["name_spaces"].read_bytes()
     response = http.post_job("hash", file=(sent, data), fields={"algorithm": "md5"})
-    assert response.status_code == 200, response.text
-    job_id = response.json()["job_id"]
+    expect_status(response, 200, what=f"POST /jobs/hash with the file name {sent!r}")
+    job_id = str(get_field(response.json(), "job_id", where=f"the answer to POST /jobs/hash (file name {sent!r})"))
     try:
         record = compute_client.wait_for_job(job_id, 60, "hash")
-        input_path = record.params["input_path"]
         expected = re.split(r"[/\\]", sent)[-1]
-        assert input_path == f"input/{expected}", (sent, input_path)
-        assert compute_client.read_job_file(job_id, input_path) == data
+        input_path = expect_param(record, "input_path", f"input/{expected}")
+        assert compute_client.read_job_file(job_id, str(input_path)) == data, (
+            f"hash job {job_id}: {input_path} does not hold the uploaded bytes (file name sent {sent!r})"
+        )
     finally:
         http.delete(f"/jobs/{job_id}")
 
@@ -82,8 +90,13 @@ def test_storage_size_counts_our_job(compute_client: ComputeClient, cl_media: Me
         info = compute_client.get_storage_size()
     except PermissionDeniedError:
         pytest.skip("the configured token is not an admin: /admin/jobs/storage/size answers 403")
-    assert info.job_count >= 1
-    assert info.total_size >= item.size
+    assert info.job_count >= 1, (
+        f"GET /admin/jobs/storage/size: job_count {info.job_count} while hash job {job.job_id} exists"
+    )
+    assert info.total_size >= item.size, (
+        f"GET /admin/jobs/storage/size: total_size {info.total_size} bytes, less than the {item.size} bytes uploaded"
+        f" to hash job {job.job_id}"
+    )
 
 
 @pytest.mark.cl_destructive
@@ -97,9 +110,18 @@ def test_cleanup_of_old_jobs_keeps_recent_ones(
     response = http.delete("/admin/jobs/cleanup", params={"days": 36500})
     if response.status_code == 403:
         pytest.skip("the configured token is not an admin: /admin/jobs/cleanup answers 403")
-    assert response.status_code == 200, response.text
+    expect_status(response, 200, what="DELETE /admin/jobs/cleanup?days=36500")
     body = response.json()
-    assert isinstance(body["deleted_count"], int) and isinstance(body["freed_space"], int)
-    assert body["deleted_count"] >= 0 and body["freed_space"] >= 0
-    assert compute_client.get_job(job.job_id).is_completed
-    assert http.delete("/admin/jobs/cleanup", params={"days": -1}).status_code == 422
+    where = "the answer to DELETE /admin/jobs/cleanup?days=36500"
+    deleted, freed = get_field(body, "deleted_count", where=where), get_field(body, "freed_space", where=where)
+    assert isinstance(deleted, int) and isinstance(freed, int), (
+        f"{where}: expected integer deleted_count and freed_space, got {deleted!r} and {freed!r}"
+    )
+    assert deleted >= 0 and freed >= 0, f"{where}: negative counts deleted_count {deleted}, freed_space {freed}"
+    after = compute_client.get_job(job.job_id)
+    assert after.is_completed, (
+        f"hash job {job.job_id} (seconds old) is {after.status!r} after a cleanup of jobs older than 36500 days"
+    )
+    expect_status(
+        http.delete("/admin/jobs/cleanup", params={"days": -1}), 422, what="DELETE /admin/jobs/cleanup?days=-1"
+    )
