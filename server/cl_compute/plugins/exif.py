@@ -15,7 +15,11 @@ unprefixed keys from ``-G`` output and leaves them null); ``exposure_time`` is t
 instead of always null; GPS values are signed decimal degrees and the altitude is negative below sea level.
 With ``tags`` (comma-separated, e.g. ``Make,Model,GPS*,EXIF:all``) ``raw_metadata`` keeps only the matching
 keys (plus ``SourceFile``), still in ``Group:Tag`` form. An empty file, a file type neither backend can read,
-or an ExifTool failure ends the job in error (upstream silently returns nulls).
+a damaged or truncated media file (a structural check of JPEG, PNG, RIFF and MP4/QuickTime files before either
+backend runs, no decoding: a JPEG without its end-of-image marker, a PNG without ``IEND``, a box or chunk that
+runs past the end of the file) or an ExifTool failure ends the job in error (upstream silently returns nulls or
+what the header says). A text file, whatever its name, is read as text (``File:FileType`` ``TXT``), as ExifTool
+and upstream do.
 """
 
 from __future__ import annotations
@@ -195,6 +199,111 @@ def filter_raw(raw: Mapping[str, Any], tags: list[str]) -> dict[str, Any]:
                 kept[key] = value
                 break
     return kept
+
+
+# --------------------------------------------------------------------------------------------------
+# Damaged files (both backends): a structural walk of the container, never a decode
+# --------------------------------------------------------------------------------------------------
+
+_JPEG_STANDALONE = {0x01, *range(0xD0, 0xD8)}  # TEM, RST0-7: markers without a length
+_BMFF_FIRST_BOXES = {b"ftyp", b"moov", b"wide", b"free", b"skip", b"mdat", b"pnot"}
+_SCAN_CHUNK = 1024 * 1024
+
+
+def _jpeg_damage(fh: Any, size: int) -> str | None:
+    pos = 2
+    while True:
+        fh.seek(pos)
+        head = fh.read(2)
+        if len(head) < 2:
+            return "the JPEG data ends before its image data (truncated)"
+        if head[0] != 0xFF:
+            return f"the JPEG structure is broken (no segment marker at byte {pos})"
+        marker = head[1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in _JPEG_STANDALONE:
+            pos += 2
+            continue
+        if marker == 0xD9:
+            return "the JPEG file ends before its image data"
+        length_bytes = fh.read(2)
+        if len(length_bytes) < 2:
+            return "the JPEG data ends inside a segment header (truncated)"
+        length = int.from_bytes(length_bytes, "big")
+        if length < 2 or pos + 2 + length > size:
+            return f"a JPEG segment (marker 0xFF{marker:02X}) runs past the end of the file (truncated)"
+        pos += 2 + length
+        if marker == 0xDA:  # start of scan: entropy-coded data (0xFF is always stuffed) up to the EOI marker
+            fh.seek(pos)
+            tail = b""
+            while chunk := fh.read(_SCAN_CHUNK):
+                if b"\xff\xd9" in tail + chunk:
+                    return None
+                tail = chunk[-1:]
+            return "the JPEG data ends before its end-of-image marker (truncated)"
+
+
+def _png_damage(fh: Any, size: int) -> str | None:
+    pos = 8
+    while pos + 12 <= size:
+        fh.seek(pos)
+        header = fh.read(8)
+        length = int.from_bytes(header[:4], "big")
+        kind = header[4:8]
+        pos += 12 + length
+        if pos > size:
+            return f"a PNG chunk ({kind.decode('latin-1')!r}) runs past the end of the file (truncated)"
+        if kind == b"IEND":
+            return None
+    return "the PNG data ends before its IEND chunk (truncated)"
+
+
+def _bmff_damage(fh: Any, size: int) -> str | None:
+    pos = 0
+    while pos < size:
+        fh.seek(pos)
+        header = fh.read(16)
+        if len(header) < 8:
+            return "the file ends inside a box header (truncated)"
+        box = int.from_bytes(header[:4], "big")
+        kind = header[4:8].decode("latin-1")
+        if box == 1:
+            if len(header) < 16:
+                return "the file ends inside a box header (truncated)"
+            box = int.from_bytes(header[8:16], "big")
+        elif box == 0:  # to the end of the file
+            return None
+        if box < 8:
+            return f"the {kind!r} box has an impossible size ({box} bytes)"
+        if pos + box > size:
+            return f"the {kind!r} box runs past the end of the file (truncated)"
+        pos += box
+    return None
+
+
+def damage(path: Path) -> str | None:
+    """Why a JPEG, PNG, RIFF (WebP, AVI, WAV) or MP4/QuickTime file is visibly damaged or truncated, or None.
+
+    Only the container structure is walked (segment, chunk and box lengths, the JPEG end-of-image marker); no
+    pixel or sample is decoded, so a decompression bomb costs nothing. Other files (text, TIFF, GIF, …) are None.
+    """
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        head = fh.read(12)
+        if head.startswith(b"\xff\xd8"):
+            return _jpeg_damage(fh, size)
+        if head.startswith(b"\x89PNG\r\n\x1a\n"):
+            return _png_damage(fh, size)
+        if head[:4] == b"RIFF" and head[8:12] in (b"WEBP", b"AVI ", b"WAVE") and len(head) == 12:
+            declared = int.from_bytes(head[4:8], "little")
+            if declared not in (0, 0xFFFFFFFF) and 8 + declared > size:  # 0 / -1: written while streaming
+                return f"the RIFF {head[8:12].decode('latin-1').strip()} data runs past the end of the file (truncated)"
+            return None
+        if len(head) >= 8 and head[4:8] in _BMFF_FIRST_BOXES:
+            return _bmff_damage(fh, size)
+    return None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -612,6 +721,9 @@ class ExifPlugin(Plugin):
         """Extract metadata and write ``output/exif_metadata.json`` (= ``task_output``)."""
         path = ctx.input_path
         _media.require_input(path)
+        problem = damage(path)
+        if problem is not None:
+            raise PluginError(f"Cannot read metadata: the file is damaged or truncated: {problem}")
         raw_tags = ctx.params.get("tags") or []
         tags = [str(t) for t in raw_tags] if isinstance(raw_tags, list | tuple) else []
         ctx.report_progress(10)
