@@ -151,9 +151,11 @@ def main() -> None:
             ids = [post() for _ in range(args.jobs)]
             posted = time.perf_counter()
             last = max(events.wait(job_id, "completed", timeout=120) for job_id in ids)
+            rate, post_rate = args.jobs / (last - t0), args.jobs / (posted - t0)
             print(
-                f"throughput: {args.jobs} jobs in {last - t0:.2f} s = {args.jobs / (last - t0):.1f} jobs/s "
-                f"({args.workers} worker(s); submitting alone took {posted - t0:.2f} s)"
+                f"throughput: {args.jobs} jobs in {last - t0:.2f} s = {rate:.1f} jobs/s "
+                f"({args.workers} worker(s); submitting alone took {posted - t0:.2f} s = {post_rate:.1f} POSTs/s; "
+                f"ratio to that anchor {rate / post_rate:.2f})"
             )
         events.close()
     finally:

@@ -21,6 +21,7 @@ import re
 import shutil
 import sys
 import threading
+import time
 import unicodedata
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -32,9 +33,9 @@ from fastapi import Depends, FastAPI, Form, HTTPException, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
 
 from cl_compute import __version__
+from cl_compute._upload import FormBodyError, ReceivedForm, UploadTooLarge, content_length, receive_job_form
 from cl_compute.auth import Authenticator, AuthError, User
 from cl_compute.mqtt import WAKE_TOPIC, WORKERS_TOPIC_PREFIX, MQTTConnection
 from cl_compute.plugins import all_plugin_modules, get_plugin, get_plugin_class
@@ -53,6 +54,14 @@ _MEDIA_TYPES = {
 }
 _UNSAFE_NAME_CHARS = re.compile(r'[\x00-\x1f\x7f/\\?#%*:"<>|]')
 _MAX_NAME_BYTES = 200
+#: Default of ``--max-upload-mb`` / ``CL_COMPUTE_MAX_UPLOAD_MB``: room for a long 1080p video (hls_streaming,
+#: hash), while one request cannot fill the data directory's disk. 0 = no limit.
+DEFAULT_MAX_UPLOAD_MB = 2048
+MIB = 1024 * 1024
+#: Uploads in progress live in ``<data_dir>/incoming/<job_id>/`` and are renamed to ``jobs/<job_id>`` (no copy).
+INCOMING_DIR = "incoming"
+#: Leftovers of an API that died mid-upload are removed at start-up once they are this old (seconds).
+INCOMING_STALE_SECONDS = 3600.0
 #: Task types that get their own documented ``POST /jobs/<task_type>`` route (others use the generic one).
 _ROUTE_TASK_TYPE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
 
@@ -67,6 +76,7 @@ class ServerSettings:
         auth_public_key_pem: ES256 verification key (PEM text); None = no authentication.
         guest_mode_default: guest mode when never set (default: on without a key, off with one).
         reap_interval: seconds between lease checks.
+        max_upload_bytes: largest request body of ``POST /jobs/<task_type>`` (413 above it); None = no limit.
     """
 
     data_dir: Path
@@ -74,15 +84,31 @@ class ServerSettings:
     auth_public_key_pem: str | None = None
     guest_mode_default: bool | None = None
     reap_interval: float = 1.0
+    max_upload_bytes: int | None = DEFAULT_MAX_UPLOAD_MB * MIB
+
+
+def _visible(name: str) -> str:
+    """``name`` without invisible format characters (category Cf: bidi controls such as U+202E, which turned
+    ``photo\u202egpj.exe`` into a name *shown* as ``photoexe.jpg``, zero-width characters, BOM), with other
+    control characters (Cc, also C1 ``\x80``-``\x9f``; line/paragraph separators; lone surrogates) as ``_``."""
+    out = []
+    for ch in name:
+        category = unicodedata.category(ch)
+        if category == "Cf":
+            continue
+        out.append("_" if category in ("Cc", "Zl", "Zp", "Cs") else ch)
+    return "".join(out)
 
 
 def sanitize_upload_name(name: str | None) -> str:
     """A safe basename for an uploaded file: unicode kept, path parts stripped, never empty.
 
-    ``../x`` -> ``x``; ``C:\\a\\b.jpg`` -> ``b.jpg``; characters unsafe in URLs or file systems
-    (``/ \\ ? # % * : " < > |`` and control characters) become ``_``; leading/trailing spaces and dots go.
+    ``../x`` -> ``x``; ``C:\\a\\b.jpg`` -> ``b.jpg``; invisible format characters (Unicode category Cf: bidi
+    overrides and isolates U+202A-U+202E, U+2066-U+2069, U+200E/U+200F, zero-width characters) are dropped;
+    characters unsafe in URLs or file systems (``/ \\ ? # % * : " < > |``) and control characters (Cc, line
+    and paragraph separators) become ``_``; leading/trailing spaces and dots go; nothing left = ``upload``.
     """
-    raw = unicodedata.normalize("NFC", name or "")
+    raw = _visible(unicodedata.normalize("NFC", name or ""))
     base = re.split(r"[/\\]", raw)[-1]
     base = _UNSAFE_NAME_CHARS.sub("_", base).strip().strip(".").strip()
     if not base or set(base) <= {"_"}:
@@ -111,6 +137,10 @@ def _dir_size(path: Path) -> int:
             with contextlib.suppress(OSError):
                 total += os.lstat(os.path.join(root, f)).st_size
     return total
+
+
+def _format_limit(limit: int) -> str:
+    return f"{limit // MIB} MB" if limit % MIB == 0 else f"{limit} bytes"
 
 
 def _validation_error(errors: list[dict[str, object]]) -> JSONResponse:
@@ -155,6 +185,11 @@ JOB_ROUTE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"model": JobCreatedResponse, "description": "The job is queued (200, not 201, as upstream)."},
     401: {"model": ErrorDetail, "description": "Authentication is configured, guest mode is off, no valid token."},
     403: {"model": ErrorDetail, "description": "The token lacks the `ai_inference_support` permission."},
+    413: {
+        "model": ErrorDetail,
+        "description": "The request body is larger than the deployment's upload limit (`--max-upload-mb`); "
+        "nothing is stored.",
+    },
     422: {
         "model": FormValidationError,
         "description": "No `file` part, a bad `priority` or a bad plugin field (all errors together).",
@@ -285,7 +320,8 @@ class ServerState:
     # -- lifecycle --------------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Connect to the broker (subscribed before returning) and start the reaper."""
+        """Remove stale upload leftovers, connect to the broker (subscribed before returning), start the reaper."""
+        self.clean_incoming(INCOMING_STALE_SECONDS)
         self.mqtt.start()
         if not self.mqtt.flush_retained():
             log.warning("retained capability messages not confirmed within 2 s; /capabilities may lag")
@@ -298,6 +334,25 @@ class ServerState:
         if self._reaper is not None:
             self._reaper.join(timeout=5)
         self.mqtt.stop()
+
+    @property
+    def incoming_dir(self) -> Path:
+        """Where uploads in progress are written (``<data_dir>/incoming``)."""
+        return self.store.data_dir / INCOMING_DIR
+
+    def clean_incoming(self, older_than: float) -> None:
+        """Remove upload folders nothing was written to for ``older_than`` seconds (an API died mid-upload)."""
+        if not self.incoming_dir.is_dir():
+            return
+        cutoff = time.time() - older_than
+        for entry in self.incoming_dir.iterdir():
+            newest = 0.0
+            for root, _dirs, files in os.walk(entry):
+                for name in [root, *(os.path.join(root, f) for f in files)]:
+                    with contextlib.suppress(OSError):
+                        newest = max(newest, os.lstat(name).st_mtime)
+            if newest < cutoff:
+                shutil.rmtree(entry, ignore_errors=True)
 
     # -- workers ----------------------------------------------------------------------------------------
 
@@ -481,18 +536,39 @@ def create_app(settings: ServerSettings) -> FastAPI:
 
     # -- jobs -------------------------------------------------------------------------------------------
 
+    def too_large(limit: int) -> JSONResponse:
+        return JSONResponse(
+            status_code=413,
+            content={
+                "detail": f"Upload too large: the request body exceeds this deployment's limit of "
+                f"{_format_limit(limit)} (cl-compute --max-upload-mb / CL_COMPUTE_MAX_UPLOAD_MB)"
+            },
+        )
+
     async def create_job_for(task_type: str, request: Request, user: User | None) -> Response:
+        # Auth (the route's dependency) and the task type are checked before a byte of the body is read.
         plugin = state.plugin(task_type)
+        limit = settings.max_upload_bytes
+        declared = content_length(request)
+        if limit is not None and declared is not None and declared > limit:
+            return too_large(limit)
+        # The upload streams into incoming/<job_id>/input/<name> and becomes jobs/<job_id> by a rename once the
+        # job is accepted; on any failure (413, 422, client gone) the folder is removed.
+        job_id = str(uuid.uuid4())
+        staging = state.incoming_dir / job_id
         try:
-            form = await request.form(max_files=10, max_fields=1000)
-        except Exception as exc:
-            return _validation_error(
-                [{"type": "value_error", "loc": ["body"], "msg": f"Invalid form body: {exc}", "input": None}]
-            )
-        try:
-            return await _create_job(task_type, plugin, form, user)
+            try:
+                form = await receive_job_form(request, lambda raw: staging / "input" / sanitize_upload_name(raw), limit)
+            except UploadTooLarge as exc:
+                log.info("POST /jobs/%s refused: %s", task_type, exc)
+                return too_large(exc.limit)
+            except FormBodyError as exc:
+                return _validation_error(
+                    [{"type": "value_error", "loc": ["body"], "msg": f"Invalid form body: {exc}", "input": None}]
+                )
+            return await _create_job(task_type, plugin, form, user, job_id, staging)
         finally:
-            await form.close()
+            await run_in_threadpool(shutil.rmtree, staging, True)
 
     def plugin_route(task_type: str) -> Callable[..., Awaitable[Response]]:
         async def create_plugin_job(request: Request, user: JobUser) -> Response:
@@ -513,24 +589,22 @@ def create_app(settings: ServerSettings) -> FastAPI:
     async def create_job(task_type: str, request: Request, user: JobUser) -> Response:
         return await create_job_for(task_type, request, user)
 
-    async def _create_job(task_type: str, plugin: Plugin, form: object, user: User | None) -> Response:
-        from starlette.datastructures import FormData
-
-        assert isinstance(form, FormData)
+    async def _create_job(
+        task_type: str, plugin: Plugin, form: ReceivedForm, user: User | None, job_id: str, staging: Path
+    ) -> Response:
         errors: list[dict[str, object]] = []
-        upload = form.get("file")
-        if upload is None:
-            errors.append({"type": "missing", "loc": ["body", "file"], "msg": "Field required", "input": None})
-        elif not isinstance(upload, UploadFile):
+        if form.file_as_text is not None:
             errors.append(
                 {
                     "type": "value_error",
                     "loc": ["body", "file"],
                     "msg": "Value error, Expected UploadFile, received: <class 'str'>",
-                    "input": upload,
+                    "input": form.file_as_text,
                 }
             )
-        fields: dict[str, str] = {k: v for k, v in form.multi_items() if isinstance(v, str) and k != "file"}
+        elif form.file_path is None:
+            errors.append({"type": "missing", "loc": ["body", "file"], "msg": "Field required", "input": None})
+        fields = dict(form.fields)
         priority = 5
         raw_priority = fields.pop("priority", "")
         if raw_priority.strip() != "":
@@ -566,7 +640,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
                             "ctx": {"le": 10},
                         }
                     )
-        upload_name = sanitize_upload_name(upload.filename if isinstance(upload, UploadFile) else None)
+        upload_name = form.file_path.name if form.file_path is not None else sanitize_upload_name(None)
         params: dict[str, object] = {}
         try:
             params = plugin.parse_params(fields, upload_name)
@@ -586,8 +660,6 @@ def create_app(settings: ServerSettings) -> FastAPI:
             )
         if errors:
             return _validation_error(errors)
-        assert isinstance(upload, UploadFile)
-        job_id = str(uuid.uuid4())
         output_path = params.get("output_path", "output")
         full_params: dict[str, object] = dict(params)
         full_params["input_path"] = f"input/{upload_name}"
@@ -601,10 +673,9 @@ def create_app(settings: ServerSettings) -> FastAPI:
             published = False
             try:
                 for sub in ("input", "output", "faces"):
-                    (job_dir / sub).mkdir(parents=True, exist_ok=True)
-                with open(job_dir / "input" / upload_name, "wb") as out:
-                    upload.file.seek(0)
-                    shutil.copyfileobj(upload.file, out, 1024 * 1024)
+                    (staging / sub).mkdir(parents=True, exist_ok=True)
+                job_dir.parent.mkdir(parents=True, exist_ok=True)
+                os.rename(staging, job_dir)  # the uploaded bytes were written once, into staging/input/
                 state.mqtt.publish_event(job_id, "queued", 0, created_at, wait=True)
                 published = True
                 state.store.insert_job(

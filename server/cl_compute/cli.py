@@ -79,6 +79,25 @@ def _setup_logging(level: str, name: str) -> None:
     )
 
 
+#: ``--max-upload-mb`` of ``up`` and ``serve`` (the default is ``cl_compute.app.DEFAULT_MAX_UPLOAD_MB``, repeated
+#: here so that the command imports nothing heavy).
+MAX_UPLOAD_ENV = "CL_COMPUTE_MAX_UPLOAD_MB"
+DEFAULT_MAX_UPLOAD_MB = 2048
+
+
+def _max_upload_option(fn: Any) -> Any:
+    return click.option(
+        "--max-upload-mb",
+        type=click.IntRange(min=0),
+        envvar=MAX_UPLOAD_ENV,
+        default=DEFAULT_MAX_UPLOAD_MB,
+        show_default=True,
+        show_envvar=True,
+        help="Largest request body of POST /jobs/<task> in MiB; a larger upload ends with 413 while it streams "
+        "and leaves nothing behind. 0 = no limit.",
+    )(fn)
+
+
 def _split(value: str | None) -> list[str] | None:
     if value is None:
         return None
@@ -128,6 +147,7 @@ def main() -> None:
 @click.option("--auth-public-key", type=click.Path(exists=True, dir_okay=False), default=None, help="ES256 PEM.")
 @click.option("--guest-mode/--no-guest-mode", default=None, help="Initial guest mode when auth is on.")
 @click.option("--job-time-limit", type=float, default=600.0, show_default=True, help="Seconds per job.")
+@_max_upload_option
 @click.option("--log-level", "-l", type=LOG_LEVELS, default="WARNING", show_default=True)
 def up(
     host: str,
@@ -141,6 +161,7 @@ def up(
     auth_public_key: str | None,
     guest_mode: bool | None,
     job_time_limit: float,
+    max_upload_mb: int,
     log_level: str,
 ) -> None:
     """Start broker + API server + workers, print the URLs, serve until Ctrl-C/SIGTERM.
@@ -192,6 +213,7 @@ def up(
         broker=broker,
         job_time_limit=job_time_limit,
         guest_mode=guest_mode,
+        max_upload_mb=max_upload_mb,
         log_level=log_level,
         log_dir="-",
     )
@@ -268,6 +290,7 @@ def _client_hint(server_url: str, mqtt_url: str, *, auth: bool, everywhere: bool
 @click.option("--mqtt", "mqtt_url", default="mqtt://127.0.0.1:1883", show_default=True)
 @click.option("--auth-public-key", type=click.Path(exists=True, dir_okay=False), default=None)
 @click.option("--guest-mode/--no-guest-mode", default=None, help="Initial guest mode when auth is on (default off).")
+@_max_upload_option
 @click.option("--log-level", "-l", type=LOG_LEVELS, default="INFO", show_default=True)
 def serve(
     host: str,
@@ -277,20 +300,25 @@ def serve(
     mqtt_url: str,
     auth_public_key: str | None,
     guest_mode: bool | None,
+    max_upload_mb: int,
     log_level: str,
 ) -> None:
     """Run the API server only (workers and broker run elsewhere)."""
     _require(_API_MODULES)
     import uvicorn
 
-    from cl_compute.app import ServerSettings, create_app
+    from cl_compute.app import MIB, ServerSettings, create_app
 
     _setup_logging(log_level, "api")
     key = Path(auth_public_key).read_text() if auth_public_key else None
     data_dir.mkdir(parents=True, exist_ok=True)
     app = create_app(
         ServerSettings(
-            data_dir=data_dir.resolve(), mqtt_url=mqtt_url, auth_public_key_pem=key, guest_mode_default=guest_mode
+            data_dir=data_dir.resolve(),
+            mqtt_url=mqtt_url,
+            auth_public_key_pem=key,
+            guest_mode_default=guest_mode,
+            max_upload_bytes=max_upload_mb * MIB if max_upload_mb > 0 else None,
         )
     )
     config = uvicorn.Config(

@@ -115,6 +115,8 @@ class Deployment:
         startup_timeout: seconds ``start()`` waits for readiness (model loading included).
         env: extra environment variables for the child processes.
         worker_shutdown_grace: seconds a worker may spend finishing its job on ``stop()``.
+        max_upload_mb: the API's upload limit in MiB (``--max-upload-mb``; 0 = no limit); None = the API's
+            default, or ``CL_COMPUTE_MAX_UPLOAD_MB`` when set.
 
     Attributes (after ``start()``):
         server_url: ``http://host:port`` of the API (127.0.0.1 / ::1 when ``host`` is 0.0.0.0 / ::).
@@ -152,6 +154,7 @@ class Deployment:
         startup_timeout: float = 120.0,
         env: Mapping[str, str] | None = None,
         worker_shutdown_grace: float = 5.0,
+        max_upload_mb: int | None = None,
     ) -> None:
         self.num_workers = workers if workers is not None else (os.cpu_count() or 1)
         if self.num_workers < 0:
@@ -175,6 +178,9 @@ class Deployment:
         self.startup_timeout = startup_timeout
         self.env = dict(env or {})
         self.worker_shutdown_grace = worker_shutdown_grace
+        if max_upload_mb is not None and max_upload_mb < 0:
+            raise ValueError("max_upload_mb must be >= 0")
+        self.max_upload_mb = max_upload_mb
 
         self.server_url = ""
         self.mqtt_url = ""
@@ -315,6 +321,8 @@ class Deployment:
             cmd += ["--auth-public-key", str(key_file)]
         if self.guest_mode is not None:
             cmd.append("--guest-mode" if self.guest_mode else "--no-guest-mode")
+        if self.max_upload_mb is not None:
+            cmd += ["--max-upload-mb", str(self.max_upload_mb)]
         log = self._log_file("api.log")
         try:
             self._api = subprocess.Popen(
