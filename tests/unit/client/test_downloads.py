@@ -162,3 +162,15 @@ def test_face_crops_and_outputs_are_all_or_nothing(
                             "faces/face_2.png"]  # fmt: skip
     assert written[0] == out / "face_detection.json"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["crops", "out"]
+
+
+def test_a_folder_in_the_way_fails_before_anything_moves(
+    http_only_server: ScriptedServer, client: ComputeClient, sample: Path, tmp_path: Path
+) -> None:
+    result = hls_result(http_only_server, client, sample, None)
+    dest = tmp_path / "hls"
+    (dest / "adaptive-720p.m3u8").mkdir(parents=True)  # a folder where a playlist would go
+    with pytest.raises(ComputeClientError, match="is a folder"):
+        result.download_stream(dest)
+    assert listing(dest) == ["adaptive-720p.m3u8"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hls"]

@@ -77,3 +77,16 @@ def test_workers_with_an_unreachable_broker_fails_clearly(deployment: Deployment
         assert f"MQTT broker {dead} is not reachable" in res.stderr
         assert "cl-client capabilities" in res.stderr
         assert "0 live worker" not in res.output
+
+
+def test_timestamp_and_lost_broker_rendering() -> None:
+    from rich.console import Console
+
+    from cl_client._cli_jobs import _workers_table, format_timestamp  # pyright: ignore[reportPrivateUsage]
+
+    assert format_timestamp(10**20) == str(10**20)  # out of range for a date: the raw value
+    assert format_timestamp(0).startswith(datetime.fromtimestamp(0, tz=UTC).astimezone().strftime("%Y-%m-%dT"))
+    console = Console(width=200, record=True)
+    console.print(_workers_table({}, "mqtt://broker.example:1883"))
+    text = " ".join(console.export_text().split())  # the title wraps to the table's width
+    assert "MQTT broker mqtt://broker.example:1883 unreachable, reconnecting: 0 worker(s) last seen" in text
