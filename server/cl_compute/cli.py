@@ -185,6 +185,12 @@ def up(
       export CL_SERVER_URL=http://127.0.0.1:8002 CL_MQTT_URL=mqtt://127.0.0.1:1883
     With 8002 and 1883 the client defaults (http://localhost:8002,
     mqtt://localhost:1883) work as they are.
+
+    \b
+    Workers are supervised: one that dies (a crash, kill -9) is started again
+    with the same id after a back-off (0.5 s, doubling), at most 5 times a
+    minute; then it is left stopped and the log says so. Jobs it was running
+    end "error" naming it.
     """
     if mqtt_url is not None and mqtt_port is not None:
         raise click.UsageError("give either --mqtt (an external broker) or --mqtt-port (the broker started here)")

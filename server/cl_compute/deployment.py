@@ -13,6 +13,13 @@ Example (what the pytest plugin does)::
 Every process is a child of the caller, in its own session, and receives SIGTERM when the caller dies
 (``PR_SET_PDEATHSIG``), so nothing is orphaned even after ``kill -9`` of the caller. Call ``start()`` from a
 thread that outlives the deployment (normally the main thread): Linux ties the death signal to that thread.
+
+Workers are supervised (``restart_workers``, on by default): a thread of the caller notices a worker process
+that died (a crash, ``kill -9``, the OOM killer), logs it and starts it again with the same id after a back-off
+(0.5 s, doubling), at most ``WORKER_RESTART_LIMIT`` times within ``WORKER_RESTART_WINDOW`` seconds; after that
+it logs an error and leaves the worker stopped. The jobs the dead worker held end ``error`` as before (its last
+will); the restart waits until the API has ended them, so a job of the new incarnation is never mistaken for
+one of the dead one. ``kill_worker()`` (for worker-death tests) stops a worker *without* a restart.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import errno
+import logging
 import os
 import shutil
 import signal
@@ -27,8 +35,10 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +49,17 @@ import httpx
 
 from cl_compute.broker import Broker, port_in_use, start_broker, url_host
 from cl_compute.plugins import EXTRA_PLUGINS_ENV, format_extra_plugins, parse_extra_plugins
+from cl_compute.store import JobStore
 from cl_compute.worker import set_pdeathsig
+
+log = logging.getLogger(__name__)
+
+#: a dead worker is restarted at most this many times within ``WORKER_RESTART_WINDOW`` seconds, then left stopped
+WORKER_RESTART_LIMIT = 5
+WORKER_RESTART_WINDOW = 60.0
+#: back-off before the n-th restart within the window: ``FIRST * 2**(n-1)`` seconds, at most ``MAX``
+WORKER_RESTART_BACKOFF_FIRST = 0.5
+WORKER_RESTART_BACKOFF_MAX = 8.0
 
 
 class DeploymentError(RuntimeError):
@@ -117,13 +137,15 @@ class Deployment:
         worker_shutdown_grace: seconds a worker may spend finishing its job on ``stop()``.
         max_upload_mb: the API's upload limit in MiB (``--max-upload-mb``; 0 = no limit); None = the API's
             default, or ``CL_COMPUTE_MAX_UPLOAD_MB`` when set.
+        restart_workers: restart a worker process that died (see the module documentation).
 
     Attributes (after ``start()``):
         server_url: ``http://host:port`` of the API (127.0.0.1 / ::1 when ``host`` is 0.0.0.0 / ::).
         mqtt_url: ``mqtt://host:port`` of the broker (likewise).
         data_dir: the data directory (a ``Path``).
         worker_ids: ids of the worker processes.
-        worker_pids: worker id -> pid of its supervisor process.
+        worker_pids: worker id -> pid of its supervisor process (the current one after a restart).
+        worker_restarts: worker id -> how many times it was restarted.
         api_pid: pid of the API server process.
         broker_kind: ``"mosquitto"``, ``"amqtt"`` or ``"external"``.
         startup_seconds: wall time ``start()`` took until everything was ready.
@@ -155,6 +177,7 @@ class Deployment:
         env: Mapping[str, str] | None = None,
         worker_shutdown_grace: float = 5.0,
         max_upload_mb: int | None = None,
+        restart_workers: bool = True,
     ) -> None:
         self.num_workers = workers if workers is not None else (os.cpu_count() or 1)
         if self.num_workers < 0:
@@ -181,12 +204,17 @@ class Deployment:
         if max_upload_mb is not None and max_upload_mb < 0:
             raise ValueError("max_upload_mb must be >= 0")
         self.max_upload_mb = max_upload_mb
+        self.restart_workers = restart_workers
+        #: restarts of one worker allowed within ``worker_restart_window`` seconds (set before ``start()``)
+        self.worker_restart_limit = WORKER_RESTART_LIMIT
+        self.worker_restart_window = WORKER_RESTART_WINDOW
 
         self.server_url = ""
         self.mqtt_url = ""
         self.data_dir = Path()
         self.worker_ids: list[str] = []
         self.worker_pids: dict[str, int] = {}
+        self.worker_restarts: dict[str, int] = {}
         self.api_pid = 0
         self.broker_kind = ""
         self.startup_seconds = 0.0
@@ -200,6 +228,14 @@ class Deployment:
         self._logs: list[IO[bytes]] = []
         self._tmp_dirs: list[Path] = []
         self._started = False
+        self._worker_cmd: dict[str, list[str]] = {}
+        self._env: dict[str, str] = {}
+        self._procs_lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._supervisor: threading.Thread | None = None
+        self._supervisor_idle = threading.Event()  # the supervisor stopped acting (set after _stopping)
+        self._supervisor_release = threading.Event()  # the workers are stopped: the supervisor thread may end
+        self._no_restart: set[str] = set()
 
     # -- helpers ----------------------------------------------------------------------------------------
 
@@ -323,14 +359,14 @@ class Deployment:
             cmd.append("--guest-mode" if self.guest_mode else "--no-guest-mode")
         if self.max_upload_mb is not None:
             cmd += ["--max-upload-mb", str(self.max_upload_mb)]
-        log = self._log_file("api.log")
+        api_log = self._log_file("api.log")
         try:
             self._api = subprocess.Popen(
                 cmd,
                 env=env,
                 stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT if log is not None else None,
+                stdout=api_log,
+                stderr=subprocess.STDOUT if api_log is not None else None,
                 pass_fds=(sock.fileno(),),
                 start_new_session=True,
                 preexec_fn=_child_preexec,
@@ -365,19 +401,111 @@ class Deployment:
             ]
             if self.tasks is not None:
                 wcmd += ["--tasks", ",".join(self.tasks)]
-            wlog = self._log_file(f"worker-{wid}.log")
-            proc = subprocess.Popen(
-                wcmd,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=wlog,
-                stderr=subprocess.STDOUT if wlog is not None else None,
-                start_new_session=True,
-                preexec_fn=_child_preexec,
-            )
+            self._worker_cmd[wid] = wcmd
+            self._env = env
+            self._spawn_worker(wid)
+        self._wait_ready(t0)
+        if self.restart_workers and self.worker_ids:
+            self._supervisor = threading.Thread(target=self._supervise, name="cl-compute-supervisor", daemon=True)
+            self._supervisor.start()
+
+    def _spawn_worker(self, wid: str) -> None:
+        wlog = self._log_file(f"worker-{wid}.log")
+        proc = subprocess.Popen(
+            self._worker_cmd[wid],
+            env=self._env,
+            stdin=subprocess.DEVNULL,
+            stdout=wlog,
+            stderr=subprocess.STDOUT if wlog is not None else None,
+            start_new_session=True,
+            preexec_fn=_child_preexec,
+        )
+        with self._procs_lock:
             self._workers[wid] = proc
             self.worker_pids[wid] = proc.pid
-        self._wait_ready(t0)
+
+    # -- supervision ------------------------------------------------------------------------------------
+
+    def _supervise(self) -> None:
+        """Restart dead workers (the thread started by ``start()`` with ``restart_workers``)."""
+        store: JobStore | None = None
+        recent: dict[str, deque[float]] = {wid: deque() for wid in self.worker_ids}
+        pending: dict[str, tuple[float, float]] = {}  # worker id -> (restart at, stop waiting for its jobs at)
+        given_up: set[str] = set()
+        lease = 3 * self.heartbeat_interval
+        while not self._stopping.wait(0.1):
+            now = time.monotonic()
+            for wid in self.worker_ids:
+                with self._procs_lock:
+                    proc = self._workers.get(wid)
+                    deliberate = wid in self._no_restart
+                if proc is None or deliberate or wid in given_up:
+                    pending.pop(wid, None)
+                    continue
+                if wid in pending:
+                    restart_at, jobs_deadline = pending[wid]
+                    if now < restart_at:
+                        continue
+                    if store is None:
+                        try:
+                            store = JobStore(self.data_dir)
+                        except Exception:
+                            log.exception("the supervisor cannot open the job store")
+                    # the API ends the dead worker's jobs on its last will (or at lease expiry): wait for that,
+                    # so that the new incarnation's jobs (same id) are never ended in its place
+                    if store is not None and now < jobs_deadline:
+                        try:
+                            if store.processing_jobs(wid):
+                                continue
+                        except Exception:
+                            log.exception("the supervisor cannot read the job store")
+                    del pending[wid]
+                    if self._stopping.is_set():
+                        break
+                    try:
+                        self._spawn_worker(wid)
+                    except OSError as exc:
+                        log.error("worker %s cannot be restarted: %s", wid, exc)
+                        given_up.add(wid)
+                        continue
+                    self.worker_restarts[wid] = self.worker_restarts.get(wid, 0) + 1
+                    log.warning("worker %s restarted (pid %d)", wid, self.worker_pids[wid])
+                    continue
+                code = proc.poll()
+                if code is None:
+                    continue
+                times = recent.setdefault(wid, deque())
+                while times and now - times[0] > self.worker_restart_window:
+                    times.popleft()
+                why = _describe_exit(code)
+                if len(times) >= self.worker_restart_limit:
+                    log.error(
+                        "worker %s died (%s) after %d restarts within %g s; giving up, it stays stopped",
+                        wid,
+                        why,
+                        len(times),
+                        self.worker_restart_window,
+                    )
+                    given_up.add(wid)
+                    continue
+                times.append(now)
+                delay = min(WORKER_RESTART_BACKOFF_MAX, WORKER_RESTART_BACKOFF_FIRST * 2 ** (len(times) - 1))
+                log.warning(
+                    "worker %s died (%s); restarting it in %g s (restart %d of at most %d within %g s)",
+                    wid,
+                    why,
+                    delay,
+                    len(times),
+                    self.worker_restart_limit,
+                    self.worker_restart_window,
+                )
+                pending[wid] = (now + delay, now + delay + lease + 5.0)
+        if store is not None:
+            store.close()
+        self._supervisor_idle.set()
+        # Restarted workers were started by this thread, and Linux sends their PR_SET_PDEATHSIG when it ends:
+        # it lives on until stop() has stopped them, so that they get stop()'s one SIGTERM, not two.
+        self._supervisor_release.wait()
 
     def _bind_api_socket(self) -> socket.socket:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
@@ -477,6 +605,9 @@ class Deployment:
         """
         with contextlib.suppress(Exception):
             atexit.unregister(self.stop)
+        self._stopping.set()
+        if self._supervisor is not None:
+            self._supervisor_idle.wait(10)
         grace = self.worker_shutdown_grace + 5
         for proc in self._workers.values():
             if proc.poll() is None:
@@ -486,6 +617,10 @@ class Deployment:
         for proc in self._workers.values():
             _wait_or_kill(proc, deadline)
         self._workers.clear()
+        self._supervisor_release.set()
+        if self._supervisor is not None and self._supervisor is not threading.current_thread():
+            self._supervisor.join(10)
+            self._supervisor = None
         if self._api is not None:
             if self._api.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -507,8 +642,13 @@ class Deployment:
         self._tmp_dirs.clear()
 
     def kill_worker(self, worker_id: str, sig: int = signal.SIGKILL) -> None:
-        """Send ``sig`` (default SIGKILL) to one worker's supervisor and reap it (for worker-death tests)."""
-        proc = self._workers[worker_id]
+        """Send ``sig`` (default SIGKILL) to one worker's supervisor and reap it (for worker-death tests).
+
+        The worker is not restarted afterwards; to see a restart, kill ``worker_pids[worker_id]`` directly.
+        """
+        with self._procs_lock:
+            self._no_restart.add(worker_id)
+            proc = self._workers[worker_id]
         proc.send_signal(sig)
         proc.wait(10)
 
@@ -525,6 +665,15 @@ class Deployment:
             f"Deployment(server_url={self.server_url!r}, mqtt_url={self.mqtt_url!r}, "
             f"workers={self.worker_ids!r}, data_dir={str(self.data_dir)!r})"
         )
+
+
+def _describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit status {code}"
 
 
 def _wait_or_kill(proc: subprocess.Popen[bytes], deadline: float) -> None:
