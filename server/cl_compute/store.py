@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -94,22 +95,34 @@ class Job:
         }
 
 
+def _one(cur: sqlite3.Cursor) -> sqlite3.Row | None:
+    """The cursor's next row: the connection's row factory is ``sqlite3.Row`` (the stubs say Any)."""
+    return cast("sqlite3.Row | None", cur.fetchone())
+
+
+def _all(cur: sqlite3.Cursor) -> list[sqlite3.Row]:
+    """The cursor's remaining rows (``sqlite3.Row``, see ``_one``)."""
+    return cast("list[sqlite3.Row]", cur.fetchall())
+
+
 def _job_from_row(row: sqlite3.Row) -> Job:
-    output = row["task_output"]
+    # Column values are typed by _SCHEMA (sqlite3 returns them as Any); params and task_output hold the
+    # JSON objects insert_job and finish_job stored.
+    output = cast("str | None", row["task_output"])
     return Job(
-        job_id=row["job_id"],
-        task_type=row["task_type"],
-        status=row["status"],
-        progress=row["progress"],
-        params=json.loads(row["params"]),
-        task_output=json.loads(output) if output is not None else None,
-        error_message=row["error_message"],
-        priority=row["priority"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        started_at=row["started_at"],
-        completed_at=row["completed_at"],
-        worker_id=row["worker_id"],
+        job_id=cast(str, row["job_id"]),
+        task_type=cast(str, row["task_type"]),
+        status=cast(str, row["status"]),
+        progress=cast(int, row["progress"]),
+        params=cast("dict[str, object]", json.loads(cast(str, row["params"]))),
+        task_output=cast("dict[str, object]", json.loads(output)) if output is not None else None,
+        error_message=cast("str | None", row["error_message"]),
+        priority=cast(int, row["priority"]),
+        created_at=cast(int, row["created_at"]),
+        updated_at=cast("int | None", row["updated_at"]),
+        started_at=cast("int | None", row["started_at"]),
+        completed_at=cast("int | None", row["completed_at"]),
+        worker_id=cast("str | None", row["worker_id"]),
     )
 
 
@@ -175,17 +188,17 @@ class JobStore:
 
     def get_job(self, job_id: str) -> Job | None:
         """The job, or None."""
-        row = self._conn().execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+        row = _one(self._conn().execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)))
         return _job_from_row(row) if row is not None else None
 
     def job_exists(self, job_id: str) -> bool:
         """True while the job's row exists (False once deleted)."""
-        row = self._conn().execute("SELECT 1 FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+        row = _one(self._conn().execute("SELECT 1 FROM jobs WHERE job_id = ?", (job_id,)))
         return row is not None
 
     def delete_job(self, job_id: str) -> Job | None:
         """Delete the row; returns the job as it was, or None if it did not exist."""
-        row = self._conn().execute("DELETE FROM jobs WHERE job_id = ? RETURNING *", (job_id,)).fetchone()
+        row = _one(self._conn().execute("DELETE FROM jobs WHERE job_id = ? RETURNING *", (job_id,)))
         return _job_from_row(row) if row is not None else None
 
     def claim_next(self, task_types: Iterable[str], worker_id: str, lease_ms: int) -> Job | None:
@@ -199,16 +212,14 @@ class JobStore:
             return None
         ts = now_ms()
         marks = ",".join("?" * len(types))
-        row = (
-            self._conn()
-            .execute(
+        row = _one(
+            self._conn().execute(
                 "UPDATE jobs SET status='processing', worker_id=?, started_at=?, updated_at=?, lease_until=?"
                 " WHERE seq = (SELECT seq FROM jobs WHERE status='queued' AND task_type IN ("
                 + marks
                 + ") ORDER BY priority DESC, seq ASC LIMIT 1) AND status='queued' RETURNING *",
                 (worker_id, ts, ts, ts + lease_ms, *types),
             )
-            .fetchone()
         )
         return _job_from_row(row) if row is not None else None
 
@@ -260,27 +271,23 @@ class JobStore:
         if worker_id is not None:
             sql += " AND worker_id=?"
             args.append(worker_id)
-        row = self._conn().execute(sql + " RETURNING *", args).fetchone()
+        row = _one(self._conn().execute(sql + " RETURNING *", args))
         return _job_from_row(row) if row is not None else None
 
     def processing_jobs(self, worker_id: str | None = None) -> list[Job]:
         """Jobs in ``processing`` (of one worker, or all)."""
         if worker_id is None:
-            rows = self._conn().execute("SELECT * FROM jobs WHERE status='processing'").fetchall()
+            rows = _all(self._conn().execute("SELECT * FROM jobs WHERE status='processing'"))
         else:
-            rows = (
-                self._conn()
-                .execute("SELECT * FROM jobs WHERE status='processing' AND worker_id=?", (worker_id,))
-                .fetchall()
+            rows = _all(
+                self._conn().execute("SELECT * FROM jobs WHERE status='processing' AND worker_id=?", (worker_id,))
             )
         return [_job_from_row(r) for r in rows]
 
     def expired_jobs(self) -> list[Job]:
         """Processing jobs whose lease ran out (their worker stopped heart-beating)."""
-        rows = (
-            self._conn()
-            .execute("SELECT * FROM jobs WHERE status='processing' AND lease_until < ?", (now_ms(),))
-            .fetchall()
+        rows = _all(
+            self._conn().execute("SELECT * FROM jobs WHERE status='processing' AND lease_until < ?", (now_ms(),))
         )
         return [_job_from_row(r) for r in rows]
 
@@ -289,28 +296,27 @@ class JobStore:
         if not task_types:
             return False
         marks = ",".join("?" * len(task_types))
-        row = (
-            self._conn()
-            .execute(f"SELECT 1 FROM jobs WHERE status='queued' AND task_type IN ({marks}) LIMIT 1", task_types)
-            .fetchone()
+        row = _one(
+            self._conn().execute(
+                f"SELECT 1 FROM jobs WHERE status='queued' AND task_type IN ({marks}) LIMIT 1", task_types
+            )
         )
         return row is not None
 
     def jobs_created_before(self, cutoff_ms: int) -> list[str]:
         """Ids of jobs created before ``cutoff_ms``."""
-        rows = self._conn().execute("SELECT job_id FROM jobs WHERE created_at < ?", (cutoff_ms,)).fetchall()
-        return [r["job_id"] for r in rows]
+        rows = _all(self._conn().execute("SELECT job_id FROM jobs WHERE created_at < ?", (cutoff_ms,)))
+        return [cast(str, r["job_id"]) for r in rows]
 
     # -- config -----------------------------------------------------------------------------------------
 
     def get_config(self, key: str) -> tuple[str, int | None, str | None] | None:
         """``(value, updated_at, updated_by)`` of a config key, or None."""
-        row = (
-            self._conn()
-            .execute("SELECT value, updated_at, updated_by FROM service_config WHERE key=?", (key,))
-            .fetchone()
-        )
-        return (row["value"], row["updated_at"], row["updated_by"]) if row is not None else None
+        row = _one(self._conn().execute("SELECT value, updated_at, updated_by FROM service_config WHERE key=?", (key,)))
+        if row is None:
+            return None
+        # Column types per _SCHEMA's service_config.
+        return (cast(str, row["value"]), cast("int | None", row["updated_at"]), cast("str | None", row["updated_by"]))
 
     def set_config(self, key: str, value: str, updated_by: str | None) -> None:
         """Insert or replace a config key."""
