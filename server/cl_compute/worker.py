@@ -38,14 +38,30 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Literal, TypeAlias, cast
 
 from cl_compute._extra import missing_extra_message, missing_extra_module
 from cl_compute.mqtt import WAKE_TOPIC, WORKERS_TOPIC_PREFIX, MQTTConnection, Will
 from cl_compute.plugins import plugin_names
 from cl_compute.store import Job, JobStore, now_ms
 
+if TYPE_CHECKING:
+    from cl_compute.plugins.base import Plugin
+
 log = logging.getLogger(__name__)
+
+# The executor pipe (pickled tuples both ways; the aliases are strings because Connection is not subscriptable
+# at runtime). Supervisor -> executor: a job to run, or None to exit.
+_JobRequest: TypeAlias = "tuple[str, str, str, dict[str, object], float]"  # job_id, task_type, job_dir, params, limit
+# Executor -> supervisor: (available, details, unavailable, lacking) once the plugins are loaded, then per job
+# any number of progress messages and one outcome.
+_Ready: TypeAlias = "tuple[Literal['ready'], list[str], dict[str, dict[str, str]], dict[str, str], dict[str, str]]"
+_Outcome: TypeAlias = (
+    "tuple[Literal['done'], dict[str, object]] | tuple[Literal['error'], str] | tuple[Literal['cancelled']]"
+)
+_ExecutorMessage: TypeAlias = "_Ready | tuple[Literal['progress'], int] | _Outcome"
+_ExecutorEnd: TypeAlias = "multiprocessing.connection.Connection[_ExecutorMessage, _JobRequest | None]"
+_SupervisorEnd: TypeAlias = "multiprocessing.connection.Connection[_JobRequest | None, _ExecutorMessage]"
 
 
 class ServerExtraMissing(RuntimeError):
@@ -128,9 +144,7 @@ def _die_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-def _executor_main(
-    conn: multiprocessing.connection.Connection, task_types: list[str], data_dir: str, worker_id: str, log_level: int
-) -> None:
+def _executor_main(conn: _ExecutorEnd, task_types: list[str], data_dir: str, worker_id: str, log_level: int) -> None:
     os.setsid()
     _die_with_parent(os.getppid())
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -138,7 +152,7 @@ def _executor_main(
     from cl_compute.plugins import get_plugin
     from cl_compute.plugins.base import BackendUnavailable, JobCancelled, PluginError, TaskContext
 
-    plugins: dict[str, Any] = {}
+    plugins: dict[str, Plugin] = {}
     details: dict[str, dict[str, str]] = {}
     unavailable: dict[str, str] = {}
     lacking: dict[str, str] = {}  # task type -> the module of the server extra it could not import
@@ -191,8 +205,9 @@ def _executor_main(
             plugin = plugins.get(task_type)
             if plugin is None:
                 raise PluginError(f"task type {task_type} is not available on worker {worker_id}")
-            output = plugin.run(ctx)
-            result: tuple[object, ...] = ("done", output if output is not None else {})
+            # run() is annotated dict[str, object]; a plugin returning None anyway completes with {}
+            output = cast("dict[str, object] | None", plugin.run(ctx))
+            result: _Outcome = ("done", output if output is not None else {})
         except JobCancelled:
             result = ("cancelled",)
         except PluginError as exc:
@@ -264,7 +279,8 @@ class _Executor:
 
     def __init__(self, settings: WorkerSettings, task_types: list[str]) -> None:
         ctx = multiprocessing.get_context("spawn")
-        self.conn, child = ctx.Pipe()
+        # The pipe carries the messages typed above (Pipe() itself is untyped: Connection[Any, Any]).
+        self.conn, child = cast("tuple[_SupervisorEnd, _ExecutorEnd]", ctx.Pipe())
         self.process = ctx.Process(
             target=_executor_main,
             args=(child, task_types, str(settings.data_dir), settings.worker_id, logging.getLogger().level),
@@ -508,8 +524,17 @@ class Worker:
         if job is not None:
             self.mqtt.publish_event(job.job_id, event, job.progress, job.updated_at or now_ms())
 
-    def _finish(self, job_id: str, status: str, **kwargs: Any) -> None:
-        done = self.store.finish_job(job_id, self.worker_id, status=status, **kwargs)
+    def _finish(
+        self,
+        job_id: str,
+        status: str,
+        *,
+        task_output: dict[str, object] | None = None,
+        error_message: str | None = None,
+    ) -> None:
+        done = self.store.finish_job(
+            job_id, self.worker_id, status=status, task_output=task_output, error_message=error_message
+        )
         self._publish(done, status)
 
     def _run_job(self, job: Job) -> None:
@@ -533,7 +558,7 @@ class Worker:
         executor.conn.send((job.job_id, job.task_type, str(job_dir), job.params, s.job_time_limit))
         while True:
             now = time.monotonic()
-            msg: tuple[Any, ...] | None = None
+            msg: _ExecutorMessage | tuple[Literal["died"]] | None = None
             if executor.conn.poll(max(0.0, min(0.05, deadline - now))):
                 try:
                     msg = executor.conn.recv()
@@ -543,10 +568,9 @@ class Worker:
                 msg = ("died",)
             now = time.monotonic()
             if msg is not None:
-                kind = msg[0]
-                if kind == "progress":
+                if msg[0] == "progress":
                     pending_progress = int(msg[1])
-                elif kind == "done":
+                elif msg[0] == "done":
                     output = msg[1]
                     try:
                         json.dumps(output)
@@ -555,13 +579,13 @@ class Worker:
                     else:
                         self._finish(job.job_id, "completed", task_output=output)
                     break
-                elif kind == "error":
+                elif msg[0] == "error":
                     self._finish(job.job_id, "error", error_message=str(msg[1]))
                     break
-                elif kind == "cancelled":
+                elif msg[0] == "cancelled":
                     log.info("job %s cancelled", job.job_id)
                     break
-                elif kind == "died":
+                elif msg[0] == "died":
                     executor.process.join(1)
                     why = _describe_exit(executor.process.exitcode)
                     failure = f"Worker {self.worker_id}: the job process died ({why}) while running this job"
