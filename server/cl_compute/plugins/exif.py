@@ -35,10 +35,13 @@ import subprocess
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, BinaryIO, ClassVar, SupportsFloat, SupportsInt, cast
 
 from cl_compute.plugins import _media
 from cl_compute.plugins.base import BackendUnavailable, ParamError, Plugin, PluginError, TaskContext
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 BACKEND_ENV = "CL_COMPUTE_EXIF_BACKEND"
 OUTPUT_PATH = "output/exif_metadata.json"
@@ -80,8 +83,8 @@ def _split_key(key: str) -> tuple[str, str]:
     return (group, name) if sep else ("", key)
 
 
-def _lookup(raw: Mapping[str, Any], name: str, groups: tuple[str, ...]) -> Any:
-    by_group: dict[str, Any] = {}
+def _lookup(raw: Mapping[str, object], name: str, groups: tuple[str, ...]) -> object:
+    by_group: dict[str, object] = {}
     for key, value in raw.items():
         group, tag = _split_key(key)
         if tag == name and group not in by_group:
@@ -96,7 +99,7 @@ def _lookup(raw: Mapping[str, Any], name: str, groups: tuple[str, ...]) -> Any:
     return None
 
 
-def _to_float(value: Any) -> float | None:
+def _to_float(value: object) -> float | None:
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, int | float):
@@ -116,14 +119,14 @@ def _to_float(value: Any) -> float | None:
         return None
 
 
-def _to_int(value: Any) -> int | None:
+def _to_int(value: object) -> int | None:
     number = _to_float(value)
     if number is None or number != number or number in (float("inf"), float("-inf")):
         return None
     return int(number)
 
 
-def format_exposure(value: Any) -> str | None:
+def format_exposure(value: object) -> str | None:
     """ExifTool's print conversion of ExposureTime: ``1/250`` below 0.25 s, else seconds (``0.5``, ``2``)."""
     if isinstance(value, str) and not re.fullmatch(r"[0-9.eE+-]+", value.strip()):
         return value.strip() or None
@@ -136,7 +139,7 @@ def format_exposure(value: Any) -> str | None:
     return text[:-2] if text.endswith(".0") else text
 
 
-def _signed(raw: Mapping[str, Any], name: str, ref_name: str, negative: Callable[[Any], bool]) -> float | None:
+def _signed(raw: Mapping[str, object], name: str, ref_name: str, negative: Callable[[object], bool]) -> float | None:
     composite = _to_float(raw.get(f"Composite:{name}"))
     if composite is not None:
         return composite
@@ -149,9 +152,9 @@ def _signed(raw: Mapping[str, Any], name: str, ref_name: str, negative: Callable
     return _to_float(_lookup(raw, name, ("*",)))
 
 
-def typed_fields(raw: Mapping[str, Any]) -> dict[str, Any]:
+def typed_fields(raw: Mapping[str, object]) -> dict[str, object]:
     """The typed fields of PROTOCOL.md §3.1 from ExifTool ``-G -n`` style (or unprefixed) metadata."""
-    out: dict[str, Any] = {}
+    out: dict[str, object] = {}
     for field, (tag, groups) in _SOURCES.items():
         value = _lookup(raw, tag, groups)
         if field in _INT_FIELDS:
@@ -178,15 +181,15 @@ def typed_fields(raw: Mapping[str, Any]) -> dict[str, Any]:
     return {field: out.get(field) for field in FIELDS}
 
 
-def filter_raw(raw: Mapping[str, Any], tags: list[str]) -> dict[str, Any]:
+def filter_raw(raw: Mapping[str, object], tags: list[str]) -> dict[str, object]:
     """Keep the keys matching any requested tag (``Tag``, ``Group:Tag``, ``all``, ``Group:all``, wildcards)."""
     if not tags:
         return dict(raw)
-    specs = []
+    specs: list[tuple[str, str]] = []
     for spec in tags:
         group, name = _split_key(spec.lower())
         specs.append((group, "*" if name == "all" else name))
-    kept: dict[str, Any] = {}
+    kept: dict[str, object] = {}
     for key, value in raw.items():
         group, name = _split_key(key)
         if key == "SourceFile":
@@ -210,7 +213,7 @@ _BMFF_FIRST_BOXES = {b"ftyp", b"moov", b"wide", b"free", b"skip", b"mdat", b"pno
 _SCAN_CHUNK = 1024 * 1024
 
 
-def _jpeg_damage(fh: Any, size: int) -> str | None:
+def _jpeg_damage(fh: BinaryIO, size: int) -> str | None:
     pos = 2
     while True:
         fh.seek(pos)
@@ -245,7 +248,7 @@ def _jpeg_damage(fh: Any, size: int) -> str | None:
             return "the JPEG data ends before its end-of-image marker (truncated)"
 
 
-def _png_damage(fh: Any, size: int) -> str | None:
+def _png_damage(fh: BinaryIO, size: int) -> str | None:
     pos = 8
     while pos + 12 <= size:
         fh.seek(pos)
@@ -260,7 +263,7 @@ def _png_damage(fh: Any, size: int) -> str | None:
     return "the PNG data ends before its IEND chunk (truncated)"
 
 
-def _bmff_damage(fh: Any, size: int) -> str | None:
+def _bmff_damage(fh: BinaryIO, size: int) -> str | None:
     pos = 0
     while pos < size:
         fh.seek(pos)
@@ -311,7 +314,7 @@ def damage(path: Path) -> str | None:
 # --------------------------------------------------------------------------------------------------
 
 
-def exiftool_metadata(exe: str, path: Path, cwd: Path, timeout: float) -> dict[str, Any]:
+def exiftool_metadata(exe: str, path: Path, cwd: Path, timeout: float) -> dict[str, object]:
     """``exiftool -G -n -j`` of ``path`` (relative to ``cwd`` when possible)."""
     try:
         arg = str(path.relative_to(cwd))
@@ -333,13 +336,14 @@ def exiftool_metadata(exe: str, path: Path, cwd: Path, timeout: float) -> dict[s
     except OSError as exc:
         raise PluginError(f"Cannot run ExifTool: {exc}") from exc
     try:
-        items = json.loads(proc.stdout.decode("utf-8", errors="replace") or "[]")
+        items = cast("object", json.loads(proc.stdout.decode("utf-8", errors="replace") or "[]"))
     except json.JSONDecodeError as exc:
         err = proc.stderr.decode("utf-8", errors="replace").strip()[-500:]
         raise PluginError(f"ExifTool failed (exit code {proc.returncode}): {err or 'no JSON output'}") from exc
-    if not items or not isinstance(items[0], dict):
+    first = cast("list[object]", items)[0] if isinstance(items, list) and items else None
+    if not isinstance(first, dict):
         raise PluginError("ExifTool returned no metadata")
-    meta: dict[str, Any] = items[0]
+    meta = cast("dict[str, object]", first)  # a JSON object: string keys
     error = meta.get("ExifTool:Error")
     if error and not any(_split_key(k)[0] not in ("", "ExifTool", "File") for k in meta):
         raise PluginError(f"ExifTool cannot read this file: {error}")
@@ -413,7 +417,7 @@ def _num(value: float) -> int | float:
     return float(f"{value:.10g}")
 
 
-def _convert(name: str, value: Any) -> Any:
+def _convert(name: str, value: object) -> int | float | str | None:
     """A Pillow EXIF value as ExifTool ``-n -j`` prints it; ``None`` to drop it."""
     from PIL.TiffImagePlugin import IFDRational
 
@@ -443,20 +447,24 @@ def _convert(name: str, value: Any) -> Any:
             return value.rstrip(b"\x00").decode("ascii").strip() or None
         return None
     if isinstance(value, tuple):
-        parts = [_convert(name, v) for v in value]
-        if not parts or any(p is None or isinstance(p, dict | list | tuple) for p in parts):
+        parts = [_convert(name, v) for v in cast("tuple[object, ...]", value)]
+        if not parts or any(p is None for p in parts):
             return None
         return " ".join(str(p) for p in parts)
     return None
 
 
-def _dms(value: Any) -> float | None:
+def _dms(value: object) -> float | None:
     from PIL.TiffImagePlugin import IFDRational
 
     if not isinstance(value, tuple) or not value:
         return None
     try:
-        parts = [float(v) for v in value if not (isinstance(v, IFDRational) and v.denominator == 0)]
+        parts = [
+            float(v)
+            for v in cast("tuple[SupportsFloat, ...]", value)  # not a number: TypeError / ValueError below
+            if not (isinstance(v, IFDRational) and v.denominator == 0)
+        ]
     except (TypeError, ValueError):
         return None
     degrees = 0.0
@@ -465,10 +473,14 @@ def _dms(value: Any) -> float | None:
     return _num(degrees)
 
 
-def _exif_dict(img: Any) -> dict[str, Any]:
+def _as_tuple(value: object) -> tuple[object, ...] | None:
+    return cast("tuple[object, ...]", value) if isinstance(value, tuple) else None
+
+
+def _exif_dict(img: Image.Image) -> dict[str, object]:
     from PIL import ExifTags
 
-    out: dict[str, Any] = {}
+    out: dict[str, object] = {}
     try:
         exif = img.getexif()
     except Exception:
@@ -476,7 +488,7 @@ def _exif_dict(img: Any) -> dict[str, Any]:
     if not exif:
         return out
 
-    def add(tags: Mapping[int, Any], names: Mapping[int, str]) -> None:
+    def add(tags: Mapping[int, object], names: Mapping[int, str]) -> None:
         for tag_id, value in tags.items():
             name = names.get(tag_id)
             if not name:
@@ -491,21 +503,22 @@ def _exif_dict(img: Any) -> dict[str, Any]:
     add(exif, ExifTags.TAGS)
     with contextlib.suppress(Exception):
         add(exif.get_ifd(ExifTags.IFD.Exif), ExifTags.TAGS)
-    gps: Mapping[int, Any] = {}
+    gps: Mapping[int, object] = {}
     with contextlib.suppress(Exception):
-        gps = exif.get_ifd(ExifTags.IFD.GPSInfo)
+        gps = cast("Mapping[int, object]", exif.get_ifd(ExifTags.IFD.GPSInfo))  # Pillow: dict[int, Any]
     for tag_id, value in gps.items():
         name = ExifTags.GPSTAGS.get(tag_id)
         if not name:
             continue
+        items = _as_tuple(value)
         if name in ("GPSLatitude", "GPSLongitude", "GPSDestLatitude", "GPSDestLongitude"):
             converted = _dms(value)
-        elif name == "GPSTimeStamp" and isinstance(value, tuple) and len(value) == 3:
-            hours, minutes, seconds = (float(v) for v in value)
+        elif name == "GPSTimeStamp" and items is not None and len(items) == 3:
+            hours, minutes, seconds = (float(cast("SupportsFloat", v)) for v in items)  # rationals
             sec = f"{int(seconds):02d}" if seconds.is_integer() else f"{seconds:06.3f}".rstrip("0")
             converted = f"{int(hours):02d}:{int(minutes):02d}:{sec}"
-        elif name == "GPSVersionID" and isinstance(value, bytes | tuple):
-            converted = " ".join(str(int(b)) for b in value)
+        elif name == "GPSVersionID" and (isinstance(value, bytes) or items is not None):
+            converted = " ".join(str(int(b)) for b in cast("bytes | tuple[SupportsInt, ...]", value))
         else:
             converted = _convert(name, value)
         if converted is not None:
@@ -513,7 +526,7 @@ def _exif_dict(img: Any) -> dict[str, Any]:
     return out
 
 
-def _file_group(path: Path, display: str) -> dict[str, Any]:
+def _file_group(path: Path, display: str) -> dict[str, object]:
     st = path.stat()
     modified = _dt.datetime.fromtimestamp(st.st_mtime).astimezone()
     return {
@@ -526,7 +539,7 @@ def _file_group(path: Path, display: str) -> dict[str, Any]:
     }
 
 
-def _composite(meta: dict[str, Any]) -> None:
+def _composite(meta: dict[str, object]) -> None:
     width = _lookup(meta, "ImageWidth", ("File", "EXIF", "PNG", "GIF", "RIFF", "QuickTime", "Matroska"))
     height = _lookup(meta, "ImageHeight", ("File", "EXIF", "PNG", "GIF", "RIFF", "QuickTime", "Matroska"))
     if isinstance(width, int) and isinstance(height, int):
@@ -552,18 +565,19 @@ def _composite(meta: dict[str, Any]) -> None:
 _ISO6709 = re.compile(r"^([+-]\d+(?:\.\d+)?)([+-]\d+(?:\.\d+)?)([+-]\d+(?:\.\d+)?)?")
 
 
-def _av_meta(path: Path, mime: str) -> dict[str, Any] | None:
+def _av_meta(path: Path, mime: str) -> dict[str, object] | None:
     import av
+    from av.error import FFmpegError
 
     try:
         container = av.open(str(path), metadata_errors="ignore")
-    except av.FFmpegError:
+    except FFmpegError:
         return None
     with container:
         if not container.streams.video and not container.streams.audio:
             return None
         file_type, group = _AV_TYPES.get(mime, (container.format.name.split(",")[0].upper(), "QuickTime"))
-        meta: dict[str, Any] = {
+        meta: dict[str, object] = {
             "File:FileType": file_type,
             "File:FileTypeExtension": file_type,
             "File:MIMEType": _EXIFTOOL_MIME.get(mime, mime),
@@ -610,7 +624,7 @@ def _av_meta(path: Path, mime: str) -> dict[str, Any] | None:
 _NO_PIXEL_LIMIT = threading.Lock()
 
 
-def python_metadata(path: Path, display: str) -> dict[str, Any]:
+def python_metadata(path: Path, display: str) -> dict[str, object]:
     """ExifTool-style ``-G -n`` metadata from Pillow (images) or PyAV (audio/video)."""
     import warnings
 
@@ -724,8 +738,12 @@ class ExifPlugin(Plugin):
         problem = damage(path)
         if problem is not None:
             raise PluginError(f"Cannot read metadata: the file is damaged or truncated: {problem}")
-        raw_tags = ctx.params.get("tags") or []
-        tags = [str(t) for t in raw_tags] if isinstance(raw_tags, list | tuple) else []
+        raw_tags = ctx.params.get("tags")
+        tags = (
+            [str(t) for t in cast("list[object] | tuple[object, ...]", raw_tags)]
+            if isinstance(raw_tags, list | tuple)
+            else []
+        )
         ctx.report_progress(10)
         backend = _backend_choice()
         if backend == "exiftool":
