@@ -76,7 +76,7 @@ def expect_field(data: object, key: str, expected: object, *, where: str, meanin
     ``meaning`` says what the expected value is (``"the MD5 of the uploaded bytes"``) and is shown after it.
     """
     seen = get_field(data, key, where=where)
-    if not seen == expected:
+    if not seen == expected:  # noqa: SIM201 (the == of the original asserts, also for pytest.approx)
         said = f" ({meaning})" if meaning else ""
         raise AssertionError(f"{where}: expected {key!r} {show(expected)}{said}, got {show(seen)}")
     return seen

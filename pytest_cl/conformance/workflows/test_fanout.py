@@ -182,7 +182,8 @@ class FanoutRun:
             except AssertionError as exc:
                 problems.append(str(exc).split("\n", 1)[0])
         assert checked, f"the fan-out has no {plugin} job"
-        assert not problems, f"{len(problems)} of {checked} {plugin} jobs are wrong: " + "; ".join(problems)
+        shown = "; ".join(problems[:5]) + (f"; … and {len(problems) - 5} more" if len(problems) > 5 else "")
+        assert not problems, f"{len(problems)} of {checked} {plugin} jobs are wrong: {shown}"
 
 
 @pytest.fixture(scope="module")
@@ -308,4 +309,5 @@ def test_none_left_after_deleting_all_fifty(fanout: FanoutRun | None, compute_cl
             left.append(f"job {job_id}: {outputs[job_id]} still downloads")
         except NotFoundError:
             pass
-    assert not left, f"{len(left)} traces of the {N_JOBS} deleted jobs are left on the server: " + "; ".join(left)
+    shown = "; ".join(left[:5]) + (f"; … and {len(left) - 5} more" if len(left) > 5 else "")
+    assert not left, f"{len(left)} traces of the {N_JOBS} deleted jobs are left on the server: {shown}"
