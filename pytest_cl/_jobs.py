@@ -48,6 +48,7 @@ class RequestRecord:
         fields: form fields of a multipart request.
         file: ``(part name, filename, local path)`` of the uploaded file, if any.
         error: the transport error, if any.
+        auth: the request carried an ``Authorization`` header (its value is never kept).
     """
 
     nodeid: str
@@ -59,18 +60,17 @@ class RequestRecord:
     fields: tuple[tuple[str, str], ...] = ()
     file: tuple[str, str, str] | None = None
     error: str | None = None
+    auth: bool = False
 
     def curl(self) -> str:
-        """A curl command reproducing the request; the token is left as ``$CL_TOKEN`` (never printed)."""
-        parts = [
-            "curl",
-            "-sS",
-            "-X",
-            self.method,
-            shlex.quote(self.url),
-            "-H",
-            shlex.quote("Authorization: Bearer $CL_TOKEN"),
-        ]
+        """A curl command reproducing the request.
+
+        A request that carried a token gets ``-H "Authorization: Bearer $CL_TOKEN"``: in double quotes, so the
+        shell expands the variable (the token itself is never printed); one without gets no such header.
+        """
+        parts = ["curl", "-sS", "-X", self.method, shlex.quote(self.url)]
+        if self.auth:
+            parts += ["-H", '"Authorization: Bearer $CL_TOKEN"']
         for name, value in self.fields:
             parts += ["-F", shlex.quote(f"{name}={value}")]
         if self.file is not None:
@@ -209,6 +209,7 @@ class Ledger:
                 fields=fields,
                 file=file,
                 error=error,
+                auth="authorization" in request.headers,
             )
         )
         if response is None or status is None or status >= 300:

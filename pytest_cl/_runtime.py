@@ -208,7 +208,8 @@ class Runtime:
             out.append(self._job_text(job))
         requests = self.ledger.requests_of(nodeid)
         if requests:
-            out.append("requests (token redacted: set CL_TOKEN to replay):")
+            auth = any(req.auth for req in requests)
+            out.append("requests (token redacted: set CL_TOKEN to replay):" if auth else "requests:")
             for req in requests:
                 out.append(f"  # {req.line()}")
                 out.append(f"  {req.curl()}")

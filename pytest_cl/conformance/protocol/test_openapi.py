@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from pytest_cl.conformance._checks import expect_status, get_field
 from pytest_cl.conformance.protocol._helpers import RawHTTP, raw_http
 from pytest_cl.deployment import DeploymentInfo
 
@@ -31,8 +32,11 @@ def _resolve(document: Mapping[str, Any], schema: Mapping[str, Any]) -> Mapping[
         return schema
     node: Any = document
     for part in ref.removeprefix("#/").split("/"):
+        assert isinstance(node, Mapping) and part in node, (
+            f"/openapi.json: the $ref {ref!r} leads nowhere (no {part!r})"
+        )
         node = node[part]
-    assert isinstance(node, Mapping), ref
+    assert isinstance(node, Mapping), f"/openapi.json: the $ref {ref!r} is not a schema object: {node!r:.200}"
     return node
 
 
@@ -41,16 +45,19 @@ def test_every_capability_has_a_documented_job_route(http: RawHTTP, cl_deploymen
     if not cl_deployment.capabilities:
         pytest.skip("no worker offers a capability")
     response = http.get("/openapi.json")
-    assert response.status_code == 200, response.text
+    expect_status(response, 200, what="GET /openapi.json")
     document = response.json()
-    paths: Mapping[str, Any] = document["paths"]
+    paths: Mapping[str, Any] = get_field(document, "paths", where="GET /openapi.json")  # type: ignore[assignment]
     missing = [c for c in cl_deployment.capabilities if "post" not in paths.get(f"/jobs/{c}", {})]
     assert not missing, f"capabilities without a documented POST /jobs/<task_type>: {missing}"
     for capability in cl_deployment.capabilities:
         op = paths[f"/jobs/{capability}"]["post"]
         content = op.get("requestBody", {}).get("content", {})
         assert "multipart/form-data" in content, f"/jobs/{capability}: no multipart/form-data body"
-        schema = _resolve(document, content["multipart/form-data"]["schema"])
+        schema = _resolve(
+            document,
+            get_field(content["multipart/form-data"], "schema", where=f"/jobs/{capability} multipart body"),  # type: ignore[arg-type]
+        )
         properties = schema.get("properties", {})
         assert {"file", "priority"} <= set(properties), f"/jobs/{capability}: fields {sorted(properties)}"
         assert "file" in schema.get("required", []), f"/jobs/{capability}: file is not required"
