@@ -97,8 +97,9 @@ def test_header_matrix_report_and_junit(pytester: pytest.Pytester, cl_target: Ta
     assert not cl_target.job_exists(job_id)
 
 
+@pytest.mark.parametrize("token", ["with-token", "no-token"])
 def test_failure_output_has_record_events_and_curl(
-    pytester: pytest.Pytester, cl_target: Target, mode: list[str]
+    pytester: pytest.Pytester, cl_target: Target, mode: list[str], token: str
 ) -> None:
     pytester.makepyfile(
         test_fails="""
@@ -109,9 +110,12 @@ def test_failure_output_has_record_events_and_curl(
             assert 1 == 2
         """
     )
-    result = run(pytester, *cl_target.args, *mode, "--cl-token", "s3cret-token")
+    auth = ("--cl-token", "s3cret-token") if token == "with-token" else ()
+    result = run(pytester, *cl_target.args, *mode, *auth)
     result.assert_outcomes(failed=1)
     out = result.stdout.str()
+    # with a token: "…$CL_TOKEN" in double quotes, so that the shell expands it; without one: no header at all
+    header = '-H "Authorization: Bearer $CL_TOKEN" ' if auth else ""
     result.stdout.fnmatch_lines(
         [
             "*cl: jobs, MQTT events and requests*",
@@ -121,12 +125,13 @@ def test_failure_output_has_record_events_and_curl(
             "  MQTT events (*):",
             "    *(+* ms) queued progress=0 server_ts=*",
             "    *(+* ms) completed progress=100 server_ts=*",
-            "requests (token redacted: set CL_TOKEN to replay):",
+            "requests (token redacted: set CL_TOKEN to replay):" if auth else "requests:",
             f"  # POST {cl_target.server_url}/jobs/hash -> 200 (* ms)",
-            f"  curl -sS -X POST {cl_target.server_url}/jobs/hash -H 'Authorization: Bearer $CL_TOKEN' "
+            f"  curl -sS -X POST {cl_target.server_url}/jobs/hash {header}"
             "-F algorithm=md5 -F priority=7 -F 'file=@*/in put.txt;filename=in put.txt'",
         ]
     )
+    assert ("Authorization" in out) == bool(auth)
     assert "s3cret-token" not in out
     for job_id in set(_ids(out)):
         assert not cl_target.job_exists(job_id)

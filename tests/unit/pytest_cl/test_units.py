@@ -82,12 +82,16 @@ def test_job_deadline_is_shorter_than_the_test_timeout(
 
 def test_curl_quotes_and_redacts() -> None:
     req = RequestRecord(
-        "t", 0.0, "POST", "http://h/jobs/hash", 200, 3.0, (("tags", "a b"),), ("file", "x y.jpg", "/tmp/x y.jpg")
-    )
+        "t", 0.0, "POST", "http://h/jobs/hash", 200, 3.0, (("tags", "a b"),), ("file", "x y.jpg", "/tmp/x y.jpg"),
+        auth=True,
+    )  # fmt: skip
+    # double quotes: the shell expands $CL_TOKEN (single quotes would send the literal text)
     assert req.curl() == (
-        "curl -sS -X POST http://h/jobs/hash -H 'Authorization: Bearer $CL_TOKEN' -F 'tags=a b' "
+        "curl -sS -X POST http://h/jobs/hash -H \"Authorization: Bearer $CL_TOKEN\" -F 'tags=a b' "
         "-F 'file=@/tmp/x y.jpg;filename=x y.jpg'"
     )
+    no_auth = RequestRecord("t", 0.0, "GET", "http://h/jobs/1", 200, 1.0)
+    assert no_auth.curl() == "curl -sS -X GET http://h/jobs/1"
     failed = RequestRecord("t", 0.0, "GET", "http://h/", None, 1.0, error="ConnectError: refused")
     assert failed.line() == "GET http://h/ -> failed: ConnectError: refused (1.0 ms)"
 
