@@ -28,6 +28,7 @@ from cl_client import (
     JobNotFoundError,
     JobResponse,
 )
+from pytest_cl._ledgerfile import LedgerFile
 
 SESSION = "<session>"
 _MAX_REQUESTS_PER_TEST = 200
@@ -125,10 +126,12 @@ class Ledger:
     Attributes:
         current: the node id of the running test (``<session>`` between tests).
         deadline: the job-wait limit of the running test, in seconds.
+        journal: the ledger file each created job is appended to (None: embedded deployment, --cl-keep-jobs).
     """
 
     current: str = SESSION
     deadline: float = 120.0
+    journal: LedgerFile | None = None
     jobs: dict[str, JobRecord] = field(default_factory=dict[str, JobRecord])
     requests: dict[str, list[RequestRecord]] = field(default_factory=dict[str, list[RequestRecord]])
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -173,10 +176,13 @@ class Ledger:
                 bucket.append(record)
 
     def on_created(self, job_id: str, task_type: str, nodeid: str, submitted: float) -> None:
-        """A POST created a job."""
+        """A POST created a job: recorded, and appended to the ledger file before anything else can happen."""
         with self._lock:
-            if job_id not in self.jobs:
-                self.jobs[job_id] = JobRecord(job_id, task_type, nodeid, submitted, time.time())
+            if job_id in self.jobs:
+                return
+            self.jobs[job_id] = JobRecord(job_id, task_type, nodeid, submitted, time.time())
+        if self.journal is not None:
+            self.journal.created(job_id, task_type, nodeid)
 
     def on_record(self, record: JobResponse) -> None:
         """A GET or wait returned a record; the first terminal one is kept with its time."""
@@ -394,13 +400,16 @@ class TrackedAsyncComputeClient(AsyncComputeClient):
         return record
 
 
-def cleanup(janitor: ComputeClient, jobs: Iterable[JobRecord], keep: bool) -> list[str]:
+def cleanup(
+    janitor: ComputeClient, jobs: Iterable[JobRecord], keep: bool, journal: LedgerFile | None = None
+) -> list[str]:
     """Delete jobs and verify each deletion (``GET`` must answer 404); return the problems.
 
     Args:
         janitor: a client without MQTT used only for clean-up (its requests are not recorded).
         jobs: the jobs to clean up (their ``cleanup`` field is set).
         keep: keep them instead (``--cl-keep-jobs``): marked ``kept``.
+        journal: the ledger file: a job whose deletion was verified (or that was gone) is settled there.
     """
     problems: list[str] = []
     for job in jobs:
@@ -421,6 +430,8 @@ def cleanup(janitor: ComputeClient, jobs: Iterable[JobRecord], keep: bool) -> li
         try:
             still = janitor.get_job(job.job_id)
         except JobNotFoundError:
+            if journal is not None:
+                journal.deleted(job.job_id)
             continue
         except ComputeClientError as exc:
             job.cleanup = f"failed: {exc}"

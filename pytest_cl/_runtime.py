@@ -23,6 +23,7 @@ from pytest_cl._jobs import (
     cleanup,
     job_record_text,
 )
+from pytest_cl._ledgerfile import LedgerFile
 from pytest_cl._lifecycle import Finding, check_job
 from pytest_cl.config import Settings
 from pytest_cl.deployment import DeploymentInfo
@@ -62,10 +63,13 @@ class Runtime:
         missing: capabilities found missing after a full wait (later checks do not wait again).
         problems: clean-up problems of jobs cleaned at session end.
         closed: the session ended (clients closed; the ledger stays readable for the last reports).
+        journal: the ledger file created jobs are appended to until their deletion is verified (None: the
+            embedded deployment, or ``--cl-keep-jobs``).
     """
 
     settings: Settings
     info: DeploymentInfo
+    journal: LedgerFile | None = None
     ledger: Ledger = field(default_factory=Ledger)
     recorder: EventRecorder | None = None
     missing: set[str] = field(default_factory=set[str])
@@ -76,6 +80,7 @@ class Runtime:
 
     def __post_init__(self) -> None:
         self.ledger.deadline = self.settings.job_timeout
+        self.ledger.journal = self.journal
         if self.info.mqtt_url:
             recorder = EventRecorder(self.info.mqtt_url)
             if recorder.start(5.0):
@@ -145,7 +150,7 @@ class Runtime:
     def finish(self, nodeid: str) -> list[str]:
         """Clean up the test's jobs (or keep them); return the problems."""
         self.ledger.end(self.settings.job_timeout)
-        return cleanup(self.janitor, self.ledger.jobs_of(nodeid), self.settings.keep_jobs)
+        return cleanup(self.janitor, self.ledger.jobs_of(nodeid), self.settings.keep_jobs, self.journal)
 
     def require(self, nodeid: str, capabilities: Sequence[str]) -> tuple[list[str], str]:
         """Wait briefly for workers; return the capabilities still missing and the message for the test."""
@@ -238,7 +243,7 @@ class Runtime:
         pending = self.ledger.pending()
         if pending:
             with contextlib.suppress(ComputeClientError):
-                problems = cleanup(self.janitor, pending, self.settings.keep_jobs)
+                problems = cleanup(self.janitor, pending, self.settings.keep_jobs, self.journal)
         self.problems += problems
         if self._client is not None:
             self._client.close()

@@ -114,6 +114,14 @@ OPTIONS: tuple[Option, ...] = (
     _opt("embedded_tasks", "list", "task types the embedded workers serve (default: all plugins)", "A,B"),
     _opt("embedded_plugins", "list", "extra plugins of the embedded deployment: name=/path/file.py:Class,...", "SPECS"),
     _opt("rows", "list", "run only the tests of these conformance-matrix rows (plugins, protocol, workflows)", "A,B"),
+    _opt(
+        "ledger",
+        "str",
+        "file recording the jobs created on a --cl-server deployment until their deletion is verified; the next "
+        "run deletes what a killed run left (default: .pytest_cache/d/cl/ledger.jsonl, without the cache "
+        "provider $XDG_CACHE_HOME/cl-client/ledger.jsonl)",
+        "PATH",
+    ),
 )
 
 _BY_NAME: Mapping[str, Option] = {o.name: o for o in OPTIONS}
@@ -145,6 +153,7 @@ class Settings:
         embedded_tasks: task types of the embedded deployment (empty = all).
         embedded_plugins: extra plugins of the embedded deployment, name -> ``path:Class``.
         rows: conformance-matrix rows whose tests run (empty = all); the others are deselected.
+        ledger: the ledger file of created jobs (None = the default: pytest's cache dir, else per user).
         sources: setting name -> where its value came from (``factory``, ``option``, ``env``, ``ini``,
             ``default``).
     """
@@ -169,6 +178,7 @@ class Settings:
     embedded_tasks: tuple[str, ...] = ()
     embedded_plugins: Mapping[str, str] = field(default_factory=dict[str, str])
     rows: tuple[str, ...] = ()
+    ledger: str | None = None
     sources: Mapping[str, str] = field(default_factory=dict[str, str], compare=False, repr=False)
 
     @property
@@ -320,6 +330,7 @@ def resolve_settings(
         embedded_tasks=cast(tuple[str, ...], values.get("embedded_tasks", ())),
         embedded_plugins=plugins,
         rows=cast(tuple[str, ...], values.get("rows", ())),
+        ledger=cast(str | None, values.get("ledger")),
         sources=sources,
     )
 

@@ -37,6 +37,7 @@ __all__ = [
     "DeploymentUnavailableError",
     "EmbeddedDeployment",
     "broker_candidates",
+    "client_for",
     "describe",
     "probe",
 ]
@@ -261,6 +262,11 @@ def describe(
         startup_seconds=startup_seconds,
         mqtt_discovered=discover,
     )
+
+
+def client_for(settings: Settings, server_url: str) -> ComputeClient:
+    """Return a client of the deployment with the run's credentials and no MQTT (the caller closes it)."""
+    return _client(settings, server_url, None)
 
 
 def _client(settings: Settings, server_url: str, mqtt_url: str | None) -> ComputeClient:

@@ -2,17 +2,23 @@
 
 Options, hooks and fixtures only. At load time it imports pytest, the standard library and the light
 modules ``pytest_cl.config``, ``pytest_cl.deployment`` and ``pytest_cl.report`` (themselves pytest and
-standard library only); the client, httpx, paho and the reference deployment are imported inside the
-fixtures and hooks that need them.
+standard library only, like ``pytest_cl._signals`` and ``pytest_cl._ledgerfile``); the client, httpx, paho
+and the reference deployment are imported inside the fixtures and hooks that need them.
+
+Nothing left behind: SIGTERM and SIGHUP stop a run like Ctrl-C, so the teardown deletes the jobs
+(``_signals``); against a ``--cl-server`` deployment every created job is also written to a ledger file until
+its deletion is verified, and the next run deletes what a hard-stopped run left (``_ledgerfile``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
 import tempfile
 import warnings
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
@@ -20,6 +26,16 @@ from typing import TYPE_CHECKING, cast
 import pytest
 
 from pytest_cl._keys import NEEDS_FIX, STATE, TEST_PROPS
+from pytest_cl._ledgerfile import (
+    LedgerFile,
+    Leftover,
+    RunInfo,
+    RunLock,
+    RunSettlement,
+    default_ledger_path,
+    settle_leftovers,
+)
+from pytest_cl._signals import Stopper
 from pytest_cl.config import Settings, SettingsError, add_options, resolve_settings
 from pytest_cl.deployment import DeploymentInfo, DeploymentUnavailableError, EmbeddedDeployment, probe, read_state
 from pytest_cl.report import (
@@ -79,6 +95,10 @@ class _State:
     runtime: Runtime | None = None
     session_problems: list[str] = field(default_factory=list[str])
     session_kept: list[str] = field(default_factory=list[str])
+    stopper: Stopper = field(default_factory=Stopper)
+    journal: LedgerFile | None = None
+    run_lock: RunLock | None = None
+    settlements: list[RunSettlement] = field(default_factory=list[RunSettlement])
 
 
 def _state(config: pytest.Config) -> _State:
@@ -116,8 +136,17 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     if winput and winput.get("cl_info"):
         state.info = DeploymentInfo.from_json(cast(str, winput["cl_info"]))
+    if winput and winput.get("cl_ledger") and state.info is not None and not settings.keep_jobs:
+        run = RunInfo.from_json(cast(str, winput["cl_run"]))
+        state.journal = LedgerFile(Path(cast(str, winput["cl_ledger"])), state.info.server_url, run)
     state.embedded.join()
     config.stash[STATE] = state
+    if not state.worker:
+        state.stopper.workers = lambda: _worker_pids(state)
+    handled = state.stopper.install()
+    if state.worker and shared_dir is not None:
+        _pid_file(shared_dir, process).parent.mkdir(exist_ok=True)
+        _pid_file(shared_dir, process).write_text(json.dumps({"pid": os.getpid(), "signals": list(handled)}))
     if not state.worker:
         config.pluginmanager.register(_ResultCollector(state.results), "cl-results")
     if config.pluginmanager.hasplugin("asyncio"):
@@ -133,14 +162,24 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if STATE not in config.stash:
         return
     state = _state(config)
+    state.stopper.restore()
     state.embedded.leave()
+    if state.run_lock is not None:
+        if state.journal is not None:
+            with contextlib.suppress(OSError):
+                state.journal.compact()
+        state.run_lock.release()
+        state.run_lock = None
     if state.own_shared_dir and state.shared_dir is not None:
         shutil.rmtree(state.shared_dir, ignore_errors=True)
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """With ``--cl-server``: probe the deployment once, before any worker starts (one clear error)."""
+    """With ``--cl-server``: probe the deployment once, before any worker starts (one clear error).
+
+    Then delete the jobs earlier runs against it left (their ledger entries) and open this run's ledger.
+    """
     state = _state(session.config)
     if state.worker or state.settings.server is None or cast(bool, session.config.option.collectonly):
         return
@@ -148,6 +187,72 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         state.info = probe(state.settings)
     except DeploymentUnavailableError as exc:
         raise pytest.UsageError(str(exc)) from None
+    _open_ledger(session.config, state, state.info)
+
+
+def _ledger_path(config: pytest.Config, settings: Settings) -> Path:
+    """``--cl-ledger``, else pytest's cache dir, else the per-user fallback (the cache provider is disabled)."""
+    if settings.ledger:
+        return config.invocation_params.dir / Path(settings.ledger).expanduser()
+    cache = cast(pytest.Cache | None, getattr(config, "cache", None))
+    return default_ledger_path(cache.mkdir("cl") if cache is not None else None)
+
+
+def _open_ledger(config: pytest.Config, state: _State, info: DeploymentInfo) -> None:
+    """Settle what earlier runs left on this deployment; take this run's lock and keep its ledger file."""
+    path = _ledger_path(config, state.settings)
+    run = RunInfo.new()
+    journal = LedgerFile(path, info.server_url, run)
+    try:
+        state.settlements = settle_leftovers(
+            journal, lambda items: _delete_leftovers(state.settings, info, items), keep=state.settings.keep_jobs
+        )
+        if not state.settings.keep_jobs:
+            state.run_lock = RunLock(path, run)
+            state.journal = journal
+    except OSError as exc:
+        raise pytest.UsageError(
+            f"cl: the ledger of created jobs {path} cannot be used ({exc}). Point --cl-ledger (ini cl_ledger, env "
+            "CL_LEDGER) at a writable file."
+        ) from None
+
+
+def _delete_leftovers(
+    settings: Settings, info: DeploymentInfo, items: Sequence[Leftover]
+) -> list[tuple[Leftover, str]]:
+    """Delete jobs earlier runs left, verifying each deletion; return each with ``deleted``/``gone``/``failed: …``."""
+    if not items:
+        return []
+    from cl_client import ComputeClientError
+    from pytest_cl._jobs import JobRecord, cleanup
+    from pytest_cl.deployment import client_for
+
+    records = [JobRecord(i.job_id, i.task_type, i.nodeid, i.run.started, i.run.started) for i in items]
+    try:
+        with client_for(settings, info.server_url) as janitor:
+            cleanup(janitor, records, keep=False)
+    except ComputeClientError as exc:
+        for record in records:
+            record.cleanup = record.cleanup or f"failed: {exc}"
+    return [(item, record.cleanup) for item, record in zip(items, records, strict=True)]
+
+
+def _pid_file(shared_dir: Path, process: str) -> Path:
+    return shared_dir / "pids" / process
+
+
+def _worker_pids(state: _State) -> dict[int, frozenset[str]]:
+    """Return (controller) the running xdist workers: pid -> the signals each handles (from their pid files)."""
+    if state.shared_dir is None:
+        return {}
+    found: dict[int, frozenset[str]] = {}
+    for path in (state.shared_dir / "pids").glob("*"):
+        try:
+            raw = cast(dict[str, object], json.loads(path.read_text()))
+            found[int(cast(int, raw["pid"]))] = frozenset(cast(list[str], raw["signals"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return found
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -161,6 +266,9 @@ def pytest_configure_node(node: object) -> None:
     workerinput["cl_shared_dir"] = str(state.shared_dir)
     if state.info is not None:
         workerinput["cl_info"] = state.info.to_json()
+    if state.journal is not None:
+        workerinput["cl_ledger"] = str(state.journal.path)
+        workerinput["cl_run"] = state.journal.run.to_json()
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -192,6 +300,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         )
     if s.rows:
         lines.append(f"cl: rows: {', '.join(s.rows)} (--cl-rows; the other tests are deselected)")
+    for settlement in state.settlements:
+        lines += settlement.lines(_ledger_path(config, s))
     return lines
 
 
@@ -343,6 +453,12 @@ def _row(item: pytest.Item) -> str:
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """Hand this worker's session data to the controller, or write the report (controller / no xdist)."""
     state = _state(session.config)
+    if state.stopper.received is not None and session.exitstatus in (
+        pytest.ExitCode.OK,
+        pytest.ExitCode.TESTS_FAILED,
+        pytest.ExitCode.NO_TESTS_COLLECTED,
+    ):
+        session.exitstatus = pytest.ExitCode.INTERRUPTED  # a stopped run never passes
     data: dict[str, object] = {
         "starts": state.embedded.starts,
         "jobs_at_start": state.embedded.jobs_at_start,
@@ -366,12 +482,15 @@ def pytest_testnodedown(node: object, error: object) -> None:
     """Take (controller) a finished worker's session data."""
     config = cast(pytest.Config, getattr(node, "config"))  # noqa: B009
     output = cast(dict[str, object], getattr(node, "workeroutput", {}))
+    gateway = cast(object, getattr(node, "gateway", None))
+    process = str(cast(object, getattr(gateway, "id", "worker")))
+    state = _state(config)
+    if state.shared_dir is not None:
+        with contextlib.suppress(OSError):
+            _pid_file(state.shared_dir, process).unlink()  # no signal is passed on to it any more
     raw = output.get("cl_session")
     if isinstance(raw, str):
-        gateway = cast(object, getattr(node, "gateway", None))
-        process = str(cast(object, getattr(gateway, "id", "worker")))
         data = cast(dict[str, object], json.loads(raw))
-        state = _state(config)
         if cast(int, data.get("starts", 0)) or data.get("problems") or data.get("kept"):
             state.results.add_session(process, data)
         if state.info is None and isinstance(data.get("info"), str):
@@ -393,7 +512,16 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """Write the cl sections: deployment, skips for lack of a worker, lacks, clean-up, the conformance matrix."""
     state = _state(terminalreporter.config)
     results = state.results
-    if state.worker or not (results.tests or results.sessions):
+    if state.worker:
+        return
+    stopped = state.stopper.summary()
+    path = _ledger_path(terminalreporter.config, state.settings)
+    settled = [line for s in state.settlements for line in s.lines(path)]
+    if stopped or settled:
+        terminalreporter.write_sep("-", "cl: nothing left behind")
+        for line in [*settled, *([stopped] if stopped else [])]:
+            terminalreporter.write_line(line)
+    if not (results.tests or results.sessions):
         return
     for title, lines in terminal_sections(results, _deployment_text(state), state.settings.policy_text):
         terminalreporter.write_sep("-", title)
@@ -421,7 +549,7 @@ def _cl_runtime(request: pytest.FixtureRequest) -> Iterator[Runtime]:
             request.session.shouldstop = failure
             pytest.fail(failure, pytrace=False)
         state.info = info
-    runtime = Runtime(state.settings, info)
+    runtime = Runtime(state.settings, info, journal=state.journal)
     state.runtime = runtime
     try:
         yield runtime

@@ -22,7 +22,10 @@ httpx.AsyncHTTPTransport()
 
 TASKS = ["hash", "sleep", "fail"]
 #: environment variables that would change what the inner pytest runs do
-ISOLATE = ("CI", "PYTEST_TIMEOUT", "PYTEST_ADDOPTS", "CL_SERVER_URL", "CL_MQTT_URL", "COMPUTE_URL", "MQTT_URL")
+ISOLATE = (
+    "CI", "PYTEST_TIMEOUT", "PYTEST_ADDOPTS", "CL_SERVER_URL", "CL_MQTT_URL", "COMPUTE_URL", "MQTT_URL",
+    "XDG_CACHE_HOME",  # the per-user ledger then lands in the pytester directory (pytester sets HOME)
+)  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ VALUES: list[tuple[str, str, str, object, object]] = [
     ("embedded_workers", "3", "1", 3, 1),
     ("embedded_tasks", "hash", "hash,sleep", ("hash",), ("hash", "sleep")),
     ("rows", "hash", "exif, protocol", ("hash",), ("exif", "protocol")),
+    ("ledger", "a/ledger.jsonl", "/b/ledger.jsonl", "a/ledger.jsonl", "/b/ledger.jsonl"),
 ]
 FLAGS = ["keep_jobs", "allow_destructive", "strict"]
 BY_NAME = {o.name: o for o in OPTIONS}
