@@ -87,7 +87,7 @@ def chart(rows: list[dict[str, object]], title: str) -> None:
     right.set_ylim(0, max(p95) * 1.2)
     for x, r in zip(xs, rate, strict=True):
         left.annotate(f"{r:.1f}", (x, r), textcoords="offset points", xytext=(0, 6), ha="center", color="tab:blue")
-    fig.legend(loc="upper left", bbox_to_anchor=(0.12, 0.88), fontsize=8)
+    fig.legend(loc="lower center", bbox_to_anchor=(0.5, 0.16), fontsize=8)
     left.set_title(title, fontsize=9)
     fig.tight_layout()
     for ext in ("png", "svg"):
