@@ -17,7 +17,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -93,7 +93,7 @@ def _decode(data: bytes | bytearray, charset: str) -> str:
         return bytes(data).decode("latin-1")
 
 
-async def _counted(request: Request, limit: int | None, form: ReceivedForm) -> AsyncIterator[bytes]:
+async def _counted(request: Request, limit: int | None, form: ReceivedForm) -> AsyncGenerator[bytes]:
     async for chunk in request.stream():
         form.body_bytes += len(chunk)
         if limit is not None and form.body_bytes > limit:

@@ -24,10 +24,11 @@ import threading
 import time
 import unicodedata
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal, TypedDict, cast
 
 from fastapi import Depends, FastAPI, Form, HTTPException, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -91,7 +92,7 @@ def _visible(name: str) -> str:
     """``name`` without invisible format characters (category Cf: bidi controls such as U+202E, which turned
     ``photo\u202egpj.exe`` into a name *shown* as ``photoexe.jpg``, zero-width characters, BOM), with other
     control characters (Cc, also C1 ``\x80``-``\x9f``; line/paragraph separators; lone surrogates) as ``_``."""
-    out = []
+    out: list[str] = []
     for ch in name:
         category = unicodedata.category(ch)
         if category == "Cf":
@@ -164,8 +165,8 @@ class FormErrorItem(BaseModel):
     type: str = Field(description="error type, e.g. `missing`, `int_parsing`, `literal_error`")
     loc: list[str | int] = Field(description='where: `["body", "<field>"]` (or `["body"]` for the whole form)')
     msg: str
-    input: Any = Field(default=None, description="the value received")
-    ctx: dict[str, Any] | None = None
+    input: object = Field(default=None, description="the value received")
+    ctx: dict[str, object] | None = None
 
 
 class FormValidationError(BaseModel):
@@ -181,7 +182,7 @@ class ErrorDetail(BaseModel):
 
 
 #: The documented answers of every job-creation route.
-JOB_ROUTE_RESPONSES: dict[int | str, dict[str, Any]] = {
+JOB_ROUTE_RESPONSES: dict[int | str, dict[str, object]] = {
     200: {"model": JobCreatedResponse, "description": "The job is queued (200, not 201, as upstream)."},
     401: {"model": ErrorDetail, "description": "Authentication is configured, guest mode is off, no valid token."},
     403: {"model": ErrorDetail, "description": "The token lacks the `ai_inference_support` permission."},
@@ -198,20 +199,28 @@ JOB_ROUTE_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _declared_form_fields(plugin_cls: type[Plugin]) -> tuple[dict[str, dict[str, Any]], list[str]] | None:
+def _declared_form_fields(plugin_cls: type[Plugin]) -> tuple[dict[str, object], list[str]] | None:
     """Plain-JSON copies of a plugin's ``form_fields`` and ``required_form_fields``; None when it declares none.
 
     A declaration that is not a mapping of JSON Schema objects (an extra plugin's mistake) is logged and treated
     as none, so it cannot break ``/openapi.json``.
     """
-    fields = getattr(plugin_cls, "form_fields", None)
-    required = getattr(plugin_cls, "required_form_fields", ())
+    # getattr, not the attributes: an extra plugin may declare anything (or nothing) here.
+    fields = cast("object", getattr(plugin_cls, "form_fields", None))
+    required = cast("Iterable[object]", getattr(plugin_cls, "required_form_fields", ()))
     if not fields:
         return None
     try:
-        if not isinstance(fields, Mapping) or not all(isinstance(v, Mapping) for v in fields.values()):
+        if not isinstance(fields, Mapping):
             raise TypeError("form_fields must map field names to JSON Schema objects")
-        copied = json.loads(json.dumps({str(k): dict(v) for k, v in fields.items() if k not in ("file", "priority")}))
+        declared = cast("Mapping[object, object]", fields)
+        if not all(isinstance(v, Mapping) for v in declared.values()):
+            raise TypeError("form_fields must map field names to JSON Schema objects")
+        schemas = cast("Mapping[object, Mapping[object, object]]", declared)
+        copied = cast(
+            "dict[str, object]",
+            json.loads(json.dumps({str(k): dict(v) for k, v in schemas.items() if k not in ("file", "priority")})),
+        )
         names = [str(n) for n in required if str(n) in copied]
     except (TypeError, ValueError) as exc:
         log.warning("ignoring the form_fields of %s: %s", getattr(plugin_cls, "__name__", plugin_cls), exc)
@@ -219,12 +228,12 @@ def _declared_form_fields(plugin_cls: type[Plugin]) -> tuple[dict[str, dict[str,
     return copied, names
 
 
-def job_form_schema(plugin_cls: type[Plugin]) -> dict[str, Any]:
+def job_form_schema(plugin_cls: type[Plugin]) -> dict[str, object]:
     """The ``multipart/form-data`` schema of ``POST /jobs/<task_type>``: ``file``, ``priority``, plugin fields.
 
     A plugin without ``form_fields`` gets ``additionalProperties: string`` (its fields are not declared).
     """
-    properties: dict[str, Any] = {
+    properties: dict[str, object] = {
         "file": {"type": "string", "format": "binary", "description": "The media file to process."},
         "priority": {
             "type": "integer",
@@ -234,7 +243,7 @@ def job_form_schema(plugin_cls: type[Plugin]) -> dict[str, Any]:
             "description": "Higher runs first; first come, first served within a priority.",
         },
     }
-    schema: dict[str, Any] = {"type": "object", "required": ["file"], "properties": properties}
+    schema: dict[str, object] = {"type": "object", "required": ["file"], "properties": properties}
     declared = _declared_form_fields(plugin_cls)
     if declared is None:
         schema["additionalProperties"] = {"type": "string"}
@@ -253,7 +262,18 @@ def _plugin_summary_line(plugin_cls: type[Plugin]) -> str:
     return ""
 
 
-def job_route_openapi(task_type: str, plugin_cls: type[Plugin]) -> dict[str, Any]:
+class JobRouteOpenAPI(TypedDict):
+    """The documentation keyword arguments of ``FastAPI.add_api_route`` for ``POST /jobs/<task_type>``."""
+
+    tags: list[str | Enum]
+    summary: str
+    description: str
+    operation_id: str
+    responses: dict[int | str, dict[str, object]]
+    openapi_extra: dict[str, object]
+
+
+def job_route_openapi(task_type: str, plugin_cls: type[Plugin]) -> JobRouteOpenAPI:
     """Keyword arguments of ``add_api_route`` documenting ``POST /jobs/<task_type>`` (summary, body, answers)."""
     intro = _plugin_summary_line(plugin_cls)
     description = (
@@ -367,14 +387,14 @@ class ServerState:
             self.fail_worker_jobs(worker_id, f"Worker {worker_id} disappeared while running this job")
             return
         try:
-            data = json.loads(payload)
+            data = cast("object", json.loads(payload))
         except ValueError:
             log.warning("ignoring malformed capability message on %s", topic)
             return
         if not isinstance(data, dict):
             return
         with self._workers_lock:
-            self.workers[worker_id] = data
+            self.workers[worker_id] = cast("dict[str, object]", data)  # a JSON object: string keys
 
     def fail_worker_jobs(self, worker_id: str, message: str) -> None:
         """End every ``processing`` job of ``worker_id`` with ``error`` and publish the events."""
@@ -404,9 +424,9 @@ class ServerState:
         for w in workers:
             idle = w.get("idle_count", 0)
             idle_n = idle if isinstance(idle, int) else 0
-            names = w.get("capabilities", [])
+            names = w.get("capabilities")
             if isinstance(names, list):
-                for name in names:
+                for name in cast("list[object]", names):
                     if isinstance(name, str):
                         caps[name] = caps.get(name, 0) + idle_n
         return {"num_workers": len(workers), "capabilities": caps}
@@ -466,7 +486,8 @@ def _auth_headers(exc: AuthError) -> dict[str, str] | None:
 
 
 def _state(request: Request) -> ServerState:
-    state = request.app.state.cl
+    app = cast("FastAPI", request.app)  # Starlette types Request.app as Any
+    state = cast("object", app.state.cl)  # State attributes are Any
     assert isinstance(state, ServerState)
     return state
 
@@ -501,7 +522,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     state = ServerState(settings)
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncGenerator[None]:
         await run_in_threadpool(state.start)
         try:
             yield
