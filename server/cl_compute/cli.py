@@ -14,9 +14,9 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn, TypedDict, TypeVar, cast
 
 import click
 
@@ -62,9 +62,9 @@ def _require(requirements: Sequence[tuple[str, ...]]) -> None:
 class _Main(click.Group):
     """The command group; a ``server`` extra module missing at run time gives the install hint, not a traceback."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: click.Context) -> object:
         try:
-            return super().invoke(ctx)
+            return super().invoke(ctx)  # pyright: ignore[reportAny]  # click types a command's result as Any
         except ModuleNotFoundError as exc:
             root = (exc.name or "").partition(".")[0]
             if root not in SERVER_EXTRA_MODULES:
@@ -74,7 +74,7 @@ class _Main(click.Group):
 
 def _setup_logging(level: str, name: str) -> None:
     logging.basicConfig(
-        level=getattr(logging, level.upper()),
+        level=cast("int", getattr(logging, level.upper())),  # LOG_LEVELS: a level name of logging
         format=f"%(asctime)s {name} %(levelname)s %(name)s: %(message)s",
     )
 
@@ -85,7 +85,10 @@ MAX_UPLOAD_ENV = "CL_COMPUTE_MAX_UPLOAD_MB"
 DEFAULT_MAX_UPLOAD_MB = 2048
 
 
-def _max_upload_option(fn: Any) -> Any:
+_Command = TypeVar("_Command", bound=Callable[..., object])
+
+
+def _max_upload_option(fn: _Command) -> _Command:
     return click.option(
         "--max-upload-mb",
         type=click.IntRange(min=0),
@@ -399,13 +402,21 @@ def worker(
     sys.exit(code)
 
 
+class _InternalInfo(TypedDict):
+    """The answer of the API's ``GET /internal/info``."""
+
+    data_dir: str
+    mqtt_url: str
+
+
 def _ask_data_dir(server_url: str) -> Path:
     import httpx
 
     deadline = time.monotonic() + 30
     while True:
         try:
-            return Path(httpx.get(f"{server_url}/internal/info", timeout=2).json()["data_dir"])
+            info = cast("_InternalInfo", httpx.get(f"{server_url}/internal/info", timeout=2).json())
+            return Path(info["data_dir"])
         except (httpx.HTTPError, ValueError, KeyError) as exc:
             if time.monotonic() > deadline:
                 raise click.ClickException(f"cannot ask {server_url} for its data directory: {exc}") from exc

@@ -43,7 +43,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import IO
+from typing import IO, cast
 
 import httpx
 
@@ -489,7 +489,7 @@ class Deployment:
                     given_up.add(wid)
                     continue
                 times.append(now)
-                delay = min(WORKER_RESTART_BACKOFF_MAX, WORKER_RESTART_BACKOFF_FIRST * 2 ** (len(times) - 1))
+                delay = min(WORKER_RESTART_BACKOFF_MAX, WORKER_RESTART_BACKOFF_FIRST * 2.0 ** (len(times) - 1))
                 log.warning(
                     "worker %s died (%s); restarting it in %g s (restart %d of at most %d within %g s)",
                     wid,
@@ -522,7 +522,8 @@ class Deployment:
                 if not self.port_fallback:
                     raise PortInUseError("API server", self.host, self.port) from exc
                 sock.bind((self.host, 0))
-                self.port_fallbacks.append(PortFallback("API server", self.host, self.port, sock.getsockname()[1]))
+                bound = cast("int", sock.getsockname()[1])  # (host, port[, flowinfo, scope_id]); typeshed: Any
+                self.port_fallbacks.append(PortFallback("API server", self.host, self.port, bound))
             sock.listen(512)
         except BaseException:
             sock.close()
@@ -585,9 +586,11 @@ class Deployment:
             while True:
                 self._check_alive()
                 try:
-                    seen = set(http.get("/internal/workers").json()["workers"])
+                    # /internal/workers: {"workers": {worker id: capability payload}}
+                    answer = cast("dict[str, dict[str, object]]", http.get("/internal/workers").json())
+                    seen = set(answer["workers"])
                 except (httpx.TransportError, ValueError, KeyError):
-                    seen = set()
+                    seen: set[str] = set()
                 if expected <= seen:
                     return
                 if time.monotonic() > deadline:
