@@ -12,8 +12,10 @@ way xdist ends it after a worker's Ctrl-C: each worker tears down and reports, t
 code 2. When a whole process group gets the signal (``timeout`` sends it to its process group), each worker
 takes its own; the copy from the controller then changes nothing.
 
-A second signal while the clean-up runs is ignored (``timeout -k``/CI send SIGKILL later if it hangs; Ctrl-C
-still interrupts at once). Handlers are installed only in the main thread and only over the default action: a
+A signal never cuts a teardown short: during a test's teardown (where its jobs are deleted; after the last
+test the session fixtures' too) the interrupt is raised right after it, and during the session's end only noted
+(the exit code is made 2 then). A second signal while the clean-up runs is ignored (``timeout -k``/CI send
+SIGKILL later if it hangs; Ctrl-C still interrupts at once). Handlers are installed only in the main thread and only over the default action: a
 signal that is ignored (``nohup``) or handled by someone else is left alone, and the previous handlers come back
 when the run ends. SIGALRM (pytest-timeout's ``signal`` method) is never touched.
 
@@ -50,12 +52,20 @@ class Stopper:
         received: the name of the first signal received (``SIGTERM``), or None.
         forwarded: the pids the signal was passed on to (controller).
         installed: the signals handled here (those whose action was the default one).
+        finishing: the session is ending (its teardown, i.e. the clean-up, runs now): a signal is only noted,
+            since an interrupt would cut the clean-up short.
+        deferring: a test's teardown runs (its jobs are being deleted): a signal is noted and raised by
+            ``check`` once the teardown is over.
+        pending: a signal arrived while ``deferring`` and was not raised yet.
     """
 
     workers: Callable[[], Mapping[int, frozenset[str]]] | None = None
     received: str | None = None
     forwarded: list[int] = field(default_factory=list[int])
     installed: tuple[str, ...] = ()
+    finishing: bool = False
+    deferring: bool = False
+    pending: bool = False
     _previous: dict[signal.Signals, _Handler] = field(default_factory=dict[signal.Signals, _Handler], repr=False)
 
     def install(self) -> tuple[str, ...]:
@@ -83,6 +93,11 @@ class Stopper:
             return  # the clean-up of the first one is running: let it finish
         name = signal.Signals(signum).name
         self.received = name
+        if self.finishing:
+            return  # the teardown runs already; the exit code is made non-zero at the end
+        if self.deferring:
+            self.pending = True  # raised by check() once the teardown is over
+            return
         if self.workers is not None:
             workers = self.workers()
             if workers and all(name in handled for handled in workers.values()):
@@ -92,7 +107,18 @@ class Stopper:
                         self.forwarded.append(pid)
                 if self.forwarded:
                     return  # the workers clean up and report; xdist then ends the run as interrupted
-        raise KeyboardInterrupt(f"cl: {name} received: the run stops like after Ctrl-C, its jobs are deleted first")
+        self._interrupt()
+
+    def _interrupt(self) -> None:
+        raise KeyboardInterrupt(
+            f"cl: {self.received} received: the run stops like after Ctrl-C, its jobs are deleted first"
+        )
+
+    def check(self) -> None:
+        """Raise the interrupt of a signal that came during a teardown (none: return)."""
+        if self.pending and not self.finishing:
+            self.pending = False
+            self._interrupt()
 
     def summary(self) -> str | None:
         """One line for the terminal summary when a signal stopped the run, else None."""

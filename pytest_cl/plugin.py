@@ -149,6 +149,7 @@ def pytest_configure(config: pytest.Config) -> None:
         _pid_file(shared_dir, process).write_text(json.dumps({"pid": os.getpid(), "signals": list(handled)}))
     if not state.worker:
         config.pluginmanager.register(_ResultCollector(state.results), "cl-results")
+    config.pluginmanager.register(_TeardownGuard(state.stopper), "cl-teardown-guard")
     if config.pluginmanager.hasplugin("asyncio"):
         from pytest_cl import _async
 
@@ -687,6 +688,34 @@ class _ResultCollector:
         """End the run with the usage error of an xdist worker that found an unknown ``--cl-rows`` row (once)."""
         if report.nodeid == ROWS_ERROR_NODEID and report.failed:
             raise pytest.UsageError(str(report.longrepr))
+
+
+class _TeardownGuard:
+    """Keeps SIGTERM/SIGHUP from cutting a teardown (the clean-up) short: the interrupt comes right after it."""
+
+    def __init__(self, stopper: Stopper) -> None:
+        self.stopper = stopper
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_teardown(self) -> Generator[None, object, object]:
+        """Defer a signal during a test's teardown (session fixtures too, after the last test) until it is over."""
+        self.stopper.deferring = True
+        try:
+            result = yield
+        finally:
+            self.stopper.deferring = False
+        self.stopper.check()
+        return result
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self) -> None:
+        """Raise a deferred interrupt whose teardown ended with an error."""
+        self.stopper.check()
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionfinish(self) -> None:
+        """Note that the session ends (this runs before pytest tears its fixtures down)."""
+        self.stopper.finishing = True
 
 
 class _AsyncStub:

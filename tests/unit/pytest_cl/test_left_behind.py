@@ -247,3 +247,52 @@ def test_the_jobs_of_a_run_still_going_are_not_touched(pytester: pytest.Pytester
     os.kill(run.proc.pid, signal.SIGTERM)
     assert run.finish() == pytest.ExitCode.INTERRUPTED
     assert hash_target.job_count() == 0
+
+
+SESSION_END_TESTS = """
+import time
+from pathlib import Path
+
+import pytest
+
+MARKERS = Path({markers!r})
+
+
+@pytest.fixture(scope="session")
+def session_job(cl_session_client, tmp_path_factory):
+    upload = tmp_path_factory.mktemp("up") / "a.jpg"
+    upload.write_bytes(b"x")
+    job = cl_session_client.submit("exif", upload)  # a session job: deleted when the session's clean-up runs
+    yield job
+    (MARKERS / f"teardown.0.{{job.job_id}}").write_text("in the session's teardown")
+    while not (MARKERS / "go").exists():
+        time.sleep(0.02)
+
+
+def test_uses_it(session_job):
+    pass
+"""
+
+
+def test_a_signal_during_the_session_teardown_does_not_cut_the_clean_up_short(
+    pytester: pytest.Pytester, hash_target: Target
+) -> None:
+    markers = pytester.path / "markers-teardown"
+    markers.mkdir()
+    pytester.makepyfile(test_session_end=SESSION_END_TESTS.format(markers=str(markers)))
+    log = pytester.path / "session-end.log"
+    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *QUIET, *hash_target.args, "test_session_end.py"]
+    with log.open("wb") as out:
+        proc = pytester.popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + PATIENCE_S
+    while not any(markers.iterdir()):
+        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+        time.sleep(0.05)
+    (job_id,) = [p.name.split(".")[2] for p in markers.iterdir()]
+    os.kill(proc.pid, signal.SIGTERM)
+    (markers / "go").write_text("")
+    code = proc.wait(PATIENCE_S)
+    out = log.read_text()
+    assert code == pytest.ExitCode.INTERRUPTED, out  # the run passed, but it was stopped: never exit code 0
+    assert not hash_target.job_exists(job_id), out
+    assert hash_target.job_count() == 0
