@@ -15,9 +15,9 @@ takes its own; the copy from the controller then changes nothing.
 A signal never cuts a teardown short: during a test's teardown (where its jobs are deleted; after the last
 test the session fixtures' too) the interrupt is raised right after it, and during the session's end only noted
 (the exit code is made 2 then). A second signal while the clean-up runs is ignored (``timeout -k``/CI send
-SIGKILL later if it hangs; Ctrl-C still interrupts at once). Handlers are installed only in the main thread and only over the default action: a
-signal that is ignored (``nohup``) or handled by someone else is left alone, and the previous handlers come back
-when the run ends. SIGALRM (pytest-timeout's ``signal`` method) is never touched.
+SIGKILL later if it hangs; Ctrl-C still interrupts at once). Handlers are installed only in the main thread
+and only over the default action: a signal that is ignored (``nohup``) or handled by someone else is left
+alone, and the previous handlers come back when the run ends. SIGALRM (pytest-timeout's ``signal`` method) is never touched.
 
 Standard library only (imported when the plugin loads).
 """
