@@ -17,7 +17,8 @@ test the session fixtures' too) the interrupt is raised right after it, and duri
 (the exit code is made 2 then). A second signal while the clean-up runs is ignored (``timeout -k``/CI send
 SIGKILL later if it hangs; Ctrl-C still interrupts at once). Handlers are installed only in the main thread
 and only over the default action: a signal that is ignored (``nohup``) or handled by someone else is left
-alone, and the previous handlers come back when the run ends. SIGALRM (pytest-timeout's ``signal`` method) is never touched.
+alone, and the previous handlers come back when the run ends. SIGALRM (pytest-timeout's ``signal`` method) is
+never touched.
 
 Standard library only (imported when the plugin loads).
 """
