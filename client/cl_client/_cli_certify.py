@@ -281,9 +281,10 @@ class SignalRelay:
 
     Ctrl-C in a terminal reaches the child directly (it shares this process group), so SIGINT is only
     ignored here: pytest stops, deletes its jobs, stops the embedded deployment and exits 2 (interrupted).
-    SIGTERM is sent to this process alone (by a supervisor, ``kill``, ``uv run``): the first is relayed as
-    SIGINT — pytest's own clean interrupt — later ones as SIGTERM. A SIGTERM that arrives before the child
-    exists is remembered (``terminated``), and the child is not started.
+    SIGTERM is sent to this process alone (by a supervisor, ``kill``, ``uv run``) and relayed as SIGTERM:
+    pytest_cl turns it into the same clean interrupt as Ctrl-C (under xdist the controller passes it on to its
+    workers, so each deletes its jobs) and exits 2. A SIGTERM that arrives before the child exists is
+    remembered (``terminated``), and the child is not started.
 
     Attributes:
         child: the pytest process, once started.
@@ -302,20 +303,20 @@ class SignalRelay:
         return self.relayed > 0
 
     def on_terminate(self, signum: int, frame: FrameType | None) -> None:
-        """Signal handler for SIGTERM: relay it to the child (SIGINT the first time)."""
+        """Signal handler for SIGTERM: relay it to the child."""
         del signum, frame
         if self.child is None:
             self.pending = True
         else:
-            self.child.send_signal(signal.SIGINT if self.relayed == 0 else signal.SIGTERM)
+            self.child.send_signal(signal.SIGTERM)
         self.relayed += 1
 
     def attach(self, child: subprocess.Popen[bytes]) -> None:
-        """Set the child; relay (as SIGINT) a SIGTERM that came while it was being started."""
+        """Set the child; relay a SIGTERM that came while it was being started."""
         self.child = child
         if self.pending:
             self.pending = False
-            child.send_signal(signal.SIGINT)
+            child.send_signal(signal.SIGTERM)
 
     @staticmethod
     def on_interrupt(signum: int, frame: FrameType | None) -> None:

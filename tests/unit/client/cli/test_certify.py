@@ -277,24 +277,25 @@ def test_run_pytest_returns_the_childs_exit_code() -> None:
     assert run_pytest(child("import os, signal; os.kill(os.getpid(), signal.SIGKILL)")) == 128 + 9
 
 
-READY_THEN_WAIT_FOR_SIGINT = """
+READY_THEN_WAIT_FOR_SIGTERM = """
     import signal, sys, time
-    signal.signal(signal.SIGINT, lambda *_: sys.exit(42))
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(42))
     print("ready", flush=True)
     time.sleep(30)
     sys.exit(1)
 """
 
 
-def test_relay_turns_the_first_sigterm_into_sigint_for_the_child() -> None:
-    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(READY_THEN_WAIT_FOR_SIGINT)], stdout=subprocess.PIPE)
+def test_relay_passes_sigterm_on_to_the_child() -> None:
+    code = textwrap.dedent(READY_THEN_WAIT_FOR_SIGTERM)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
     try:
         assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
         relay = SignalRelay()
         relay.on_terminate(signal.SIGTERM, None)  # before the child is known: remembered
         assert relay.terminated and relay.pending
         relay.attach(proc)
-        assert proc.wait(10) == 42  # SIGINT: pytest's clean interrupt
+        assert proc.wait(10) == 42  # SIGTERM: pytest_cl turns it into a clean interrupt
         assert not relay.pending
     finally:
         proc.kill()
@@ -302,19 +303,19 @@ def test_relay_turns_the_first_sigterm_into_sigint_for_the_child() -> None:
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"], stderr=subprocess.DEVNULL)
     relay = SignalRelay()
     relay.attach(proc)
-    relay.on_terminate(signal.SIGTERM, None)  # SIGINT: a plain child dies of KeyboardInterrupt
+    relay.on_terminate(signal.SIGTERM, None)  # a plain child dies of SIGTERM
     relay.on_terminate(signal.SIGTERM, None)
-    assert proc.wait(10) != 0 and relay.relayed == 2
+    assert proc.wait(10) == -signal.SIGTERM and relay.relayed == 2
 
 
 @pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="signal handlers")
 def test_run_pytest_waits_through_sigint_and_relays_sigterm() -> None:
     """Real signals sent to this process by the child: SIGINT is ignored here (a terminal's Ctrl-C reaches the
-    child itself), SIGTERM comes back to the child as SIGINT; the handlers are restored afterwards."""
+    child itself), SIGTERM is passed on to the child; the handlers are restored afterwards."""
     before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     code = """
         import os, signal, sys, time
-        signal.signal(signal.SIGINT, lambda *_: sys.exit(42))
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(42))
         os.kill(os.getppid(), signal.SIGTERM)
         time.sleep(30)
         sys.exit(1)

@@ -132,7 +132,7 @@ def test_unknown_plugin_name_is_pytests_usage_error(hash_deployment: Deployment,
 
 
 def test_sigterm_interrupts_pytest_cleanly(hash_deployment: Deployment, tmp_path: Path) -> None:
-    """SIGTERM to certify reaches pytest as SIGINT: it stops, deletes its jobs, and exits 2 (interrupted)."""
+    """SIGTERM to certify reaches pytest, which stops like on Ctrl-C, deletes its jobs, and exits 2."""
     dep = hash_deployment
     proc = subprocess.Popen(
         [sys.executable, "-m", "cl_client", "certify", dep.server_url, "--mqtt", dep.mqtt_url, "--plugins", "hash"],
