@@ -579,7 +579,7 @@ class EmbeddedDeployment:
         self.starts += 1
         self.jobs_at_start = job_count(dep.server_url)
         try:
-            return describe(
+            info = describe(
                 s,
                 dep.server_url,
                 None if s.mqtt_off else dep.mqtt_url,
@@ -587,10 +587,39 @@ class EmbeddedDeployment:
                 owner=self.process_id,
                 startup_seconds=dep.startup_seconds,
             )
+            self._check_every_task_is_offered(info)
+            return info
         except DeploymentUnavailableError:
             dep.stop()
             self._deployment = None
             raise
+
+    def _check_every_task_is_offered(self, info: DeploymentInfo) -> None:
+        """Fail the run when a task type the embedded deployment was started for has no worker.
+
+        Without this a plugin whose backend cannot load here turns its whole suite into skips and the run
+        stays green; the error names each missing task type with the reason its worker gave.
+
+        Raises:
+            DeploymentUnavailableError: a configured task type is not offered by any worker.
+        """
+        s = self.settings
+        if s.embedded_tasks:
+            expected = set(s.embedded_tasks)
+        else:
+            registry = importlib.import_module("cl_compute.plugins")
+            names = cast(Callable[[], list[str]], getattr(registry, "plugin_names"))  # noqa: B009
+            expected = set(names()) | set(s.embedded_plugins)
+        missing = sorted(expected - set(info.capabilities))
+        if not missing:
+            return
+        reasons = _unavailable_reasons(info.server_url)
+        lines = "; ".join(f"{task}: {reasons.get(task, 'no reason given (see the worker log)')}" for task in missing)
+        raise DeploymentUnavailableError(
+            f"cl: the embedded deployment was started for {len(expected)} task type(s), but no worker offers "
+            f"{', '.join(missing)} ({lines}). Install what the backend needs, or leave it out on purpose with "
+            f"--cl-embedded-tasks (env CL_EMBEDDED_TASKS); its checks then report the missing worker."
+        )
 
     # -- stop ----------------------------------------------------------------------------------------
     @property
@@ -616,6 +645,25 @@ class EmbeddedDeployment:
             self.jobs_at_end = job_count(dep.server_url)
             dep.stop()
         self._deployment = None
+
+
+def _unavailable_reasons(server_url: str) -> dict[str, str]:
+    """Why the embedded workers could not load some plugins (``cl_compute``'s ``/internal/workers``), by task."""
+    import httpx
+
+    reasons: dict[str, str] = {}
+    try:
+        answer = cast(object, httpx.get(f"{server_url}/internal/workers", timeout=10).json())
+    except (httpx.HTTPError, ValueError):
+        return reasons
+    workers = cast(dict[str, object], answer).get("workers") if isinstance(answer, dict) else None
+    payloads = list(cast(dict[str, object], workers).values()) if isinstance(workers, dict) else []
+    for payload in payloads:
+        unavailable = cast(dict[str, object], payload).get("unavailable") if isinstance(payload, dict) else None
+        if isinstance(unavailable, dict):
+            for task, why in cast(dict[object, object], unavailable).items():
+                reasons.setdefault(str(task), str(why))
+    return reasons
 
 
 def job_count(server_url: str) -> int | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 
-from cl_compute.plugins.base import Plugin, PluginError, TaskContext
+from cl_compute.plugins.base import BackendUnavailable, Plugin, PluginError, TaskContext
 
 
 class SleepPlugin(Plugin):
@@ -47,3 +47,18 @@ def extra_plugins() -> dict[str, str]:
     """``extra_plugins`` for a Deployment (also the ``--cl-embedded-plugins`` spec)."""
     path = __file__
     return {"sleep": f"{path}:SleepPlugin", "fail": f"{path}:FailPlugin"}
+
+
+class UnloadablePlugin(Plugin):
+    """``unloadable``: its backend never loads, so no worker can announce it (a missing capability)."""
+
+    task_type = "unloadable"
+
+    def parse_params(self, form: Mapping[str, str], upload_name: str) -> dict[str, object]:
+        return {"output_path": "output"}
+
+    def load(self) -> None:
+        raise BackendUnavailable("the unloadable test backend is missing on purpose")
+
+    def run(self, ctx: TaskContext) -> dict[str, object]:
+        raise PluginError("never runs")

@@ -140,3 +140,29 @@ def test_embedded_deployment_honours_mqtt_off(pytester: pytest.Pytester) -> None
     result.assert_outcomes(passed=1, skipped=1)
     result.stdout.fnmatch_lines(["deployment: embedded cl_compute * (mqtt off; 1 worker(s); capabilities: hash)"])
     result.stdout.fnmatch_lines(["*cl: not checked (1)*", "test_off.py::test_events: needs the deployment's MQTT*"])
+
+
+@pytest.mark.parametrize("tasks", [["--cl-embedded-tasks=hash,unloadable"], []], ids=["listed", "default"])
+def test_a_configured_task_no_worker_offers_fails_the_run(pytester: pytest.Pytester, tasks: list[str]) -> None:
+    """A plugin whose backend cannot load is one clear error naming it and the worker's reason, never a green
+    run of skips (issue: 33 skips and a green run)."""
+    pytester.makepyfile(
+        test_missing="""
+        import pytest
+
+        @pytest.mark.cl_requires("unloadable")
+        def test_needs_it(compute_client):
+            raise AssertionError("ran without a worker")
+
+        def test_other(compute_client):
+            pass
+        """
+    )
+    spec = f"--cl-embedded-plugins=unloadable={PLUGIN_FILE}:UnloadablePlugin"
+    result = run(pytester, *tasks, spec, "--cl-embedded-workers=1")
+    assert result.ret != 0, result.stdout.str()
+    result.assert_outcomes(errors=1)  # the run stops at the first test, with the reason
+    result.stdout.fnmatch_lines(
+        ["*Interrupted: cl: the embedded deployment * no worker offers unloadable (unloadable: the unloadable test "
+         "backend is missing on purpose)*"]
+    )  # fmt: skip
