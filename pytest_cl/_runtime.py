@@ -220,6 +220,50 @@ class Runtime:
                 out.append(f"  {req.curl()}")
         return "\n".join(out)
 
+    def timeline(self, nodeid: str) -> list[dict[str, object]]:
+        """Each job of a test with its times (seconds since the epoch): submitted, queued, processing, terminal.
+
+        ``queued`` / ``processing`` are the first such MQTT events the witness received (None without one);
+        ``terminal`` is when a fixture client first saw the terminal record. For the report's time lines.
+        """
+        out: list[dict[str, object]] = []
+        for job in self.ledger.jobs_of(nodeid):
+            events = self.recorder.events(job.job_id) if self.recorder is not None else []
+            first: dict[str, float] = {}
+            for event in events:
+                first.setdefault(event.event_type, event.received)
+            out.append(
+                {
+                    "id": job.job_id,
+                    "task": job.task_type,
+                    "submitted": round(job.submitted, 3),
+                    "queued": _round3(first.get("queued")),
+                    "processing": _round3(first.get("processing")),
+                    "terminal": _round3(job.terminal_at),
+                    "status": job.final.status if job.final is not None else "",
+                }
+            )
+        return out
+
+    def failure_detail(self, nodeid: str) -> dict[str, object]:
+        """A failing test's jobs (record, MQTT events with times) and requests (curl, token as ``$CL_TOKEN``)."""
+        jobs: list[dict[str, object]] = []
+        for job in self.ledger.jobs_of(nodeid):
+            record = job.final
+            if record is None and not job.cleanup:
+                record = self._fetch(job.job_id)
+            events = self.recorder.events(job.job_id) if self.recorder is not None else None
+            jobs.append(
+                {
+                    "id": job.job_id,
+                    "task": job.task_type,
+                    "record": job_record_text(record),
+                    "events": None if events is None else [e.line(job.submitted) for e in events],
+                }
+            )
+        requests = [{"line": r.line(), "curl": r.curl()} for r in self.ledger.requests_of(nodeid)]
+        return {"jobs": jobs, "requests": requests}
+
     def _job_text(self, job: JobRecord) -> str:
         submitted = time.strftime("%H:%M:%S", time.localtime(job.submitted))
         lines = [f"job {job.job_id} ({job.task_type}) submitted {submitted}, clean-up: {job.cleanup or 'pending'}"]
@@ -273,3 +317,7 @@ def raise_violations(findings: Sequence[Finding], transcript: str) -> None:
     violations = [f.message for f in findings if f.kind == "violation"]
     if violations:
         raise LifecycleViolationError(violations, transcript)
+
+
+def _round3(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)

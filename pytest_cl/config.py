@@ -105,7 +105,20 @@ OPTIONS: tuple[Option, ...] = (
     _opt("require_workers", "list", "capabilities the deployment must offer before any test runs", "A,B"),
     _opt("job_timeout", "float", "longest wait for one job in seconds (always shorter than the test's timeout)", "S"),
     _opt("keep_jobs", "bool", "keep the jobs the tests created (their ids are printed) instead of deleting them"),
-    _opt("report", "str", "write the conformance matrix to PATH (JSON) and PATH with suffix .md (Markdown)", "PATH"),
+    _opt(
+        "report",
+        "str",
+        "write the conformance report: PATH.html a self-contained HTML page (and PATH.json beside it), any other "
+        "suffix JSON to PATH and Markdown to PATH with suffix .md",
+        "PATH",
+    ),
+    _opt(
+        "compare",
+        "str",
+        "compare with an earlier --cl-report JSON: mark newly failing / passing checks and latency changes beyond "
+        "the noise (report and terminal summary)",
+        "OLD.json",
+    ),
     _opt("allow_destructive", "bool", "run cl_destructive tests against a deployment that is not embedded"),
     _opt("strict", "bool", "strict mode: missing workers fail, fix-dependent lifecycle checks fail"),
     _opt("worker_wait", "float", "how long require_worker waits for a capability to appear", "S"),
@@ -144,7 +157,8 @@ class Settings:
         require_workers: capabilities required before any test runs.
         job_timeout: longest wait for one job, seconds.
         keep_jobs: keep created jobs instead of deleting them.
-        report: path of the JSON report, or None.
+        report: path of the report (``.html``: HTML, else JSON + Markdown), or None.
+        compare: an earlier ``--cl-report`` JSON to compare this run with, or None.
         allow_destructive: run ``cl_destructive`` tests against a non-embedded deployment.
         strict: strict mode (``--cl-strict`` or pytest's ``strict`` ini).
         worker_wait: how long ``require_worker`` waits, seconds.
@@ -170,6 +184,7 @@ class Settings:
     job_timeout: float = 120.0
     keep_jobs: bool = False
     report: str | None = None
+    compare: str | None = None
     allow_destructive: bool = False
     strict: bool = False
     worker_wait: float = 5.0
@@ -322,6 +337,7 @@ def resolve_settings(
         job_timeout=job_timeout,
         keep_jobs=cast(bool, values.get("keep_jobs", False)),
         report=cast(str | None, values.get("report")),
+        compare=cast(str | None, values.get("compare")),
         allow_destructive=cast(bool, values.get("allow_destructive", False)),
         strict=strict,
         worker_wait=cast(float, values.get("worker_wait", 5.0)),

@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 import warnings
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -40,11 +41,16 @@ from pytest_cl.config import Settings, SettingsError, add_options, resolve_setti
 from pytest_cl.deployment import DeploymentInfo, DeploymentUnavailableError, EmbeddedDeployment, probe, read_state
 from pytest_cl.report import (
     NOT_CHECKED,
+    PROP_FAILURE,
     PROP_LACKS,
     PROP_MISSING,
     PROP_PROBLEMS,
     PROP_ROW,
+    PROP_TIMELINE,
+    Comparison,
     Results,
+    compare,
+    load_previous,
     row_for_path,
     row_sort_key,
     terminal_sections,
@@ -74,6 +80,7 @@ CL_FIXTURES = frozenset(
     {"cl_deployment", "compute_client", "async_compute_client", "cl_session_client", "require_worker", "cl_jobs"}
 )
 ASYNC_HINT = "async_compute_client needs pytest-asyncio: pip install pytest-asyncio (or use compute_client)"
+REPORT_HINT = 'cl: --cl-report PATH.html needs jinja2: pip install "cl-client[report]"'
 
 
 class ClCleanupWarning(pytest.PytestWarning):
@@ -99,6 +106,7 @@ class _State:
     journal: LedgerFile | None = None
     run_lock: RunLock | None = None
     settlements: list[RunSettlement] = field(default_factory=list[RunSettlement])
+    previous: dict[str, object] | None = None
 
 
 def _state(config: pytest.Config) -> _State:
@@ -148,6 +156,8 @@ def pytest_configure(config: pytest.Config) -> None:
         _pid_file(shared_dir, process).parent.mkdir(exist_ok=True)
         _pid_file(shared_dir, process).write_text(json.dumps({"pid": os.getpid(), "signals": list(handled)}))
     if not state.worker:
+        state.results.started = time.time()
+        _check_report_settings(state)
         config.pluginmanager.register(_ResultCollector(state.results), "cl-results")
     config.pluginmanager.register(_TeardownGuard(state.stopper), "cl-teardown-guard")
     if config.pluginmanager.hasplugin("asyncio"):
@@ -156,6 +166,52 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(_async, "cl-async")
     else:
         config.pluginmanager.register(_AsyncStub(), "cl-async")
+
+
+def _check_report_settings(state: _State) -> None:
+    """Fail early (controller): ``--cl-report x.html`` without jinja2, an unreadable ``--cl-compare`` file."""
+    import importlib.util
+
+    s = state.settings
+    if s.report and Path(s.report).suffix.lower() == ".html":
+        try:
+            found = importlib.util.find_spec("jinja2") is not None
+        except ValueError:  # a None entry in sys.modules (import blocked)
+            found = False
+        if not found:
+            raise pytest.UsageError(REPORT_HINT)
+    if s.compare:
+        try:
+            state.previous = load_previous(Path(s.compare).expanduser())
+        except ValueError as exc:
+            raise pytest.UsageError(f"cl: --cl-compare / cl_compare / CL_COMPARE: {exc}") from None
+
+
+def _comparison(state: _State) -> Comparison | None:
+    if state.previous is None or state.settings.compare is None:
+        return None
+    return compare(state.previous, state.results, state.settings.compare)
+
+
+def _header(state: _State) -> dict[str, object]:
+    """Return the report's header: the deployment (URL, version, workers, capabilities), policy, when and how long."""
+    info = state.info or state.embedded.info
+    s = state.settings
+    header: dict[str, object] = {"policy": s.policy_text, "strict": s.strict, "job_timeout_s": s.job_timeout}
+    if info is not None:
+        header.update(
+            {
+                "mode": info.mode,
+                "server_url": info.server_url,
+                "mqtt_url": info.mqtt_url,
+                "service": info.service,
+                "version": info.version,
+                "workers": list(info.workers),
+                "num_workers": info.num_workers,
+                "capabilities": list(info.capabilities),
+            }
+        )
+    return header
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -419,6 +475,9 @@ def pytest_runtest_makereport(
             for key, value in summary_of(runtime.ledger.jobs_of(item.nodeid)).items():
                 if value:
                     props[key] = value
+            timeline = runtime.timeline(item.nodeid)
+            if timeline:
+                props[PROP_TIMELINE] = json.dumps(timeline, separators=(",", ":"))
         for key, value in props.items():
             item.user_properties.append((key, value))
     report = yield
@@ -433,6 +492,9 @@ def pytest_runtest_makereport(
         and runtime.ledger.jobs_of(item.nodeid) + runtime.ledger.requests_of(item.nodeid)
     ):
         report.sections.append(("cl: jobs, MQTT events and requests", runtime.transcript(item.nodeid)))
+        if _is_cl_item(item):
+            detail = json.dumps(runtime.failure_detail(item.nodeid), separators=(",", ":"))
+            report.user_properties.append((PROP_FAILURE, detail))
     if call.when == "call" and report.skipped and item.stash.get(NEEDS_FIX, None):
         props = _props(item)
         props[PROP_LACKS] = "\n".join(filter(None, [props.get(PROP_LACKS, ""), item.stash[NEEDS_FIX]]))
@@ -474,8 +536,16 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         return
     if state.embedded.info is not None or state.session_problems or state.session_kept:
         state.results.add_session(state.process, data)
+    state.results.finished = time.time()
     if state.settings.report and (state.results.tests or state.results.sessions):
-        state.results.write(state.settings.report, _deployment_text(state), state.settings.policy_text)
+        state.results.write(
+            state.settings.report,
+            _deployment_text(state),
+            state.settings.policy_text,
+            header=_header(state),
+            comparison=_comparison(state),
+            redact=[state.settings.token or "", state.settings.password or ""],
+        )
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -524,12 +594,14 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             terminalreporter.write_line(line)
     if not (results.tests or results.sessions):
         return
-    for title, lines in terminal_sections(results, _deployment_text(state), state.settings.policy_text):
+    sections = terminal_sections(results, _deployment_text(state), state.settings.policy_text, _comparison(state))
+    for title, lines in sections:
         terminalreporter.write_sep("-", title)
         for line in lines:
             terminalreporter.write_line(line)
     if state.settings.report:
-        terminalreporter.write_line(f"cl: report written to {state.settings.report} (+ .md)")
+        html = Path(state.settings.report).suffix.lower() == ".html"
+        terminalreporter.write_line(f"cl: report written to {state.settings.report} ({'+ .json' if html else '+ .md'})")
 
 
 # -- fixtures ---------------------------------------------------------------------------------------------

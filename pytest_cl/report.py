@@ -12,7 +12,8 @@ Rows: ``tests/.../plugins/test_<plugin>.py`` -> ``<plugin>``; a path with a ``pr
 with a ``workflows`` part -> ``workflows``; otherwise the module name without ``test_``. The marker
 ``cl_row("name")`` overrides it.
 
-Standard library and pytest only.
+Standard library and pytest only (the HTML report, ``PATH.html``, imports jinja2 through ``pytest_cl._html``
+only when it is written).
 """
 
 from __future__ import annotations
@@ -26,12 +27,38 @@ from typing import cast
 
 import pytest
 
-__all__ = ["NOT_CHECKED", "MatrixRow", "Results", "percentile", "row_for_path", "row_sort_key", "skip_reason"]
+__all__ = [
+    "NOISE_TEXT",
+    "NOT_CHECKED",
+    "Comparison",
+    "MatrixRow",
+    "Results",
+    "compare",
+    "load_previous",
+    "percentile",
+    "row_for_path",
+    "row_sort_key",
+    "skip_reason",
+]
 
 PROP_ROW = "cl_row"
 PROP_MISSING = "cl_missing_worker"
 PROP_LACKS = "cl_lacks"
 PROP_PROBLEMS = "cl_cleanup_problems"
+#: JSON list of the test's jobs with their times (submitted, queued, processing, terminal): the time lines.
+PROP_TIMELINE = "cl_timeline"
+#: JSON of a failing report's jobs (record, MQTT events) and requests (curl lines): the failure forensics.
+PROP_FAILURE = "cl_failure"
+#: Longest failure message kept per test (its end: the assertion is at the end of a traceback).
+_MAX_MESSAGE = 4000
+#: A row's p50 latency changed "beyond the noise" when new/old is outside this range ...
+NOISE_RATIO = (0.67, 1.5)
+#: ... and the absolute change is larger than this (ms).
+NOISE_MS = 50.0
+NOISE_TEXT = (
+    f"a latency change is beyond the noise when the p50 of a row, new / old, is outside "
+    f"[{NOISE_RATIO[0]}, {NOISE_RATIO[1]}] and the p50 changed by more than {NOISE_MS:g} ms"
+)
 #: A skip whose reason starts with this is "not checked": the run could not make the check (no MQTT, ...).
 NOT_CHECKED = "not checked: "
 _SPECIAL_ROWS = {"protocol": 1, "workflows": 2}
@@ -153,6 +180,10 @@ class Results:
         kept: ids of jobs kept by ``--cl-keep-jobs``.
         job_counts: node id -> number of jobs the test created.
         sessions: session data of each process (``main`` or the xdist worker id).
+        timelines: node id -> the test's jobs with their times (``PROP_TIMELINE``).
+        failures: node id -> ``{"message", "jobs", "requests"}`` of a failed test (``PROP_FAILURE``).
+        started: wall-clock start of the run (set by the plugin).
+        finished: wall-clock end of the run (set by the plugin).
     """
 
     tests: dict[str, tuple[str, str, list[float]]] = field(default_factory=dict[str, tuple[str, str, list[float]]])
@@ -163,6 +194,10 @@ class Results:
     kept: list[str] = field(default_factory=list[str])
     sessions: dict[str, Mapping[str, object]] = field(default_factory=dict[str, Mapping[str, object]])
     job_counts: dict[str, int] = field(default_factory=dict[str, int])
+    timelines: dict[str, list[dict[str, object]]] = field(default_factory=dict[str, list[dict[str, object]]])
+    failures: dict[str, dict[str, object]] = field(default_factory=dict[str, dict[str, object]])
+    started: float | None = None
+    finished: float | None = None
     _state: dict[str, _TestState] = field(default_factory=dict[str, _TestState], repr=False)
 
     def add(self, report: pytest.TestReport) -> None:
@@ -175,13 +210,18 @@ class Results:
             reason = skip_reason(report)
             if reason.startswith(NOT_CHECKED):
                 state.not_checked = reason.removeprefix(NOT_CHECKED)
+        if report.failed:
+            self._add_failure(report)
         if report.when != "teardown":
             return
         del self._state[report.nodeid]
         props = {str(k): str(v) for k, v in report.user_properties}
         row = props.get(PROP_ROW)
         if row is None:
+            self.failures.pop(report.nodeid, None)
             return
+        if props.get(PROP_TIMELINE):
+            self.timelines[report.nodeid] = cast(list[dict[str, object]], json.loads(props[PROP_TIMELINE]))
         latencies = [float(x) for x in props.get("cl_latency_ms", "").split(",") if x]
         if state.outcome == "skipped" and state.not_checked:
             state.outcome = "not checked"
@@ -197,6 +237,19 @@ class Results:
             job_id, _, how = item.partition(":")
             if how == "kept":
                 self.kept.append(job_id)
+
+    def _add_failure(self, report: pytest.TestReport) -> None:
+        entry = self.failures.setdefault(report.nodeid, {"message": "", "jobs": [], "requests": []})
+        text = report.longreprtext.strip()
+        if len(text) > _MAX_MESSAGE:
+            text = "…" + text[-_MAX_MESSAGE:]
+        phase = f"[{report.when}] {text}" if report.when != "call" else text
+        entry["message"] = "\n\n".join(filter(None, [cast(str, entry["message"]), phase]))
+        for key, value in report.user_properties:
+            if key == PROP_FAILURE:
+                detail = cast(dict[str, object], json.loads(str(value)))
+                entry["jobs"] = detail.get("jobs", [])
+                entry["requests"] = detail.get("requests", [])
 
     def add_session(self, process: str, data: Mapping[str, object]) -> None:
         """Take the session data of one process (its clean-up problems and deployment starts)."""
@@ -227,11 +280,20 @@ class Results:
         return sorted(rows.values(), key=lambda r: row_sort_key(r.name))
 
     # -- output ----------------------------------------------------------------------------------------
-    def as_dict(self, deployment: str, policy: str) -> dict[str, object]:
-        """Return the whole report as JSON-ready data."""
+    def as_dict(
+        self,
+        deployment: str,
+        policy: str,
+        header: Mapping[str, object] | None = None,
+        comparison: Comparison | None = None,
+    ) -> dict[str, object]:
+        """Return the whole report as JSON-ready data (``header``: the deployment's details, see the plugin)."""
         return {
             "deployment": deployment,
             "missing_worker_policy": policy,
+            "header": dict(header or {}),
+            "started": self.started,
+            "finished": self.finished,
             "embedded_starts": self.starts,
             "embedded_jobs": [
                 {"owner": p, "at_start": d.get("jobs_at_start"), "at_end": d.get("jobs_at_end")}
@@ -240,9 +302,16 @@ class Results:
             ],
             "matrix": [r.as_dict() for r in self.rows()],
             "tests": {
-                nodeid: {"row": row, "outcome": outcome, "latencies_ms": latencies}
+                nodeid: {
+                    "row": row,
+                    "outcome": outcome,
+                    "latencies_ms": latencies,
+                    "jobs": self.timelines.get(nodeid, []),
+                }
                 for nodeid, (row, outcome, latencies) in sorted(self.tests.items())
             },
+            "failures": {n: self.failures[n] for n in sorted(self.failures) if n in self.tests},
+            "comparison": comparison.as_dict() if comparison is not None else None,
             "skipped_for_missing_worker": [
                 {"test": n, "capabilities": c, "outcome": o} for n, c, o in self.missing_workers
             ],
@@ -265,7 +334,7 @@ class Results:
             )
         return lines
 
-    def markdown(self, deployment: str, policy: str) -> str:
+    def markdown(self, deployment: str, policy: str, comparison: Comparison | None = None) -> str:
         """Return the report as a Markdown document."""
         out = [
             "# CL conformance report",
@@ -276,6 +345,14 @@ class Results:
             "",
             *self.matrix_lines(),
         ]
+        if comparison is not None:
+            out += ["", f"## Compared with {comparison.source}", ""]
+            out += [f"* {line}" for line in comparison.lines()]
+        failed = [n for n in sorted(self.failures) if n in self.tests]
+        if failed:
+            out += ["", "## Failed checks", ""]
+            for nodeid in failed:
+                out += [f"### `{nodeid}`", "", "```", str(self.failures[nodeid]["message"]), "```", ""]
         if self.missing_workers:
             out += ["", "## Skipped for lack of a worker", ""]
             out += [f"* `{n}`: {c} ({o})" for n, c, o in self.missing_workers]
@@ -293,17 +370,165 @@ class Results:
             out += [f"* `{j}`" for j in self.kept]
         return "\n".join(out) + "\n"
 
-    def write(self, path: str | Path, deployment: str, policy: str) -> tuple[Path, Path]:
-        """Write ``path`` (JSON) and ``path`` with suffix ``.md`` (Markdown); return both paths."""
-        json_path = Path(path)
-        md_path = json_path.with_suffix(".md") if json_path.suffix != ".md" else json_path.with_suffix(".md.md")
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(self.as_dict(deployment, policy), indent=2) + "\n")
-        md_path.write_text(self.markdown(deployment, policy))
-        return json_path, md_path
+    def write(
+        self,
+        path: str | Path,
+        deployment: str,
+        policy: str,
+        header: Mapping[str, object] | None = None,
+        comparison: Comparison | None = None,
+        redact: Sequence[str] = (),
+    ) -> tuple[Path, Path]:
+        """Write the report; return the two paths written.
+
+        ``PATH.html``: the self-contained HTML report and, beside it, ``PATH`` with suffix ``.json`` (the data,
+        for a later ``--cl-compare``). Any other suffix: ``path`` (JSON) and ``path`` with suffix ``.md``
+        (Markdown). Every string in ``redact`` (the token) is replaced by ``$CL_TOKEN``.
+        """
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        data = self.as_dict(deployment, policy, header, comparison)
+
+        def clean(text: str) -> str:
+            for secret in redact:
+                if secret:
+                    text = text.replace(secret, "$CL_TOKEN")
+            return text
+
+        if target.suffix.lower() == ".html":
+            from pytest_cl._html import render  # jinja2 only now
+
+            json_path = target.with_suffix(".json")
+            json_path.write_text(clean(json.dumps(data, indent=2)) + "\n")
+            target.write_text(clean(render(data)), encoding="utf-8")
+            return target, json_path
+        md_path = target.with_suffix(".md") if target.suffix != ".md" else target.with_suffix(".md.md")
+        target.write_text(clean(json.dumps(data, indent=2)) + "\n")
+        md_path.write_text(clean(self.markdown(deployment, policy, comparison)))
+        return target, md_path
 
 
-def terminal_sections(results: Results, deployment: str, policy: str) -> Iterable[tuple[str, list[str]]]:
+@dataclass(frozen=True)
+class LatencyChange:
+    """A row whose p50 latency changed beyond the noise (``NOISE_TEXT``)."""
+
+    row: str
+    old_p50: float
+    new_p50: float
+
+    @property
+    def ratio(self) -> float:
+        """Return new / old."""
+        return self.new_p50 / self.old_p50 if self.old_p50 else math.inf
+
+    def text(self) -> str:
+        """``slower: p50 120 -> 480 ms (x4.00)``."""
+        word = "slower" if self.new_p50 > self.old_p50 else "faster"
+        return f"{word}: p50 {self.old_p50:.0f} -> {self.new_p50:.0f} ms (x{self.ratio:.2f})"
+
+
+@dataclass
+class Comparison:
+    """The comparison of this run with an earlier ``--cl-report`` JSON (``--cl-compare``).
+
+    Attributes:
+        source: the earlier report's path.
+        newly_failing: (node id, row) of checks that fail now and did not before.
+        newly_passing: (node id, row) of checks that pass now and failed before.
+        latency: rows whose p50 changed beyond the noise.
+    """
+
+    source: str
+    newly_failing: list[tuple[str, str]] = field(default_factory=list[tuple[str, str]])
+    newly_passing: list[tuple[str, str]] = field(default_factory=list[tuple[str, str]])
+    latency: list[LatencyChange] = field(default_factory=list[LatencyChange])
+
+    def row_marks(self) -> dict[str, list[str]]:
+        """Row -> short marks (``2 newly failing``, ``slower: ...``)."""
+        marks: dict[str, list[str]] = {}
+        for label, items in (("newly failing", self.newly_failing), ("newly passing", self.newly_passing)):
+            counts: dict[str, int] = {}
+            for _, row in items:
+                counts[row] = counts.get(row, 0) + 1
+            for row, n in counts.items():
+                marks.setdefault(row, []).append(f"{n} {label}")
+        for change in self.latency:
+            marks.setdefault(change.row, []).append(change.text())
+        return marks
+
+    def lines(self) -> list[str]:
+        """Plain lines: what changed, and the noise rule."""
+        out = [f"newly failing: {n} ({row})" for n, row in self.newly_failing]
+        out += [f"newly passing: {n} ({row})" for n, row in self.newly_passing]
+        out += [f"latency {c.row}: {c.text()}" for c in self.latency]
+        if not out:
+            out.append("no check changed its outcome and no latency changed beyond the noise")
+        out.append(f"noise: {NOISE_TEXT}")
+        return out
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON form."""
+        return {
+            "compared_with": self.source,
+            "noise": NOISE_TEXT,
+            "newly_failing": [{"test": n, "row": r} for n, r in self.newly_failing],
+            "newly_passing": [{"test": n, "row": r} for n, r in self.newly_passing],
+            "latency_changes": [
+                {"row": c.row, "old_p50_ms": round(c.old_p50, 1), "new_p50_ms": round(c.new_p50, 1)}
+                for c in self.latency
+            ],
+            "row_marks": self.row_marks(),
+        }
+
+
+def load_previous(path: str | Path) -> dict[str, object]:
+    """Read an earlier ``--cl-report`` JSON; ``ValueError`` with a clear message when it is not one."""
+    try:
+        data = cast(object, json.loads(Path(path).read_text()))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: cannot be read as an earlier --cl-report JSON ({exc})") from None
+    if not isinstance(data, dict) or "tests" not in data or "matrix" not in data:
+        raise ValueError(f"{path}: not a --cl-report JSON (no 'tests' and 'matrix')")
+    return cast(dict[str, object], data)
+
+
+def beyond_noise(old_p50: float, new_p50: float) -> bool:
+    """Return True when the p50 change is beyond the noise (``NOISE_TEXT``)."""
+    if abs(new_p50 - old_p50) <= NOISE_MS:
+        return False
+    if old_p50 <= 0:
+        return True
+    ratio = new_p50 / old_p50
+    return not NOISE_RATIO[0] <= ratio <= NOISE_RATIO[1]
+
+
+def compare(old: Mapping[str, object], results: Results, source: str) -> Comparison:
+    """Compare this run's results with an earlier report (checks present in both; rows with a p50 in both)."""
+    result = Comparison(source)
+    old_tests = cast(dict[str, dict[str, object]], old.get("tests") or {})
+    for nodeid, (row, outcome, _) in sorted(results.tests.items()):
+        before = old_tests.get(nodeid)
+        if before is None:
+            continue
+        was = before.get("outcome")
+        if outcome == "failed" and was != "failed":
+            result.newly_failing.append((nodeid, row))
+        elif outcome == "passed" and was == "failed":
+            result.newly_passing.append((nodeid, row))
+    old_p50 = {
+        str(r.get("row")): r.get("latency_p50_ms") for r in cast(list[dict[str, object]], old.get("matrix") or [])
+    }
+    for row in results.rows():
+        before = old_p50.get(row.name)
+        now = row.p50
+        if isinstance(before, int | float) and now is not None and beyond_noise(float(before), now):
+            result.latency.append(LatencyChange(row.name, float(before), now))
+    return result
+
+
+def terminal_sections(
+    results: Results, deployment: str, policy: str, comparison: Comparison | None = None
+) -> Iterable[tuple[str, list[str]]]:
     """Return the terminal summary: (title, lines) per section, empty sections left out."""
     starts = results.starts
     head = [f"deployment: {deployment}", f"missing-worker policy: {policy}"]
@@ -334,3 +559,5 @@ def terminal_sections(results: Results, deployment: str, policy: str) -> Iterabl
         yield f"cl: jobs kept (--cl-keep-jobs): {len(results.kept)}", list(results.kept)
     if results.tests:
         yield "cl: conformance matrix", results.matrix_lines()
+    if comparison is not None:
+        yield f"cl: compared with {comparison.source}", comparison.lines()
