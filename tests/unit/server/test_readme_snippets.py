@@ -53,6 +53,11 @@ NOT_RUN: tuple[tuple[str, str], ...] = (
     (r"^uv run python (examples|benchmarks)/", "repository scripts (the demo and the benchmarks)"),
     (r"^(bash )?\.ci/", "CI itself"),
     (r"^export ", "sets variables for the reader's shell"),
+    (
+        r"^(cl-client load|locust)\b",
+        "a load run of a minute or more (cl-client load --workers 2 runs in "
+        ".ci/install-check and tests/unit/client/test_load_distributed.py; locust -f spans several machines)",
+    ),
     (r"^(pytest|cl-client certify)\b(?!.*localhost)", "a certification run of the reader's own suites/deployment"),
 )
 
