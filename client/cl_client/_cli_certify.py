@@ -82,7 +82,8 @@ class CertifyRequest:
         mqtt: the deployment's broker URL, or ``off`` to poll (None = the ``cl`` plugin's default: a broker
             found on the server's host). The embedded deployment takes ``off`` only (it has its own broker).
         workers: pytest-xdist processes (``-n``): a number or ``auto``; None = no xdist.
-        report: write the conformance matrix to this path (JSON) and to it with the suffix ``.md`` (Markdown).
+        report: write the report to this path: ``.html`` one self-contained HTML page (and ``.json`` beside it),
+            another suffix JSON and the same path with the suffix ``.md`` (Markdown).
         strict: strict mode (missing workers and fix-dependent checks fail).
         rows: matrix rows to run (plugin names, ``protocol``, ``workflows``); empty = every row.
         token: bearer token (None = ``CL_TOKEN`` of the environment, if set).
@@ -386,7 +387,8 @@ class _CertifyCommand(click.Command):
 @click.option("--plugins", "rows", metavar="A,B", multiple=True,
               help="Only these matrix rows: plugin names, 'protocol', 'workflows'.")  # fmt: skip
 @click.option("--report", metavar="PATH", type=click.Path(dir_okay=False), default=None,
-              help="Write the conformance matrix to PATH (JSON) and as Markdown (suffix .md).")  # fmt: skip
+              help="Write the report to PATH: PATH.html one self-contained HTML page (+ .json), "
+                   "else JSON and Markdown (suffix .md).")  # fmt: skip
 @click.option("--strict", is_flag=True, help="Missing workers and checks that need a [fix] fail.")
 @click.option("--token", metavar="JWT", default=None, help="Bearer token [env CL_TOKEN].")
 @click.option("--username", default=None, help="Log in at the auth service [env CL_USERNAME].")
