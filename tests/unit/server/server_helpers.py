@@ -356,3 +356,19 @@ def check_md5_job_over_mqtt(client: Any, tmp_path: Path) -> None:
     assert statuses[-1] == "completed", statuses
     out = job.download("output/hash.json", tmp_path)
     assert hashlib.md5(data).hexdigest() in out.read_text()
+
+
+def wait_until(predicate: Callable[[], T], what: str = "condition", timeout: float = 90.0) -> T:
+    """Poll ``predicate`` until it returns something truthy (generous deadline) and return that value.
+
+    Raises:
+        AssertionError: still falsy after ``timeout`` seconds; the message says what was awaited.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.05)

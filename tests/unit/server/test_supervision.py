@@ -10,29 +10,16 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
-from server_helpers import UpProcess, test_plugin_spec
+from server_helpers import UpProcess, test_plugin_spec, wait_until
 
 from cl_compute.deployment import Deployment
 
-T = TypeVar("T")
 DEADLINE = 90.0
-
-
-def wait_until(predicate: Callable[[], T], what: str, timeout: float = DEADLINE) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.1)
 
 
 def submit(http: httpx.Client, task_type: str, data: dict[str, str] | None = None, content: bytes = b"x") -> str:

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import os
 import socket
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote, urlparse
 
 import httpx
 import pytest
-from server_helpers import Recorder, UpProcess, run_job, test_plugin_spec
+from server_helpers import Recorder, UpProcess, run_job, test_plugin_spec, wait_until
 
 from cl_compute.app import sanitize_upload_name
 from cl_compute.deployment import Deployment
@@ -61,17 +60,6 @@ def files_in(data_dir: Path) -> list[str]:
             if not rel.startswith("compute.db"):
                 found.append(rel)
     return sorted(found)
-
-
-def wait_until(predicate, timeout: float = 30.0, what: str = "condition"):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.05)
 
 
 class RawRequest:
