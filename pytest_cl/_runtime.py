@@ -252,7 +252,11 @@ class Runtime:
             record = job.final
             if record is None and not job.cleanup:
                 record = self._fetch(job.job_id)
-            events = self.recorder.events(job.job_id) if self.recorder is not None else None
+            events = None
+            if self.recorder is not None:
+                if record is not None and record.is_terminal:  # its terminal event may still be on its way
+                    self.recorder.wait_terminal(job.job_id, self.settings.event_deadline)
+                events = self.recorder.events(job.job_id)
             jobs.append(
                 {
                     "id": job.job_id,

@@ -36,10 +36,20 @@ def histogram(values_ms: Sequence[float], width: int = 360, height: int = 120, b
         return ""
     ordered = sorted(values_ms)
     low, high = ordered[0], ordered[-1]
-    span = high - low or max(1.0, high * 0.1)
+    # a long tail (max > 20 x min): logarithmic bins, so the bulk of the jobs is not squeezed into one bar
+    logarithmic = low > 0 and high / low > 20
+
+    def scale(v: float) -> float:
+        return math.log10(max(v, 1e-3)) if logarithmic else v
+
+    def unscale(v: float) -> float:
+        return 10**v if logarithmic else v
+
+    s_low = scale(low)
+    span = scale(high) - s_low or max(1.0, high * 0.1)
     counts = [0] * bins
     for v in ordered:
-        counts[min(bins - 1, int((v - low) / span * bins))] += 1
+        counts[min(bins - 1, int((scale(v) - s_low) / span * bins))] += 1
     top = max(counts)
     left, right, base, head = 28, 8, height - 18, 8
     plot_w, plot_h = width - left - right, base - head
@@ -55,7 +65,7 @@ def histogram(values_ms: Sequence[float], width: int = 360, height: int = 120, b
         if not n:
             continue
         h = plot_h * n / top
-        a, b = low + span * i / bins, low + span * (i + 1) / bins
+        a, b = unscale(s_low + span * i / bins), unscale(s_low + span * (i + 1) / bins)
         parts.append(
             f'<rect x="{_num(left + i * bar_w + 0.5)}" y="{_num(base - h)}" width="{_num(max(bar_w - 1, 1))}" '
             f'height="{_num(h)}" fill="#3b82c4"><title>{n} job(s): {_ms_label(a)} – {_ms_label(b)}</title></rect>'
@@ -64,7 +74,7 @@ def histogram(values_ms: Sequence[float], width: int = 360, height: int = 120, b
         pos = (len(ordered) - 1) * q / 100
         lo = math.floor(pos)
         value = ordered[lo] + (ordered[min(lo + 1, len(ordered) - 1)] - ordered[lo]) * (pos - lo)
-        x = left + plot_w * (value - low) / span
+        x = left + plot_w * (scale(value) - s_low) / span
         parts.append(
             f'<line x1="{_num(x)}" y1="{head}" x2="{_num(x)}" y2="{base}" stroke="{colour}" stroke-dasharray="3,2">'
             f"<title>p{q} {_ms_label(value)}</title></line>"
@@ -73,7 +83,7 @@ def histogram(values_ms: Sequence[float], width: int = 360, height: int = 120, b
     parts.append(f'<text x="{width - right}" y="{height - 4}" text-anchor="end" {_FONT}>{_ms_label(high)}</text>')
     parts.append(
         f'<text x="{left + plot_w / 2:.0f}" y="{height - 4}" text-anchor="middle" {_FONT}>'
-        f"submit → terminal ({len(ordered)} jobs)</text>"
+        f"submit → terminal ({len(ordered)} jobs{', log scale' if logarithmic else ''})</text>"
     )
     parts.append("</svg>")
     return "".join(parts)

@@ -87,7 +87,8 @@ def test_html_report_has_header_matrix_charts_and_failure_forensics(
     # per row: the latency histogram and the time line of its jobs, with the per-job times from the workers
     assert page.count('aria-label="latency histogram"') == 1 and page.count('aria-label="job time line"') == 1
     jobs = [j for t in data["tests"].values() for j in t["jobs"]]
-    assert len(jobs) == 5 and all(j["submitted"] <= j["queued"] <= j["terminal"] for j in jobs)
+    assert len(jobs) == 5 and all(j["submitted"] <= j["terminal"] for j in jobs), jobs
+    assert all(j["queued"] is not None and j["submitted"] <= j["queued"] for j in jobs), jobs
     assert {j["status"] for j in jobs} == {"completed", "error"}
     # the failed check: message, job record, MQTT events with times, curl lines (the token as $CL_TOKEN)
     nodeid = "clsuite/plugins/test_mix.py::test_fail_job"
@@ -95,7 +96,7 @@ def test_html_report_has_header_matrix_charts_and_failure_forensics(
     assert "JobFailedError" in failure["message"] and "deliberate boom" in failure["message"]
     (job,) = failure["jobs"]
     assert '"status": "error"' in job["record"] and "deliberate boom" in job["record"]
-    assert any(" queued " in e for e in job["events"]) and any(" error" in e for e in job["events"])
+    assert any(" queued " in e for e in job["events"]) and any(" error" in e for e in job["events"]), job
     post = next(r for r in failure["requests"] if r["line"].startswith("POST"))
     header_arg = '-H "Authorization: Bearer $CL_TOKEN" ' if auth else ""
     curl = f"curl -sS -X POST {cl_target.server_url}/jobs/fail {header_arg}-F 'message=deliberate boom'"
@@ -246,3 +247,11 @@ def test_compare_ignores_checks_missing_from_the_earlier_run(tmp_path: Path) -> 
     comparison = compare(old, results, "old.json")
     assert comparison.newly_failing == [] and comparison.newly_passing == [("b", "r")]
     assert comparison.lines()[0] == "newly passing: b (r)"
+
+
+def test_histogram_uses_a_log_scale_for_a_long_tail() -> None:
+    from pytest_cl._svg import histogram
+
+    assert "log scale" in histogram([10.0] * 20 + [1000.0])
+    assert "log scale" not in histogram([100.0, 120.0, 900.0]) and histogram([]) == ""
+    assert "<title>1 job(s): 860 ms – 900 ms</title>" in histogram([100.0, 900.0])
