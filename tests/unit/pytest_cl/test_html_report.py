@@ -255,3 +255,10 @@ def test_histogram_uses_a_log_scale_for_a_long_tail() -> None:
     assert "log scale" in histogram([10.0] * 20 + [1000.0])
     assert "log scale" not in histogram([100.0, 120.0, 900.0]) and histogram([]) == ""
     assert "<title>1 job(s): 860 ms – 900 ms</title>" in histogram([100.0, 900.0])
+
+
+def test_the_plugin_imports_no_jinja2_at_load_time() -> None:
+    import subprocess
+
+    code = "import sys, pytest_cl.plugin, pytest_cl.report; assert 'jinja2' not in sys.modules, 'jinja2 imported'"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
