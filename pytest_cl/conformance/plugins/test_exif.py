@@ -244,9 +244,15 @@ def test_video_duration_with_tags(compute_client: ComputeClient, cl_media: Media
 
 
 # -- unusual and hostile inputs --------------------------------------------------------------------------------
-def test_text_named_jpg_is_read_as_text(compute_client: ComputeClient, cl_media: MediaCatalogue) -> None:
-    """Text renamed ``.jpg``: metadata by content (FileType TXT), no camera fields."""
-    data = _exif(compute_client, cl_media["hostile_text_as_jpeg"].path)
+def test_text_named_jpg_is_read_as_text_or_refused(compute_client: ComputeClient, cl_media: MediaCatalogue) -> None:
+    """Text renamed ``.jpg``: either refused (``error`` with a message: the reference deployment) or read by
+    content (FileType TXT) with no camera fields (upstream, PROTOCOL §8) — never camera data, never a hang."""
+    item = cl_media["hostile_text_as_jpeg"]
+    record = compute_client.submit(TASK, item.path, {}).wait()
+    if record.status == "error":
+        assert record.error_message, f"exif job {record.job_id} on {item.path.name} failed without an error_message"
+        return
+    data = _exif(compute_client, item.path)
     filled = {k: data[k] for k in (*CAMERA_FIELDS, *GPS_FIELDS, "image_width") if data[k] is not None}
     assert not filled, f"{data.where}: camera fields on a text file: {filled}"
     expect(set(_matching(_raw(data), "FileType").values()), {"TXT"}, f"{data.where}: raw_metadata FileType values")

@@ -286,6 +286,30 @@ def _bmff_damage(fh: BinaryIO, size: int) -> str | None:
     return None
 
 
+#: file name extensions that promise media (the kind is what the content must then be).
+_MEDIA_SUFFIXES: dict[str, str] = {
+    **dict.fromkeys((".jpg", ".jpeg", ".png", ".gif", ".webp", ".tif", ".tiff", ".bmp", ".heic", ".heif"), "image"),
+    **dict.fromkeys((".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm"), "video"),
+    **dict.fromkeys((".mp3", ".m4a", ".wav", ".flac", ".ogg", ".aac"), "audio"),
+}
+
+
+def mislabelled(path: Path, name: str) -> str | None:
+    """Why a file named like media (``photo.jpg``) holds no media at all (text, an unknown blob), or None.
+
+    Only files whose content is text or unrecognised are refused: a PNG named ``.jpg`` is still media, and a
+    ``.txt`` or ``.pdf`` is read as what it is.
+    """
+    promised = _MEDIA_SUFFIXES.get(Path(name).suffix.lower())
+    if promised is None:
+        return None
+    mime = _media.detect_mime(path)
+    kind = _media.media_type_of(path, mime)
+    if kind in ("image", "video", "audio"):
+        return None
+    return f"it is named {Path(name).name!r} but holds no {promised}: its content is {mime or 'unknown'}"
+
+
 def damage(path: Path) -> str | None:
     """Why a JPEG, PNG, RIFF (WebP, AVI, WAV) or MP4/QuickTime file is visibly damaged or truncated, or None.
 
@@ -738,6 +762,9 @@ class ExifPlugin(Plugin):
         problem = damage(path)
         if problem is not None:
             raise PluginError(f"Cannot read metadata: the file is damaged or truncated: {problem}")
+        problem = mislabelled(path, path.name)
+        if problem is not None:
+            raise PluginError(f"Cannot read metadata: not a media file: {problem}")
         raw_tags = ctx.params.get("tags")
         tags = (
             [str(t) for t in cast("list[object] | tuple[object, ...]", raw_tags)]

@@ -89,8 +89,20 @@ def test_intact_files_still_complete(exif_server: httpx.Client, rel: str) -> Non
     assert job["task_output"]["image_width"] is not None
 
 
-def test_text_named_jpg_is_read_as_text(exif_server: httpx.Client) -> None:
-    """Not damaged, just not media: read by content (FileType TXT), as ExifTool and the conformance suite do."""
+def test_text_named_jpg_is_refused_as_not_media(exif_server: httpx.Client) -> None:
+    """Text named ``.jpg`` is no media file: ``error`` with a message, as the other plugins do (upstream
+    completes with FileType TXT; the conformance suite accepts both)."""
     job = run_exif(exif_server, "not_an_image.jpg", _bytes("hostile/not_an_image.jpg"))
-    assert job["status"] == "completed", job["error_message"]
-    assert job["task_output"]["raw_metadata"]["File:FileType"] == "TXT"
+    assert job["status"] == "error", job
+    assert "not a media file" in job["error_message"] and "not_an_image.jpg" in job["error_message"], job
+
+
+def test_text_named_txt_and_a_png_named_jpg_still_complete(exif_server: httpx.Client) -> None:
+    """Only a media name on non-media content is refused: a ``.txt`` is read as text, a PNG named ``.jpg``
+    as the image it is."""
+    text = run_exif(exif_server, "notes.txt", _bytes("hostile/not_an_image.jpg"))
+    assert text["status"] == "completed", text["error_message"]
+    assert text["task_output"]["raw_metadata"]["File:FileType"] == "TXT"
+    png = run_exif(exif_server, "really_a_png.jpg", _bytes("images/synthetic_800x600.png"))
+    assert png["status"] == "completed", png["error_message"]
+    assert png["task_output"]["image_width"] == 800
