@@ -8,7 +8,11 @@ Run: ``uv run python benchmarks/bench_server.py [--jobs 200] [--workers 1]``. Pr
 * throughput: jobs/s for a burst of jobs submitted back to back and run by the worker(s) (trivial ``echo``
   plugin), measured from the first POST to the last ``completed`` event;
 * per plugin: jobs/s of each of the nine real plugins on ONE worker, on a representative committed media file
-  (``--plugin-jobs`` jobs back to back; first-time model loading is excluded by one warm-up job).
+  (``--plugin-jobs`` jobs back to back; first-time model loading is excluded by one warm-up job), beside its
+  anchor: the same backend called in this process, and the ratio of the two (what serving costs).
+
+Every figure is printed with its anchor from the same run (throughput: POSTs alone; claim latency: one POST
+round trip; per plugin: the backend in process), since these machines are noisy.
 """
 
 from __future__ import annotations
@@ -17,8 +21,10 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -34,6 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "unit" / 
 from compute_test_plugins import extra_plugins_spec
 
 from cl_compute.deployment import Deployment
+from cl_compute.plugins import get_plugin
+from cl_compute.plugins.base import TaskContext
 
 
 class Events:
@@ -82,12 +90,39 @@ PLUGIN_INPUTS: list[tuple[str, str, dict[str, str]]] = [
 ]
 
 
+def in_process_rate(task: str, rel: str, form: dict[str, str], n: int) -> float:
+    """The anchor: the same backend called directly in this process (``parse_params`` + ``run``), jobs/s.
+
+    No HTTP, no broker, no job store, no worker hand-off: the ratio of the deployment's rate to this one is what
+    serving a job costs on top of computing it. One warm-up run first, so model loading is not counted.
+    """
+    plugin = get_plugin(task)
+    plugin.load()
+    name = Path(rel).name
+    with tempfile.TemporaryDirectory(prefix="cl-bench-") as tmp:
+
+        def once(i: int) -> None:
+            job_dir = Path(tmp) / f"job{i}"
+            for sub in ("input", "output", "faces"):
+                (job_dir / sub).mkdir(parents=True)
+            shutil.copyfile(MEDIA / rel, job_dir / "input" / name)
+            params = {**plugin.parse_params(form, name), "input_path": f"input/{name}"}
+            plugin.run(TaskContext(f"bench-{i}", job_dir, job_dir / "input" / name, params))
+
+        once(-1)
+        t0 = time.perf_counter()
+        for i in range(n):
+            once(i)
+        return n / (time.perf_counter() - t0)
+
+
 def per_plugin(jobs: int) -> None:
-    """Jobs/s of every real plugin on one worker (a warm-up job first, so model loading is not counted)."""
+    """Jobs/s of every real plugin on one worker (a warm-up job first, so model loading is not counted), each
+    beside its anchor: the same backend called in this process."""
     with Deployment(workers=1) as dep:
         events = Events(dep.mqtt_url)
-        print(f"per plugin, 1 worker, {jobs} jobs each after one warm-up job:")
-        print(f"  {'plugin':<18} {'input':<34} {'jobs/s':>8} {'ms/job':>8}")
+        print(f"per plugin, 1 worker, {jobs} jobs each after one warm-up job; anchor: the backend in process:")
+        print(f"  {'plugin':<18} {'input':<34} {'jobs/s':>8} {'ms/job':>8} {'anchor':>8} {'ratio':>6}")
         with httpx.Client(base_url=dep.server_url, timeout=60) as http:
             for task, rel, form in PLUGIN_INPUTS:
                 payload = (MEDIA / rel).read_bytes()
@@ -105,7 +140,8 @@ def per_plugin(jobs: int) -> None:
                 ids = [post() for _ in range(n)]
                 last = max(events.wait(job_id, "completed", timeout=300) for job_id in ids)
                 rate = n / (last - t0)
-                print(f"  {task:<18} {rel:<34} {rate:8.1f} {1000 / rate:8.0f}")
+                anchor = in_process_rate(task, rel, form, n)
+                print(f"  {task:<18} {rel:<34} {rate:8.1f} {1000 / rate:8.0f} {anchor:8.1f} {rate / anchor:6.2f}")
         events.close()
 
 
@@ -145,7 +181,11 @@ def main() -> None:
                 f"claim latency (queued -> processing event): median {statistics.median(ms):.1f} ms, "
                 f"p95 {ms[int(len(ms) * 0.95) - 1]:.1f} ms, max {ms[-1]:.1f} ms"
             )
-            print(f"POST /jobs/echo round trip: median {statistics.median(post_times) * 1000:.1f} ms")
+            post_ms = statistics.median(post_times) * 1000
+            print(
+                f"POST /jobs/echo round trip (the claim latency's anchor): median {post_ms:.1f} ms; "
+                f"claim latency / round trip = {statistics.median(ms) / post_ms:.2f}"
+            )
 
             t0 = time.perf_counter()
             ids = [post() for _ in range(args.jobs)]
