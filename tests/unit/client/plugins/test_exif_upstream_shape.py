@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from pathlib import Path
 from typing import cast
 
 import pytest
 
-from cl_client import JobResponse
-from cl_client.plugins import JobFiles, get_spec
+from cl_client.plugins import get_spec
 from cl_client.plugins.exif import ExifResult
 from pytest_cl._media import load_catalogue
 
-JOB = "11111111-2222-3333-4444-555555555555"
+from .offline_files import fake_files, record
+
 TYPED = ("make", "model", "date_time_original", "create_date", "exposure_time", "software", "image_width",
          "image_height", "orientation", "iso", "f_number", "focal_length", "gps_latitude", "gps_longitude",
          "gps_altitude")  # fmt: skip
@@ -34,26 +33,8 @@ def _facts() -> tuple[dict[str, object], Mapping[str, object]]:
 def _build(raw: Mapping[str, object]) -> ExifResult:
     """Run the exif result plan on an upstream-shaped exif_metadata.json (typed fields null)."""
     body = json.dumps({**dict.fromkeys(TYPED), "raw_metadata": dict(raw)}).encode()
-
-    def read(path: str) -> bytes:
-        assert path == "output/exif_metadata.json", path
-        return body
-
-    def save(path: str, dest: Path) -> Path:
-        dest.write_bytes(read(path))
-        return dest
-
-    async def aread(path: str) -> bytes:
-        return read(path)
-
-    async def asave(path: str, dest: Path) -> Path:
-        return save(path, dest)
-
-    files = JobFiles(JOB, read, save, aread, asave)
-    record = JobResponse.model_validate(
-        {"job_id": JOB, "task_type": "exif", "status": "completed", "params": {}, "task_output": {}}
-    )
-    result = files.run(get_spec("exif").build(record, files))
+    files = fake_files({"output/exif_metadata.json": body})
+    result = files.run(get_spec("exif").build(record("exif", {}, {}), files))
     assert isinstance(result, ExifResult)
     return result
 

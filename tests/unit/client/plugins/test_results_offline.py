@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cl_client import ComputeClientError, JobResponse, NotFoundError
-from cl_client.plugins import REGISTRY, JobFiles, get_spec
+from cl_client import ComputeClientError, NotFoundError
+from cl_client.plugins import REGISTRY, get_spec
 from cl_client.plugins._fields import HlsVariant
 from cl_client.plugins._files import safe_relative
 from cl_client.plugins._parse import job_relative, parse_npy
@@ -20,32 +20,7 @@ from cl_client.plugins.exif import ExifResult
 from cl_client.plugins.face_detection import FaceDetectionResult
 from cl_client.plugins.hls_streaming import HlsResult, playlist_references
 
-JOB = "11111111-2222-3333-4444-555555555555"
-
-
-def fake_files(store: dict[str, bytes]) -> JobFiles:
-    def read(path: str) -> bytes:
-        if path not in store:
-            raise NotFoundError(f"404 {path}", method="GET", url=path, status_code=404, detail="File not found")
-        return store[path]
-
-    def save(path: str, dest: Path) -> Path:
-        dest.write_bytes(read(path))
-        return dest
-
-    async def aread(path: str) -> bytes:
-        return read(path)
-
-    async def asave(path: str, dest: Path) -> Path:
-        return save(path, dest)
-
-    return JobFiles(JOB, read, save, aread, asave)
-
-
-def record(task_type: str, params: dict[str, object], task_output: dict[str, object]) -> JobResponse:
-    return JobResponse.model_validate(
-        {"job_id": JOB, "task_type": task_type, "status": "completed", "params": params, "task_output": task_output}
-    )
+from .offline_files import JOB, fake_files, record
 
 
 def test_upstream_absolute_master_playlist_is_normalised(tmp_path: Path) -> None:
