@@ -15,10 +15,12 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import paho.mqtt.client as mqtt
+import pytest
 import uvicorn
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -323,3 +325,12 @@ class ScriptedServer:
         if self._mqtt is not None:
             self._mqtt.loop_stop()
             self._mqtt.disconnect()
+
+
+def wait_until(condition: Callable[[], bool], deadline_s: float, what: str) -> None:
+    """Poll ``condition`` until it holds; fail the test naming ``what`` after ``deadline_s`` (a generous one)."""
+    deadline = time.monotonic() + deadline_s
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up waiting for: {what}")
+        time.sleep(0.05)

@@ -4,7 +4,6 @@ a real broker and the scripted server, whose first job stays running while the s
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -13,17 +12,9 @@ import pytest
 from cl_client import BatchItem, BatchOutcome, BatchUpdate, ComputeClient, ComputeClientConfig, run_batch
 from cl_compute.broker import Broker
 
-from .scripted_server import ScriptedServer
+from .scripted_server import ScriptedServer, wait_until
 
 CFG = ComputeClientConfig(event_silence_timeout=0.6, poll_interval=0.2, poll_max_interval=0.5)
-
-
-def wait_until(condition: Callable[[], bool], deadline_s: float, what: str) -> None:
-    deadline = time.monotonic() + deadline_s
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up waiting for: {what}")
-        time.sleep(0.05)
 
 
 @pytest.fixture

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,7 +14,7 @@ import pytest
 from cl_client import ComputeClient, ComputeClientConfig, JobResponse
 from cl_compute.broker import free_port, start_broker
 
-from .scripted_server import ScriptedServer
+from .scripted_server import ScriptedServer, wait_until
 
 # A connect timeout far longer than the deadlines below: a submit that waited for the reconnect could not
 # finish while the broker is down.
@@ -24,14 +22,6 @@ CFG = ComputeClientConfig(
     event_silence_timeout=0.6, poll_interval=0.2, poll_max_interval=0.5, mqtt_connect_timeout=120,
     mqtt_reconnect_max_delay=2,
 )  # fmt: skip
-
-
-def wait_until(condition: Callable[[], bool], deadline_s: float, what: str) -> None:
-    deadline = time.monotonic() + deadline_s
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up waiting for: {what}")
-        time.sleep(0.05)
 
 
 def mqtt_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
