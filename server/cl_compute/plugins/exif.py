@@ -294,20 +294,20 @@ _MEDIA_SUFFIXES: dict[str, str] = {
 }
 
 
-def mislabelled(path: Path, name: str) -> str | None:
+def mislabelled(path: Path) -> str | None:
     """Why a file named like media (``photo.jpg``) holds no media at all (text, an unknown blob), or None.
 
     Only files whose content is text or unrecognised are refused: a PNG named ``.jpg`` is still media, and a
     ``.txt`` or ``.pdf`` is read as what it is.
     """
-    promised = _MEDIA_SUFFIXES.get(Path(name).suffix.lower())
+    promised = _MEDIA_SUFFIXES.get(path.suffix.lower())
     if promised is None:
         return None
     mime = _media.detect_mime(path)
     kind = _media.media_type_of(path, mime)
     if kind in ("image", "video", "audio"):
         return None
-    return f"it is named {Path(name).name!r} but holds no {promised}: its content is {mime or 'unknown'}"
+    return f"it is named {path.name!r} but holds no {promised}: its content is {mime or 'unknown'}"
 
 
 def damage(path: Path) -> str | None:
@@ -762,7 +762,7 @@ class ExifPlugin(Plugin):
         problem = damage(path)
         if problem is not None:
             raise PluginError(f"Cannot read metadata: the file is damaged or truncated: {problem}")
-        problem = mislabelled(path, path.name)
+        problem = mislabelled(path)
         if problem is not None:
             raise PluginError(f"Cannot read metadata: not a media file: {problem}")
         raw_tags = ctx.params.get("tags")
