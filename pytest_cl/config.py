@@ -126,6 +126,13 @@ OPTIONS: tuple[Option, ...] = (
     _opt("embedded_workers", "int", "worker processes of the embedded deployment", "N"),
     _opt("embedded_tasks", "list", "task types the embedded workers serve (default: all plugins)", "A,B"),
     _opt("embedded_plugins", "list", "extra plugins of the embedded deployment: name=/path/file.py:Class,...", "SPECS"),
+    _opt(
+        "embedded_profile",
+        "str",
+        "behaviour profile of the embedded deployment: fixed (default; every [fix] of PROTOCOL.md) or "
+        "upstream-2026-01 (upstream's January 2026 quirks, to see what the suites report for such a deployment)",
+        "NAME",
+    ),
     _opt("rows", "list", "run only the tests of these conformance-matrix rows (plugins, protocol, workflows)", "A,B"),
     _opt(
         "ledger",
@@ -166,6 +173,7 @@ class Settings:
         embedded_workers: worker processes of the embedded deployment.
         embedded_tasks: task types of the embedded deployment (empty = all).
         embedded_plugins: extra plugins of the embedded deployment, name -> ``path:Class``.
+        embedded_profile: behaviour profile of the embedded deployment (``cl_compute.profile``).
         rows: conformance-matrix rows whose tests run (empty = all); the others are deselected.
         ledger: the ledger file of created jobs (None = the default: pytest's cache dir, else per user).
         sources: setting name -> where its value came from (``factory``, ``option``, ``env``, ``ini``,
@@ -192,6 +200,7 @@ class Settings:
     embedded_workers: int = 2
     embedded_tasks: tuple[str, ...] = ()
     embedded_plugins: Mapping[str, str] = field(default_factory=dict[str, str])
+    embedded_profile: str = "fixed"
     rows: tuple[str, ...] = ()
     ledger: str | None = None
     sources: Mapping[str, str] = field(default_factory=dict[str, str], compare=False, repr=False)
@@ -345,6 +354,7 @@ def resolve_settings(
         embedded_workers=cast(int, values.get("embedded_workers", 2)),
         embedded_tasks=cast(tuple[str, ...], values.get("embedded_tasks", ())),
         embedded_plugins=plugins,
+        embedded_profile=cast(str | None, values.get("embedded_profile")) or "fixed",
         rows=cast(tuple[str, ...], values.get("rows", ())),
         ledger=cast(str | None, values.get("ledger")),
         sources=sources,

@@ -570,10 +570,11 @@ class EmbeddedDeployment:
             tasks=list(s.embedded_tasks) or None,
             extra_plugins=dict(s.embedded_plugins),
             worker_shutdown_grace=1.0,
+            profile=s.embedded_profile,
         )
         try:
             dep.start()
-        except (error, OSError) as exc:
+        except (error, ValueError, OSError) as exc:
             raise DeploymentUnavailableError(f"cl: the embedded cl_compute deployment did not start: {exc}") from None
         self._deployment = dep
         self.starts += 1

@@ -345,6 +345,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
             f"cl: deployment under test: embedded cl_compute (started on first use; {s.embedded_workers} "
             f"worker(s); capabilities: {tasks}{extra})"
         ]
+        if s.embedded_profile != "fixed":
+            lines.append(f"cl: embedded profile: {s.embedded_profile} (upstream's quirks, not the fixed reference)")
     keep = "keep jobs" if s.keep_jobs else "delete jobs after each test"
     lines.append(
         f"cl: missing-worker policy: {s.policy_text}; job timeout {s.job_timeout:g} s; {keep}"

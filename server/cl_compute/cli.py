@@ -22,6 +22,7 @@ import click
 
 from cl_compute import __version__
 from cl_compute._extra import SERVER_EXTRA_MODULES, missing_extra_message
+from cl_compute.profile import FIXED, PROFILE_ENV, PROFILES, UPSTREAM_2026_01, use_profile
 
 LOG_LEVELS = click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False)
 
@@ -101,6 +102,18 @@ def _max_upload_option(fn: _Command) -> _Command:
     )(fn)
 
 
+def _profile_option(fn: _Command) -> _Command:
+    return click.option(
+        "--profile",
+        type=click.Choice(list(PROFILES)),
+        envvar=PROFILE_ENV,
+        default=FIXED,
+        show_default=True,
+        help=f"Behaviour profile: {FIXED} (every [fix] of PROTOCOL.md) or {UPSTREAM_2026_01} (upstream's "
+        f"January 2026 wire behaviour, quirk by quirk; see cl_compute.profile). Also ${PROFILE_ENV}.",
+    )(fn)
+
+
 def _split(value: str | None) -> list[str] | None:
     if value is None:
         return None
@@ -151,6 +164,7 @@ def main() -> None:
 @click.option("--guest-mode/--no-guest-mode", default=None, help="Initial guest mode when auth is on.")
 @click.option("--job-time-limit", type=float, default=600.0, show_default=True, help="Seconds per job.")
 @_max_upload_option
+@_profile_option
 @click.option("--log-level", "-l", type=LOG_LEVELS, default="WARNING", show_default=True)
 def up(
     host: str,
@@ -165,6 +179,7 @@ def up(
     guest_mode: bool | None,
     job_time_limit: float,
     max_upload_mb: int,
+    profile: str,
     log_level: str,
 ) -> None:
     """Start broker + API server + workers, print the URLs, serve until Ctrl-C/SIGTERM.
@@ -225,6 +240,7 @@ def up(
         max_upload_mb=max_upload_mb,
         log_level=log_level,
         log_dir="-",
+        profile=profile,
     )
     stop = threading.Event()
 
@@ -254,6 +270,8 @@ def up(
     click.echo(f"MQTT broker: {dep.mqtt_url} ({dep.broker_kind})")
     click.echo(f"data dir:    {dep.data_dir}")
     click.echo(f"workers:     {', '.join(dep.worker_ids) or '(none)'}")
+    if profile != FIXED:
+        click.echo(f"profile:     {profile} (upstream's quirks, not the fixed reference behaviour)")
     click.echo(f"ready in {dep.startup_seconds:.2f} s; Ctrl-C to stop")
     everywhere = connect_host(host) != host  # 0.0.0.0 or ::, printed as a loopback address
     click.echo(_client_hint(dep.server_url, dep.mqtt_url, auth=auth_public_key is not None, everywhere=everywhere))
@@ -300,6 +318,7 @@ def _client_hint(server_url: str, mqtt_url: str, *, auth: bool, everywhere: bool
 @click.option("--auth-public-key", type=click.Path(exists=True, dir_okay=False), default=None)
 @click.option("--guest-mode/--no-guest-mode", default=None, help="Initial guest mode when auth is on (default off).")
 @_max_upload_option
+@_profile_option
 @click.option("--log-level", "-l", type=LOG_LEVELS, default="INFO", show_default=True)
 def serve(
     host: str,
@@ -310,9 +329,11 @@ def serve(
     auth_public_key: str | None,
     guest_mode: bool | None,
     max_upload_mb: int,
+    profile: str,
     log_level: str,
 ) -> None:
     """Run the API server only (workers and broker run elsewhere)."""
+    use_profile(profile)
     _require(_API_MODULES)
     import uvicorn
 
@@ -356,6 +377,7 @@ def serve(
 @click.option("--job-time-limit", type=float, default=600.0, show_default=True)
 @click.option("--heartbeat-interval", type=float, default=10.0, show_default=True)
 @click.option("--shutdown-grace", type=float, default=5.0, show_default=True)
+@_profile_option
 @click.option("--log-level", "-l", type=LOG_LEVELS, default="INFO", show_default=True)
 def worker(
     server_url: str | None,
@@ -367,9 +389,11 @@ def worker(
     job_time_limit: float,
     heartbeat_interval: float,
     shutdown_grace: float,
+    profile: str,
     log_level: str,
 ) -> None:
     """Run one worker sharing the server's data directory."""
+    use_profile(profile)
     from cl_compute.mqtt import MQTTConnectError
     from cl_compute.worker import ServerExtraMissing, Worker, WorkerSettings
 

@@ -49,6 +49,7 @@ import httpx
 
 from cl_compute.broker import Broker, port_in_use, start_broker, url_host
 from cl_compute.plugins import EXTRA_PLUGINS_ENV, format_extra_plugins, parse_extra_plugins
+from cl_compute.profile import FIXED, PROFILE_ENV, check_profile
 from cl_compute.store import JobStore
 from cl_compute.worker import set_pdeathsig
 
@@ -138,6 +139,9 @@ class Deployment:
         max_upload_mb: the API's upload limit in MiB (``--max-upload-mb``; 0 = no limit); None = the API's
             default, or ``CL_COMPUTE_MAX_UPLOAD_MB`` when set.
         restart_workers: restart a worker process that died (see the module documentation).
+        profile: behaviour profile of every process (``cl_compute.profile``): ``"fixed"`` (every [fix] of
+            PROTOCOL.md) or ``"upstream-2026-01"`` (upstream's quirks); None = ``CL_COMPUTE_PROFILE`` of the
+            environment (``env`` included), else ``"fixed"``. Unknown names raise ``UnknownProfileError``.
 
     Attributes (after ``start()``):
         server_url: ``http://host:port`` of the API (127.0.0.1 / ::1 when ``host`` is 0.0.0.0 / ::).
@@ -178,6 +182,7 @@ class Deployment:
         worker_shutdown_grace: float = 5.0,
         max_upload_mb: int | None = None,
         restart_workers: bool = True,
+        profile: str | None = None,
     ) -> None:
         self.num_workers = workers if workers is not None else (os.cpu_count() or 1)
         if self.num_workers < 0:
@@ -205,6 +210,9 @@ class Deployment:
             raise ValueError("max_upload_mb must be >= 0")
         self.max_upload_mb = max_upload_mb
         self.restart_workers = restart_workers
+        chosen = profile if profile is not None else (self.env.get(PROFILE_ENV) or os.environ.get(PROFILE_ENV))
+        #: the behaviour profile of the deployment's processes
+        self.profile = check_profile(chosen or FIXED)
         #: restarts of one worker allowed within ``worker_restart_window`` seconds (set before ``start()``)
         self.worker_restart_limit = WORKER_RESTART_LIMIT
         self.worker_restart_window = WORKER_RESTART_WINDOW
@@ -247,6 +255,7 @@ class Deployment:
         if extra:
             env[EXTRA_PLUGINS_ENV] = format_extra_plugins(extra)
         env["PYTHONUNBUFFERED"] = "1"
+        env[PROFILE_ENV] = self.profile
         return env
 
     def _log_file(self, name: str) -> IO[bytes] | None:
