@@ -119,6 +119,13 @@ OPTIONS: tuple[Option, ...] = (
         "the noise (report and terminal summary)",
         "OLD.json",
     ),
+    _opt(
+        "expect_lacks",
+        "str",
+        "file listing the 'deployment lacks' entries this deployment is known to have, one per line: the run fails "
+        "when it reports a new one or misses a listed one (use with the whole suites)",
+        "FILE",
+    ),
     _opt("allow_destructive", "bool", "run cl_destructive tests against a deployment that is not embedded"),
     _opt("strict", "bool", "strict mode: missing workers fail, fix-dependent lifecycle checks fail"),
     _opt("worker_wait", "float", "how long require_worker waits for a capability to appear", "S"),
@@ -166,6 +173,7 @@ class Settings:
         keep_jobs: keep created jobs instead of deleting them.
         report: path of the report (``.html``: HTML, else JSON + Markdown), or None.
         compare: an earlier ``--cl-report`` JSON to compare this run with, or None.
+        expect_lacks: file of the expected "deployment lacks" entries (``pytest_cl._lacks``), or None.
         allow_destructive: run ``cl_destructive`` tests against a non-embedded deployment.
         strict: strict mode (``--cl-strict`` or pytest's ``strict`` ini).
         worker_wait: how long ``require_worker`` waits, seconds.
@@ -193,6 +201,7 @@ class Settings:
     keep_jobs: bool = False
     report: str | None = None
     compare: str | None = None
+    expect_lacks: str | None = None
     allow_destructive: bool = False
     strict: bool = False
     worker_wait: float = 5.0
@@ -347,6 +356,7 @@ def resolve_settings(
         keep_jobs=cast(bool, values.get("keep_jobs", False)),
         report=cast(str | None, values.get("report")),
         compare=cast(str | None, values.get("compare")),
+        expect_lacks=cast(str | None, values.get("expect_lacks")),
         allow_destructive=cast(bool, values.get("allow_destructive", False)),
         strict=strict,
         worker_wait=cast(float, values.get("worker_wait", 5.0)),

@@ -58,6 +58,20 @@ class _Deployment(Protocol):
     def stop(self) -> None: ...
 
 
+#: The nine plugins of a CL compute deployment (PROTOCOL.md §3).
+STANDARD_TASK_TYPES = (
+    "clip_embedding",
+    "dino_embedding",
+    "exif",
+    "face_detection",
+    "face_embedding",
+    "hash",
+    "hls_streaming",
+    "image_conversion",
+    "media_thumbnail",
+)
+
+
 class DeploymentUnavailableError(Exception):
     """The deployment under test cannot be used; the message says what failed and how to fix it."""
 

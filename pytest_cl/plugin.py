@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, cast
 import pytest
 
 from pytest_cl._keys import NEEDS_FIX, STATE, TEST_PROPS
+from pytest_cl._lacks import ExpectLacksError, LacksComparison, compare_lacks, read_expected
 from pytest_cl._ledgerfile import (
     LedgerFile,
     Leftover,
@@ -38,7 +39,14 @@ from pytest_cl._ledgerfile import (
 )
 from pytest_cl._signals import Stopper
 from pytest_cl.config import Settings, SettingsError, add_options, resolve_settings
-from pytest_cl.deployment import DeploymentInfo, DeploymentUnavailableError, EmbeddedDeployment, probe, read_state
+from pytest_cl.deployment import (
+    STANDARD_TASK_TYPES,
+    DeploymentInfo,
+    DeploymentUnavailableError,
+    EmbeddedDeployment,
+    probe,
+    read_state,
+)
 from pytest_cl.report import (
     NOT_CHECKED,
     PROP_FAILURE,
@@ -107,6 +115,8 @@ class _State:
     run_lock: RunLock | None = None
     settlements: list[RunSettlement] = field(default_factory=list[RunSettlement])
     previous: dict[str, object] | None = None
+    expected_lacks: set[str] | None = None
+    lacks_comparison: LacksComparison | None = None
 
 
 def _state(config: pytest.Config) -> _State:
@@ -185,6 +195,11 @@ def _check_report_settings(state: _State) -> None:
             state.previous = load_previous(Path(s.compare).expanduser())
         except ValueError as exc:
             raise pytest.UsageError(f"cl: --cl-compare / cl_compare / CL_COMPARE: {exc}") from None
+    if s.expect_lacks:
+        try:
+            state.expected_lacks = read_expected(Path(s.expect_lacks).expanduser())
+        except ExpectLacksError as exc:
+            raise pytest.UsageError(f"cl: {exc}") from None
 
 
 def _comparison(state: _State) -> Comparison | None:
@@ -338,6 +353,12 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         lines = [f"cl: deployment under test: {target}"]
         if workers:
             lines.append(f"cl: workers: {workers}")
+        absent = [t for t in STANDARD_TASK_TYPES if not state.info.offers(t)]
+        if absent and not state.info.embedded:
+            lines.append(
+                f"cl: NOT OFFERED by this deployment: {', '.join(absent)}: their checks are skipped, not passed "
+                f"(missing-worker policy: {s.policy_text})"
+            )
     else:
         tasks = ",".join(s.embedded_tasks) or "all plugins"
         extra = f" + {','.join(s.embedded_plugins)}" if s.embedded_plugins else ""
@@ -539,6 +560,13 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if state.embedded.info is not None or state.session_problems or state.session_kept:
         state.results.add_session(state.process, data)
     state.results.finished = time.time()
+    if state.expected_lacks is not None and state.settings.expect_lacks and state.stopper.received is None:
+        comparison = compare_lacks(
+            (lack for _, lack in state.results.lacks), state.expected_lacks, state.settings.expect_lacks
+        )
+        state.lacks_comparison = comparison
+        if not comparison.ok and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
     if state.settings.report and (state.results.tests or state.results.sessions):
         state.results.write(
             state.settings.report,
@@ -601,6 +629,26 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_sep("-", title)
         for line in lines:
             terminalreporter.write_line(line)
+    comparison = state.lacks_comparison
+    if comparison is not None:
+        title = "cl: deployment lacks: as expected" if comparison.ok else "cl: deployment lacks: NOT as expected"
+        terminalreporter.write_sep("-", title, red=not comparison.ok, green=comparison.ok)
+        for line in comparison.lines():
+            terminalreporter.write_line(line, red=not comparison.ok)
+    untested = results.untested_capabilities()
+    if untested:
+        terminalreporter.write_sep("-", "cl: NOT CERTIFIED: capabilities no worker offered", red=True, bold=True)
+        for capability, count in untested:
+            terminalreporter.write_line(
+                f"{capability}: {count} check(s) not run, so not passed (missing-worker policy: "
+                f"{state.settings.policy_text})",
+                red=True,
+            )
+        terminalreporter.write_line(
+            "these checks say nothing about the deployment; --cl-require-workers "
+            f"{','.join(c for c, _ in untested)} (or --cl-strict) turns a missing worker into a failure",
+            red=True,
+        )
     if state.settings.report:
         html = Path(state.settings.report).suffix.lower() == ".html"
         terminalreporter.write_line(f"cl: report written to {state.settings.report} ({'+ .json' if html else '+ .md'})")

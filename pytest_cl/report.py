@@ -262,6 +262,19 @@ class Results:
         """How many times an embedded deployment was started in this run (all processes)."""
         return sum(cast(int, d.get("starts", 0)) for d in self.sessions.values())
 
+    def untested_capabilities(self) -> list[tuple[str, int]]:
+        """Return (capability, number of checks skipped for it) for each capability no worker offered.
+
+        Only skips count: a missing worker that failed its checks (strict policy) is already a failure.
+        """
+        counts: dict[str, int] = {}
+        for _, capabilities, outcome in self.missing_workers:
+            if outcome != "skipped":
+                continue
+            for capability in filter(None, capabilities.split(",")):
+                counts[capability] = counts.get(capability, 0) + 1
+        return sorted(counts.items())
+
     def rows(self) -> list[MatrixRow]:
         """Build the matrix: plugin (and other) rows by name, then ``protocol``, then ``workflows``."""
         rows: dict[str, MatrixRow] = {}

@@ -62,6 +62,9 @@ def test_header_matrix_report_and_junit(pytester: pytest.Pytester, cl_target: Ta
         [
             f"cl: deployment under test: cl_compute 0.1.0 at {cl_target.server_url} (mqtt {cl_target.mqtt_url};*",
             "cl: workers: *",
+            "cl: NOT OFFERED by this deployment: clip_embedding, dino_embedding, exif, face_detection, "
+            "face_embedding, hls_streaming, image_conversion, media_thumbnail: their checks are skipped, not passed "
+            "(missing-worker policy: skip (local run))",
             "cl: missing-worker policy: skip (local run); job timeout 120 s; delete jobs after each test",
         ]
     )
@@ -272,6 +275,13 @@ def test_missing_worker_policies(
     assert "test_workers.py::test_marker: face_detection (" in out
     assert "test_workers.py::test_fixture: clip_embedding (" in out
     assert f"cl: no worker offers face_detection at {cl_target.server_url} (available: fail, hash, sleep; " in out
+    if outcome.get("skipped") or outcome.get("xfailed"):  # checks not run are called out at the end, per capability
+        tail = out[out.index("cl: conformance matrix") :]
+        assert "cl: NOT CERTIFIED: capabilities no worker offered" in tail
+        assert "clip_embedding: 1 check(s) not run, so not passed" in tail
+        assert "face_detection: 1 check(s) not run, so not passed" in tail
+    else:
+        assert "NOT CERTIFIED" not in out
 
 
 def test_markers_destructive_and_needs_fix(pytester: pytest.Pytester, cl_target: Target, mode: list[str]) -> None:
@@ -318,6 +328,60 @@ def test_markers_destructive_and_needs_fix(pytester: pytest.Pytester, cl_target:
     )
     result = run(pytester, *cl_target.args, *mode, "--cl-allow-destructive", "--cl-strict")
     result.assert_outcomes(passed=2, failed=1)
+
+
+PRETEND_UPSTREAM = """
+import pytest
+import pytest_cl.deployment
+
+@pytest.fixture(autouse=True, scope="session")
+def _pretend_upstream():   # the deployment under test is not the reference one
+    old = pytest_cl.deployment.REFERENCE_SERVICE
+    pytest_cl.deployment.REFERENCE_SERVICE = "not-the-reference"
+    yield
+    pytest_cl.deployment.REFERENCE_SERVICE = old
+"""
+
+
+@pytest.mark.parametrize(
+    ("listed", "outcome", "lines"),
+    [
+        (["# known gaps", "terminal error events", ""], 0, ["*cl: deployment lacks: as expected*"]),
+        ([], 1, ["*deployment lacks: NOT as expected*", "new (not in lacks.txt): terminal error events"]),
+        (
+            ["terminal error events", "priority scheduling"],
+            1,
+            ["*deployment lacks: NOT as expected*", "expected by lacks.txt but not reported: priority scheduling"],
+        ),
+    ],
+    ids=["equal", "new-entry", "lost-entry"],
+)
+def test_expect_lacks_compares_the_reported_gaps_with_a_file(
+    pytester: pytest.Pytester, cl_target: Target, mode: list[str], listed: list[str], outcome: int, lines: list[str]
+) -> None:
+    pytester.makeconftest(PRETEND_UPSTREAM)
+    pytester.makepyfile(
+        test_gaps="""
+        import pytest
+
+        @pytest.mark.cl_needs_fix("terminal error events")
+        @pytest.mark.parametrize("n", [1, 2])
+        def test_needs_fix(compute_client, n):
+            assert False, "this deployment does not have it"
+        """
+    )
+    (pytester.path / "lacks.txt").write_text("\n".join(listed) + "\n")
+    result = run(pytester, *cl_target.args, *mode, "--cl-expect-lacks", "lacks.txt")
+    result.assert_outcomes(xfailed=2)
+    assert result.ret == outcome
+    result.stdout.fnmatch_lines(lines)
+
+
+def test_expect_lacks_file_missing_is_a_usage_error(pytester: pytest.Pytester, cl_target: Target) -> None:
+    pytester.makepyfile(test_x="def test_x():\n    pass\n")
+    result = run(pytester, *cl_target.args, "--cl-expect-lacks", "nope.txt")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*cl: --cl-expect-lacks: cannot read nope.txt: No such file or directory*"])
 
 
 def test_needs_fix_runs_normally_on_the_reference(pytester: pytest.Pytester, cl_target: Target) -> None:

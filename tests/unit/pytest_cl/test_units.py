@@ -265,3 +265,18 @@ def test_probe_checks_the_credentials_on_a_job_route() -> None:
             probe(Settings(server=dep.server_url, mqtt="off", token=mint_token(generate_keypair()[0])))
         with pytest.raises(DeploymentUnavailableError, match=r"may not run jobs.*ai_inference_support"):
             probe(Settings(server=dep.server_url, mqtt="off", token=mint_token(private_pem, permissions=[])))
+
+
+def test_lack_keys_merge_the_same_gap_from_checks_and_jobs() -> None:
+    from pytest_cl._lacks import compare_lacks, lack_key
+    from pytest_cl._lifecycle import FAILURE_EVENTS_FIX
+
+    job_a = "job 0b1c2d3e-0000-4000-8000-000000000001 ended 'error' without an event: " + FAILURE_EVENTS_FIX
+    job_b = "job 0b1c2d3e-0000-4000-8000-000000000002 ended 'error' without an event: " + FAILURE_EVENTS_FIX
+    assert lack_key(job_a) == lack_key(job_b) == FAILURE_EVENTS_FIX
+    assert lack_key("needs fix: a real updated_at (upstream echoes created_at)") == (
+        "a real updated_at (upstream echoes created_at)"
+    )
+    result = compare_lacks([job_a, job_b, "needs fix: x"], {FAILURE_EVENTS_FIX, "y"}, "f.txt")
+    assert (result.new, result.lost, result.ok) == (("x",), ("y",), False)
+    assert compare_lacks([job_a], {FAILURE_EVENTS_FIX}, "f.txt").ok

@@ -1,0 +1,114 @@
+"""``--cl-expect-lacks FILE``: the run's "deployment lacks …" entries must equal a committed list.
+
+A deployment that is not the reference one lacks some **[fix]** es of PROTOCOL.md; the suites report each as
+"deployment lacks <what>" instead of a failure. An operator who knows their deployment's gaps commits them
+in a file, one line per gap, and passes it with ``--cl-expect-lacks``: a new entry (a new gap, or a false one)
+and a lost entry (a gap that is no longer detected, or that was fixed) both fail the run, with the lines to
+add or remove.
+
+File format: one entry per line; lines that start with ``#`` and blank lines are ignored. An entry is the text after
+"deployment lacks" of a ``cl_needs_fix`` check (its marker's argument), or the [fix] named by a lifecycle
+finding (for example ``terminal 'error' events over MQTT (PROTOCOL.md §5 [fix])``): the same gap seen by
+several checks or jobs is one entry.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+_NEEDS_FIX = "needs fix: "
+#: a lifecycle finding: ``job <id> <what happened>: <the [fix] it lacks>``
+_LIFECYCLE = re.compile(r"^job \S+ [^:]*: (?P<fix>.+)$")
+
+
+class ExpectLacksError(ValueError):
+    """The expectation file cannot be read (the message names it and why)."""
+
+
+def lack_key(text: str) -> str:
+    """Return the entry of one reported lack: the same gap seen by several checks or jobs gives one key.
+
+    Args:
+        text: a lack as the plugin records it (``needs fix: <what>`` or a lifecycle finding).
+    """
+    if text.startswith(_NEEDS_FIX):
+        return text.removeprefix(_NEEDS_FIX).strip()
+    match = _LIFECYCLE.match(text)
+    return match.group("fix").strip() if match else text.strip()
+
+
+def read_expected(path: str | Path) -> set[str]:
+    """Read an expectation file (see the module documentation).
+
+    Args:
+        path: the file.
+
+    Raises:
+        ExpectLacksError: it does not exist or cannot be read.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ExpectLacksError(f"--cl-expect-lacks: cannot read {path}: {exc.strerror or exc}") from None
+    entries: set[str] = set()
+    for line in text.splitlines():
+        entry = line.strip()
+        if entry and not entry.startswith("#"):
+            entries.add(entry)
+    return entries
+
+
+@dataclass(frozen=True)
+class LacksComparison:
+    """The run's lacks against the expectation file.
+
+    Attributes:
+        source: the expectation file.
+        new: entries the run reported that the file does not list (a new gap, or a false one).
+        lost: entries the file lists that the run did not report (no longer detected, or fixed).
+        seen: every entry the run reported.
+    """
+
+    source: str
+    new: tuple[str, ...]
+    lost: tuple[str, ...]
+    seen: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        """True when the run reported exactly the expected entries."""
+        return not (self.new or self.lost)
+
+    def lines(self) -> list[str]:
+        """The terminal summary lines."""
+        if self.ok:
+            return [f"the {len(self.seen)} entries equal {self.source}"]
+        out: list[str] = []
+        out += [f"new (not in {self.source}): {e}" for e in self.new]
+        out += [f"expected by {self.source} but not reported: {e}" for e in self.lost]
+        out.append(
+            "a new entry is a gap this deployment has that the file does not list, or a check that wrongly "
+            "reports one; an entry not reported is a gap no longer detected, or fixed: correct the deployment, "
+            "the check, or the file"
+        )
+        return out
+
+
+def compare_lacks(reported: Iterable[str], expected: set[str], source: str) -> LacksComparison:
+    """Compare the lacks a run reported with the expected entries.
+
+    Args:
+        reported: the lacks as recorded (``Results.lacks`` texts).
+        expected: the entries of the expectation file.
+        source: the file's name, for the messages.
+    """
+    seen = {lack_key(text) for text in reported}
+    return LacksComparison(
+        source=source,
+        new=tuple(sorted(seen - expected)),
+        lost=tuple(sorted(expected - seen)),
+        seen=tuple(sorted(seen)),
+    )
