@@ -6,9 +6,12 @@ in a file, one line per gap, and passes it with ``--cl-expect-lacks``: a new ent
 and a lost entry (a gap that is no longer detected, or that was fixed) both fail the run, with the lines to
 add or remove.
 
+The suites ship the list of upstream's January 2026 stack as ``upstream-2026-01``
+(``pytest_cl/conformance/expected/upstream-2026-01.lacks``): give that name instead of a path.
+
 File format: one entry per line; lines that start with ``#`` and blank lines are ignored. An entry is the text after
 "deployment lacks" of a ``cl_needs_fix`` check (its marker's argument), or the [fix] named by a lifecycle
-finding (for example ``terminal 'error' events over MQTT (PROTOCOL.md §5 [fix])``): the same gap seen by
+finding (for example ``terminal 'error' events over MQTT for failed jobs (upstream is silent)``): the same gap seen by
 several checks or jobs is one entry.
 """
 
@@ -17,6 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 _NEEDS_FIX = "needs fix: "
@@ -40,19 +44,36 @@ def lack_key(text: str) -> str:
     return match.group("fix").strip() if match else text.strip()
 
 
+def packaged_lists() -> list[str]:
+    """Names of the expectation files shipped with the suites (``pytest_cl/conformance/expected/<name>.lacks``)."""
+    try:
+        folder = resources.files("pytest_cl.conformance") / "expected"
+        return sorted(e.name.removesuffix(".lacks") for e in folder.iterdir() if e.name.endswith(".lacks"))
+    except (ModuleNotFoundError, OSError):
+        return []
+
+
 def read_expected(path: str | Path) -> set[str]:
     """Read an expectation file (see the module documentation).
 
     Args:
-        path: the file.
+        path: the file, or the name of a packaged list (:func:`packaged_lists`, e.g. ``upstream-2026-01``) when
+            no such file exists.
 
     Raises:
         ExpectLacksError: it does not exist or cannot be read.
     """
+    name = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        if not Path(path).exists() and name in packaged_lists():
+            text = (resources.files("pytest_cl.conformance") / "expected" / f"{name}.lacks").read_text("utf-8")
+        else:
+            text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
-        raise ExpectLacksError(f"--cl-expect-lacks: cannot read {path}: {exc.strerror or exc}") from None
+        known = ", ".join(packaged_lists()) or "none"
+        raise ExpectLacksError(
+            f"--cl-expect-lacks: cannot read {path}: {exc.strerror or exc} (packaged lists: {known})"
+        ) from None
     entries: set[str] = set()
     for line in text.splitlines():
         entry = line.strip()

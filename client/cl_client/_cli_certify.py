@@ -90,6 +90,9 @@ class CertifyRequest:
         username: user name at the auth service (None = ``CL_USERNAME``).
         password: password (None = ``CL_PASSWORD``).
         auth_url: auth service URL (None = ``CL_AUTH_URL``, else ``AUTH_URL``).
+        expect_lacks: a file of the expected "deployment lacks" entries, or the name of a packaged one (such as
+            ``upstream-2026-01``): a new or missing entry fails the run.
+        profile: behaviour profile of the embedded deployment (``fixed`` or ``upstream-2026-01``); None = fixed.
         pytest_args: further pytest arguments, appended last.
     """
 
@@ -103,6 +106,8 @@ class CertifyRequest:
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     auth_url: str | None = None
+    expect_lacks: str | None = None
+    profile: str | None = None
     pytest_args: tuple[str, ...] = ()
 
     @property
@@ -262,6 +267,13 @@ def build_command(
         argv += ["--cl-report", os.path.abspath(request.report)]
     if request.rows:
         argv += ["--cl-rows", _rows(request.rows)]
+    if request.expect_lacks is not None:
+        lacks = request.expect_lacks
+        argv += ["--cl-expect-lacks", os.path.abspath(lacks) if os.sep in lacks or os.path.exists(lacks) else lacks]
+    if request.profile is not None:
+        if not request.embedded:
+            raise CertifyUsageError("--profile chooses the behaviour of the embedded deployment; it takes no URL")
+        argv += ["--cl-embedded-profile", request.profile]
     if request.workers is not None:
         argv += ["-n", _workers(request.workers)]
     argv.append(where)
@@ -390,6 +402,11 @@ class _CertifyCommand(click.Command):
               help="Write the report to PATH: PATH.html one self-contained HTML page (+ .json), "
                    "else JSON and Markdown (suffix .md).")  # fmt: skip
 @click.option("--strict", is_flag=True, help="Missing workers and checks that need a [fix] fail.")
+@click.option("--expect-lacks", metavar="FILE|NAME", default=None,
+              help="The 'deployment lacks' entries the deployment is known to have (a file, one per line, or a "
+                   "packaged list such as upstream-2026-01): a new or a missing one fails the run.")  # fmt: skip
+@click.option("--profile", metavar="NAME", default=None,
+              help="Embedded deployment only: behave as 'fixed' (default) or 'upstream-2026-01'.")  # fmt: skip
 @click.option("--token", metavar="JWT", default=None, help="Bearer token [env CL_TOKEN].")
 @click.option("--username", default=None, help="Log in at the auth service [env CL_USERNAME].")
 @click.option("--password", default=None, help="Password for --username [env CL_PASSWORD].")
@@ -403,6 +420,8 @@ def certify(
     rows: tuple[str, ...],
     report: str | None,
     strict: bool,
+    expect_lacks: str | None,
+    profile: str | None,
     token: str | None,
     username: str | None,
     password: str | None,
@@ -428,6 +447,8 @@ def certify(
       cl-client certify                              # the embedded reference deployment
       cl-client certify http://host:8002 --mqtt mqtt://host:1883 -n 4 --report cert.json
       cl-client certify http://host:8002 --plugins hash,exif --strict
+      cl-client certify http://host:8002 --expect-lacks upstream-2026-01   # upstream's known gaps, exactly
+      cl-client certify --profile upstream-2026-01 --expect-lacks upstream-2026-01
       cl-client certify http://host:8002 -- -k md5 -x     # after --: pytest's own options
     """
     st = state(ctx)
@@ -442,6 +463,8 @@ def certify(
         username=username if username is not None else st.username,
         password=password if password is not None else st.password,
         auth_url=auth_url if auth_url is not None else st.auth_url,
+        expect_lacks=expect_lacks,
+        profile=profile,
         pytest_args=cast(tuple[str, ...], ctx.meta.get(_PYTEST_ARGS, ())),
     )
     problem = missing_extra(request)

@@ -381,7 +381,9 @@ def test_expect_lacks_file_missing_is_a_usage_error(pytester: pytest.Pytester, c
     pytester.makepyfile(test_x="def test_x():\n    pass\n")
     result = run(pytester, *cl_target.args, "--cl-expect-lacks", "nope.txt")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*cl: --cl-expect-lacks: cannot read nope.txt: No such file or directory*"])
+    result.stderr.fnmatch_lines(
+        ["*cl: --cl-expect-lacks: cannot read nope.txt: No such file or directory (packaged lists: upstream-2026-01)*"]
+    )
 
 
 def test_needs_fix_runs_normally_on_the_reference(pytester: pytest.Pytester, cl_target: Target) -> None:

@@ -93,6 +93,19 @@ def test_options_map_to_the_cl_plugins_options_and_extra_arguments_come_last(tmp
     assert build(CertifyRequest(url="https://host", workers=" AUTO ")).argv[-2] == "auto"
 
 
+def test_expect_lacks_takes_a_file_or_a_packaged_name_and_profile_goes_to_the_embedded_deployment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine.lacks").write_text("x\n")
+    argv = list(build(CertifyRequest(url="https://host", expect_lacks="mine.lacks")).argv)
+    assert argv[argv.index("--cl-expect-lacks") + 1] == str(tmp_path / "mine.lacks")  # a file: made absolute
+    argv = list(build(CertifyRequest(expect_lacks="upstream-2026-01", profile="upstream-2026-01")).argv)
+    assert argv[argv.index("--cl-expect-lacks") + 1] == "upstream-2026-01"  # no such file: a packaged list's name
+    assert argv[argv.index("--cl-embedded-profile") + 1] == "upstream-2026-01"
+    assert "--cl-embedded-profile" not in build(CertifyRequest()).argv
+
+
 def test_credentials_go_through_the_environment_never_the_command_line() -> None:
     request = CertifyRequest(url="http://host:8002", auth_url="http://auth:8000", **SECRETS)
     cmd = build(request, {"PATH": "/bin", "CL_TOKEN": "old"})
@@ -143,6 +156,7 @@ def test_without_url_the_embedded_deployment_and_cl_server_url_is_not_passed_on(
         (CertifyRequest(url="http://h", workers="many"), "-n: expected a number"),
         (CertifyRequest(url="http://h", workers="-1"), "-n: expected a number"),
         (CertifyRequest(url="http://h", rows=(" , ",)), "--plugins: expected plugin names"),
+        (CertifyRequest(url="http://h", profile="upstream-2026-01"), "--profile chooses the behaviour of the embedded"),
     ],
 )
 def test_options_that_cannot_work_are_usage_errors(request_: CertifyRequest, message: str) -> None:
