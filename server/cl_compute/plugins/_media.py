@@ -31,6 +31,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO, TYPE_CHECKING, Protocol, cast
 
 from cl_compute.plugins.base import BackendUnavailable, ParamError, PluginError
+from cl_compute.profile import quirks
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage
@@ -108,15 +109,24 @@ def safe_stem(upload_name: str, fallback: str = "image") -> str:
 # --------------------------------------------------------------------------------------------------
 
 
-def require_input(path: Path) -> int:
-    """Return the input's size; PluginError if it is missing or empty."""
+def require_input(path: Path, *, allow_empty: bool = False) -> int:
+    """Return the input's size; PluginError if it is missing or (unless ``allow_empty``) empty."""
     try:
         size = path.stat().st_size
     except OSError as exc:
         raise PluginError(f"Input file not found: {path.name}") from exc
-    if size == 0:
+    if size == 0 and not allow_empty:
         raise PluginError("The uploaded file is empty (0 bytes)")
     return size
+
+
+def accepts_broken_input() -> bool:
+    """Whether exif and hash take zero-byte, damaged and mislabelled files as upstream does.
+
+    The profile switch ``exif_hash_accept_empty`` (upstream-2026-01): upstream completes with empty or generic
+    results where the fixed deployment ends ``error`` (PROTOCOL.md §8). Both plugins ask here.
+    """
+    return quirks().exif_hash_accept_empty
 
 
 def _read_head(path: Path, size: int = 65536) -> bytes:
@@ -254,11 +264,32 @@ def register_optional_openers() -> None:
         register_heif_opener()
 
 
+_TRUNCATED_LOAD = threading.Lock()
+
+
 @contextlib.contextmanager
-def open_image(path: Path) -> Generator[PILImage.Image, None, None]:
+def _truncated_images_allowed(allow: bool) -> Generator[None, None, None]:
+    """Let Pillow decode truncated images (``ImageFile.LOAD_TRUNCATED_IMAGES``, a global) while inside."""
+    if not allow:
+        yield
+        return
+    from PIL import ImageFile
+
+    with _TRUNCATED_LOAD:
+        saved, ImageFile.LOAD_TRUNCATED_IMAGES = ImageFile.LOAD_TRUNCATED_IMAGES, True
+        try:
+            yield
+        finally:
+            ImageFile.LOAD_TRUNCATED_IMAGES = saved
+
+
+@contextlib.contextmanager
+def open_image(path: Path, *, allow_truncated: bool = False) -> Generator[PILImage.Image, None, None]:
     """Open an image with Pillow, first frame selected and fully decoded; errors become PluginError.
 
-    Decompression bombs (more pixels than ``PIL.Image.MAX_IMAGE_PIXELS``) are refused.
+    Decompression bombs (more pixels than ``PIL.Image.MAX_IMAGE_PIXELS``) are refused. With
+    ``allow_truncated`` a truncated file decodes as far as its data goes (upstream's
+    ``LOAD_TRUNCATED_IMAGES = True``) instead of failing.
     """
     import warnings
 
@@ -284,7 +315,8 @@ def open_image(path: Path) -> Generator[PILImage.Image, None, None]:
             )
         try:
             img.seek(0)
-            img.load()
+            with _truncated_images_allowed(allow_truncated):
+                img.load()
         except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as exc:
             raise PluginError(f"The image is corrupt or truncated: {exc}") from exc
         yield img

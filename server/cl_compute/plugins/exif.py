@@ -20,6 +20,13 @@ backend runs, no decoding: a JPEG without its end-of-image marker, a PNG without
 runs past the end of the file) or an ExifTool failure ends the job in error (upstream silently returns nulls or
 what the header says). A text file, whatever its name, is read as text (``File:FileType`` ``TXT``), as ExifTool
 and upstream do.
+
+Profile ``upstream-2026-01`` (:mod:`cl_compute.profile`): ``exif_typed_null`` reads the typed fields as upstream
+does, from unprefixed keys only (:func:`upstream_typed_fields`), so with the default empty ``tags`` (``-G``
+output) every one is null; with ``tags`` ``raw_metadata`` has bare keys (upstream's ``exiftool -n -j -Tag…``,
+approximated by :func:`ungrouped`) and ``exposure_time`` is null (a number under ``-n``). ``exif_hash_accept_empty``
+skips the empty/damaged/mislabelled checks and turns a backend failure into an empty result (every field null,
+``raw_metadata`` ``{}``), as upstream completes such jobs.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ from typing import TYPE_CHECKING, BinaryIO, ClassVar, SupportsFloat, SupportsInt
 
 from cl_compute.plugins import _media
 from cl_compute.plugins.base import BackendUnavailable, ParamError, Plugin, PluginError, TaskContext
+from cl_compute.profile import quirks
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -179,6 +187,70 @@ def typed_fields(raw: Mapping[str, object]) -> dict[str, object]:
         raw, "GPSAltitude", "GPSAltitudeRef", lambda r: str(r).strip() in ("1", "Below Sea Level")
     )
     return {field: out.get(field) for field in FIELDS}
+
+
+_GPS_TAGS = {"gps_latitude": "GPSLatitude", "gps_longitude": "GPSLongitude", "gps_altitude": "GPSAltitude"}
+
+
+def _lax_int(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else None
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            return int(value.strip())
+    return None
+
+
+def _lax_float(value: object) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            return float(value.strip())
+    return None
+
+
+def upstream_typed_fields(raw: Mapping[str, object]) -> dict[str, object]:
+    """The typed fields as upstream fills them: the value of the *unprefixed* key, or null.
+
+    ``-G`` output has only ``Group:Tag`` keys, so every field is null; with bare keys a field is the value when
+    its type fits (str fields take strings only, so ``-n``'s numeric ``ExposureTime`` gives null), else null.
+    """
+    out: dict[str, object] = {}
+    for field in FIELDS:
+        tag = _SOURCES[field][0] if field in _SOURCES else _GPS_TAGS[field]
+        value = raw.get(tag)
+        if field in _INT_FIELDS:
+            out[field] = _lax_int(value)
+        elif field in _FLOAT_FIELDS:
+            out[field] = _lax_float(value)
+        else:
+            out[field] = value if isinstance(value, str) else None
+    return out
+
+
+def ungrouped(raw: Mapping[str, object]) -> dict[str, object]:
+    """``Group:Tag`` keys made bare as ExifTool prints them without ``-G``: one value per tag name.
+
+    An approximation of ExifTool's tag priority: a ``Composite:`` value wins (so GPS positions are signed, as
+    ExifTool shows them), otherwise the first group in the output.
+    """
+    out: dict[str, object] = {}
+    composite: dict[str, object] = {}
+    for key, value in raw.items():
+        group, name = _split_key(key)
+        if group == "Composite":
+            composite[name] = value
+        elif name not in out:
+            out[name] = value
+    out.update(composite)
+    return out
 
 
 def filter_raw(raw: Mapping[str, object], tags: list[str]) -> dict[str, object]:
@@ -758,13 +830,15 @@ class ExifPlugin(Plugin):
     def run(self, ctx: TaskContext) -> dict[str, object]:
         """Extract metadata and write ``output/exif_metadata.json`` (= ``task_output``)."""
         path = ctx.input_path
-        _media.require_input(path)
-        problem = damage(path)
-        if problem is not None:
-            raise PluginError(f"Cannot read metadata: the file is damaged or truncated: {problem}")
-        problem = mislabelled(path)
-        if problem is not None:
-            raise PluginError(f"Cannot read metadata: not a media file: {problem}")
+        lenient = _media.accepts_broken_input()
+        _media.require_input(path, allow_empty=lenient)
+        if not lenient:
+            problem = damage(path)
+            if problem is not None:
+                raise PluginError(f"Cannot read metadata: the file is damaged or truncated: {problem}")
+            problem = mislabelled(path)
+            if problem is not None:
+                raise PluginError(f"Cannot read metadata: not a media file: {problem}")
         raw_tags = ctx.params.get("tags")
         tags = (
             [str(t) for t in cast("list[object] | tuple[object, ...]", raw_tags)]
@@ -773,19 +847,31 @@ class ExifPlugin(Plugin):
         )
         ctx.report_progress(10)
         backend = _backend_choice()
+        exe: str | None = None
         if backend == "exiftool":
             exe = shutil.which("exiftool")
             if exe is None:
                 raise PluginError("ExifTool is not installed or not found in PATH")
-            raw = exiftool_metadata(exe, path, ctx.job_dir, min(EXIFTOOL_TIMEOUT, max(1.0, ctx.time_limit)))
-        else:
-            try:
-                display = str(path.relative_to(ctx.job_dir))
-            except ValueError:
-                display = path.name
-            raw = python_metadata(path, display)
+        try:
+            if exe is not None:
+                raw = exiftool_metadata(exe, path, ctx.job_dir, min(EXIFTOOL_TIMEOUT, max(1.0, ctx.time_limit)))
+            else:
+                try:
+                    display = str(path.relative_to(ctx.job_dir))
+                except ValueError:
+                    display = path.name
+                raw = python_metadata(path, display)
+        except PluginError:
+            if not lenient:
+                raise
+            raw = {}  # upstream: ExifTool errors and timeouts give an empty result, and the job completes
         ctx.report_progress(70)
-        result: dict[str, object] = {**typed_fields(raw), "raw_metadata": filter_raw(raw, tags)}
+        result: dict[str, object]
+        if quirks().exif_typed_null:
+            kept = ungrouped(filter_raw(raw, tags)) if tags else dict(raw)
+            result = {**upstream_typed_fields(kept), "raw_metadata": kept}
+        else:
+            result = {**typed_fields(raw), "raw_metadata": filter_raw(raw, tags)}
         out = ctx.output(str(ctx.params.get("output_path", OUTPUT_PATH)))
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=2, ensure_ascii=False, default=str), encoding="utf-8")

@@ -14,12 +14,19 @@ The media type comes from libmagic (python-magic) with a signature sniffer as fa
 upstream (documented fixes): an empty file is an error; a "video" container without a video stream is
 reported as ``audio`` (or ``file``) and hashed as raw bytes; an image format Pillow cannot decode (e.g. SVG)
 falls back to the raw-byte hash with media type ``image`` instead of failing. Files are streamed in chunks.
+
+Profile ``upstream-2026-01`` (:mod:`cl_compute.profile`): ``exif_hash_accept_empty`` hashes an empty file
+(``file``, SHA-512/MD5 of no bytes) and a truncated image as far as Pillow decodes it; ``video_hash_csv_defect``
+reads video key frames as upstream does (:func:`upstream_video_hash`), which fails on ffprobe 5.1's output.
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
+import subprocess
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -27,9 +34,17 @@ from typing import ClassVar, cast
 
 from cl_compute.plugins import _media
 from cl_compute.plugins.base import BackendUnavailable, ParamError, Plugin, PluginError, TaskContext
+from cl_compute.profile import quirks
 
 ALGORITHMS = ("sha512", "md5")
 OUTPUT_PATH = "output/hash.json"
+#: upstream's ffprobe time limit for the key-frame listing (seconds)
+FFPROBE_TIMEOUT = 30.0
+#: upstream's key-frame listing: the video bytes on stdin, one ``pkt_pos,pkt_size,pict_type`` line per frame
+UPSTREAM_FFPROBE = (
+    "ffprobe", "-v", "error", "-select_streams", "v:0",
+    "-show_entries", "frame=pkt_pos,pkt_size,pict_type", "-of", "csv=p=0", "-",
+)  # fmt: skip
 
 
 def _hash_file(path: Path, algorithm: str) -> str:
@@ -40,9 +55,58 @@ def _hash_file(path: Path, algorithm: str) -> str:
     return digest.hexdigest()
 
 
-def _hash_image(path: Path) -> str:
-    with _media.open_image(path) as img:
+def _hash_image(path: Path, allow_truncated: bool) -> str:
+    with _media.open_image(path, allow_truncated=allow_truncated) as img:
         return hashlib.sha512(img.tobytes()).hexdigest()
+
+
+def _upstream_rows_valid(rows: list[list[str]], size: int) -> bool:
+    """Upstream's check of the ffprobe CSV: every line exactly ``offset,size,type`` inside the file."""
+    for row in rows:
+        if len(row) != 3:
+            return False
+        try:
+            offset, length = int(row[0]), int(row[1])
+        except ValueError:
+            return False
+        if len(row[2]) != 1 or offset < 0 or length <= 0 or offset + length > size:
+            return False
+    return True
+
+
+def upstream_video_hash(path: Path, timeout: float) -> str:
+    """SHA-512 over the I-frame packets as upstream reads them: :data:`UPSTREAM_FFPROBE` on the bytes.
+
+    Only lines of exactly three columns are accepted; ffprobe 5.1 prints a fourth, empty column (and a blank
+    line) for frames with side data, such as the first frame of an ordinary x264 video, which ends the job
+    "CSV data is invalid." (PROTOCOL.md §8). Needs ``ffprobe`` on PATH, as upstream does.
+
+    Raises:
+        PluginError: with upstream's messages (ffprobe missing, failing or silent; the CSV check).
+    """
+    data = path.read_bytes()
+    try:
+        proc = subprocess.run(list(UPSTREAM_FFPROBE), input=data, capture_output=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise PluginError("ffprobe command timed out.") from exc
+    except OSError as exc:
+        raise PluginError(f"An error occurred while running ffprobe: {exc}") from exc
+    if proc.returncode != 0:
+        raise PluginError(f"ffprobe error: {proc.stderr.decode(errors='ignore')}")
+    text = proc.stdout.decode("utf-8", errors="ignore")
+    if not text.strip():
+        raise PluginError("No data returned from ffprobe.")
+    try:
+        rows = list(csv.reader(io.StringIO(text)))
+    except csv.Error as exc:
+        raise PluginError(f"Error parsing CSV data: {exc}") from exc
+    if not _upstream_rows_valid(rows, len(data)):
+        raise PluginError("CSV data is invalid.")
+    digest = hashlib.sha512()
+    for offset, length, kind in rows:
+        if kind == "I":
+            digest.update(data[int(offset) : int(offset) + int(length)])
+    return digest.hexdigest()
 
 
 def _hash_video(path: Path) -> str | None:
@@ -122,7 +186,8 @@ class HashPlugin(Plugin):
     def run(self, ctx: TaskContext) -> dict[str, object]:
         """Hash the input and write ``output/hash.json``."""
         path = ctx.input_path
-        _media.require_input(path)
+        lenient = _media.accepts_broken_input()
+        _media.require_input(path, allow_empty=lenient)
         algorithm = str(ctx.params.get("algorithm", "sha512"))
         if algorithm not in ALGORITHMS:
             raise PluginError(f"Unknown algorithm {algorithm!r}")
@@ -136,9 +201,11 @@ class HashPlugin(Plugin):
             value, used = _hash_file(path, "md5"), "md5"
         elif media_type == "image":
             try:
-                value, used = _hash_image(path), "sha512_image"
+                value, used = _hash_image(path, allow_truncated=lenient), "sha512_image"
             except _media.NotAnImageError:
                 value, used = _hash_file(path, "sha512"), "sha512_generic"
+        elif media_type == "video" and quirks().video_hash_csv_defect:
+            value, used = upstream_video_hash(path, min(FFPROBE_TIMEOUT, max(1.0, ctx.time_limit))), "sha512_video"
         elif media_type == "video":
             video_hash = _hash_video(path)
             if video_hash is None:
