@@ -19,6 +19,10 @@ original cannot be stream-copied into MPEG-TS (e.g. VP9) it is re-encoded at its
 variants taller than the source are upscaled (the master lists exactly the requested variants).
 Progress comes from ffmpeg's ``-progress`` output against the PyAV-probed duration; the job's time limit
 bounds the ffmpeg runs, and a cancellation kills ffmpeg.
+
+Profile ``upstream-2026-01`` (:mod:`cl_compute.profile`): ``hls_master_absolute`` reports ``master_playlist`` as
+the absolute server path (``<data>/jobs/<job_id>/output/adaptive.m3u8``; the files stay where they are);
+``hls_accepts_stills`` takes a still image as the one-frame video stream upstream's ffprobe sees in it.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from typing import ClassVar, cast
 
 from cl_compute.plugins import _media
 from cl_compute.plugins.base import BOOL_SPELLINGS, ParamError, Plugin, PluginError, TaskContext
+from cl_compute.profile import quirks
 
 OUTPUT_DIR = "output"
 MASTER = "adaptive.m3u8"
@@ -181,7 +186,7 @@ class HlsStreamingPlugin(Plugin):
             raise PluginError("No ffmpeg available on this worker")
         mime = _media.detect_mime(path)
         media_type = _media.media_type_of(path, mime)
-        if media_type == "image":
+        if media_type == "image" and not quirks().hls_accepts_stills:
             raise PluginError(f"Input file {path.name} is a still image ({mime}), not a video")
         if media_type in ("text", "url"):
             raise PluginError(f"Input file {path.name} does not contain a video stream (it is {mime})")
@@ -235,7 +240,7 @@ class HlsStreamingPlugin(Plugin):
             total_segments += len(segments)
         ctx.report_progress(100)
         return {
-            "master_playlist": f"{OUTPUT_DIR}/{MASTER}",
+            "master_playlist": str(master.absolute()) if quirks().hls_master_absolute else f"{OUTPUT_DIR}/{MASTER}",
             "variants_generated": len(variants),
             "total_segments": total_segments,
             "include_original": include_original,

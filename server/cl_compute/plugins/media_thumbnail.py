@@ -17,6 +17,12 @@ Video: ffmpeg decodes only key frames (``-skip_frame nokey``), scales each to at
 first 16 into a 4×4 grid (a partial grid is padded black), then the grid is sized as above. Fixes over
 upstream: RGBA/LA/paletted/CMYK/16-bit sources are flattened (alpha on white) instead of failing, and videos
 work (upstream passes a relative path to ffmpeg).
+
+Profile ``upstream-2026-01`` (:mod:`cl_compute.profile`): ``thumbnail_mode_fails`` saves the resized image as
+JPEG in its own mode, as upstream does, so paletted and RGBA (and other non-JPEG modes) end ``error``
+"cannot write mode P as JPEG"; ``thumbnail_video_fails`` looks for a video at the job-relative
+``params.input_path`` from the worker's working directory, as upstream does, and so ends ``error``
+"Input file not found: input/<name>".
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from cl_compute.plugins import _media
 from cl_compute.plugins.base import BOOL_SPELLINGS, Plugin, PluginError, TaskContext
+from cl_compute.profile import quirks
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage
@@ -129,6 +136,12 @@ class MediaThumbnailPlugin(Plugin):
                 ctx.report_progress(50)
                 self._save(img, out, width, height, keep)
         else:
+            if quirks().thumbnail_video_fails:
+                # Upstream hands its video routine the job-relative input path, resolved from the worker's cwd.
+                relative = Path(str(ctx.params.get("input_path", f"input/{path.name}")))
+                if not relative.is_file():
+                    raise PluginError(f"Input file not found: {relative.as_posix()}")
+                path = relative
             self._video(ctx, path, out, width, height, keep)
         ctx.report_progress(100)
         return {"media_type": media_type}
@@ -138,13 +151,14 @@ class MediaThumbnailPlugin(Plugin):
         from PIL import Image
 
         size = thumbnail_size(img.size, width, height, keep)
-        rgb = _media.flatten_to_rgb(img)
-        thumb = rgb if size == rgb.size else rgb.resize(size, Image.Resampling.LANCZOS)
+        as_upstream = quirks().thumbnail_mode_fails  # no conversion: JPEG refuses P, RGBA, LA, I;16 …
+        rgb = img if as_upstream else _media.flatten_to_rgb(img)
         try:
+            thumb = rgb if size == rgb.size else rgb.resize(size, Image.Resampling.LANCZOS)
             thumb.save(out, format="JPEG", quality=JPEG_QUALITY)
         except (OSError, ValueError) as exc:
             out.unlink(missing_ok=True)
-            raise PluginError(f"Cannot write the thumbnail: {exc}") from exc
+            raise PluginError(str(exc) if as_upstream else f"Cannot write the thumbnail: {exc}") from exc
 
     def _video(
         self, ctx: TaskContext, path: Path, out: Path, width: int | None, height: int | None, keep: bool
