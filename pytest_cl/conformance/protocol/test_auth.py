@@ -3,8 +3,8 @@
 Which deployment is checked:
 
 * embedded run (no ``--cl-server``): the shared embedded deployment has no auth, so this module starts a
-  second, small ``cl_compute`` deployment (1 worker, ``hash`` only) with a fresh ES256 key pair and mints its
-  own tokens;
+  second, small ``cl_compute`` deployment (1 worker, ``hash`` only, guest mode off, the same
+  ``--cl-embedded-profile``) with a fresh ES256 key pair and mints its own tokens;
 * ``--cl-server``: the deployment under test, when ``GET /`` says ``guestMode: off``. Tokens with chosen
   claims (expired, wrong permission, admin) need the auth service's private key: set
   ``CL_AUTH_PRIVATE_KEY`` to its PEM file (or the PEM text); without it only the token-less checks and the
@@ -93,7 +93,14 @@ def auth_target(request: pytest.FixtureRequest, cl_deployment: DeploymentInfo) -
         from cl_compute.deployment import Deployment
 
         private_pem, public_pem = generate_keypair()
-        dep = Deployment(workers=1, tasks=["hash"], auth_public_key=public_pem, worker_shutdown_grace=1.0)
+        dep = Deployment(
+            workers=1,
+            tasks=["hash"],
+            auth_public_key=public_pem,
+            worker_shutdown_grace=1.0,
+            guest_mode=False,  # upstream's default is on; an operator who wants auth turns it off
+            profile=settings.embedded_profile,  # the same behaviour as the embedded deployment under test
+        )
         dep.start()
         try:
             mqtt_url = dep.mqtt_url if cl_deployment.mqtt_url else None  # --cl-mqtt off: poll here too

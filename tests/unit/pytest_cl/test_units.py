@@ -280,3 +280,17 @@ def test_lack_keys_merge_the_same_gap_from_checks_and_jobs() -> None:
     result = compare_lacks([job_a, job_b, "needs fix: x"], {FAILURE_EVENTS_FIX, "y"}, "f.txt")
     assert (result.new, result.lost, result.ok) == (("x",), ("y",), False)
     assert compare_lacks([job_a], {FAILURE_EVENTS_FIX}, "f.txt").ok
+
+
+def test_readme_lists_exactly_the_packaged_upstream_lacks() -> None:
+    from pytest_cl._lacks import read_expected
+
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text(encoding="utf-8")
+    marker = "<!-- upstream-2026-01.lacks:"
+    assert marker in readme, "the README lost its copy of the upstream-2026-01 list"
+    block = readme[readme.index(marker) :].split("```text\n", 1)[1].split("```", 1)[0]
+    listed = [line for line in block.splitlines() if line.strip()]
+    assert len(listed) == len(set(listed)), f"the README lists an entry twice: {listed}"
+    assert set(listed) == read_expected("upstream-2026-01"), (
+        "README.md's list of upstream's gaps differs from pytest_cl/conformance/expected/upstream-2026-01.lacks"
+    )
