@@ -8,6 +8,12 @@ Build it with :func:`create_app`; ``cl-compute serve`` runs it under uvicorn. Th
   and subscribes to ``inference/workers/+`` **at start-up**, so ``/capabilities`` is right from the first call,
 * a reaper thread: a ``processing`` job whose worker vanished (empty retained capability message = will or
   shutdown) or whose lease expired (no heartbeat) ends ``error`` with a message naming the worker.
+
+The upstream profile (``cl_compute.profile``, ``quirks()``) turns these API-side fixes back into upstream's
+behaviour, each in one place: ``upstream_identity`` (``GET /``), ``lazy_capabilities`` (``GET /capabilities``),
+``queued_after_insert`` (job creation), ``bad_variants_500`` (``_create_job``), ``octet_stream_downloads``
+(``download``), ``upload_names_as_sent`` (:func:`upload_name`) and ``guest_mode_default_on``
+(``ServerState.guest_mode``); the others live in ``auth.py`` and ``store.py``.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from cl_compute.auth import Authenticator, AuthError, User
 from cl_compute.mqtt import WAKE_TOPIC, WORKERS_TOPIC_PREFIX, MQTTConnection
 from cl_compute.plugins import all_plugin_modules, get_plugin, get_plugin_class
 from cl_compute.plugins.base import ParamError, Plugin
+from cl_compute.profile import quirks
 from cl_compute.store import JobStore, now_ms
 
 log = logging.getLogger(__name__)
@@ -120,6 +127,30 @@ def sanitize_upload_name(name: str | None) -> str:
         encoded = stem.encode()[: _MAX_NAME_BYTES - len(suffix.encode())]
         base = encoded.decode("utf-8", errors="ignore") + suffix
     return base
+
+
+def upload_name_as_sent(name: str | None) -> str:
+    """The upstream profile's stored name: the client's file name as sent, made just safe enough to store.
+
+    Upstream writes ``input/<client filename>`` with no sanitising at all: spaces, unicode, control and bidi
+    characters, ``#?%`` all stay, and so they do here. Path separators (slash and backslash) become ``_``, so
+    ``../../x.jpg`` is stored as ``.._.._x.jpg``, one name inside ``input/`` (it is not reduced to its basename:
+    that is the [fix] the conformance suites look for); NUL, which no file system takes, becomes ``_``; a name
+    that is empty, ``.`` or ``..`` becomes ``upload``. A name too long for the file system fails the request
+    (500), as upstream's does.
+    """
+    # The reference deployment keeps this much even in the upstream profile: whatever the client sends, the
+    # upload never leaves the job's input folder (upstream's path traversal on upload is not reproduced).
+    base = re.sub(r"[/\\\x00]", "_", name or "")
+    return "upload" if base in ("", ".", "..") else base
+
+
+def upload_name(name: str | None) -> str:
+    """The name an upload is stored under in ``input/``: :func:`sanitize_upload_name`, or
+    :func:`upload_name_as_sent` in a profile with the ``upload_names_as_sent`` quirk."""
+    if quirks().upload_names_as_sent:
+        return upload_name_as_sent(name)
+    return sanitize_upload_name(name)
 
 
 def media_type_for(path: Path) -> str:
@@ -262,6 +293,10 @@ def _plugin_summary_line(plugin_cls: type[Plugin]) -> str:
     return ""
 
 
+class UpstreamVariantsError(ValueError):
+    """Malformed hls ``variants`` in a profile with the ``bad_variants_500`` quirk: left unhandled on purpose."""
+
+
 class JobRouteOpenAPI(TypedDict):
     """The documentation keyword arguments of ``FastAPI.add_api_route`` for ``POST /jobs/<task_type>``."""
 
@@ -327,6 +362,7 @@ class ServerState:
         self.auth = Authenticator(settings.auth_public_key_pem)
         self.workers: dict[str, dict[str, object]] = {}
         self._workers_lock = threading.Lock()
+        self._capabilities_asked = False
         self._plugins: dict[str, Plugin] = {}
         self._stop = threading.Event()
         self._reaper: threading.Thread | None = None
@@ -379,7 +415,9 @@ class ServerState:
     def _on_message(self, topic: str, payload: bytes, retained: bool) -> None:
         if not topic.startswith(WORKERS_TOPIC_PREFIX + "/"):
             return
-        worker_id = topic[len(WORKERS_TOPIC_PREFIX) + 1 :]
+        # The worker id is the last topic segment, as upstream's server takes it: the payload's ``worker_id``
+        # (cl_compute) or ``id`` (January upstream workers, the upstream profile) is never needed.
+        worker_id = topic.rsplit("/", 1)[-1]
         if not payload:
             with self._workers_lock:
                 known = self.workers.pop(worker_id, None)
@@ -431,6 +469,13 @@ class ServerState:
                         caps[name] = caps.get(name, 0) + idle_n
         return {"num_workers": len(workers), "capabilities": caps}
 
+    def first_capabilities_call(self) -> bool:
+        """True exactly once: for the first ``GET /capabilities`` since this server state was made."""
+        with self._workers_lock:
+            first = not self._capabilities_asked
+            self._capabilities_asked = True
+        return first
+
     def worker_snapshot(self) -> dict[str, dict[str, object]]:
         """The cached capability payloads by worker id."""
         with self._workers_lock:
@@ -462,13 +507,15 @@ class ServerState:
     # -- guest mode -------------------------------------------------------------------------------------
 
     def guest_mode(self) -> bool:
-        """Effective guest mode: always on without a key; else the stored value (default off)."""
+        """Effective guest mode: always on without a key; else the stored value (default off, on in a profile
+        with the ``guest_mode_default_on`` quirk)."""
         if not self.auth.enabled:
             return True
         stored = self.store.get_config("guest_mode")
         if stored is None:
             default = self.settings.guest_mode_default
-            return bool(default) if default is not None else False
+            # upstream (Jan 2026) starts in guest mode; the [fix] starts closed when a key is configured
+            return bool(default) if default is not None else quirks().guest_mode_default_on
         return stored[0] == "true"
 
 
@@ -502,9 +549,11 @@ def job_user(request: Request) -> User | None:
 
 
 def admin_user(request: Request) -> User | None:
-    """FastAPI dependency of ``/admin`` routes (admin token required whenever auth is configured)."""
+    """FastAPI dependency of ``/admin`` routes (admin token required whenever auth is configured, except in guest
+    mode in a profile with the ``guest_mode_opens_admin`` quirk)."""
+    state = _state(request)
     try:
-        return _state(request).auth.require_admin(request.headers.get("authorization"))
+        return state.auth.require_admin(request.headers.get("authorization"), state.guest_mode())
     except AuthError as exc:
         raise HTTPException(exc.status_code, exc.detail, headers=_auth_headers(exc)) from exc
 
@@ -536,15 +585,19 @@ def create_app(settings: ServerSettings) -> FastAPI:
 
     @app.get("/", tags=["health"])
     def root() -> dict[str, object]:
+        service, version = ("Task Server", "v1") if quirks().upstream_identity else ("cl_compute", __version__)
         return {
             "status": "healthy",
-            "service": "cl_compute",
-            "version": __version__,
+            "service": service,
+            "version": version,
             "guestMode": "on" if state.guest_mode() else "off",
         }
 
     @app.get("/capabilities", tags=["compute"])
     def capabilities() -> dict[str, object]:
+        if state.first_capabilities_call() and quirks().lazy_capabilities:
+            # upstream subscribes on the first call: the retained messages arrive after it answered
+            return {"num_workers": 0, "capabilities": {}}
         return state.capabilities()
 
     @app.get("/internal/info", include_in_schema=False)
@@ -579,7 +632,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         staging = state.incoming_dir / job_id
         try:
             try:
-                form = await receive_job_form(request, lambda raw: staging / "input" / sanitize_upload_name(raw), limit)
+                form = await receive_job_form(request, lambda raw: staging / "input" / upload_name(raw), limit)
             except UploadTooLarge as exc:
                 log.info("POST /jobs/%s refused: %s", task_type, exc)
                 return too_large(exc.limit)
@@ -661,11 +714,17 @@ def create_app(settings: ServerSettings) -> FastAPI:
                             "ctx": {"le": 10},
                         }
                     )
-        upload_name = form.file_path.name if form.file_path is not None else sanitize_upload_name(None)
+        stored_name = form.file_path.name if form.file_path is not None else upload_name(None)
         params: dict[str, object] = {}
         try:
-            params = plugin.parse_params(fields, upload_name)
+            params = plugin.parse_params(fields, stored_name)
         except ParamError as exc:
+            if not errors and exc.field == "variants" and task_type == "hls_streaming" and quirks().bad_variants_500:
+                # upstream parses ``variants`` in the route body, after FastAPI's validation: the error escapes
+                # as an unhandled exception. Starlette's ServerErrorMiddleware answers a plain-text 500 (no
+                # ``Connection: close``) and re-raises, and uvicorn then closes the keep-alive connection. The
+                # staging folder goes in create_job_for's ``finally``: no job row, no job folder.
+                raise UpstreamVariantsError(exc.message) from exc
             errors.append(
                 {
                     "type": exc.error_type,
@@ -683,26 +742,35 @@ def create_app(settings: ServerSettings) -> FastAPI:
             return _validation_error(errors)
         output_path = params.get("output_path", "output")
         full_params: dict[str, object] = dict(params)
-        full_params["input_path"] = f"input/{upload_name}"
+        full_params["input_path"] = f"input/{stored_name}"
         full_params["output_path"] = output_path
         job_dir = state.store.job_dir(job_id)
 
         def write_and_insert() -> None:
             # The ``queued`` event is acknowledged by the broker *before* the row exists: no worker can claim
             # the job (and publish ``processing`` on its own connection) before subscribers have ``queued``.
+            # Upstream publishes it after the insert (a worker may overtake it); both publish before answering.
+            queued_after_insert = quirks().queued_after_insert
             created_at = now_ms()
             published = False
+            inserted = False
             try:
                 for sub in ("input", "output", "faces"):
                     (staging / sub).mkdir(parents=True, exist_ok=True)
                 job_dir.parent.mkdir(parents=True, exist_ok=True)
                 os.rename(staging, job_dir)  # the uploaded bytes were written once, into staging/input/
-                state.mqtt.publish_event(job_id, "queued", 0, created_at, wait=True)
-                published = True
+                if not queued_after_insert:
+                    state.mqtt.publish_event(job_id, "queued", 0, created_at, wait=True)
+                    published = True
                 state.store.insert_job(
                     job_id, task_type, full_params, priority, user.id if user is not None else None, created_at
                 )
+                inserted = True
+                if queued_after_insert:
+                    state.mqtt.publish_event(job_id, "queued", 0, created_at, wait=True)
             except BaseException:
+                if inserted:
+                    state.store.delete_job(job_id)
                 shutil.rmtree(job_dir, ignore_errors=True)
                 if published:  # subscribers saw ``queued``: end the job for them too
                     state.mqtt.publish_event(job_id, "error", 0, now_ms())
@@ -747,9 +815,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
             raise HTTPException(404, f"File not found: {file_path}")
         if not target.is_file():
             raise HTTPException(400, f"Path is not a file: {file_path}")
-        return FileResponse(
-            target, media_type=media_type_for(target), filename=target.name, content_disposition_type="attachment"
-        )
+        media_type = "application/octet-stream" if quirks().octet_stream_downloads else media_type_for(target)
+        return FileResponse(target, media_type=media_type, filename=target.name, content_disposition_type="attachment")
 
     # -- admin ------------------------------------------------------------------------------------------
 

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
+from cl_compute.profile import quirks
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -78,7 +80,9 @@ class Job:
     worker_id: str | None
 
     def to_response(self) -> dict[str, object]:
-        """The JobResponse of PROTOCOL.md §4."""
+        """The JobResponse of PROTOCOL.md §4 (``updated_at`` echoes ``created_at`` in a profile with the
+        ``updated_at_is_created_at`` quirk, as upstream's service copies the wrong column)."""
+        updated_at = self.created_at if quirks().updated_at_is_created_at else self.updated_at
         return {
             "job_id": self.job_id,
             "task_type": self.task_type,
@@ -89,7 +93,7 @@ class Job:
             "error_message": self.error_message,
             "priority": self.priority,
             "created_at": self.created_at,
-            "updated_at": self.updated_at,
+            "updated_at": updated_at,
             "started_at": self.started_at,
             "completed_at": self.completed_at,
         }
@@ -204,12 +208,14 @@ class JobStore:
     def claim_next(self, task_types: Iterable[str], worker_id: str, lease_ms: int) -> Job | None:
         """Atomically move the best queued job (priority desc, then FIFO) to ``processing`` for this worker.
 
-        One ``UPDATE … RETURNING`` statement: SQLite holds the write lock for its duration, so two workers
-        can never claim the same job.
+        In a profile with the ``priority_ignored`` quirk the best job is the oldest one (``created_at``), whatever
+        its priority, as upstream's queue does. One ``UPDATE … RETURNING`` statement: SQLite holds the write lock
+        for its duration, so two workers can never claim the same job.
         """
         types = sorted(set(task_types))
         if not types:
             return None
+        order = "created_at ASC, seq ASC" if quirks().priority_ignored else "priority DESC, seq ASC"
         ts = now_ms()
         marks = ",".join("?" * len(types))
         row = _one(
@@ -217,7 +223,9 @@ class JobStore:
                 "UPDATE jobs SET status='processing', worker_id=?, started_at=?, updated_at=?, lease_until=?"
                 " WHERE seq = (SELECT seq FROM jobs WHERE status='queued' AND task_type IN ("
                 + marks
-                + ") ORDER BY priority DESC, seq ASC LIMIT 1) AND status='queued' RETURNING *",
+                + ") ORDER BY "
+                + order
+                + " LIMIT 1) AND status='queued' RETURNING *",
                 (worker_id, ts, ts, ts + lease_ms, *types),
             )
         )
