@@ -20,6 +20,7 @@ import fcntl
 import importlib
 import json
 import os
+import time
 import uuid
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import asdict, dataclass, field
@@ -161,6 +162,10 @@ class DeploymentInfo:
 DISCOVERY_PORTS: dict[str, int] = {"mqtts": 8883, "mqtt": 1883}
 #: How long a discovery candidate may take to accept a TCP connection.
 DISCOVERY_CONNECT_TIMEOUT = 3.0
+#: ``GET /capabilities`` is asked again this often, this many seconds apart, while it is empty: upstream subscribes to
+#: the capability topic only on the first call, so that call answers ``{}`` (PROTOCOL.md §2).
+CAPABILITIES_RETRIES = 4
+CAPABILITIES_RETRY_DELAY = 0.5
 #: How long the retained capability messages of a discovered broker may take to match ``/capabilities``.
 DISCOVERY_MATCH_WAIT = 3.0
 MQTT_FLAGS = "--cl-mqtt URL (ini cl_mqtt, env CL_MQTT_URL)"
@@ -218,6 +223,11 @@ def describe(
         try:
             health = client.health()
             caps = client.get_capabilities()
+            for _ in range(CAPABILITIES_RETRIES):  # upstream's first answer after its start is empty (§2)
+                if caps.capabilities:
+                    break
+                time.sleep(CAPABILITIES_RETRY_DELAY)
+                caps = client.get_capabilities()
         except ComputeConnectionError as exc:
             raise DeploymentUnavailableError(
                 f"cl: the compute API at {server_url} is not reachable ({exc}). Start the deployment or fix "

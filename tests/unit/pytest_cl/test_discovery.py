@@ -143,3 +143,16 @@ def test_another_deployments_broker_is_not_taken_for_the_deployments(
         ]
     )
     assert cl_target.job_count() == before  # the probe job was deleted
+
+
+def test_an_upstream_deployment_whose_first_capabilities_answer_is_empty_is_described_fully() -> None:
+    """Upstream's ``/capabilities`` answers ``{}`` once after its start (PROTOCOL.md §2); with no broker to fill the
+    gap, the plugin must ask again rather than report every plugin as not offered."""
+    from pytest_cl.config import Settings
+    from pytest_cl.deployment import describe
+
+    with Deployment(workers=1, tasks=["hash"], profile="upstream-2026-01") as dep:
+        info = describe(Settings(server=dep.server_url, mqtt="off"), dep.server_url, None, mode="remote")
+    assert info.service == "Task Server"
+    assert not info.is_reference
+    assert info.capabilities == ("hash",), f"capabilities after the lazy first answer: {info.capabilities}"
