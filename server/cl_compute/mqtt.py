@@ -64,6 +64,9 @@ class MQTTConnection:
         subscriptions: topics subscribed (QoS 1) on every (re)connect.
         on_message: called as ``(topic, payload, retained)`` from the network thread; exceptions are logged.
         will: optional last will, registered before CONNECT.
+        will_after_connect: register ``will`` only once the first CONNACK arrived, as upstream's worker does
+            (profile quirk ``late_will``): paho sends a will only in CONNECT, so it does not apply to the first
+            session, only after a reconnect.
     """
 
     def __init__(
@@ -74,6 +77,7 @@ class MQTTConnection:
         subscriptions: Sequence[str] = (),
         on_message: MessageHandler | None = None,
         will: Will | None = None,
+        will_after_connect: bool = False,
     ) -> None:
         self.url = url
         self.host, self.port = parse_mqtt_url(url)
@@ -91,7 +95,8 @@ class MQTTConnection:
         )
         # paho annotates the delays as int but only adds them to time.monotonic(): 0.2 s works as meant.
         self.client.reconnect_delay_set(0.2, 5)  # pyright: ignore[reportArgumentType]
-        if will is not None:
+        self._late_will = will if will_after_connect else None
+        if will is not None and not will_after_connect:
             self.client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
         self.client.on_connect = self._handle_connect
         self.client.on_disconnect = self._handle_disconnect
@@ -160,6 +165,9 @@ class MQTTConnection:
             self.client.loop_stop()
             detail = f" (refused: {self._connect_rc})" if self._connect_rc else ""
             raise MQTTConnectError(f"MQTT broker {self.url} did not accept the connection{detail}")
+        will = self._late_will
+        if will is not None:  # too late for this session's CONNECT: only a reconnect would carry it
+            self.client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
 
     def publish(self, topic: str, payload: bytes | str, *, qos: int = 1, retain: bool = False) -> None:
         """Publish without waiting (paho queues it while disconnected)."""

@@ -17,6 +17,12 @@ Wake-up: the supervisor subscribes to ``cl-compute/jobs/new``, which the API pub
 exists (after its ``queued`` event was acknowledged, so ``processing`` can never overtake ``queued``); it wakes
 the supervisor at once (claim latency is a few ms). A slow poll (``poll_interval``) is only a safety net.
 
+Profile ``upstream-2026-01`` (``cl_compute.profile``): the worker side of upstream's quirks, each switched in
+one place: ``idle_poll`` (:meth:`Worker._serve_polling`: no wake-up, a claim attempt every ``IDLE_POLL_SECONDS``
+with ``idle_count`` 0 before and 1 after it), ``late_will`` (the will is set after CONNECT, so a killed worker's
+retained message stays), ``capability_id_only`` (upstream's four-key capability payload), ``silent_failures``
+(no event for a job whose plugin raised) and ``no_progress_events`` (progress is stored, not published).
+
 Cancellation: ``TaskContext.report_progress`` raises ``JobCancelled`` in the executor when the job is no longer
 ``processing`` for this worker (deleted, or reaped by the server). The supervisor also checks every 0.25 s and
 kills the executor when a cancelled job does not stop within ``cancel_grace`` seconds. Leftover files of a
@@ -43,6 +49,7 @@ from typing import TYPE_CHECKING, Literal, TypeAlias, cast
 from cl_compute._extra import missing_extra_message, missing_extra_module
 from cl_compute.mqtt import WAKE_TOPIC, WORKERS_TOPIC_PREFIX, MQTTConnection, Will
 from cl_compute.plugins import plugin_names
+from cl_compute.profile import IDLE_POLL_SECONDS, quirks
 from cl_compute.store import Job, JobStore, now_ms
 
 if TYPE_CHECKING:
@@ -385,6 +392,7 @@ class Worker:
             subscriptions=[WAKE_TOPIC],
             on_message=self._on_message,
             will=Will(self.topic, b"", qos=1, retain=True),
+            will_after_connect=quirks().late_will,
         )
         self.executor: _Executor | None = None
 
@@ -413,8 +421,19 @@ class Worker:
     # -- capability -------------------------------------------------------------------------------------
 
     def capability_payload(self) -> dict[str, object]:
-        """The retained capability message (both ``id`` and ``worker_id``, plus ``details``)."""
+        """The retained capability message (both ``id`` and ``worker_id``, plus ``details``).
+
+        With the profile quirk ``capability_id_only`` it is upstream's exact payload:
+        ``{"id", "capabilities", "idle_count", "timestamp"}``.
+        """
         with self._state_lock:
+            if quirks().capability_id_only:
+                return {
+                    "id": self.worker_id,
+                    "capabilities": list(self.capabilities),
+                    "idle_count": 1 if self.idle else 0,
+                    "timestamp": now_ms(),
+                }
             return {
                 "id": self.worker_id,
                 "worker_id": self.worker_id,
@@ -499,16 +518,39 @@ class Worker:
         heartbeat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
         heartbeat.start()
         try:
-            while not self._stop.is_set():
-                self._wake.clear()
-                job = self.store.claim_next(self.capabilities, self.worker_id, self.settings.lease_ms)
-                if job is None:
-                    self._wake.wait(self.settings.poll_interval)
-                    continue
-                self._run_job(job)
+            if quirks().idle_poll:
+                self._serve_polling()
+            else:
+                self._serve()
         finally:
             self._shutdown()
         return 0
+
+    def _serve(self) -> None:
+        """Claim and run jobs until stopped; woken at once by the API's wake message, else a slow safety poll."""
+        while not self._stop.is_set():
+            self._wake.clear()
+            job = self.store.claim_next(self.capabilities, self.worker_id, self.settings.lease_ms)
+            if job is None:
+                self._wake.wait(self.settings.poll_interval)
+                continue
+            self._run_job(job)
+
+    def _serve_polling(self) -> None:
+        """Upstream's loop (profile quirk ``idle_poll``): busy, one claim attempt, idle; sleep only if none.
+
+        Every cycle publishes ``idle_count`` 0 before the claim attempt and 1 after it, so an idle worker's
+        retained state flips every ``IDLE_POLL_SECONDS``; wake messages are ignored (a new job waits for the
+        next poll), and after a job the next claim attempt follows at once.
+        """
+        while not self._stop.is_set():
+            self._set_idle(False)
+            job = self.store.claim_next(self.capabilities, self.worker_id, self.settings.lease_ms)
+            if job is not None:
+                self._run_job(job)  # publishes idle_count 1 itself when it ends
+            self._set_idle(True)
+            if job is None:
+                self._stop.wait(IDLE_POLL_SECONDS)
 
     def _shutdown(self) -> None:
         if self.executor is not None:
@@ -531,11 +573,13 @@ class Worker:
         *,
         task_output: dict[str, object] | None = None,
         error_message: str | None = None,
+        publish: bool = True,
     ) -> None:
         done = self.store.finish_job(
             job_id, self.worker_id, status=status, task_output=task_output, error_message=error_message
         )
-        self._publish(done, status)
+        if publish:
+            self._publish(done, status)
 
     def _run_job(self, job: Job) -> None:
         s = self.settings
@@ -579,8 +623,9 @@ class Worker:
                     else:
                         self._finish(job.job_id, "completed", task_output=output)
                     break
-                elif msg[0] == "error":
-                    self._finish(job.job_id, "error", error_message=str(msg[1]))
+                elif msg[0] == "error":  # the plugin raised: upstream's ComputeModule.execute hides it from MQTT
+                    silent = quirks().silent_failures
+                    self._finish(job.job_id, "error", error_message=str(msg[1]), publish=not silent)
                     break
                 elif msg[0] == "cancelled":
                     log.info("job %s cancelled", job.job_id)
@@ -595,7 +640,8 @@ class Worker:
                 last_progress = min(99, pending_progress)
                 pending_progress = None
                 last_progress_store = now
-                if self.store.set_progress(job.job_id, self.worker_id, last_progress, s.lease_ms):
+                stored = self.store.set_progress(job.job_id, self.worker_id, last_progress, s.lease_ms)
+                if stored and not quirks().no_progress_events:  # upstream stores progress but publishes nothing
                     self.mqtt.publish_event(job.job_id, "processing", last_progress, now_ms())
             if now >= deadline:
                 restart = True
