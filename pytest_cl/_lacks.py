@@ -9,7 +9,10 @@ add or remove.
 The suites ship the list of upstream's January 2026 stack as ``upstream-2026-01``
 (``pytest_cl/conformance/expected/upstream-2026-01.lacks``): give that name instead of a path.
 
-File format: one entry per line; lines that start with ``#`` and blank lines are ignored. An entry is the text after
+File format: one entry per line; lines that start with ``#`` and blank lines are ignored. A line that starts with
+``?`` is an optional entry: a gap that shows only with some timing or history (a worker that died without its
+will, a worker claiming a job in the moment between its insertion and its ``queued`` event), which the run may
+report or not. An entry is the text after
 "deployment lacks" of a ``cl_needs_fix`` check (its marker's argument), or the [fix] named by a lifecycle
 finding (for example ``terminal 'error' events over MQTT for failed jobs (upstream is silent)``): the same gap seen by
 several checks or jobs is one entry.
@@ -53,7 +56,43 @@ def packaged_lists() -> list[str]:
         return []
 
 
-def read_expected(path: str | Path) -> set[str]:
+@dataclass(frozen=True)
+class ExpectedLacks:
+    """The entries of an expectation file.
+
+    Attributes:
+        required: entries the run must report.
+        optional: entries (``? `` lines) the run may report or not: gaps seen only with some timing or history.
+    """
+
+    required: frozenset[str]
+    optional: frozenset[str] = frozenset()
+
+    def lines(self) -> list[str]:
+        """Every entry as the file writes it (optional ones with ``? ``), sorted."""
+        return sorted([*self.required, *(f"? {e}" for e in self.optional)])
+
+
+def parse_expected(text: str) -> ExpectedLacks:
+    """Parse the text of an expectation file (see the module documentation).
+
+    Args:
+        text: the file's text.
+    """
+    required: set[str] = set()
+    optional: set[str] = set()
+    for line in text.splitlines():
+        entry = line.strip()
+        if not entry or entry.startswith("#"):
+            continue
+        if entry.startswith("?"):
+            optional.add(entry[1:].strip())
+        else:
+            required.add(entry)
+    return ExpectedLacks(frozenset(required), frozenset(optional - required))
+
+
+def read_expected(path: str | Path) -> ExpectedLacks:
     """Read an expectation file (see the module documentation).
 
     Args:
@@ -74,12 +113,7 @@ def read_expected(path: str | Path) -> set[str]:
         raise ExpectLacksError(
             f"--cl-expect-lacks: cannot read {path}: {exc.strerror or exc} (packaged lists: {known})"
         ) from None
-    entries: set[str] = set()
-    for line in text.splitlines():
-        entry = line.strip()
-        if entry and not entry.startswith("#"):
-            entries.add(entry)
-    return entries
+    return parse_expected(text)
 
 
 @dataclass(frozen=True)
@@ -106,7 +140,7 @@ class LacksComparison:
     def lines(self) -> list[str]:
         """The terminal summary lines."""
         if self.ok:
-            return [f"the {len(self.seen)} entries equal {self.source}"]
+            return [f"the {len(self.seen)} entries reported are the ones {self.source} expects"]
         out: list[str] = []
         out += [f"new (not in {self.source}): {e}" for e in self.new]
         out += [f"expected by {self.source} but not reported: {e}" for e in self.lost]
@@ -118,7 +152,7 @@ class LacksComparison:
         return out
 
 
-def compare_lacks(reported: Iterable[str], expected: set[str], source: str) -> LacksComparison:
+def compare_lacks(reported: Iterable[str], expected: ExpectedLacks, source: str) -> LacksComparison:
     """Compare the lacks a run reported with the expected entries.
 
     Args:
@@ -129,7 +163,7 @@ def compare_lacks(reported: Iterable[str], expected: set[str], source: str) -> L
     seen = {lack_key(text) for text in reported}
     return LacksComparison(
         source=source,
-        new=tuple(sorted(seen - expected)),
-        lost=tuple(sorted(expected - seen)),
+        new=tuple(sorted(seen - expected.required - expected.optional)),
+        lost=tuple(sorted(expected.required - seen)),
         seen=tuple(sorted(seen)),
     )

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, cast
 import pytest
 
 from pytest_cl._keys import NEEDS_FIX, STATE, TEST_PROPS
-from pytest_cl._lacks import ExpectLacksError, LacksComparison, compare_lacks, read_expected
+from pytest_cl._lacks import ExpectedLacks, ExpectLacksError, LacksComparison, compare_lacks, read_expected
 from pytest_cl._ledgerfile import (
     LedgerFile,
     Leftover,
@@ -115,7 +115,7 @@ class _State:
     run_lock: RunLock | None = None
     settlements: list[RunSettlement] = field(default_factory=list[RunSettlement])
     previous: dict[str, object] | None = None
-    expected_lacks: set[str] | None = None
+    expected_lacks: ExpectedLacks | None = None
     lacks_comparison: LacksComparison | None = None
 
 
