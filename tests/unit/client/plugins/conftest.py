@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from typing import cast
 
 import pytest
 
@@ -10,9 +11,10 @@ from pytest_cl._media import MediaCatalogue, load_catalogue
 from tests.unit.client.plugins.deployment import shared_deployment
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", params=["fixed", "upstream-2026-01"])
 def deployment(request: pytest.FixtureRequest) -> Deployment:
-    return shared_deployment(request)
+    """The shared deployment, once per behaviour profile: the client must work against upstream's quirks too."""
+    return shared_deployment(request, cast(str, request.param))
 
 
 @pytest.fixture(scope="session")
