@@ -123,14 +123,18 @@ class LacksComparison:
     Attributes:
         source: the expectation file.
         new: entries the run reported that the file does not list (a new gap, or a false one).
-        lost: entries the file lists that the run did not report (no longer detected, or fixed).
+        lost: entries the file lists that the run did not report although a check that looks for them ran (no
+            longer detected, or fixed).
         seen: every entry the run reported.
+        unchecked: entries the file lists whose checks did not run (skipped, deselected, not checked): the run
+            says nothing about them, so they are neither reported nor lost.
     """
 
     source: str
     new: tuple[str, ...]
     lost: tuple[str, ...]
     seen: tuple[str, ...]
+    unchecked: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -139,9 +143,9 @@ class LacksComparison:
 
     def lines(self) -> list[str]:
         """The terminal summary lines."""
+        out: list[str] = [f"not checked by this run (its checks did not run): {e}" for e in self.unchecked]
         if self.ok:
-            return [f"the {len(self.seen)} entries reported are the ones {self.source} expects"]
-        out: list[str] = []
+            return [f"the {len(self.seen)} entries reported are the ones {self.source} expects", *out]
         out += [f"new (not in {self.source}): {e}" for e in self.new]
         out += [f"expected by {self.source} but not reported: {e}" for e in self.lost]
         out.append(
@@ -152,18 +156,25 @@ class LacksComparison:
         return out
 
 
-def compare_lacks(reported: Iterable[str], expected: ExpectedLacks, source: str) -> LacksComparison:
+def compare_lacks(
+    reported: Iterable[str], expected: ExpectedLacks, source: str, checked: Iterable[str] | None = None
+) -> LacksComparison:
     """Compare the lacks a run reported with the expected entries.
 
     Args:
         reported: the lacks as recorded (``Results.lacks`` texts).
         expected: the entries of the expectation file.
         source: the file's name, for the messages.
+        checked: the entries whose checks ran (``Results.fix_checked``); an expected entry that was neither
+            reported nor checked is ``unchecked``, not lost. None = every entry was checked.
     """
     seen = {lack_key(text) for text in reported}
+    missing = expected.required - seen
+    unchecked: frozenset[str] = frozenset() if checked is None else missing - set(checked)
     return LacksComparison(
         source=source,
         new=tuple(sorted(seen - expected.required - expected.optional)),
-        lost=tuple(sorted(expected.required - seen)),
+        lost=tuple(sorted(missing - unchecked)),
         seen=tuple(sorted(seen)),
+        unchecked=tuple(sorted(unchecked)),
     )

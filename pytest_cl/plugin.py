@@ -50,6 +50,7 @@ from pytest_cl.deployment import (
 from pytest_cl.report import (
     NOT_CHECKED,
     PROP_FAILURE,
+    PROP_FIX_CHECKED,
     PROP_LACKS,
     PROP_MISSING,
     PROP_PROBLEMS,
@@ -518,10 +519,19 @@ def pytest_runtest_makereport(
         if _is_cl_item(item):
             detail = json.dumps(runtime.failure_detail(item.nodeid), separators=(",", ":"))
             report.user_properties.append((PROP_FAILURE, detail))
-    if call.when == "call" and report.skipped and item.stash.get(NEEDS_FIX, None):
+    xfailed = report.skipped and hasattr(report, "wasxfail")  # not a pytest.skip() inside the check
+    if call.when == "call" and xfailed and item.stash.get(NEEDS_FIX, None):
         props = _props(item)
         props[PROP_LACKS] = "\n".join(filter(None, [props.get(PROP_LACKS, ""), item.stash[NEEDS_FIX]]))
+    fix = item.get_closest_marker("cl_needs_fix")
+    if call.when == "call" and fix is not None and (report.passed or report.failed or xfailed):
+        _props(item)[PROP_FIX_CHECKED] = _fix_text(fix)  # the check ran: its gap was looked for
     return report
+
+
+def _fix_text(marker: pytest.Mark) -> str:
+    """Return what a ``cl_needs_fix`` marker says the deployment may lack."""
+    return str(cast(object, marker.args[0])) if marker.args else "a [fix] of PROTOCOL.md"
 
 
 def _row(item: pytest.Item) -> str:
@@ -562,7 +572,10 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     state.results.finished = time.time()
     if state.expected_lacks is not None and state.settings.expect_lacks and state.stopper.received is None:
         comparison = compare_lacks(
-            (lack for _, lack in state.results.lacks), state.expected_lacks, state.settings.expect_lacks
+            (lack for _, lack in state.results.lacks),
+            state.expected_lacks,
+            state.settings.expect_lacks,
+            checked=state.results.fix_checked,
         )
         state.lacks_comparison = comparison
         if not comparison.ok and session.exitstatus == pytest.ExitCode.OK:
@@ -790,7 +803,7 @@ def _cl_markers(request: pytest.FixtureRequest) -> None:
     if fix is not None:
         info = cast(DeploymentInfo, request.getfixturevalue("cl_deployment"))
         if not (info.is_reference or settings.strict):
-            what = str(cast(object, fix.args[0])) if fix.args else "a [fix] of PROTOCOL.md"
+            what = _fix_text(fix)
             node.stash[NEEDS_FIX] = f"needs fix: {what}"
             node.add_marker(pytest.mark.xfail(reason=f"deployment lacks {what}", strict=False))
 

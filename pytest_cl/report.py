@@ -44,6 +44,8 @@ __all__ = [
 PROP_ROW = "cl_row"
 PROP_MISSING = "cl_missing_worker"
 PROP_LACKS = "cl_lacks"
+#: what a ``cl_needs_fix`` check looked for, when it ran (passed, failed or xfailed; not when it was skipped)
+PROP_FIX_CHECKED = "cl_fix_checked"
 PROP_PROBLEMS = "cl_cleanup_problems"
 #: JSON list of the test's jobs with their times (submitted, queued, processing, terminal): the time lines.
 PROP_TIMELINE = "cl_timeline"
@@ -175,6 +177,7 @@ class Results:
             ``skipped`` or ``not checked``).
         missing_workers: (node id, capabilities, outcome) for tests stopped by a missing worker.
         lacks: (node id, what the deployment lacks).
+        fix_checked: what the ``cl_needs_fix`` checks that ran looked for (their markers' texts).
         not_checked: (node id, why) of the tests the run could not check.
         problems: clean-up problems (tests and session).
         kept: ids of jobs kept by ``--cl-keep-jobs``.
@@ -189,6 +192,7 @@ class Results:
     tests: dict[str, tuple[str, str, list[float]]] = field(default_factory=dict[str, tuple[str, str, list[float]]])
     missing_workers: list[tuple[str, str, str]] = field(default_factory=list[tuple[str, str, str]])
     lacks: list[tuple[str, str]] = field(default_factory=list[tuple[str, str]])
+    fix_checked: set[str] = field(default_factory=set[str])
     not_checked: list[tuple[str, str]] = field(default_factory=list[tuple[str, str]])
     problems: list[str] = field(default_factory=list[str])
     kept: list[str] = field(default_factory=list[str])
@@ -232,6 +236,8 @@ class Results:
             self.missing_workers.append((report.nodeid, props[PROP_MISSING], state.outcome))
         for lack in filter(None, props.get(PROP_LACKS, "").split("\n")):
             self.lacks.append((report.nodeid, lack))
+        if props.get(PROP_FIX_CHECKED):
+            self.fix_checked.add(props[PROP_FIX_CHECKED])
         self.problems.extend(filter(None, props.get(PROP_PROBLEMS, "").split("\n")))
         for item in filter(None, props.get("cl_cleanup", "").split(",")):
             job_id, _, how = item.partition(":")

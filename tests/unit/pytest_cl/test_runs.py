@@ -349,12 +349,20 @@ def _pretend_upstream():   # the deployment under test is not the reference one
         (["# known gaps", "terminal error events", ""], 0, ["*cl: deployment lacks: as expected*"]),
         ([], 1, ["*deployment lacks: NOT as expected*", "new (not in lacks.txt): terminal error events"]),
         (
-            ["terminal error events", "priority scheduling"],
+            ["terminal error events", "admin routes closed"],
             1,
-            ["*deployment lacks: NOT as expected*", "expected by lacks.txt but not reported: priority scheduling"],
+            ["*deployment lacks: NOT as expected*", "expected by lacks.txt but not reported: admin routes closed"],
+        ),
+        (
+            ["terminal error events", "priority scheduling", "? admin routes closed"],
+            0,
+            [
+                "*cl: deployment lacks: as expected*",
+                "not checked by this run (its checks did not run): priority scheduling",
+            ],
         ),
     ],
-    ids=["equal", "new-entry", "lost-entry"],
+    ids=["equal", "new-entry", "lost-entry", "unchecked-and-optional"],
 )
 def test_expect_lacks_compares_the_reported_gaps_with_a_file(
     pytester: pytest.Pytester, cl_target: Target, mode: list[str], listed: list[str], outcome: int, lines: list[str]
@@ -368,13 +376,22 @@ def test_expect_lacks_compares_the_reported_gaps_with_a_file(
         @pytest.mark.parametrize("n", [1, 2])
         def test_needs_fix(compute_client, n):
             assert False, "this deployment does not have it"
+
+        @pytest.mark.cl_needs_fix("admin routes closed")
+        def test_has_the_fix(compute_client):
+            pass
+
+        @pytest.mark.cl_needs_fix("priority scheduling")
+        def test_cannot_check_here(compute_client):
+            pytest.skip("needs a private key")
         """
     )
     (pytester.path / "lacks.txt").write_text("\n".join(listed) + "\n")
     result = run(pytester, *cl_target.args, *mode, "--cl-expect-lacks", "lacks.txt")
-    result.assert_outcomes(xfailed=2)
+    result.assert_outcomes(xfailed=2, xpassed=1, skipped=1)
     assert result.ret == outcome
     result.stdout.fnmatch_lines(lines)
+    assert "test_cannot_check_here: needs fix" not in result.stdout.str()  # a skip inside the check is no lack
 
 
 def test_expect_lacks_file_missing_is_a_usage_error(pytester: pytest.Pytester, cl_target: Target) -> None:
