@@ -190,11 +190,12 @@ class FanoutRun:
 def fanout(
     cl_session_client: ComputeClient, cl_media: MediaCatalogue, cl_deployment: DeploymentInfo
 ) -> FanoutRun | None:
-    """Submit the 50 jobs together once, with callbacks, and wait for all of them under one deadline (None when a
-    worker is missing: each check's ``cl_requires`` then applies the missing-worker policy)."""
-    if not all(cl_deployment.offers(p) for p in PLUGINS):
+    """Submit the 50 jobs together once, with callbacks, and wait for all of them under one deadline. Only the
+    jobs of plugins the deployment offers are submitted (None when it offers none): the other parts' checks apply
+    the missing-worker policy through their ``cl_requires``, and the parts that ran are still checked."""
+    specs = [spec for spec in _specs(cl_session_client, cl_media) if cl_deployment.offers(spec.plugin)]
+    if not specs:
         return None
-    specs = _specs(cl_session_client, cl_media)
     cond = threading.Condition()
     completions: Counter[str] = Counter()
     statuses: dict[str, list[str]] = {}

@@ -19,6 +19,7 @@ import hashlib
 import io
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,6 +87,7 @@ class ImageRun:
 
     def result(self, part: str) -> PluginResult:
         """The part's typed result, checked to have completed (else the failure names the job and its message)."""
+        assert part in self.jobs, f"the workflow submitted no {PARTS[part]} job (no worker offered it)"
         job, record = self.jobs[part], self.records[part]
         name = f"{PARTS[part]} job {job.job_id} on {self.group.path.name}"
         assert record is not None, f"{name} did not end within the {DEADLINE_S:.0f} s deadline"
@@ -99,23 +101,26 @@ class ImageRun:
 def image_run(
     cl_session_client: ComputeClient, cl_media: MediaCatalogue, cl_deployment: DeploymentInfo
 ) -> ImageRun | None:
-    """Submit the six jobs together once and wait for all of them under one deadline (None when a worker is
-    missing: each check's ``cl_requires`` then applies the missing-worker policy)."""
-    if not all(cl_deployment.offers(p) for p in PARTS.values()):
-        return None
+    """Submit the six jobs together once and wait for all of them under one deadline. Only the parts whose
+    plugin the deployment offers are submitted (None when it offers none of them): the checks of the other parts
+    apply the missing-worker policy through their ``cl_requires``, and the parts that ran are still checked."""
     client = cl_session_client
     group = cl_media["group_4_faces"]
     sink = Completions()
     cb = {"on_progress": sink.on_progress, "on_complete": sink.on_complete}
-    started = time.monotonic()
-    jobs: dict[str, PluginJob[PluginResult]] = {
-        "exif": client.exif.extract(group.path, **cb),
-        "thumbnail": client.media_thumbnail.generate(group.path, width=320, height=320, **cb),
-        "hash": client.hash.compute(group.path, algorithm="sha512", **cb),
-        "clip": client.clip_embedding.embed_image(group.path, **cb),
-        "dino": client.dino_embedding.embed_image(group.path, **cb),
-        "faces": client.face_detection.detect(group.path, **cb),
+    submit: dict[str, Callable[[], PluginJob[PluginResult]]] = {
+        "exif": lambda: client.exif.extract(group.path, **cb),
+        "thumbnail": lambda: client.media_thumbnail.generate(group.path, width=320, height=320, **cb),
+        "hash": lambda: client.hash.compute(group.path, algorithm="sha512", **cb),
+        "clip": lambda: client.clip_embedding.embed_image(group.path, **cb),
+        "dino": lambda: client.dino_embedding.embed_image(group.path, **cb),
+        "faces": lambda: client.face_detection.detect(group.path, **cb),
     }
+    offered = [part for part in PARTS if cl_deployment.offers(PARTS[part])]
+    if not offered:
+        return None
+    started = time.monotonic()
+    jobs = {part: submit[part]() for part in offered}
     sink.wait_all([j.job_id for j in jobs.values()], DEADLINE_S)
     records: dict[str, JobResponse | None] = {}
     for name, job in jobs.items():

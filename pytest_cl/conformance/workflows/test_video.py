@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import io
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +30,9 @@ from pytest_cl._media import MediaCatalogue, MediaItem
 from pytest_cl.deployment import DeploymentInfo
 
 PLUGINS = ("hash", "media_thumbnail", "hls_streaming", "exif")
-pytestmark = [pytest.mark.cl_requires(*PLUGINS), pytest.mark.timeout(180)]
+#: part of the workflow -> the plugin (capability) that runs it
+PARTS = {"hash": "hash", "thumbnail": "media_thumbnail", "hls": "hls_streaming", "exif": "exif"}
+pytestmark = [pytest.mark.timeout(180)]
 
 #: One deadline for the four parallel jobs (seconds).
 DEADLINE_S = 120.0
@@ -65,6 +68,7 @@ class VideoRun:
 
     def completed(self, part: str) -> PluginJob[PluginResult]:
         """The part's job, checked to have completed (else the failure names the job and the server's message)."""
+        assert part in self.records, f"the workflow submitted no {PARTS[part]} job (no worker offered it)"
         record = self.records[part]
         assert record.status == "completed", (
             f"{part} of {self.video.path.name}: job {record.job_id} ended {record.status!r}"
@@ -77,19 +81,22 @@ class VideoRun:
 def video_run(
     cl_session_client: ComputeClient, cl_media: MediaCatalogue, cl_deployment: DeploymentInfo
 ) -> VideoRun | None:
-    """Submit the four jobs together once and wait for all of them under one deadline (None when a worker is
-    missing: each check's ``cl_requires`` then applies the missing-worker policy)."""
-    if not all(cl_deployment.offers(p) for p in PLUGINS):
-        return None
+    """Submit the four jobs together once and wait for all of them under one deadline. Only the parts whose
+    plugin the deployment offers are submitted (None when it offers none of them): the other parts' checks apply
+    the missing-worker policy through their ``cl_requires``, and the parts that ran are still checked."""
     client = cl_session_client
     video = cl_media["video_720p_5s_audio"]
-    started = time.monotonic()
-    jobs: dict[str, PluginJob[PluginResult]] = {
-        "hash": client.hash.compute(video.path, algorithm="sha512"),
-        "thumbnail": client.media_thumbnail.generate(video.path, width=256, height=256),
-        "hls": client.hls_streaming.generate_manifest(video.path),
-        "exif": client.exif.extract(video.path),
+    submit: dict[str, Callable[[], PluginJob[PluginResult]]] = {
+        "hash": lambda: client.hash.compute(video.path, algorithm="sha512"),
+        "thumbnail": lambda: client.media_thumbnail.generate(video.path, width=256, height=256),
+        "hls": lambda: client.hls_streaming.generate_manifest(video.path),
+        "exif": lambda: client.exif.extract(video.path),
     }
+    offered = [part for part in PARTS if cl_deployment.offers(PARTS[part])]
+    if not offered:
+        return None
+    started = time.monotonic()
+    jobs = {part: submit[part]() for part in offered}
     records = {name: job.wait(max(1.0, DEADLINE_S - (time.monotonic() - started))) for name, job in jobs.items()}
     return VideoRun(video, jobs, records, time.monotonic() - started)
 
@@ -99,6 +106,7 @@ def _run(video_run: VideoRun | None) -> VideoRun:
     return video_run
 
 
+@pytest.mark.cl_requires(*PLUGINS)
 def test_all_four_jobs_end_under_one_deadline(video_run: VideoRun | None) -> None:
     """hash/thumbnail/hls/exif submitted together all reach a terminal state within the deadline."""
     run = _run(video_run)
@@ -107,6 +115,7 @@ def test_all_four_jobs_end_under_one_deadline(video_run: VideoRun | None) -> Non
     assert not open_jobs, f"jobs still not finished after {DEADLINE_S:.0f} s: {open_jobs}"
 
 
+@pytest.mark.cl_requires("hash")
 @pytest.mark.cl_needs_fix(
     "SHA-512 of ordinary videos with ffprobe 5.1 or newer (upstream's key-frame CSV parser rejects ffprobe's "
     "4-column lines and ends the job 'CSV data is invalid.')"
@@ -122,6 +131,7 @@ def test_hash_part(video_run: VideoRun | None) -> None:
     assert value == expected, f"expected the key frames' SHA-512 {expected[:16]}…, got {value[:16]}…"
 
 
+@pytest.mark.cl_requires("media_thumbnail")
 @pytest.mark.cl_needs_fix("video thumbnails (upstream hands ffmpeg a relative input path and fails)")
 def test_thumbnail_part(video_run: VideoRun | None) -> None:
     """A JPEG that fits the 256 px box with the video's aspect ratio."""
@@ -137,6 +147,7 @@ def test_thumbnail_part(video_run: VideoRun | None) -> None:
     )
 
 
+@pytest.mark.cl_requires("exif")
 def test_exif_part(video_run: VideoRun | None) -> None:
     """ExifTool's view of the video: its frame size and duration."""
     run = _run(video_run)
@@ -151,6 +162,7 @@ def test_exif_part(video_run: VideoRun | None) -> None:
     assert abs(float(reported) - duration) < 0.5, f"expected Duration ≈ {duration} s, got {reported}"
 
 
+@pytest.mark.cl_requires("hls_streaming")
 def test_hls_part_and_the_full_tree(video_run: VideoRun | None, tmp_path: Path) -> None:
     """Every playlist and segment the master references is downloaded and valid, and nothing else is."""
     run = _run(video_run)
