@@ -284,20 +284,21 @@ def test_missing_worker_policies(
         assert "NOT CERTIFIED" not in out
 
 
-def test_markers_destructive_and_needs_fix(pytester: pytest.Pytester, cl_target: Target, mode: list[str]) -> None:
-    pytester.makeconftest(
-        """
-        import pytest
-        import pytest_cl.deployment
+PRETEND_UPSTREAM = """
+import pytest
+import pytest_cl.deployment
 
-        @pytest.fixture(autouse=True, scope="session")
-        def _pretend_upstream():   # the deployment under test is not the reference one
-            old = pytest_cl.deployment.REFERENCE_SERVICE
-            pytest_cl.deployment.REFERENCE_SERVICE = "not-the-reference"
-            yield
-            pytest_cl.deployment.REFERENCE_SERVICE = old
-        """
-    )
+@pytest.fixture(autouse=True, scope="session")
+def _pretend_upstream():   # the deployment under test is not the reference one
+    old = pytest_cl.deployment.REFERENCE_SERVICE
+    pytest_cl.deployment.REFERENCE_SERVICE = "not-the-reference"
+    yield
+    pytest_cl.deployment.REFERENCE_SERVICE = old
+"""
+
+
+def test_markers_destructive_and_needs_fix(pytester: pytest.Pytester, cl_target: Target, mode: list[str]) -> None:
+    pytester.makeconftest(PRETEND_UPSTREAM)
     pytester.makepyfile(
         test_markers="""
         import pytest
@@ -328,19 +329,6 @@ def test_markers_destructive_and_needs_fix(pytester: pytest.Pytester, cl_target:
     )
     result = run(pytester, *cl_target.args, *mode, "--cl-allow-destructive", "--cl-strict")
     result.assert_outcomes(passed=2, failed=1)
-
-
-PRETEND_UPSTREAM = """
-import pytest
-import pytest_cl.deployment
-
-@pytest.fixture(autouse=True, scope="session")
-def _pretend_upstream():   # the deployment under test is not the reference one
-    old = pytest_cl.deployment.REFERENCE_SERVICE
-    pytest_cl.deployment.REFERENCE_SERVICE = "not-the-reference"
-    yield
-    pytest_cl.deployment.REFERENCE_SERVICE = old
-"""
 
 
 @pytest.mark.parametrize(
