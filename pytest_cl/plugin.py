@@ -357,8 +357,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         absent = [t for t in STANDARD_TASK_TYPES if not state.info.offers(t)]
         if absent and not state.info.embedded:
             lines.append(
-                f"cl: NOT OFFERED by this deployment: {', '.join(absent)}: their checks are skipped, not passed "
-                f"(missing-worker policy: {s.policy_text})"
+                f"cl: NOT OFFERED by this deployment: {', '.join(absent)}: their checks are skipped and certify "
+                f"nothing (missing-worker policy: {s.policy_text})"
             )
     else:
         tasks = ",".join(s.embedded_tasks) or "all plugins"
@@ -653,7 +653,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_sep("-", "cl: NOT CERTIFIED: capabilities no worker offered", red=True, bold=True)
         for capability, count in untested:
             terminalreporter.write_line(
-                f"{capability}: {count} check(s) not run, so not passed (missing-worker policy: "
+                f"{capability}: {count} check(s) not run, nothing certified (missing-worker policy: "
                 f"{state.settings.policy_text})",
                 red=True,
             )

@@ -63,8 +63,8 @@ def test_header_matrix_report_and_junit(pytester: pytest.Pytester, cl_target: Ta
             f"cl: deployment under test: cl_compute 0.1.0 at {cl_target.server_url} (mqtt {cl_target.mqtt_url};*",
             "cl: workers: *",
             "cl: NOT OFFERED by this deployment: clip_embedding, dino_embedding, exif, face_detection, "
-            "face_embedding, hls_streaming, image_conversion, media_thumbnail: their checks are skipped, not passed "
-            "(missing-worker policy: skip (local run))",
+            "face_embedding, hls_streaming, image_conversion, media_thumbnail: their checks are skipped and certify "
+            "nothing (missing-worker policy: skip (local run))",
             "cl: missing-worker policy: skip (local run); job timeout 120 s; delete jobs after each test",
         ]
     )
@@ -278,8 +278,8 @@ def test_missing_worker_policies(
     if outcome.get("skipped") or outcome.get("xfailed"):  # checks not run are called out at the end, per capability
         tail = out[out.index("cl: conformance matrix") :]
         assert "cl: NOT CERTIFIED: capabilities no worker offered" in tail
-        assert "clip_embedding: 1 check(s) not run, so not passed" in tail
-        assert "face_detection: 1 check(s) not run, so not passed" in tail
+        assert "clip_embedding: 1 check(s) not run, nothing certified" in tail
+        assert "face_detection: 1 check(s) not run, nothing certified" in tail
     else:
         assert "NOT CERTIFIED" not in out
 
