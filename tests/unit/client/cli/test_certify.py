@@ -90,7 +90,18 @@ def test_options_map_to_the_cl_plugins_options_and_extra_arguments_come_last(tmp
     assert argv[argv.index("--cl-rows") + 1] == "hash,clip_embedding,protocol"  # CLI spelling accepted, deduplicated
     assert argv[-4:] == [str(SUITES), "-k", "md5", "-x"]
     assert "-n" not in build(CertifyRequest(url="https://host")).argv
-    assert build(CertifyRequest(url="https://host", workers=" AUTO ")).argv[-2] == "auto"
+    auto = list(build(CertifyRequest(url="https://host", workers=" AUTO ")).argv)
+    assert auto[auto.index("-n") + 1] == "auto"
+
+
+def test_n_distributes_by_module_unless_the_pytest_arguments_choose() -> None:
+    argv = list(build(CertifyRequest(url="https://host", workers="4")).argv)
+    assert argv[argv.index("--dist") + 1] == "loadscope"  # a module fixture (a workflow) is set up once
+    assert "--dist" not in build(CertifyRequest(url="https://host")).argv  # no xdist, no --dist
+    for chosen in (("--dist", "load"), ("--dist=worksteal",), ("-d",)):
+        argv = list(build(CertifyRequest(url="https://host", workers="4", pytest_args=chosen)).argv)
+        assert "loadscope" not in argv, chosen
+        assert argv[-len(chosen) :] == list(chosen)
 
 
 def test_expect_lacks_takes_a_file_or_a_packaged_name_and_profile_goes_to_the_embedded_deployment(
