@@ -8,7 +8,8 @@ Example (what the pytest plugin does)::
         print(dep.server_url, dep.mqtt_url)        # http://127.0.0.1:PORT, mqtt://127.0.0.1:PORT
         print(dep.worker_ids, dep.startup_seconds)
     # stop(): workers finish/abandon their job and clear their retained capability message, then the API
-    # server and the broker stop; a temporary data directory is removed.
+    # server and the broker stop; a temporary data directory is removed (and if the caller is SIGKILLed before
+    # that, the next start() anywhere on the machine removes it: sweep_stale_tmp_dirs).
 
 Every process is a child of the caller, in its own session, and receives SIGTERM when the caller dies
 (``PR_SET_PDEATHSIG``), so nothing is orphaned even after ``kill -9`` of the caller. Call ``start()`` from a
@@ -51,7 +52,7 @@ from cl_compute.broker import Broker, port_in_use, start_broker, url_host
 from cl_compute.plugins import EXTRA_PLUGINS_ENV, format_extra_plugins, parse_extra_plugins
 from cl_compute.profile import FIXED, PROFILE_ENV, check_profile
 from cl_compute.store import JobStore
-from cl_compute.worker import set_pdeathsig
+from cl_compute.worker import proc_stat, set_pdeathsig
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,76 @@ WORKER_RESTART_WINDOW = 60.0
 #: back-off before the n-th restart within the window: ``FIRST * 2**(n-1)`` seconds, at most ``MAX``
 WORKER_RESTART_BACKOFF_FIRST = 0.5
 WORKER_RESTART_BACKOFF_MAX = 8.0
+
+
+#: Prefixes of the temporary folders a deployment makes (data, logs, the auth key), and the file in each that
+#: names the process that owns it: ``<pid> <start time in clock ticks>``.
+TMP_PREFIXES = ("cl-compute-data-", "cl-compute-logs-", "cl-compute-key-")
+TMP_OWNER_FILE = ".cl-compute-owner"
+
+
+def _process_start(pid: int) -> str | None:
+    """The start time of process ``pid`` (field 22 of /proc/<pid>/stat), or None when it does not exist.
+
+    With the pid it identifies a process even after the pid was reused.
+    """
+    fields = proc_stat(pid)
+    return fields[19] if fields is not None and len(fields) > 19 else None
+
+
+def make_tmp_dir(prefix: str) -> Path:
+    """Make a temporary folder owned by this process (see :func:`sweep_stale_tmp_dirs`).
+
+    Args:
+        prefix: one of :data:`TMP_PREFIXES`.
+    """
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    (path / TMP_OWNER_FILE).write_text(f"{os.getpid()} {_process_start(os.getpid())}\n")
+    return path
+
+
+def sweep_stale_tmp_dirs(root: str | os.PathLike[str] | None = None) -> list[Path]:
+    """Remove the temporary folders of deployments whose owning process is gone.
+
+    ``stop()`` removes a deployment's folders, but a caller killed with SIGKILL (or by the OOM killer) never
+    runs it: its children die with it (``PR_SET_PDEATHSIG``) and its folders stayed. Every ``start()`` calls
+    this, so they go on the next start. A folder without an owner file (made by an older version, or being made
+    right now) and the folders of live processes are left alone; the owner file goes last, so a sweep cut short
+    is finished by the next one.
+
+    Args:
+        root: the folder to look in (default: the system temporary folder).
+
+    Returns:
+        the folders removed.
+    """
+    removed: list[Path] = []
+    base = Path(root) if root is not None else Path(tempfile.gettempdir())
+    try:
+        candidates = [p for p in base.iterdir() if p.name.startswith(TMP_PREFIXES) and p.is_dir()]
+    except OSError:
+        return removed
+    for folder in candidates:
+        owner = folder / TMP_OWNER_FILE
+        try:
+            pid_text, start = owner.read_text().split()
+            pid = int(pid_text)
+        except (OSError, ValueError):
+            continue
+        if _process_start(pid) == start:
+            continue
+        for entry in folder.iterdir():
+            if entry.name != TMP_OWNER_FILE:
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
+        owner.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+        removed.append(folder)
+        log.info("removed %s, left by process %d that is gone", folder, pid)
+    return removed
 
 
 class DeploymentError(RuntimeError):
@@ -281,7 +352,7 @@ class Deployment:
         if isinstance(key, bytes):
             key = key.decode()
         if isinstance(key, str) and key.lstrip().startswith("-----BEGIN"):
-            tmp = Path(tempfile.mkdtemp(prefix="cl-compute-key-"))
+            tmp = make_tmp_dir("cl-compute-key-")
             self._tmp_dirs.append(tmp)
             path = tmp / "public_key.pem"
             path.write_text(key)
@@ -317,14 +388,15 @@ class Deployment:
         return self
 
     def _start(self, t0: float) -> None:
+        sweep_stale_tmp_dirs()  # what a SIGKILLed earlier caller left
         if self._data_dir_arg is None:
-            self.data_dir = Path(tempfile.mkdtemp(prefix="cl-compute-data-"))
+            self.data_dir = make_tmp_dir("cl-compute-data-")
             self._tmp_dirs.append(self.data_dir)
         else:
             self.data_dir = self._data_dir_arg.resolve()
             self.data_dir.mkdir(parents=True, exist_ok=True)
         if self._log_dir_arg is None:
-            self.log_dir = Path(tempfile.mkdtemp(prefix="cl-compute-logs-"))
+            self.log_dir = make_tmp_dir("cl-compute-logs-")
             self._tmp_dirs.append(self.log_dir)
         elif str(self._log_dir_arg) == "-":
             self.log_dir = None

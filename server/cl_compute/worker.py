@@ -230,8 +230,12 @@ def _executor_main(conn: _ExecutorEnd, task_types: list[str], data_dir: str, wor
                 conn.send(("error", f"plugin returned an unusable task_output: {exc}"))
 
 
-def _proc_stat(pid: int) -> list[str] | None:
-    """Fields after the command name of /proc/<pid>/stat (state, ppid, pgrp, ...), or None if gone."""
+def proc_stat(pid: int) -> list[str] | None:
+    """Return the fields after the command name of /proc/<pid>/stat (state, ppid, pgrp, ...), or None if gone.
+
+    Args:
+        pid: the process.
+    """
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read().decode(errors="replace")
@@ -265,7 +269,7 @@ def _kill_group_members(timeout: float = 2.0) -> None:
     for entry in entries:
         if not entry.isdigit() or int(entry) == me:
             continue
-        fields = _proc_stat(int(entry))
+        fields = proc_stat(int(entry))
         try:
             if fields is not None and int(fields[2]) == group and fields[0] != "Z":
                 os.kill(int(entry), signal.SIGKILL)
@@ -275,7 +279,7 @@ def _kill_group_members(timeout: float = 2.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
         _reap_children()
-        alive = [pid for pid in killed if (f := _proc_stat(pid)) is not None and f[0] != "Z"]
+        alive = [pid for pid in killed if (f := proc_stat(pid)) is not None and f[0] != "Z"]
         if not alive or time.monotonic() > deadline:
             return
         time.sleep(0.005)

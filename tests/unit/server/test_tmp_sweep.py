@@ -1,0 +1,74 @@
+"""A SIGKILLed caller's temporary folders are removed by the next deployment start (``sweep_stale_tmp_dirs``)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from cl_compute.deployment import (
+    TMP_OWNER_FILE,
+    Deployment,
+    _process_start,  # pyright: ignore[reportPrivateUsage]
+    sweep_stale_tmp_dirs,
+)
+
+
+def _folder(root: Path, name: str, owner: str | None) -> Path:
+    folder = root / name
+    (folder / "jobs" / "x").mkdir(parents=True)
+    (folder / "jobs" / "x" / "f.bin").write_bytes(b"data")
+    if owner is not None:
+        (folder / TMP_OWNER_FILE).write_text(owner + "\n")
+    return folder
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_only_folders_of_processes_that_are_gone_are_removed(tmp_path: Path) -> None:
+    me = f"{os.getpid()} {_process_start(os.getpid())}"
+    dead = _folder(tmp_path, "cl-compute-data-dead", f"{_dead_pid()} 123")
+    reused = _folder(tmp_path, "cl-compute-logs-reused", f"{os.getpid()} 1")  # our pid, another start time
+    alive = _folder(tmp_path, "cl-compute-data-alive", me)
+    unowned = _folder(tmp_path, "cl-compute-key-unowned", None)  # an older version's, or one being made
+    foreign = _folder(tmp_path, "someone-else-data-x", f"{_dead_pid()} 123")
+    removed = sweep_stale_tmp_dirs(tmp_path)
+    assert sorted(removed) == sorted([dead, reused])
+    assert not dead.exists() and not reused.exists()
+    assert alive.exists() and unowned.exists() and foreign.exists()
+    assert (alive / "jobs" / "x" / "f.bin").read_bytes() == b"data"
+
+
+def test_the_next_start_removes_what_a_sigkilled_caller_left() -> None:
+    script = textwrap.dedent(
+        """
+        import sys, time
+        from cl_compute.deployment import Deployment
+        dep = Deployment(workers=1, tasks=["hash"]).start()
+        print(dep.data_dir, dep.log_dir, flush=True)
+        time.sleep(600)
+        """
+    )
+    caller = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert caller.stdout is not None
+    line = caller.stdout.readline().split()
+    assert len(line) == 2, f"the caller did not start its deployment: {line}"
+    data_dir, log_dir = Path(line[0]), Path(line[1])
+    assert data_dir.is_dir() and log_dir.is_dir()
+    caller.send_signal(signal.SIGKILL)
+    caller.wait()
+    time.sleep(1.0)  # its children got SIGTERM from the kernel (PR_SET_PDEATHSIG) and stop
+    # (a deployment started meanwhile by another test process may already have removed them: that is the point)
+    with Deployment(workers=0) as dep:
+        assert dep.data_dir != data_dir
+        assert not data_dir.exists(), f"{data_dir} of the SIGKILLed caller is still there after the next start"
+        assert not log_dir.exists(), f"{log_dir} of the SIGKILLed caller is still there after the next start"
+        assert (dep.data_dir / TMP_OWNER_FILE).is_file()
