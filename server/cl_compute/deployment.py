@@ -9,7 +9,7 @@ Example (what the pytest plugin does)::
         print(dep.worker_ids, dep.startup_seconds)
     # stop(): workers finish/abandon their job and clear their retained capability message, then the API
     # server and the broker stop; a temporary data directory is removed (and if the caller is SIGKILLed before
-    # that, the next start() anywhere on the machine removes it: sweep_stale_tmp_dirs).
+    # that, the next start() on the machine removes it: sweep_stale_tmp_dirs).
 
 Every process is a child of the caller, in its own session, and receives SIGTERM when the caller dies
 (``PR_SET_PDEATHSIG``), so nothing is orphaned even after ``kill -9`` of the caller. Call ``start()`` from a
@@ -30,6 +30,7 @@ import contextlib
 import errno
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -64,10 +65,10 @@ WORKER_RESTART_BACKOFF_FIRST = 0.5
 WORKER_RESTART_BACKOFF_MAX = 8.0
 
 
-#: Prefixes of the temporary folders a deployment makes (data, logs, the auth key), and the file in each that
-#: names the process that owns it: ``<pid> <start time in clock ticks>``.
+#: Prefixes of the temporary folders a deployment makes (data, logs, the auth key). The name goes on with the
+#: owning process, ``<pid>.<start time in clock ticks>-``, then mkdtemp's random part: nothing is added inside.
 TMP_PREFIXES = ("cl-compute-data-", "cl-compute-logs-", "cl-compute-key-")
-TMP_OWNER_FILE = ".cl-compute-owner"
+_TMP_OWNER = re.compile(r"^(?P<pid>\d+)\.(?P<start>\d+)-")
 
 
 def _process_start(pid: int) -> str | None:
@@ -80,14 +81,13 @@ def _process_start(pid: int) -> str | None:
 
 
 def make_tmp_dir(prefix: str) -> Path:
-    """Make a temporary folder owned by this process (see :func:`sweep_stale_tmp_dirs`).
+    """Make a temporary folder whose name names this process as its owner (see :func:`sweep_stale_tmp_dirs`).
 
     Args:
         prefix: one of :data:`TMP_PREFIXES`.
     """
-    path = Path(tempfile.mkdtemp(prefix=prefix))
-    (path / TMP_OWNER_FILE).write_text(f"{os.getpid()} {_process_start(os.getpid())}\n")
-    return path
+    pid = os.getpid()
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}{pid}.{_process_start(pid) or 0}-"))
 
 
 def sweep_stale_tmp_dirs(root: str | os.PathLike[str] | None = None) -> list[Path]:
@@ -95,9 +95,8 @@ def sweep_stale_tmp_dirs(root: str | os.PathLike[str] | None = None) -> list[Pat
 
     ``stop()`` removes a deployment's folders, but a caller killed with SIGKILL (or by the OOM killer) never
     runs it: its children die with it (``PR_SET_PDEATHSIG``) and its folders stayed. Every ``start()`` calls
-    this, so they go on the next start. A folder without an owner file (made by an older version, or being made
-    right now) and the folders of live processes are left alone; the owner file goes last, so a sweep cut short
-    is finished by the next one.
+    this, so they go on the next start. Folders of live processes, and folders whose name names no owner (made
+    by an older version), are left alone.
 
     Args:
         root: the folder to look in (default: the system temporary folder).
@@ -112,25 +111,13 @@ def sweep_stale_tmp_dirs(root: str | os.PathLike[str] | None = None) -> list[Pat
     except OSError:
         return removed
     for folder in candidates:
-        owner = folder / TMP_OWNER_FILE
-        try:
-            pid_text, start = owner.read_text().split()
-            pid = int(pid_text)
-        except (OSError, ValueError):
+        prefix = next(p for p in TMP_PREFIXES if folder.name.startswith(p))
+        owner = _TMP_OWNER.match(folder.name[len(prefix) :])
+        if owner is None or _process_start(int(owner["pid"])) == owner["start"]:
             continue
-        if _process_start(pid) == start:
-            continue
-        for entry in folder.iterdir():
-            if entry.name != TMP_OWNER_FILE:
-                if entry.is_dir() and not entry.is_symlink():
-                    shutil.rmtree(entry, ignore_errors=True)
-                else:
-                    entry.unlink(missing_ok=True)
-        owner.unlink(missing_ok=True)
-        with contextlib.suppress(OSError):
-            folder.rmdir()
+        shutil.rmtree(folder, ignore_errors=True)
         removed.append(folder)
-        log.info("removed %s, left by process %d that is gone", folder, pid)
+        log.info("removed %s, left by process %s that is gone", folder, owner["pid"])
     return removed
 
 

@@ -11,19 +11,16 @@ import time
 from pathlib import Path
 
 from cl_compute.deployment import (
-    TMP_OWNER_FILE,
     Deployment,
     _process_start,  # pyright: ignore[reportPrivateUsage]
     sweep_stale_tmp_dirs,
 )
 
 
-def _folder(root: Path, name: str, owner: str | None) -> Path:
+def _folder(root: Path, name: str) -> Path:
     folder = root / name
     (folder / "jobs" / "x").mkdir(parents=True)
     (folder / "jobs" / "x" / "f.bin").write_bytes(b"data")
-    if owner is not None:
-        (folder / TMP_OWNER_FILE).write_text(owner + "\n")
     return folder
 
 
@@ -34,12 +31,12 @@ def _dead_pid() -> int:
 
 
 def test_only_folders_of_processes_that_are_gone_are_removed(tmp_path: Path) -> None:
-    me = f"{os.getpid()} {_process_start(os.getpid())}"
-    dead = _folder(tmp_path, "cl-compute-data-dead", f"{_dead_pid()} 123")
-    reused = _folder(tmp_path, "cl-compute-logs-reused", f"{os.getpid()} 1")  # our pid, another start time
-    alive = _folder(tmp_path, "cl-compute-data-alive", me)
-    unowned = _folder(tmp_path, "cl-compute-key-unowned", None)  # an older version's, or one being made
-    foreign = _folder(tmp_path, "someone-else-data-x", f"{_dead_pid()} 123")
+    me = f"{os.getpid()}.{_process_start(os.getpid())}"
+    dead = _folder(tmp_path, f"cl-compute-data-{_dead_pid()}.123-abc")
+    reused = _folder(tmp_path, f"cl-compute-logs-{os.getpid()}.1-abc")  # our pid, another start time
+    alive = _folder(tmp_path, f"cl-compute-data-{me}-abc")
+    unowned = _folder(tmp_path, "cl-compute-key-abc123")  # an older version's name: no owner in it
+    foreign = _folder(tmp_path, f"someone-else-data-{_dead_pid()}.123-abc")
     removed = sweep_stale_tmp_dirs(tmp_path)
     assert sorted(removed) == sorted([dead, reused])
     assert not dead.exists() and not reused.exists()
@@ -71,4 +68,4 @@ def test_the_next_start_removes_what_a_sigkilled_caller_left() -> None:
         assert dep.data_dir != data_dir
         assert not data_dir.exists(), f"{data_dir} of the SIGKILLed caller is still there after the next start"
         assert not log_dir.exists(), f"{log_dir} of the SIGKILLed caller is still there after the next start"
-        assert (dep.data_dir / TMP_OWNER_FILE).is_file()
+        assert dep.data_dir.name.startswith(f"cl-compute-data-{os.getpid()}.")
