@@ -103,3 +103,17 @@ def expect_status(got: httpx.Response | tuple[int, bytes], expected: int | Colle
     if status not in allowed:
         wanted = " or ".join(str(s) for s in allowed)
         raise AssertionError(f"{what}: expected HTTP {wanted}, got {status} (body {show(body[:300])})")
+
+
+def expect_one_completion(task_type: str, job_id: str, final: JobResponse, calls: list[JobResponse]) -> None:
+    """``on_complete`` fired exactly once, with the status ``GET /jobs/{id}`` confirmed (``final``), for the job
+    that ``POST /jobs/<task_type>`` created (``job_id``); the failure says which of the three went wrong."""
+    assert len(calls) == 1, f"{task_type} job {job_id}: on_complete fired {len(calls)} times, expected once"
+    assert calls[0].status == final.status, (
+        f"{task_type} job {job_id}: on_complete reported status {calls[0].status!r},"
+        f" GET /jobs/{{id}} says {final.status!r}"
+    )
+    assert (final.job_id, final.task_type) == (job_id, task_type), (
+        f"POST /jobs/{task_type} created job {job_id}, but its record says job_id {final.job_id!r},"
+        f" task_type {final.task_type!r}"
+    )

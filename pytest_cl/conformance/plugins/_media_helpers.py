@@ -17,6 +17,7 @@ from pathlib import Path
 from PIL import Image
 
 from cl_client import ComputeClient, JobResponse
+from pytest_cl.conformance._checks import expect_one_completion
 
 
 @dataclass
@@ -55,17 +56,7 @@ def run_job(
     )
     final = job.wait(timeout)
     assert calls.done.wait(10), f"{task_type} job {final.job_id}: on_complete never fired (status {final.status})"
-    assert len(calls.complete) == 1, (
-        f"{task_type} job {final.job_id}: on_complete fired {len(calls.complete)} times, expected once"
-    )
-    assert calls.complete[0].status == final.status, (
-        f"{task_type} job {final.job_id}: on_complete reported status {calls.complete[0].status!r},"
-        f" GET /jobs/{{id}} says {final.status!r}"
-    )
-    assert (final.job_id, final.task_type) == (job.job_id, task_type), (
-        f"POST /jobs/{task_type} created job {job.job_id}, but its record says job_id {final.job_id!r},"
-        f" task_type {final.task_type!r}"
-    )
+    expect_one_completion(task_type, job.job_id, final, calls.complete)
     progress = [p.progress for p in calls.progress]
     assert progress == sorted(progress), f"{task_type} job {final.job_id}: progress went backwards: {progress}"
     return final

@@ -32,7 +32,7 @@ from PIL import Image
 
 from cl_client import ComputeClient, Job, JobFailedError, JobResponse, ValidationError
 from pytest_cl._media import MediaCatalogue
-from pytest_cl.conformance._checks import cosine, expect_param, get_field, has_magic
+from pytest_cl.conformance._checks import cosine, expect_one_completion, expect_param, get_field, has_magic
 
 #: inputs that are not decodable images (manifest: ``decodable`` false); every image plugin must fail on them
 HOSTILE = ("hostile_truncated_jpeg", "hostile_text_as_jpeg", "hostile_empty")
@@ -83,17 +83,7 @@ def run_jobs(
             f"{task_type} job {job.job_id}: on_complete did not fire within {timeout} s (status {job.status})"
         )
         final = job.wait(timeout)
-        assert len(completion.calls) == 1, (
-            f"{task_type} job {job.job_id}: on_complete fired {len(completion.calls)} times, expected once"
-        )
-        assert completion.calls[0].status == final.status, (
-            f"{task_type} job {job.job_id}: on_complete reported status {completion.calls[0].status!r},"
-            f" GET /jobs/{{id}} says {final.status!r}"
-        )
-        assert (final.job_id, final.task_type) == (job.job_id, task_type), (
-            f"POST /jobs/{task_type} created job {job.job_id}, but its record says job_id {final.job_id!r},"
-            f" task_type {final.task_type!r}"
-        )
+        expect_one_completion(task_type, job.job_id, final, completion.calls)
         records.append(final)
     return records
 
