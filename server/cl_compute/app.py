@@ -595,7 +595,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
 
     @app.get("/capabilities", tags=["compute"])
     def capabilities() -> dict[str, object]:
-        if state.first_capabilities_call() and quirks().lazy_capabilities:
+        if quirks().lazy_capabilities and state.first_capabilities_call():
             # upstream subscribes on the first call: the retained messages arrive after it answered
             return {"num_workers": 0, "capabilities": {}}
         return state.capabilities()
