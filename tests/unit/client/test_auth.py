@@ -20,7 +20,7 @@ from cl_client import (
     NoAuthProvider,
 )
 from cl_client._auth import token_expiry
-from cl_compute.broker import free_port
+from tests.unit.ports import unassigned_port
 
 from .scripted_server import Injected, ScriptedServer
 
@@ -112,7 +112,7 @@ def test_bad_password_and_unreachable_auth_service(
         bad.headers()
     assert "WRONGPW" not in str(exc_info.value)
     assert "WRONGPW" not in caplog.text
-    dead = JWTAuthProvider(username="a", password="b", auth_url=f"http://127.0.0.1:{free_port()}")
+    dead = JWTAuthProvider(username="a", password="b", auth_url=f"http://127.0.0.1:{unassigned_port()}")
     with pytest.raises(ComputeConnectionError, match="auth service"):
         dead.headers()
     dead.close()
@@ -144,7 +144,7 @@ async def test_async_login_refresh_and_relogin(http_only_server: ScriptedServer)
     bad = JWTAuthProvider(username="alice", password="nope", auth_url=http_only_server.url)
     with pytest.raises(AuthenticationError):
         await bad.aheaders()
-    dead = JWTAuthProvider(username="a", password="b", auth_url=f"http://127.0.0.1:{free_port()}")
+    dead = JWTAuthProvider(username="a", password="b", auth_url=f"http://127.0.0.1:{unassigned_port()}")
     with pytest.raises(ComputeConnectionError):
         await dead.aheaders()
     await dead.aclose()

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from cl_client import ComputeClient, ComputeClientConfig, JobResponse
-from cl_compute.broker import free_port, start_broker
+from cl_compute.broker import start_broker
+from tests.unit.ports import unassigned_port
 
 from .scripted_server import ScriptedServer, wait_until
 
@@ -33,7 +34,7 @@ def test_four_threads_submit_through_a_broker_outage(
 ) -> None:
     sample = tmp_path / "in.png"
     sample.write_bytes(b"\x89PNG" + b"0" * 100)
-    port = free_port()
+    port = unassigned_port()
     own = start_broker(port=port)
     try:
         with ComputeClient(server.url, mqtt_url=own.url, config=CFG) as c:

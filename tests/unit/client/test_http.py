@@ -24,7 +24,7 @@ from cl_client import (
     ServerError,
     ValidationError,
 )
-from cl_compute.broker import free_port
+from tests.unit.ports import unassigned_port
 
 from .scripted_server import Injected, ScriptedServer
 
@@ -140,7 +140,7 @@ def test_job_creation_is_never_retried(http_only_server: ScriptedServer, sample:
 
 
 def test_connection_refused_is_a_clear_error() -> None:
-    port = free_port()
+    port = unassigned_port()
     with ComputeClient(f"http://127.0.0.1:{port}", config=FAST) as client:
         with pytest.raises(ComputeConnectionError) as exc_info:
             client.health()

@@ -21,7 +21,8 @@ from cl_client import (
     JobTimeoutError,
     WorkerUnavailableError,
 )
-from cl_compute.broker import Broker, free_port, start_broker
+from cl_compute.broker import Broker, start_broker
+from tests.unit.ports import unassigned_port
 
 from .scripted_server import ScriptedServer
 
@@ -284,7 +285,7 @@ def test_mqtt_v5_selectable(server: ScriptedServer, broker: Broker, sample: Path
 
 def test_broker_down_at_start_costs_at_most_connect_timeout(server: ScriptedServer, sample: Path) -> None:
     cfg = CFG.replace(mqtt_connect_timeout=0.5)
-    dead = f"mqtt://127.0.0.1:{free_port()}"
+    dead = f"mqtt://127.0.0.1:{unassigned_port()}"
     with ComputeClient(server.url, mqtt_url=dead, config=cfg) as c:
         start = time.monotonic()
         job = c.submit("hash", sample)
@@ -297,7 +298,7 @@ def test_broker_down_at_start_costs_at_most_connect_timeout(server: ScriptedServ
 
 
 def test_broker_restart_during_wait(server: ScriptedServer, sample: Path) -> None:
-    port = free_port()
+    port = unassigned_port()
     own = start_broker(port=port)
     try:
         with ComputeClient(server.url, mqtt_url=own.url, config=CFG) as c:

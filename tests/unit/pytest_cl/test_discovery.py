@@ -13,9 +13,10 @@ from urllib.parse import urlsplit
 import pytest
 
 import pytest_cl.deployment
-from cl_compute.broker import free_port, start_broker
+from cl_compute.broker import start_broker
 from cl_compute.deployment import Deployment
 from pytest_cl.deployment import broker_candidates
+from tests.unit.ports import unassigned_port
 from tests.unit.pytest_cl.cl_test_plugins import extra_plugins
 from tests.unit.pytest_cl.conftest import TASKS, Target, run
 
@@ -79,7 +80,7 @@ def test_no_broker_is_one_clear_error(
     pytester: pytest.Pytester, cl_target: Target, mode: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Nothing answers: the run stops before any test with one message naming what was tried and the options."""
-    port = free_port()
+    port = unassigned_port()
     _discover_on(monkeypatch, port)
     pytester.makepyfile(NO_TEST_RUNS)
     result = run(pytester, "--cl-server", cl_target.server_url, *mode)

@@ -19,6 +19,7 @@ from server_helpers import Recorder, UpProcess, check_md5_job_over_mqtt
 
 from cl_client import ComputeClient
 from cl_compute.broker import find_mosquitto
+from tests.unit.ports import unassigned_port
 
 #: an address of this machine that is not 127.0.0.1: a client "elsewhere".
 OTHER = "127.0.0.2"
@@ -98,10 +99,11 @@ def test_with_the_default_host_api_and_broker_are_loopback_only(broker: str, tmp
 
 @contextlib.contextmanager
 def _occupied_on(host: str) -> Iterator[int]:
-    """A listening socket on ``host`` and a free port; yields the port."""
+    """A listening socket on ``host``; yields its port, which is free on 127.0.0.1 and outside the ephemeral range
+    (a ``bind(0)`` port, free on ``host``, was once already held on 127.0.0.1 by another socket)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind((host, 0))
+        s.bind((host, unassigned_port(host, "127.0.0.1")))
         s.listen(1)
         yield s.getsockname()[1]
 

@@ -12,9 +12,9 @@ from click.testing import CliRunner, Result
 
 from cl_client._cli_common import CliState
 from cl_client.cli import cli
-from cl_compute.broker import free_port
 from cl_compute.deployment import Deployment
 from pytest_cl._media import MediaCatalogue
+from tests.unit.ports import unassigned_port
 
 CL_ENV = ("CL_SERVER_URL", "COMPUTE_URL", "CL_MQTT_URL", "MQTT_URL", "CL_TOKEN", "CL_TIMEOUT", "CL_USERNAME")
 
@@ -69,7 +69,7 @@ def test_job_get_shows_readable_timestamps(deployment: Deployment, thumbnail_job
 
 
 def test_workers_with_an_unreachable_broker_fails_clearly(deployment: Deployment) -> None:
-    dead = f"mqtt://127.0.0.1:{free_port()}"
+    dead = f"mqtt://127.0.0.1:{unassigned_port()}"
     for args in (["workers"], ["workers", "--json"], ["--json", "workers"]):
         res = run(deployment, *args, mqtt=dead)
         assert res.exit_code == 3, (args, res.output)
