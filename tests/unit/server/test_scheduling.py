@@ -106,7 +106,8 @@ def test_delete_running_job_cancels_it_and_leaves_no_directory(
     assert http.delete(f"/jobs/{job_id}").status_code == 204
     assert http.get(f"/jobs/{job_id}").status_code == 404
     wait_idle(rec, dep.worker_ids[0], after=t0)
-    assert time.monotonic() - t0 < 5  # cancelled, not run to the end
+    took = time.monotonic() - t0
+    assert took < 12, f"the worker was busy {took:.1f} s after the delete: the 20 s job ran on, not cancelled"
     assert not (dep.data_dir / "jobs" / job_id).exists()
     # the worker is healthy afterwards
     assert run_job(http, rec, "echo")["status"] == "completed"
