@@ -122,7 +122,7 @@ def test_failed_job_with_event(server: ScriptedServer, client: ComputeClient, sa
         job.result(timeout=5)
     assert exc_info.value.job.error_message == "scripted failure"
     assert job.job_id in str(exc_info.value) and "scripted failure" in str(exc_info.value)
-    assert rec.done.wait(2) and rec.complete[0].status == "error"
+    assert rec.done.wait(10) and rec.complete[0].status == "error"
     assert job.status == "error"
 
 
@@ -138,7 +138,7 @@ def test_silent_upstream_failure_completes_by_polling(
     took = time.monotonic() - start
     # polled after event_silence_timeout (0.6 s), not found at the end of the wait (60 s)
     assert took < 30, f"the silent failure was noticed after {took:.1f} s"
-    assert rec.done.wait(2) and len(rec.complete) == 1
+    assert rec.done.wait(10) and len(rec.complete) == 1
 
 
 def test_progress_in_order_then_complete(server: ScriptedServer, client: ComputeClient, sample: Path) -> None:
@@ -239,7 +239,7 @@ def test_subscribe_after_finish_and_unsubscribe(server: ScriptedServer, client: 
     job.wait(timeout=5)
     late = Recorder()
     client.subscribe_job_updates(job.job_id, on_complete=late.on_complete)
-    assert late.done.wait(2) and len(late.complete) == 1
+    assert late.done.wait(10) and len(late.complete) == 1
     server.behaviour["hash"] = "queue"
     job2 = client.submit("hash", sample)
     gone = Recorder()
@@ -433,5 +433,5 @@ def test_waiting_on_a_job_that_ended_before_anyone_listened_is_immediate(
         assert took < 15, f"a job that had ended was confirmed after {took:.1f} s"
         rec = Recorder()  # a subscription after the end completes at once, once
         second.subscribe_job_updates(job.job_id, on_complete=rec.on_complete)
-        assert rec.done.wait(1.0)
+        assert rec.done.wait(10)
         assert [j.job_id for j in rec.complete] == [job.job_id]
