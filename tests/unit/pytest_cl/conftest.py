@@ -101,12 +101,13 @@ def _measure_module_level_code() -> None:
     their state)."""
     import importlib
 
+    import pytest_cl._tmp
     import pytest_cl.config
     import pytest_cl.deployment
     import pytest_cl.plugin
     import pytest_cl.report
 
-    for module in (pytest_cl.config, pytest_cl.deployment, pytest_cl.report, pytest_cl.plugin):
+    for module in (pytest_cl._tmp, pytest_cl.config, pytest_cl.deployment, pytest_cl.report, pytest_cl.plugin):
         importlib.reload(module)
 
 

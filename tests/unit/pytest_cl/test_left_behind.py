@@ -14,6 +14,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -180,15 +181,26 @@ LEDGERS = {
     ids=["cache-dir-serial", "cache-dir-xdist", "no-cache-provider-serial", "option-xdist"],
 )
 def test_sigkill_leaves_a_ledger_and_the_next_run_deletes_its_jobs(
-    pytester: pytest.Pytester, hash_target: Target, mode: list[str], where: str
+    pytester: pytest.Pytester, hash_target: Target, mode: list[str], where: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A hard stop (SIGKILL to every process; pytest-timeout's thread method and the OOM killer are alike)."""
+    """A hard stop (SIGKILL to every process; pytest-timeout's thread method and the OOM killer are alike).
+
+    With xdist, the controller's shared folder (``pytest-cl-<pid>.<start>-…`` in the temporary folder, here a
+    private one) stays too, and the next xdist run removes it.
+    """
+    private_tmp = pytester.path / "tmp"
+    private_tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(private_tmp))  # the runs in subprocesses
+    monkeypatch.setattr(tempfile, "tempdir", str(private_tmp))  # the next run, in this process
     cache, extra, relative = LEDGERS[where]
     ledger = pytester.path / relative
     run = Run(pytester, hash_target, *mode, *extra, cache=cache)
     run.wait_for_tests(2 if mode else 1)
+    shared = sorted(private_tmp.glob(f"pytest-cl-{run.proc.pid}.*"))
+    assert len(shared) == (1 if mode else 0), f"shared folders of run {run.proc.pid}: {shared}"
     os.killpg(run.proc.pid, signal.SIGKILL)  # no teardown anywhere: controller and workers die at once
     run.finish()
+    assert all(folder.is_dir() for folder in shared)
     left = run.job_ids()
     assert all(hash_target.job_exists(job_id) for job_id in left)
     assert _outstanding(ledger) == set(left)
@@ -205,6 +217,8 @@ def test_sigkill_leaves_a_ledger_and_the_next_run_deletes_its_jobs(
     assert not any(hash_target.job_exists(job_id) for job_id in left)
     assert hash_target.job_count() == 0
     assert not _outstanding(ledger)
+    left_over = sorted(private_tmp.glob("pytest-cl-*"))
+    assert not left_over, f"after the next run, the temporary folder still holds {left_over}"
 
 
 def test_keep_jobs_keeps_leftovers_and_records_nothing(pytester: pytest.Pytester, hash_target: Target) -> None:
