@@ -96,7 +96,7 @@ def sweep_stale_tmp_dirs(root: str | os.PathLike[str] | None = None) -> list[Pat
     ``stop()`` removes a deployment's folders, but a caller killed with SIGKILL (or by the OOM killer) never
     runs it: its children die with it (``PR_SET_PDEATHSIG``) and its folders stayed. Every ``start()`` calls
     this, so they go on the next start. Folders of live processes, and folders whose name names no owner (made
-    by an older version), are left alone.
+    by an older version), are left alone; so is everything where ``/proc`` cannot tell who is alive.
 
     Args:
         root: the folder to look in (default: the system temporary folder).
@@ -105,6 +105,8 @@ def sweep_stale_tmp_dirs(root: str | os.PathLike[str] | None = None) -> list[Pat
         the folders removed.
     """
     removed: list[Path] = []
+    if _process_start(os.getpid()) is None:  # no /proc: every owner would look gone, live ones too
+        return removed
     base = Path(root) if root is not None else Path(tempfile.gettempdir())
     try:
         candidates = [p for p in base.iterdir() if p.name.startswith(TMP_PREFIXES) and p.is_dir()]

@@ -10,6 +10,9 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
+from cl_compute import deployment
 from cl_compute.deployment import (
     Deployment,
     _process_start,  # pyright: ignore[reportPrivateUsage]
@@ -42,6 +45,14 @@ def test_only_folders_of_processes_that_are_gone_are_removed(tmp_path: Path) -> 
     assert not dead.exists() and not reused.exists()
     assert alive.exists() and unowned.exists() and foreign.exists()
     assert (alive / "jobs" / "x" / "f.bin").read_bytes() == b"data"
+
+
+def test_without_proc_nothing_is_swept(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Where /proc cannot say who is alive (simulated: ``_process_start`` answers None), nothing is removed."""
+    dead = _folder(tmp_path, f"cl-compute-data-{_dead_pid()}.123-abc")
+    monkeypatch.setattr(deployment, "_process_start", lambda pid: None)
+    assert sweep_stale_tmp_dirs(tmp_path) == []
+    assert dead.is_dir()
 
 
 def test_the_next_start_removes_what_a_sigkilled_caller_left() -> None:
