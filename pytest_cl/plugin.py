@@ -527,6 +527,14 @@ def pytest_runtest_makereport(
     fix = item.get_closest_marker("cl_needs_fix")
     if call.when == "call" and fix is not None and (report.passed or report.failed or xfailed):
         _props(item)[PROP_FIX_CHECKED] = _fix_text(fix)  # the check ran: its gap was looked for
+    if call.when in ("setup", "call") and _is_cl_item(item):
+        # in case no teardown report follows (an interrupted xdist worker): see Results.settle_unfinished
+        props = {PROP_ROW: _row(item), **_props(item)}
+        if runtime is not None:
+            from pytest_cl._jobs import summary_of
+
+            props.update({k: v for k, v in summary_of(runtime.ledger.jobs_of(item.nodeid)).items() if v})
+        report.user_properties.extend(props.items())
     return report
 
 
@@ -570,6 +578,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         return
     if state.embedded.info is not None or state.session_problems or state.session_kept:
         state.results.add_session(state.process, data)
+    state.results.settle_unfinished(interrupted=session.exitstatus == pytest.ExitCode.INTERRUPTED)
     state.results.finished = time.time()
     if state.expected_lacks is not None and state.settings.expect_lacks and state.stopper.received is None:
         comparison = compare_lacks(

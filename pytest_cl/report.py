@@ -161,11 +161,18 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f}"
 
 
+#: ``when`` of the report xdist makes for the test a worker held when the worker went down.
+CRASH_PHASE = "???"
+
+
 @dataclass
 class _TestState:
     outcome: str = "passed"
     reason: str = ""
     not_checked: str = ""
+    called: bool = False  # the call phase reported
+    props: dict[str, str] = field(default_factory=dict[str, str])  # from the setup and call reports
+    crash: pytest.TestReport | None = None  # xdist: the worker went down while it held the test
 
 
 @dataclass
@@ -205,8 +212,12 @@ class Results:
     _state: dict[str, _TestState] = field(default_factory=dict[str, _TestState], repr=False)
 
     def add(self, report: pytest.TestReport) -> None:
-        """Take one report (setup, call or teardown) of any test."""
+        """Take one report (setup, call or teardown) of any test, or xdist's report of a worker that went down."""
         state = self._state.setdefault(report.nodeid, _TestState())
+        # typed setup/call/teardown, but xdist's report of a worker that went down says "???"
+        if cast(str, report.when) == CRASH_PHASE:  # judged by settle_unfinished(): a crash, or an interrupt
+            state.crash = report
+            return
         if report.failed:
             state.outcome = "failed"
         elif report.skipped and state.outcome != "failed":
@@ -217,25 +228,52 @@ class Results:
         if report.failed:
             self._add_failure(report)
         if report.when != "teardown":
+            state.called = state.called or report.when == "call"
+            state.props.update({str(k): str(v) for k, v in report.user_properties})
             return
         del self._state[report.nodeid]
-        props = {str(k): str(v) for k, v in report.user_properties}
+        self._finish(report.nodeid, state, {str(k): str(v) for k, v in report.user_properties})
+
+    def settle_unfinished(self, interrupted: bool) -> None:
+        """Count the tests whose teardown never reported; call once, when the run ends.
+
+        Under xdist each worker holds its last test until it knows the next one, so an interrupted run (Ctrl-C,
+        SIGTERM) ends with tests that passed or failed but have no teardown report, and xdist reports each as
+        "worker crashed". With ``interrupted``, a test whose call phase reported counts with that outcome (the
+        worker did not crash: it was stopped), and a test stopped before that is left out, as in a serial run.
+        Without it, a worker really went down: the test it held counts as failed, with xdist's message.
+
+        Args:
+            interrupted: the run was interrupted (its exit status is ``INTERRUPTED``).
+        """
+        for nodeid, state in list(self._state.items()):
+            del self._state[nodeid]
+            if interrupted and not state.called:
+                self.failures.pop(nodeid, None)
+                continue
+            if state.crash is not None and not interrupted:
+                state.outcome = "failed"
+                self._add_failure(state.crash)
+            self._finish(nodeid, state, state.props)
+
+    def _finish(self, nodeid: str, state: _TestState, props: dict[str, str]) -> None:
+        """Record one test with its properties (from its teardown report, else from its setup and call ones)."""
         row = props.get(PROP_ROW)
         if row is None:
-            self.failures.pop(report.nodeid, None)
+            self.failures.pop(nodeid, None)
             return
         if props.get(PROP_TIMELINE):
-            self.timelines[report.nodeid] = cast(list[dict[str, object]], json.loads(props[PROP_TIMELINE]))
+            self.timelines[nodeid] = cast(list[dict[str, object]], json.loads(props[PROP_TIMELINE]))
         latencies = [float(x) for x in props.get("cl_latency_ms", "").split(",") if x]
         if state.outcome == "skipped" and state.not_checked:
             state.outcome = "not checked"
-            self.not_checked.append((report.nodeid, state.not_checked))
-        self.tests[report.nodeid] = (row, state.outcome, latencies)
-        self.job_counts[report.nodeid] = len([x for x in props.get("cl_jobs", "").split(",") if x])
+            self.not_checked.append((nodeid, state.not_checked))
+        self.tests[nodeid] = (row, state.outcome, latencies)
+        self.job_counts[nodeid] = len([x for x in props.get("cl_jobs", "").split(",") if x])
         if PROP_MISSING in props:
-            self.missing_workers.append((report.nodeid, props[PROP_MISSING], state.outcome))
+            self.missing_workers.append((nodeid, props[PROP_MISSING], state.outcome))
         for lack in filter(None, props.get(PROP_LACKS, "").split("\n")):
-            self.lacks.append((report.nodeid, lack))
+            self.lacks.append((nodeid, lack))
         if props.get(PROP_FIX_CHECKED):
             self.fix_checked.add(props[PROP_FIX_CHECKED])
         self.problems.extend(filter(None, props.get(PROP_PROBLEMS, "").split("\n")))

@@ -310,3 +310,51 @@ def test_a_signal_during_the_session_teardown_does_not_cut_the_clean_up_short(
     assert code == pytest.ExitCode.INTERRUPTED, out  # the run passed, but it was stopped: never exit code 0
     assert not hash_target.job_exists(job_id), out
     assert hash_target.job_count() == 0
+
+
+STOPPED_RUN_TESTS = """
+import os
+from pathlib import Path
+
+MARKERS = Path({markers!r})
+
+
+def test_a_done(compute_client, tmp_path):
+    upload = tmp_path / "a.txt"
+    upload.write_bytes(b"x")
+    assert compute_client.submit("hash", upload).result().status == "completed"
+
+
+def test_b_waits(compute_client, tmp_path):
+    upload = tmp_path / "b.jpg"
+    upload.write_bytes(b"not really a jpeg")
+    job = compute_client.submit("exif", upload)  # no worker serves exif here: the job stays queued
+    (MARKERS / f"b.{{os.getpid()}}.{{job.job_id}}").write_text("waiting")
+    job.result()
+"""
+
+
+def test_a_stopped_run_still_prints_the_matrix_of_what_ran(
+    pytester: pytest.Pytester, hash_target: Target, mode: list[str]
+) -> None:
+    """SIGTERM once one test has passed and the other waits: the summary has the matrix with the passed one."""
+    markers = pytester.path / "markers-stopped"
+    markers.mkdir()
+    pytester.makepyfile(test_stopped=STOPPED_RUN_TESTS.format(markers=str(markers)))
+    log = pytester.path / "stopped.log"
+    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-v", *QUIET, *hash_target.args, *mode]
+    with log.open("wb") as out:
+        proc = pytester.popen([*argv, "test_stopped.py"], stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + PATIENCE_S
+    passed = re.compile(r"test_a_done PASSED|PASSED test_stopped\.py::test_a_done")  # serial | xdist -v lines
+    while not (any(markers.iterdir()) and passed.search(log.read_text())):
+        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGTERM)
+    code = proc.wait(PATIENCE_S)
+    out = log.read_text()
+    assert code == pytest.ExitCode.INTERRUPTED, out
+    assert "cl: conformance matrix" in out, f"the stopped run printed no matrix:\n{out}"
+    row = re.compile(r"^\| stopped \| 1 \| 0 \| 0 \| 0 \| 1 \|", re.MULTILINE)  # 1 passed, its 1 job
+    assert row.search(out), f"the matrix has no row with the passed test:\n{out}"
+    assert hash_target.job_count() == 0, out

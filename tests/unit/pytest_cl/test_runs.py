@@ -193,6 +193,35 @@ def test_cleanup_after_failures_errors_and_timeouts(
     assert "clean-up problems" not in result.stdout.str()
 
 
+def test_a_test_that_kills_its_xdist_worker_is_a_failure_in_the_matrix(
+    pytester: pytest.Pytester, cl_target: Target
+) -> None:
+    """xdist reports the test a worker held when it died (its teardown never reports): the matrix counts it failed."""
+    pytester.makepyfile(
+        test_crashy="""
+        import os
+        import signal
+
+        def test_ok(compute_client, tmp_path):
+            f = tmp_path / "a.txt"
+            f.write_bytes(b"x")
+            assert compute_client.submit("hash", f).result().status == "completed"
+
+        def test_dies(compute_client):
+            os.kill(os.getpid(), signal.SIGKILL)
+        """
+    )
+    result = run(pytester, *cl_target.args, "-n", "2", "--cl-report", "report.json")
+    result.assert_outcomes(passed=1, failed=1)
+    out = result.stdout.str()
+    assert "| crashy | 1 | 1 | 0 | 0 | 1 |" in out, out
+    report = json.loads((pytester.path / "report.json").read_text())
+    outcomes = {nodeid: test["outcome"] for nodeid, test in report["tests"].items()}
+    assert outcomes == {"test_crashy.py::test_ok": "passed", "test_crashy.py::test_dies": "failed"}, outcomes
+    message = report["failures"]["test_crashy.py::test_dies"]["message"]
+    assert "crashed while running 'test_crashy.py::test_dies'" in message, message
+
+
 def test_interrupted_run_still_deletes_its_jobs(pytester: pytest.Pytester, cl_target: Target, mode: list[str]) -> None:
     pytester.makepyfile(
         test_interrupt="""
