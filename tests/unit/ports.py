@@ -9,10 +9,10 @@ its own, so only an explicit bind to that very number could take it.
 
 from __future__ import annotations
 
-import errno
 import random
-import socket
 from pathlib import Path
+
+from cl_compute.broker import port_in_use
 
 #: the lowest port we pick from (well above the registered services tests might meet).
 FLOOR = 20000
@@ -30,16 +30,7 @@ def ephemeral_start() -> int:
 
 def free_on(host: str, port: int) -> bool:
     """Whether ``host:port`` could be bound now (with ``SO_REUSEADDR``, as servers bind)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                return False
-            raise
-    return True
+    return not port_in_use(port, host)
 
 
 def default_span() -> range:
