@@ -638,12 +638,12 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     results = state.results
     if state.worker:
         return
-    stopped = state.stopper.summary()
+    stopped = [line for line in (state.stopper.summary(), results.stopped_not_crashed_line()) if line]
     path = _ledger_path(terminalreporter.config, state.settings)
     settled = [line for s in state.settlements for line in s.lines(path)]
     if stopped or settled:
         terminalreporter.write_sep("-", "cl: nothing left behind")
-        for line in [*settled, *([stopped] if stopped else [])]:
+        for line in [*settled, *stopped]:
             terminalreporter.write_line(line)
     if not (results.tests or results.sessions):
         return

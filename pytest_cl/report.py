@@ -172,7 +172,6 @@ class _TestState:
     not_checked: str = ""
     called: bool = False  # the call phase reported
     props: dict[str, str] = field(default_factory=dict[str, str])  # from the setup and call reports
-    crash: pytest.TestReport | None = None  # xdist: the worker went down while it held the test
 
 
 @dataclass
@@ -192,6 +191,8 @@ class Results:
         sessions: session data of each process (``main`` or the xdist worker id).
         timelines: node id -> the test's jobs with their times (``PROP_TIMELINE``).
         failures: node id -> ``{"message", "jobs", "requests"}`` of a failed test (``PROP_FAILURE``).
+        stopped_not_crashed: (finished, interrupted) counts of the tests xdist reported as "worker crashed" in an
+            interrupted run (see ``settle_unfinished``).
         started: wall-clock start of the run (set by the plugin).
         finished: wall-clock end of the run (set by the plugin).
     """
@@ -209,15 +210,18 @@ class Results:
     failures: dict[str, dict[str, object]] = field(default_factory=dict[str, dict[str, object]])
     started: float | None = None
     finished: float | None = None
+    stopped_not_crashed: tuple[int, int] = (0, 0)
     _state: dict[str, _TestState] = field(default_factory=dict[str, _TestState], repr=False)
+    #: xdist's reports of the test a worker held when it went down (``CRASH_PHASE``)
+    _crashes: dict[str, pytest.TestReport] = field(default_factory=dict[str, pytest.TestReport], repr=False)
 
     def add(self, report: pytest.TestReport) -> None:
         """Take one report (setup, call or teardown) of any test, or xdist's report of a worker that went down."""
-        state = self._state.setdefault(report.nodeid, _TestState())
         # typed setup/call/teardown, but xdist's report of a worker that went down says "???"
         if cast(str, report.when) == CRASH_PHASE:  # judged by settle_unfinished(): a crash, or an interrupt
-            state.crash = report
+            self._crashes[report.nodeid] = report
             return
+        state = self._state.setdefault(report.nodeid, _TestState())
         if report.failed:
             state.outcome = "failed"
         elif report.skipped and state.outcome != "failed":
@@ -246,15 +250,38 @@ class Results:
         Args:
             interrupted: the run was interrupted (its exit status is ``INTERRUPTED``).
         """
+        finished = stopped = 0
+        for nodeid, crash in self._crashes.items():  # xdist can report a test after its teardown report
+            state = self._state.get(nodeid)
+            if interrupted:
+                done = nodeid in self.tests or (state is not None and state.called)
+                finished, stopped = (finished + 1, stopped) if done else (finished, stopped + 1)
+            elif nodeid in self.tests:
+                row, _, latencies = self.tests[nodeid]
+                self.tests[nodeid] = (row, "failed", latencies)
+                self._add_failure(crash)
+            elif state is not None:
+                state.outcome = "failed"
+                self._add_failure(crash)
+        self._crashes.clear()
+        self.stopped_not_crashed = (finished, stopped)
         for nodeid, state in list(self._state.items()):
             del self._state[nodeid]
             if interrupted and not state.called:
                 self.failures.pop(nodeid, None)
                 continue
-            if state.crash is not None and not interrupted:
-                state.outcome = "failed"
-                self._add_failure(state.crash)
             self._finish(nodeid, state, state.props)
+
+    def stopped_not_crashed_line(self) -> str | None:
+        """Why xdist's "worker crashed" failures of an interrupted run are not the deployment's (None: none)."""
+        finished, stopped = self.stopped_not_crashed
+        if not finished + stopped:
+            return None
+        return (
+            f"cl: xdist lists {finished + stopped} check(s) as 'worker crashed': their workers were stopped by the "
+            f"interrupt, not crashed. The matrix counts the finished ones ({finished}) with their outcome and leaves "
+            f"out the interrupted ones ({stopped})"
+        )
 
     def _finish(self, nodeid: str, state: _TestState, props: dict[str, str]) -> None:
         """Record one test with its properties (from its teardown report, else from its setup and call ones)."""

@@ -357,4 +357,14 @@ def test_a_stopped_run_still_prints_the_matrix_of_what_ran(
     assert "cl: conformance matrix" in out, f"the stopped run printed no matrix:\n{out}"
     row = re.compile(r"^\| stopped \| 1 \| 0 \| 0 \| 0 \| 1 \|", re.MULTILINE)  # 1 passed, its 1 job
     assert row.search(out), f"the matrix has no row with the passed test:\n{out}"
+    if "crashed while running 'test_stopped.py::test_a_done'" in out:  # xdist held test_a_done when stopped
+        assert (
+            "cl: xdist lists 2 check(s) as 'worker crashed': their workers were stopped by the interrupt, not "
+            "crashed. The matrix counts the finished ones (1) with their outcome and leaves out the interrupted "
+            "ones (1)" in out
+        ), out
+    elif mode:  # both tests went to one worker: only the interrupted one is listed
+        assert "cl: xdist lists 1 check(s) as 'worker crashed'" in out, out
+    else:
+        assert "worker crashed" not in out, out
     assert hash_target.job_count() == 0, out

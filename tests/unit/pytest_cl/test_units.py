@@ -118,6 +118,66 @@ def test_rows_from_paths(path: str, row: str) -> None:
     assert row_for_path(PurePath(path)) == row
 
 
+def _rep(nodeid: str, when: str, outcome: str = "passed", row: str | None = "r") -> pytest.TestReport:
+    """A report as pytest (or xdist, ``when="???"``) makes it; ``row``: the plugin's row property."""
+    props = [("cl_row", row)] if row and when != "???" else []
+    longrepr = {"failed": "boom", "skipped": ("f.py", 1, "Skipped: no")}.get(outcome)
+    return pytest.TestReport(
+        nodeid,
+        ("f.py", 0, nodeid),
+        {},
+        outcome,
+        longrepr,
+        when,
+        user_properties=props,
+    )
+
+
+def _crash(nodeid: str) -> pytest.TestReport:
+    return _rep(nodeid, "???", "failed")
+
+
+@pytest.mark.parametrize("interrupted", [True, False], ids=["interrupted", "crashed"])
+def test_tests_without_a_teardown_report_are_settled(interrupted: bool) -> None:
+    """xdist: each worker holds its last test; when it goes down, that test has no teardown report and a "???" one."""
+    results = Results()
+    for when in ("setup", "call", "teardown"):
+        results.add(_rep("f::whole", when))  # an ordinary test
+    for when in ("setup", "call", "teardown"):
+        results.add(_rep("f::late_crash", when))
+    results.add(_crash("f::late_crash"))  # xdist reported it after its teardown
+    results.add(_rep("f::held", "setup"))
+    results.add(_rep("f::held", "call", "failed"))  # finished (failed), its teardown never reported
+    results.add(_crash("f::held"))
+    results.add(_rep("f::cut", "setup"))  # stopped in its call phase
+    results.add(_crash("f::cut"))
+    results.add(_rep("f::plain", "setup"))
+    results.add(_rep("f::plain", "call", "skipped"))  # no teardown and no crash report (serial Ctrl-C)
+    results.settle_unfinished(interrupted=interrupted)
+    outcomes = {nodeid: outcome for nodeid, (_, outcome, _) in results.tests.items()}
+    if interrupted:
+        assert outcomes == {"f::whole": "passed", "f::late_crash": "passed", "f::held": "failed", "f::plain": "skipped"}
+        assert results.stopped_not_crashed == (2, 1)
+        assert results.stopped_not_crashed_line() == (
+            "cl: xdist lists 3 check(s) as 'worker crashed': their workers were stopped by the interrupt, not "
+            "crashed. The matrix counts the finished ones (2) with their outcome and leaves out the interrupted "
+            "ones (1)"
+        )
+        assert "crashed" not in str(results.failures), results.failures
+    else:
+        assert outcomes == {
+            "f::whole": "passed",
+            "f::late_crash": "failed",
+            "f::held": "failed",
+            "f::cut": "failed",
+            "f::plain": "skipped",
+        }
+        assert results.stopped_not_crashed_line() is None
+        assert results.failures["f::cut"]["message"] == "[???] boom", results.failures["f::cut"]
+    results.settle_unfinished(interrupted=interrupted)  # a second call changes nothing
+    assert {nodeid: outcome for nodeid, (_, outcome, _) in results.tests.items()} == outcomes
+
+
 def test_report_sections_and_files(tmp_path: Path) -> None:
     results = Results()
     results.tests = {
