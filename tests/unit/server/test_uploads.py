@@ -19,6 +19,7 @@ import httpx
 import pytest
 from server_helpers import Recorder, UpProcess, run_job, test_plugin_spec, wait_until
 
+from cl_client import ComputeClient, HTTPStatusError
 from cl_compute.app import sanitize_upload_name
 from cl_compute.deployment import Deployment
 
@@ -168,6 +169,28 @@ def test_content_length_over_the_limit_is_refused_at_once(limited: Deployment) -
         req.close()
     assert status == 413, body
     assert b"Upload too large" in body
+    assert_nothing_stored(limited)
+
+
+def test_a_client_that_got_413_goes_on_with_its_next_jobs(limited: Deployment, tmp_path: Path) -> None:
+    """cl_client: the 413 is a clear error naming the limit, and the same client's next uploads work.
+
+    uvicorn answers the 413 before it has read the body and may keep the connection; the client must not
+    send its next request into that half-read body. Three rounds, so that a pooled connection is reused.
+    """
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(3 * MIB))
+    small = tmp_path / "small.bin"
+    small.write_bytes(b"small upload")
+    with ComputeClient(limited.server_url, mqtt_url=limited.mqtt_url) as client:
+        for round_ in range(3):
+            with pytest.raises(HTTPStatusError) as exc_info:
+                client.submit("echo", big)
+            assert exc_info.value.status_code == 413, f"round {round_}: {exc_info.value}"
+            assert "1 MB" in str(exc_info.value) and "--max-upload-mb" in str(exc_info.value), exc_info.value
+            record = client.submit("echo", small).wait(60)
+            assert record.status == "completed", f"round {round_}: the upload after a 413 ended {record.status}"
+            client.delete_job(record.job_id)
     assert_nothing_stored(limited)
 
 
