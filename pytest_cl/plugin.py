@@ -37,7 +37,7 @@ from pytest_cl._ledgerfile import (
     settle_leftovers,
 )
 from pytest_cl._signals import Stopper
-from pytest_cl._tmp import make_shared_dir, sweep_stale_shared_dirs
+from pytest_cl._tmp import make_shared_dir
 from pytest_cl.config import Settings, SettingsError, add_options, resolve_settings
 from pytest_cl.deployment import (
     STANDARD_TASK_TYPES,
@@ -333,8 +333,7 @@ def pytest_configure_node(node: object) -> None:
     """Hand (controller) the deployment (or the shared directory for the embedded one) to each xdist worker."""
     state = _state(cast(pytest.Config, getattr(node, "config")))  # noqa: B009
     if state.shared_dir is None:
-        sweep_stale_shared_dirs()  # left by controllers that were SIGKILLed
-        state.shared_dir = make_shared_dir()
+        state.shared_dir = make_shared_dir()  # and remove those of controllers that were SIGKILLed
         state.own_shared_dir = True
     workerinput = cast(dict[str, object], getattr(node, "workerinput"))  # noqa: B009
     workerinput["cl_shared_dir"] = str(state.shared_dir)

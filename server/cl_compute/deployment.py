@@ -30,13 +30,11 @@ import contextlib
 import errno
 import logging
 import os
-import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -50,10 +48,11 @@ from typing import IO, cast
 import httpx
 
 from cl_compute.broker import Broker, port_in_use, start_broker, url_host
+from cl_compute.owned_tmp import make_owned_tmp_dir, sweep_owned_tmp_dirs
 from cl_compute.plugins import EXTRA_PLUGINS_ENV, format_extra_plugins, parse_extra_plugins
 from cl_compute.profile import FIXED, PROFILE_ENV, check_profile
 from cl_compute.store import JobStore
-from cl_compute.worker import proc_stat, set_pdeathsig
+from cl_compute.worker import set_pdeathsig
 
 log = logging.getLogger(__name__)
 
@@ -66,28 +65,8 @@ WORKER_RESTART_BACKOFF_MAX = 8.0
 
 
 #: Prefixes of the temporary folders a deployment makes (data, logs, the auth key). The name goes on with the
-#: owning process, ``<pid>.<start time in clock ticks>-``, then mkdtemp's random part: nothing is added inside.
+#: owning process (``cl_compute.owned_tmp``), then mkdtemp's random part: nothing is added inside.
 TMP_PREFIXES = ("cl-compute-data-", "cl-compute-logs-", "cl-compute-key-")
-_TMP_OWNER = re.compile(r"^(?P<pid>\d+)\.(?P<start>\d+)-")
-
-
-def _process_start(pid: int) -> str | None:
-    """The start time of process ``pid`` (field 22 of /proc/<pid>/stat), or None when it does not exist.
-
-    With the pid it identifies a process even after the pid was reused.
-    """
-    fields = proc_stat(pid)
-    return fields[19] if fields is not None and len(fields) > 19 else None
-
-
-def make_tmp_dir(prefix: str) -> Path:
-    """Make a temporary folder whose name names this process as its owner (see :func:`sweep_stale_tmp_dirs`).
-
-    Args:
-        prefix: one of :data:`TMP_PREFIXES`.
-    """
-    pid = os.getpid()
-    return Path(tempfile.mkdtemp(prefix=f"{prefix}{pid}.{_process_start(pid) or 0}-"))
 
 
 def sweep_stale_tmp_dirs(root: str | os.PathLike[str] | None = None) -> list[Path]:
@@ -104,22 +83,9 @@ def sweep_stale_tmp_dirs(root: str | os.PathLike[str] | None = None) -> list[Pat
     Returns:
         the folders removed.
     """
-    removed: list[Path] = []
-    if _process_start(os.getpid()) is None:  # no /proc: every owner would look gone, live ones too
-        return removed
-    base = Path(root) if root is not None else Path(tempfile.gettempdir())
-    try:
-        candidates = [p for p in base.iterdir() if p.name.startswith(TMP_PREFIXES) and p.is_dir()]
-    except OSError:
-        return removed
-    for folder in candidates:
-        prefix = next(p for p in TMP_PREFIXES if folder.name.startswith(p))
-        owner = _TMP_OWNER.match(folder.name[len(prefix) :])
-        if owner is None or _process_start(int(owner["pid"])) == owner["start"]:
-            continue
-        shutil.rmtree(folder, ignore_errors=True)
-        removed.append(folder)
-        log.info("removed %s, left by process %s that is gone", folder, owner["pid"])
+    removed = sweep_owned_tmp_dirs(TMP_PREFIXES, root)
+    for folder in removed:
+        log.info("removed %s, left by a process that is gone", folder)
     return removed
 
 
@@ -341,7 +307,7 @@ class Deployment:
         if isinstance(key, bytes):
             key = key.decode()
         if isinstance(key, str) and key.lstrip().startswith("-----BEGIN"):
-            tmp = make_tmp_dir("cl-compute-key-")
+            tmp = make_owned_tmp_dir("cl-compute-key-")
             self._tmp_dirs.append(tmp)
             path = tmp / "public_key.pem"
             path.write_text(key)
@@ -379,13 +345,13 @@ class Deployment:
     def _start(self, t0: float) -> None:
         sweep_stale_tmp_dirs()  # what a SIGKILLed earlier caller left
         if self._data_dir_arg is None:
-            self.data_dir = make_tmp_dir("cl-compute-data-")
+            self.data_dir = make_owned_tmp_dir("cl-compute-data-")
             self._tmp_dirs.append(self.data_dir)
         else:
             self.data_dir = self._data_dir_arg.resolve()
             self.data_dir.mkdir(parents=True, exist_ok=True)
         if self._log_dir_arg is None:
-            self.log_dir = make_tmp_dir("cl-compute-logs-")
+            self.log_dir = make_owned_tmp_dir("cl-compute-logs-")
             self._tmp_dirs.append(self.log_dir)
         elif str(self._log_dir_arg) == "-":
             self.log_dir = None

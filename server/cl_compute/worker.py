@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Literal, TypeAlias, cast
 
 from cl_compute._extra import missing_extra_message, missing_extra_module
 from cl_compute.mqtt import WAKE_TOPIC, WORKERS_TOPIC_PREFIX, MQTTConnection, Will
+from cl_compute.owned_tmp import proc_stat
 from cl_compute.plugins import plugin_names
 from cl_compute.profile import IDLE_POLL_SECONDS, quirks
 from cl_compute.store import Job, JobStore, now_ms
@@ -228,20 +229,6 @@ def _executor_main(conn: _ExecutorEnd, task_types: list[str], data_dir: str, wor
                 conn.send(result)
             except Exception as exc:  # unpicklable task_output
                 conn.send(("error", f"plugin returned an unusable task_output: {exc}"))
-
-
-def proc_stat(pid: int) -> list[str] | None:
-    """Return the fields after the command name of /proc/<pid>/stat (state, ppid, pgrp, ...), or None if gone.
-
-    Args:
-        pid: the process.
-    """
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read().decode(errors="replace")
-        return stat[stat.rindex(")") + 2 :].split()
-    except (OSError, ValueError):
-        return None
 
 
 def _reap_children() -> None:

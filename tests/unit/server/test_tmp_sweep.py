@@ -12,12 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from cl_compute import deployment
-from cl_compute.deployment import (
-    Deployment,
-    _process_start,  # pyright: ignore[reportPrivateUsage]
-    sweep_stale_tmp_dirs,
-)
+from cl_compute import owned_tmp
+from cl_compute.deployment import Deployment, sweep_stale_tmp_dirs
+from cl_compute.owned_tmp import process_start
 
 
 def _folder(root: Path, name: str) -> Path:
@@ -34,7 +31,7 @@ def _dead_pid() -> int:
 
 
 def test_only_folders_of_processes_that_are_gone_are_removed(tmp_path: Path) -> None:
-    me = f"{os.getpid()}.{_process_start(os.getpid())}"
+    me = f"{os.getpid()}.{process_start(os.getpid())}"
     dead = _folder(tmp_path, f"cl-compute-data-{_dead_pid()}.123-abc")
     reused = _folder(tmp_path, f"cl-compute-logs-{os.getpid()}.1-abc")  # our pid, another start time
     alive = _folder(tmp_path, f"cl-compute-data-{me}-abc")
@@ -48,11 +45,15 @@ def test_only_folders_of_processes_that_are_gone_are_removed(tmp_path: Path) -> 
 
 
 def test_without_proc_nothing_is_swept(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Where /proc cannot say who is alive (simulated: ``_process_start`` answers None), nothing is removed."""
+    """Where /proc cannot say who is alive (simulated: ``process_start`` answers None), nothing is removed."""
     dead = _folder(tmp_path, f"cl-compute-data-{_dead_pid()}.123-abc")
-    monkeypatch.setattr(deployment, "_process_start", lambda pid: None)
+    monkeypatch.setattr(owned_tmp, "process_start", lambda pid: None)
     assert sweep_stale_tmp_dirs(tmp_path) == []
     assert dead.is_dir()
+
+
+def test_a_missing_root_sweeps_nothing(tmp_path: Path) -> None:
+    assert sweep_stale_tmp_dirs(tmp_path / "absent") == []
 
 
 def test_the_next_start_removes_what_a_sigkilled_caller_left() -> None:
