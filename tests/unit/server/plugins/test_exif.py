@@ -4,22 +4,16 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 from pathlib import Path
 
 import piexif
 import pytest
 from PIL import Image
+from plugin_test_exif import BACKENDS, HAVE_EXIFTOOL
 
 from cl_compute.plugins import get_plugin
 from cl_compute.plugins.base import BackendUnavailable, ParamError, PluginError
 from cl_compute.plugins.exif import FIELDS, ExifPlugin
-
-HAVE_EXIFTOOL = shutil.which("exiftool") is not None
-BACKENDS = [
-    pytest.param("exiftool", marks=pytest.mark.skipif(not HAVE_EXIFTOOL, reason="exiftool not on PATH")),
-    "python",
-]
 
 # What the fixture writes, and what every backend must read back.
 EXPECTED = {

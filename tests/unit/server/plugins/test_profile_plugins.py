@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image, ImageFile
+from plugin_test_exif import BACKENDS
 
 from cl_compute.plugins.base import Plugin, PluginError
 from cl_compute.plugins.exif import FIELDS, ExifPlugin
@@ -35,12 +36,15 @@ VIDEO_SILENT = MEDIA / "video" / "testsrc_720p_3s_silent.mp4"
 STILL = MEDIA / "images" / "synthetic_800x600.png"
 ONE_VARIANT = json.dumps([{"resolution": 72, "bitrate": 100}])
 
-HAVE_EXIFTOOL = shutil.which("exiftool") is not None
-BACKENDS = [
-    pytest.param("exiftool", marks=pytest.mark.skipif(not HAVE_EXIFTOOL, reason="exiftool not on PATH")),
-    "python",
-]
 needs_ffprobe = pytest.mark.skipif(shutil.which("ffprobe") is None, reason="ffprobe not on PATH")
+
+
+@pytest.fixture(params=BACKENDS)
+def exif_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each exif test runs with each backend (``CL_COMPUTE_EXIF_BACKEND``)."""
+    backend = str(request.param)
+    monkeypatch.setenv("CL_COMPUTE_EXIF_BACKEND", backend)
+    return backend
 
 
 @pytest.fixture
@@ -67,12 +71,8 @@ def _fails(mp_job, plugin: Plugin, source: Path, form: dict[str, str] | None = N
 
 
 # -- exif_typed_null ---------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_exif_default_tags_leave_typed_fields_null_upstream(
-    mp_job, upstream, monkeypatch: pytest.MonkeyPatch, backend: str
-) -> None:
+def test_exif_default_tags_leave_typed_fields_null_upstream(mp_job, upstream, exif_backend: str) -> None:
     """Default tags: upstream's typed fields are all null, raw_metadata keeps ``-G -n`` keys; fixed fills them."""
-    monkeypatch.setenv("CL_COMPUTE_EXIF_BACKEND", backend)
     upstream(True)
     out = mp_job(ExifPlugin(), EXIF_JPEG).task_output
     assert {f: out[f] for f in FIELDS} == dict.fromkeys(FIELDS)
@@ -88,12 +88,8 @@ def test_exif_default_tags_leave_typed_fields_null_upstream(
     assert fixed["raw_metadata"]["EXIF:Make"] == "Canon"
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_exif_requested_tags_give_bare_keys_upstream(
-    mp_job, upstream, monkeypatch: pytest.MonkeyPatch, backend: str
-) -> None:
+def test_exif_requested_tags_give_bare_keys_upstream(mp_job, upstream, exif_backend: str) -> None:
     """With tags upstream runs ``exiftool -n -j -Tag…``: bare keys, typed fields from them, exposure_time null."""
-    monkeypatch.setenv("CL_COMPUTE_EXIF_BACKEND", backend)
     form = {"tags": "Make,ISO,ExposureTime,GPSLongitude,ImageWidth"}
     upstream(True)
     out = mp_job(ExifPlugin(), EXIF_JPEG, form).task_output
@@ -114,12 +110,8 @@ def test_exif_requested_tags_give_bare_keys_upstream(
 
 
 # -- exif_hash_accept_empty ----------------------------------------------------------------------------------------
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_exif_of_an_empty_file_completes_with_nulls_upstream(
-    mp_job, upstream, monkeypatch: pytest.MonkeyPatch, backend: str
-) -> None:
+def test_exif_of_an_empty_file_completes_with_nulls_upstream(mp_job, upstream, exif_backend: str) -> None:
     """Zero bytes: upstream completes, every field null and raw_metadata empty; fixed ends error."""
-    monkeypatch.setenv("CL_COMPUTE_EXIF_BACKEND", backend)
     upstream(True)
     job = mp_job(ExifPlugin(), EMPTY)
     assert job.task_output == {**dict.fromkeys(FIELDS), "raw_metadata": {}}
@@ -128,13 +120,11 @@ def test_exif_of_an_empty_file_completes_with_nulls_upstream(
     assert "empty" in _fails(mp_job, ExifPlugin(), EMPTY)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("source", [TRUNCATED_JPEG, TEXT_AS_JPEG], ids=["truncated", "text-named-jpg"])
 def test_exif_of_broken_and_mislabelled_files_completes_upstream(
-    mp_job, upstream, monkeypatch: pytest.MonkeyPatch, backend: str, source: Path
+    mp_job, upstream, exif_backend: str, source: Path
 ) -> None:
     """A truncated JPEG and text named ``.jpg``: upstream reads what it can and completes; fixed ends error."""
-    monkeypatch.setenv("CL_COMPUTE_EXIF_BACKEND", backend)
     upstream(True)
     out = mp_job(ExifPlugin(), source).task_output
     assert out["make"] is None
