@@ -58,6 +58,7 @@ from cl_client._exceptions import (
 from cl_client._models import (
     CleanupResult,
     GuestModeConfig,
+    GuestModeRoutes,
     HealthResponse,
     JobCreatedResponse,
     JobEvent,
@@ -115,6 +116,7 @@ __all__ = [
     "FaceDetectionResult",
     "FaceEmbeddingResult",
     "GuestModeConfig",
+    "GuestModeRoutes",
     "HTTPStatusError",
     "HashResult",
     "HealthResponse",

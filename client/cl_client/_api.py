@@ -4,16 +4,18 @@ request building and response parsing exist once; the clients only add ``await``
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 import httpx
 
 from cl_client._core import Request, Upload, form_value, job_path, parse_model
+from cl_client._exceptions import ConfigurationError, HTTPStatusError, NotFoundError
 from cl_client._models import (
     CleanupResult,
     GuestModeConfig,
+    GuestModeRoutes,
     HealthResponse,
     JobCreatedResponse,
     JobResponse,
@@ -94,16 +96,55 @@ def cleanup(days: int, timeout: float | None = None) -> Call[CleanupResult]:
     )
 
 
-def guest_mode_get(newer: bool, timeout: float | None = None) -> Call[GuestModeConfig]:
-    """Read guest mode: ``GET /admin/pref/guest-mode`` (newer servers) or ``GET /admin/config`` (older)."""
-    path = "/admin/pref/guest-mode" if newer else "/admin/config"
-    return Call(Request("GET", path, timeout=timeout), lambda r: parse_model(GuestModeConfig, r))
+def guest_mode_order(remembered: GuestModeRoutes | None) -> tuple[GuestModeRoutes, ...]:
+    """The route sets to try, in order: the one that answered last time first, else February's, then January's."""
+    if remembered is GuestModeRoutes.CONFIG:
+        return (GuestModeRoutes.CONFIG, GuestModeRoutes.PREF)
+    return (GuestModeRoutes.PREF, GuestModeRoutes.CONFIG)
 
 
-def guest_mode_set(enabled: bool, newer: bool, timeout: float | None = None) -> Call[GuestModeConfig]:
-    """Set guest mode: ``PUT /admin/pref/guest-mode`` (newer) or ``PUT /admin/config/guest-mode`` (older)."""
-    path = "/admin/pref/guest-mode" if newer else "/admin/config/guest-mode"
+def route_missing(exc: HTTPStatusError) -> bool:
+    """True when an error means "this server has no such route" (404, or 405 for a path served with another
+    method), so the other route set should be tried. 401/403 and every other status are real answers."""
+    return isinstance(exc, NotFoundError) or exc.status_code == 405
+
+
+def no_guest_routes(tried: Sequence[HTTPStatusError]) -> NotFoundError:
+    """The error when neither route set exists: names every request tried and its status."""
+    last = tried[-1]
+    attempts = "; ".join(f"{e.method} {e.url} -> {e.status_code}" for e in tried)
+    return NotFoundError(
+        f"this server serves no guest-mode route (tried {attempts}); it may predate January 2026 or not be a "
+        "CL compute service",
+        method=last.method,
+        url=last.url,
+        status_code=last.status_code,
+        detail=last.detail,
+    )
+
+
+def _guest_parse(routes: GuestModeRoutes) -> Callable[[httpx.Response], GuestModeConfig]:
+    def parse(response: httpx.Response) -> GuestModeConfig:
+        return parse_model(GuestModeConfig, response).model_copy(update={"routes": routes})
+
+    return parse
+
+
+def guest_mode_get(routes: GuestModeRoutes, timeout: float | None = None) -> Call[GuestModeConfig]:
+    """Read guest mode: ``GET /admin/pref`` (February 2026) or ``GET /admin/config`` (January 2026)."""
+    return Call(Request("GET", routes.read_path, timeout=timeout), _guest_parse(routes))
+
+
+def guest_mode_set(enabled: bool, routes: GuestModeRoutes, timeout: float | None = None) -> Call[GuestModeConfig]:
+    """Set guest mode: ``PUT /admin/pref/guest-mode`` (February 2026) or ``PUT /admin/config/guest-mode``
+    (January 2026), form field ``guest_mode`` = ``true``/``false``.
+
+    Raises:
+        ConfigurationError: ``enabled`` is not a bool (nothing is sent).
+    """
+    if not isinstance(enabled, bool):  # pyright: ignore[reportUnnecessaryIsInstance]
+        raise ConfigurationError(f"guest_mode must be True or False, got {enabled!r}")
     return Call(
-        Request("PUT", path, data={"guest_mode": form_value(enabled)}, timeout=timeout),
-        lambda r: parse_model(GuestModeConfig, r),
+        Request("PUT", routes.write_path, data={"guest_mode": form_value(enabled)}, timeout=timeout),
+        _guest_parse(routes),
     )

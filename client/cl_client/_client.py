@@ -19,10 +19,12 @@ from cl_client import _api
 from cl_client._auth import AuthProvider, JWTAuthProvider, NoAuthProvider
 from cl_client._config import ComputeClientConfig, resolve_config
 from cl_client._core import Request, Upload, job_file_path
-from cl_client._exceptions import JobFailedError, NotFoundError, WorkerUnavailableError
+from cl_client._exceptions import HTTPStatusError, JobFailedError, WorkerUnavailableError
 from cl_client._http import AsyncHTTP, SyncHTTP, download_target
 from cl_client._models import (
     CleanupResult,
+    GuestModeConfig,
+    GuestModeRoutes,
     HealthResponse,
     JobResponse,
     StorageInfo,
@@ -445,21 +447,88 @@ class ComputeClient(_ClientCore[httpx.BaseTransport], SyncPlugins):
         """``DELETE /admin/jobs/cleanup?days=N`` (admin): delete jobs older than ``days`` days."""
         return self._call(_api.cleanup(days, timeout))
 
+    # -- guest mode (PROTOCOL.md §2: January 2026 /admin/config, February 2026 /admin/pref) ---------------
+    _guest_routes: GuestModeRoutes | None = None
+
+    @property
+    def guest_mode_routes(self) -> GuestModeRoutes | None:
+        """The guest-mode route set that answered last (None before the first guest-mode call); the next
+        guest-mode call goes straight to it."""
+        return self._guest_routes
+
+    def _guest_call(self, make: Callable[[GuestModeRoutes], _api.Call[GuestModeConfig]]) -> GuestModeConfig:
+        tried: list[HTTPStatusError] = []
+        for routes in _api.guest_mode_order(self._guest_routes):
+            try:
+                found = self._call(make(routes))
+            except HTTPStatusError as exc:
+                if not _api.route_missing(exc):
+                    raise
+                tried.append(exc)
+                continue
+            self._guest_routes = routes
+            return found
+        raise _api.no_guest_routes(tried)
+
+    def get_guest_mode_config(self, *, timeout: float | None = None) -> GuestModeConfig:
+        """Read the guest-mode setting (admin) from whichever route set the server has.
+
+        The first call tries ``GET /admin/pref`` (February 2026), then ``GET /admin/config`` (January 2026) when
+        the first answers 404 or 405; the set that answered is remembered (``guest_mode_routes``) and tried first
+        from then on.
+
+        Returns:
+            ``GuestModeConfig``: the value, ``updated_at``/``updated_by`` when the server sends them, and
+            ``routes``, the route set that answered.
+
+        Raises:
+            AuthenticationError, PermissionDeniedError: 401/403 (never taken for a missing route).
+            NotFoundError: the server has neither route set. ComputeConnectionError.
+        """
+        return self._guest_call(lambda routes: _api.guest_mode_get(routes, timeout))
+
     def get_guest_mode(self, *, timeout: float | None = None) -> bool:
-        """Read guest mode (newer endpoint first, the older one on 404)."""
-        try:
-            return self._call(_api.guest_mode_get(True, timeout)).guest_mode
-        except NotFoundError:
-            return self._call(_api.guest_mode_get(False, timeout)).guest_mode
+        """Whether guest mode is on (admin): ``get_guest_mode_config().guest_mode`` (upstream's name and type).
+
+        Raises:
+            The errors of ``get_guest_mode_config``.
+        """
+        return self.get_guest_mode_config(timeout=timeout).guest_mode
+
+    def set_guest_mode_config(self, enabled: bool, *, timeout: float | None = None) -> GuestModeConfig:
+        """Turn guest mode on or off (admin) through whichever route set the server has.
+
+        Tries ``PUT /admin/pref/guest-mode`` (February 2026), then ``PUT /admin/config/guest-mode`` (January
+        2026) on 404/405, and remembers the set that answered, like ``get_guest_mode_config``.
+
+        Args:
+            enabled: the new value (a bool).
+            timeout: HTTP timeout in seconds.
+
+        Returns:
+            ``GuestModeConfig``: the value the server reports now, its ``message`` and the ``routes`` used.
+
+        Raises:
+            ConfigurationError: ``enabled`` is not a bool (nothing sent). AuthenticationError,
+            PermissionDeniedError: 401/403. NotFoundError: neither route set exists. ComputeConnectionError.
+        """
+        return self._guest_call(lambda routes: _api.guest_mode_set(enabled, routes, timeout))
 
     def set_guest_mode(self, enabled: bool, *, timeout: float | None = None) -> bool:
-        """Turn guest mode on or off (admin); returns the new value. Older endpoint on 404."""
-        try:
-            return self._call(_api.guest_mode_set(enabled, True, timeout)).guest_mode
-        except NotFoundError:
-            return self._call(_api.guest_mode_set(enabled, False, timeout)).guest_mode
+        """Turn guest mode on or off (admin); returns the new value (see ``set_guest_mode_config``).
 
-    update_guest_mode = set_guest_mode
+        Raises:
+            The errors of ``set_guest_mode_config``.
+        """
+        return self.set_guest_mode_config(enabled, timeout=timeout).guest_mode
+
+    def update_guest_mode(self, guest_mode: bool, *, timeout: float | None = None) -> bool:
+        """Upstream's name for ``set_guest_mode`` (``update_guest_mode(guest_mode=False)``); returns the new value.
+
+        Raises:
+            The errors of ``set_guest_mode_config``.
+        """
+        return self.set_guest_mode_config(guest_mode, timeout=timeout).guest_mode
 
 
 class AsyncComputeClient(_ClientCore[httpx.AsyncBaseTransport], AsyncPlugins):
@@ -617,21 +686,67 @@ class AsyncComputeClient(_ClientCore[httpx.AsyncBaseTransport], AsyncPlugins):
         """Async ``ComputeClient.cleanup_old_jobs``."""
         return await self._call(_api.cleanup(days, timeout))
 
+    # -- guest mode: the same route sets and memory as ComputeClient ---------------------------------------
+    _guest_routes: GuestModeRoutes | None = None
+
+    @property
+    def guest_mode_routes(self) -> GuestModeRoutes | None:
+        """See ``ComputeClient.guest_mode_routes``."""
+        return self._guest_routes
+
+    async def _guest_call(self, make: Callable[[GuestModeRoutes], _api.Call[GuestModeConfig]]) -> GuestModeConfig:
+        tried: list[HTTPStatusError] = []
+        for routes in _api.guest_mode_order(self._guest_routes):
+            try:
+                found = await self._call(make(routes))
+            except HTTPStatusError as exc:
+                if not _api.route_missing(exc):
+                    raise
+                tried.append(exc)
+                continue
+            self._guest_routes = routes
+            return found
+        raise _api.no_guest_routes(tried)
+
+    async def get_guest_mode_config(self, *, timeout: float | None = None) -> GuestModeConfig:
+        """Async ``ComputeClient.get_guest_mode_config``.
+
+        Raises:
+            The errors of ``ComputeClient.get_guest_mode_config``.
+        """
+        return await self._guest_call(lambda routes: _api.guest_mode_get(routes, timeout))
+
     async def get_guest_mode(self, *, timeout: float | None = None) -> bool:
-        """Async ``ComputeClient.get_guest_mode``."""
-        try:
-            return (await self._call(_api.guest_mode_get(True, timeout))).guest_mode
-        except NotFoundError:
-            return (await self._call(_api.guest_mode_get(False, timeout))).guest_mode
+        """Async ``ComputeClient.get_guest_mode``.
+
+        Raises:
+            The errors of ``ComputeClient.get_guest_mode_config``.
+        """
+        return (await self.get_guest_mode_config(timeout=timeout)).guest_mode
+
+    async def set_guest_mode_config(self, enabled: bool, *, timeout: float | None = None) -> GuestModeConfig:
+        """Async ``ComputeClient.set_guest_mode_config``.
+
+        Raises:
+            The errors of ``ComputeClient.set_guest_mode_config``.
+        """
+        return await self._guest_call(lambda routes: _api.guest_mode_set(enabled, routes, timeout))
 
     async def set_guest_mode(self, enabled: bool, *, timeout: float | None = None) -> bool:
-        """Async ``ComputeClient.set_guest_mode``."""
-        try:
-            return (await self._call(_api.guest_mode_set(enabled, True, timeout))).guest_mode
-        except NotFoundError:
-            return (await self._call(_api.guest_mode_set(enabled, False, timeout))).guest_mode
+        """Async ``ComputeClient.set_guest_mode``.
 
-    update_guest_mode = set_guest_mode
+        Raises:
+            The errors of ``ComputeClient.set_guest_mode_config``.
+        """
+        return (await self.set_guest_mode_config(enabled, timeout=timeout)).guest_mode
+
+    async def update_guest_mode(self, guest_mode: bool, *, timeout: float | None = None) -> bool:
+        """Async ``ComputeClient.update_guest_mode`` (upstream's name, keyword ``guest_mode``).
+
+        Raises:
+            The errors of ``ComputeClient.set_guest_mode_config``.
+        """
+        return (await self.set_guest_mode_config(guest_mode, timeout=timeout)).guest_mode
 
 
 class _JobHandle:

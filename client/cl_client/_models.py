@@ -195,7 +195,49 @@ class CleanupResult(_Model):
     freed_space: int
 
 
+class GuestModeRoutes(enum.StrEnum):
+    """The two sets of guest-mode routes upstream has served (PROTOCOL.md §2, §9).
+
+    ``PREF``: February 2026 servers, ``GET /admin/pref`` and ``PUT /admin/pref/guest-mode``.
+    ``CONFIG``: January 2026 servers, ``GET /admin/config`` and ``PUT /admin/config/guest-mode``.
+    """
+
+    PREF = "pref"
+    CONFIG = "config"
+
+    @property
+    def read_path(self) -> str:
+        """The path that reads the setting (``GET``)."""
+        return "/admin/pref" if self is GuestModeRoutes.PREF else "/admin/config"
+
+    @property
+    def write_path(self) -> str:
+        """The path that changes the setting (``PUT``, form field ``guest_mode``)."""
+        return f"{self.read_path}/guest-mode"
+
+    @property
+    def release(self) -> str:
+        """The upstream release that serves this set (``February 2026`` / ``January 2026``)."""
+        return "February 2026" if self is GuestModeRoutes.PREF else "January 2026"
+
+    def describe(self) -> str:
+        """One phrase for messages: ``/admin/pref (February 2026 routes)``."""
+        return f"{self.read_path} ({self.release} routes)"
+
+
 class GuestModeConfig(_Model):
-    """The guest-mode setting (``/admin/pref/guest-mode`` or ``/admin/config``)."""
+    """The guest-mode setting as the server reported it, and the route set that answered.
+
+    Attributes:
+        guest_mode: whether guest mode is on (job routes open to anyone).
+        updated_at: when it was last changed, ms since the epoch (read routes only; None if never set).
+        updated_by: who changed it last (a user id; None in guest mode or if never set).
+        message: the server's message after a change (write routes only).
+        routes: which route set answered (set by the client, not sent by the server).
+    """
 
     guest_mode: bool
+    updated_at: int | None = None
+    updated_by: str | None = None
+    message: str | None = None
+    routes: GuestModeRoutes | None = None
