@@ -66,12 +66,12 @@ def delete_job(job_id: str, timeout: float | None = None) -> Call[None]:
 
 def create_job(
     task_type: str,
-    upload: Upload,
+    upload: Upload | None,
     fields: Mapping[str, object],
     priority: int,
     timeout: float | None = None,
 ) -> Call[JobCreatedResponse]:
-    """``POST /jobs/{task_type}`` with the file part and the form fields (``None`` values are left out).
+    """``POST /jobs/{task_type}`` with the file part (if any) and the form fields (``None`` values are left out).
 
     Never retried once it may have reached the server.
     """

@@ -5,16 +5,19 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import click
 from pydantic import JsonValue
 from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
 from cl_client._cli_common import EXIT_JOB_FAILED, EXIT_OK, CliState, handled, state
-from cl_client._exceptions import ConfigurationError
+from cl_client._exceptions import ComputeClientError, ConfigurationError, JobFailedError
 from cl_client.plugins import REGISTRY, BatchItem, BatchOutcome, BatchUpdate, PluginResult, PluginSpec, run_batch
 from cl_client.plugins._base import SubmitOptions, SyncRunner
+
+if TYPE_CHECKING:
+    from cl_client._client import ComputeClient
 from cl_client.plugins._fields import (
     BoolField,
     ChoiceField,
@@ -22,6 +25,7 @@ from cl_client.plugins._fields import (
     FloatField,
     HlsVariant,
     IntField,
+    ServerPathField,
     TagsField,
     VariantsField,
 )
@@ -73,6 +77,8 @@ def _option_for(fld: Field) -> click.Option:
         return click.Option(names, multiple=True, help=help_text + "; repeatable")
     if isinstance(fld, VariantsField):
         return click.Option(["--variant", fld.name], type=VariantType(), multiple=True, help=help_text)
+    if isinstance(fld, ServerPathField):
+        return click.Option(names, metavar="SERVER_PATH", default=None, help=help_text)
     raise TypeError(f"no CLI option for field type {type(fld).__name__}")  # pragma: no cover
 
 
@@ -167,6 +173,38 @@ def _report(st: CliState, outcomes: Sequence[BatchOutcome], output: Path | None)
     return EXIT_OK if all(o.ok for o in outcomes) else EXIT_JOB_FAILED
 
 
+#: the form field that replaces the upload with a path on the server (upstream's February 2026 hls_streaming).
+SERVER_INPUT = "input_absolute_path"
+
+
+def _run_server_input(
+    st: CliState,
+    client: ComputeClient,
+    spec: PluginSpec[PluginResult],
+    params: dict[str, object],
+    server_input: str,
+    priority: int | None,
+    timeout: float | None,
+    wait: bool,
+    output: Path | None,
+) -> int:
+    """One job without an upload, reading ``server_input`` on the server; reported like a batch of one."""
+    job = SyncRunner(client, spec).submit(None, spec.check(params), SubmitOptions(priority, wait, timeout))
+    if not wait:
+        record = cast(dict[str, JsonValue], job.record.model_dump(mode="json"))
+        if st.json:
+            st.print_json([record])
+        else:
+            st.out.print(f"{record['job_id']}  {server_input}  {record['status']}", markup=False)
+        return EXIT_OK
+    outcome = BatchOutcome(0, BatchItem(spec.task_type, server_input, params, priority), record=job.record)
+    try:
+        outcome.result = job.result()
+    except (JobFailedError, ComputeClientError) as exc:
+        outcome.error = exc
+    return _report(st, [outcome], output)
+
+
 def _run(
     ctx: click.Context,
     spec: PluginSpec[PluginResult],
@@ -181,10 +219,20 @@ def _run(
     st = state(ctx)
     params = _params_from(spec, values)
     spec.check(params)  # usage errors before connecting
+    server_input = cast(str | None, params.get(SERVER_INPUT))
+    if server_input is not None and files:
+        raise click.UsageError(f"give {spec.metavar} files or --input-absolute-path, not both")
+    if server_input is None and not files:
+        takes_path = any(f.name == SERVER_INPUT for f in spec.fields)
+        raise click.UsageError(
+            f"give at least one {spec.metavar}" + (" or --input-absolute-path" if takes_path else "")
+        )
     items = [BatchItem(spec.task_type, f, params, priority) for f in files]
     with st.client(events=wait) as client:
         if priority is not None:
             client.config.check_priority(priority)
+        if server_input is not None:
+            ctx.exit(_run_server_input(st, client, spec, params, server_input, priority, timeout, wait, output))
         if not wait:
             runner = SyncRunner(client, spec)
             records: list[dict[str, JsonValue]] = []
@@ -219,9 +267,11 @@ def _make_command(spec: PluginSpec[PluginResult]) -> click.Command:
         with handled(ctx):
             _run(ctx, spec, files, kwargs, priority=priority, timeout=timeout, wait=wait, output=output)
 
+    takes_path = any(f.name == SERVER_INPUT for f in spec.fields)
     params: list[click.Parameter] = [
-        click.Argument(["files"], nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                       metavar=f"{spec.metavar}..."),
+        click.Argument(["files"], nargs=-1, required=not takes_path,
+                       type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                       metavar=f"[{spec.metavar}]..." if takes_path else f"{spec.metavar}..."),
         *[_option_for(f) for f in spec.fields],
         click.Option(["--priority", "-p"], type=click.IntRange(0, 10), default=None,
                      help="Job priority 0-10 (default 5)."),

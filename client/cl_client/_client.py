@@ -354,7 +354,7 @@ class ComputeClient(_ClientCore[httpx.BaseTransport], SyncPlugins):
     def submit(
         self,
         task_type: str,
-        file: PathLike,
+        file: PathLike | None,
         params: Mapping[str, object] | None = None,
         priority: int | None = None,
         *,
@@ -370,7 +370,8 @@ class ComputeClient(_ClientCore[httpx.BaseTransport], SyncPlugins):
 
         Args:
             task_type: the plugin, e.g. ``"hash"``.
-            file: the file to upload.
+            file: the file to upload; None sends no file part (only for routes that take a server path
+                instead, such as upstream's February 2026 ``hls_streaming`` with ``input_absolute_path``).
             params: form fields (bools sent as true/false, lists/dicts as JSON, None left out).
             priority: 0-10 (default from the config), checked before anything is sent.
             on_progress: see ``subscribe_job_updates``.
@@ -386,7 +387,7 @@ class ComputeClient(_ClientCore[httpx.BaseTransport], SyncPlugins):
             server rejected a field. ComputeConnectionError, AuthenticationError, PermissionDeniedError.
         """
         prio = self.config.check_priority(self.config.default_priority if priority is None else priority)
-        upload = self._upload(file, filename)
+        upload = self._upload(file, filename) if file is not None else None
         self._events_ready()
         created = self._call(_api.create_job(task_type, upload, params or {}, prio, timeout))
         job = Job(self, created.job_id, created.task_type or task_type)
@@ -629,7 +630,7 @@ class AsyncComputeClient(_ClientCore[httpx.AsyncBaseTransport], AsyncPlugins):
     async def submit(
         self,
         task_type: str,
-        file: PathLike,
+        file: PathLike | None,
         params: Mapping[str, object] | None = None,
         priority: int | None = None,
         *,
@@ -640,7 +641,7 @@ class AsyncComputeClient(_ClientCore[httpx.AsyncBaseTransport], AsyncPlugins):
     ) -> AsyncJob:
         """Async ``ComputeClient.submit``; returns an ``AsyncJob``."""
         prio = self.config.check_priority(self.config.default_priority if priority is None else priority)
-        upload = self._upload(file, filename)
+        upload = self._upload(file, filename) if file is not None else None
         await self._events_ready_async()
         created = await self._call(_api.create_job(task_type, upload, params or {}, prio, timeout))
         job = AsyncJob(self, created.job_id, created.task_type or task_type)

@@ -357,7 +357,7 @@ class Runner(Protocol[OutT_co]):
         """The plugin's spec."""
         ...
 
-    def submit(self, file: PathLike, fields: Mapping[str, WireValue], options: SubmitOptions) -> OutT_co:
+    def submit(self, file: PathLike | None, fields: Mapping[str, WireValue], options: SubmitOptions) -> OutT_co:
         """Submit (and wait when asked); return the job handle (or an awaitable of it)."""
         ...
 
@@ -374,7 +374,7 @@ class SyncRunner(Generic[R]):
         """The plugin's spec."""
         return self._spec
 
-    def submit(self, file: PathLike, fields: Mapping[str, WireValue], options: SubmitOptions) -> PluginJob[R]:
+    def submit(self, file: PathLike | None, fields: Mapping[str, WireValue], options: SubmitOptions) -> PluginJob[R]:
         """Submit through ``ComputeClient.submit``; then wait (``options.wait``) or fetch the record once."""
         job = self.client.submit(
             self._spec.task_type,
@@ -407,7 +407,7 @@ class AsyncRunner(Generic[R]):
         return self._spec
 
     def submit(
-        self, file: PathLike, fields: Mapping[str, WireValue], options: SubmitOptions
+        self, file: PathLike | None, fields: Mapping[str, WireValue], options: SubmitOptions
     ) -> Awaitable[AsyncPluginJob[R]]:
         """Submit through ``AsyncComputeClient.submit``; then wait (``options.wait``) or fetch the record.
 
@@ -418,7 +418,7 @@ class AsyncRunner(Generic[R]):
         return self._submit(file, fields, options)
 
     async def _submit(
-        self, file: PathLike, fields: Mapping[str, WireValue], options: SubmitOptions
+        self, file: PathLike | None, fields: Mapping[str, WireValue], options: SubmitOptions
     ) -> AsyncPluginJob[R]:
         job = await self.client.submit(
             self._spec.task_type,
@@ -458,7 +458,7 @@ class PluginClient(Generic[OutT_co]):
 
     def submit(
         self,
-        file: PathLike,
+        file: PathLike | None,
         params: Mapping[str, object] | None = None,
         *,
         priority: int | None = None,
@@ -471,7 +471,7 @@ class PluginClient(Generic[OutT_co]):
         """Submit a job with parameters given by field name (the generic form of the upstream methods).
 
         Args:
-            file: the input file.
+            file: the input file (None: no file part, for a plugin that takes a server path instead).
             params: form fields by name (see the plugin's ``spec.fields``); missing ones take their default.
             priority: 0-10 (default from the client's config).
             wait: wait until the job ends before returning (a failed job is returned, not raised).

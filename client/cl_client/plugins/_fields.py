@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import PurePosixPath, PureWindowsPath
 from typing import cast
 
 from cl_client._exceptions import ConfigurationError
@@ -162,6 +163,28 @@ class ChoiceField(Field):
         """Help text with the choices and default."""
         default = "" if self.value_default is None else f", default: {self.value_default}"
         return f"{self.help} ({'|'.join(self.choices)}{default})"
+
+
+@dataclass(frozen=True)
+class ServerPathField(Field):
+    """An absolute path *on the server* (upstream's February 2026 ``hls_streaming`` fields); None = left out.
+
+    The client cannot check that the path exists; it checks that it is an absolute path (POSIX or Windows)
+    without NUL characters, since a relative one would be resolved against the worker's working folder.
+    """
+
+    def _check(self, value: object) -> WireValue:
+        if not isinstance(value, str) or not value.strip():
+            raise _bad(self, f"must be an absolute path on the server (a non-empty string), got {value!r}")
+        if "\x00" in value:
+            raise _bad(self, "must not contain NUL characters")
+        if not (PurePosixPath(value).is_absolute() or PureWindowsPath(value).is_absolute()):
+            raise _bad(self, f"must be an absolute path on the server, got the relative path {value!r}")
+        return value
+
+    def describe(self) -> str:
+        """Help text."""
+        return f"{self.help} (absolute; default: not sent)"
 
 
 @dataclass(frozen=True)

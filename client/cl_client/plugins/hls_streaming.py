@@ -1,4 +1,10 @@
-"""hls_streaming: adaptive HLS renditions of a video (``output/adaptive.m3u8`` + variant playlists + segments)."""
+"""hls_streaming: adaptive HLS renditions of a video (``output/adaptive.m3u8`` + variant playlists + segments).
+
+Upstream's February 2026 service adds two form fields that name paths *on the server*: ``input_absolute_path``
+(the video to read, instead of an upload) and ``output_absolute_path`` (where to write the stream). They let any
+caller make the server read and write arbitrary server files (PROTOCOL.md §9); the client sends them only when
+asked. The reference deployment refuses them with 422; January 2026 servers ignore them or want a file.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +16,11 @@ from pathlib import Path
 
 from pydantic import JsonValue
 
-from cl_client._exceptions import ComputeClientError, NotFoundError
+from cl_client._exceptions import ComputeClientError, ConfigurationError, NotFoundError
 from cl_client._models import JobResponse
 from cl_client._tracker import JobCallback
 from cl_client.plugins._base import OutT_co, PathLike, PluginClient, PluginResult, PluginSpec
-from cl_client.plugins._fields import BoolField, HlsVariant, VariantsField
+from cl_client.plugins._fields import BoolField, HlsVariant, ServerPathField, VariantsField
 from cl_client.plugins._files import JobFiles, Plan, read, safe_relative, save
 from cl_client.plugins._parse import as_bool, as_int, job_relative, task_output_value
 
@@ -222,6 +228,16 @@ SPEC: PluginSpec[HlsResult] = PluginSpec(
     fields=(
         VariantsField("variants", "renditions to encode"),
         BoolField("include_original", "also make a stream copy of the original", value_default=False),
+        ServerPathField(
+            "input_absolute_path",
+            "read this video path on the server instead of an upload; only upstream's Feb 2026 service takes it, "
+            "and lets any caller read server files with it",
+        ),
+        ServerPathField(
+            "output_absolute_path",
+            "write the stream into this server folder; only upstream's Feb 2026 service takes it, and lets any "
+            "caller write server files with it",
+        ),
     ),
     build=build,
     method="generate_manifest",
@@ -238,7 +254,7 @@ class HlsStreamingClient(PluginClient[OutT_co]):
 
     def generate_manifest(
         self,
-        video: PathLike,
+        video: PathLike | None = None,
         wait: bool = False,
         timeout: float | None = None,
         on_progress: JobCallback | None = None,
@@ -248,28 +264,56 @@ class HlsStreamingClient(PluginClient[OutT_co]):
         include_original: bool = False,
         priority: int | None = None,
         filename: str | None = None,
+        input_absolute_path: str | None = None,
+        output_absolute_path: str | None = None,
     ) -> OutT_co:
         """Encode a video into adaptive HLS.
 
+        Warning:
+            ``input_absolute_path`` and ``output_absolute_path`` name paths on the *server*: a server that honours
+            them (only upstream's February 2026 service does) reads and writes any file its worker can reach, for
+            any caller, and its error messages tell whether a path exists. Use them only on a server you run
+            yourself, never on a shared one. The reference deployment refuses them with 422; January 2026
+            servers want a file. With ``output_absolute_path`` the files are written on the server outside the
+            job's folder, so ``result()`` and downloads may not find them.
+
         Args:
-            video: the video file (it needs a video stream, or the job fails).
+            video: the video file to upload (it needs a video stream, or the job fails); may be left out when
+                ``input_absolute_path`` is given.
             wait: wait for the job to end before returning (a failed job is returned, not raised).
             timeout: seconds ``wait`` may take.
             on_progress: called with a JobResponse on every update.
             on_complete: called once with the final JobResponse.
             variants: renditions as ``HlsVariant``, ``(height, kbps)`` or ``"720:3500"``; default 720:3500 and
                 480:1500.
-            include_original: also make an ``adaptive-orig`` stream copy (default false, like the server).
+            include_original: also make an ``adaptive-orig`` stream copy (default false, like the server;
+                upstream's SDK defaults to true).
             priority: 0-10.
             filename: upload name.
+            input_absolute_path: an absolute path on the server of the video to read instead of an upload
+                (upstream February 2026; see the warning).
+            output_absolute_path: an absolute server folder to write the stream into (upstream February 2026; see
+                the warning).
 
         Returns:
             ``PluginJob[HlsResult]`` (awaitable ``AsyncPluginJob`` on the async client).
 
         Raises:
-            ConfigurationError: a bad argument (nothing sent). FileNotFoundError: no such video.
+            ConfigurationError: neither ``video`` nor ``input_absolute_path``, or a bad argument (nothing sent).
+            FileNotFoundError: no such video. ValidationError: the server refused the request (400 or 422, with
+            the server's detail), e.g. a server that takes no server paths.
         """
-        params: dict[str, object] = {"variants": variants, "include_original": include_original}
+        if video is None and input_absolute_path is None:
+            raise ConfigurationError(
+                "hls_streaming: give a video file to upload, or input_absolute_path (a video path on the server, "
+                "upstream February 2026 servers only)"
+            )
+        params: dict[str, object] = {
+            "variants": variants,
+            "include_original": include_original,
+            "input_absolute_path": input_absolute_path,
+            "output_absolute_path": output_absolute_path,
+        }
         return self.submit(
             video, params, priority=priority, wait=wait, timeout=timeout,
             on_progress=on_progress, on_complete=on_complete, filename=filename,
