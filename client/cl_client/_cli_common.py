@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import sys
 import traceback
@@ -126,3 +127,22 @@ def handled(ctx: click.Context) -> Generator[None]:
             traceback.print_exc()
         click.echo(f"error: {error_line(exc)}", err=True)
         ctx.exit(exit_code_for(exc))
+
+
+def alias(command: click.Command, name: str, of: str) -> click.Command:
+    """The same command under another name (upstream's CLI spelling), saying in ``--help`` what it is an alias of.
+
+    Args:
+        command: the original command (its parameters and callback are shared).
+        name: the alias.
+        of: the original's full spelling for the help text (``job download``).
+
+    Returns:
+        A shallow copy of ``command`` named ``name``.
+    """
+    copied = copy.copy(command)
+    copied.name = name
+    note = f"Alias of `cl-client {of}` (upstream's spelling)."
+    copied.short_help = note
+    copied.help = f"{note}\n\n{command.help or ''}".rstrip()
+    return copied

@@ -11,7 +11,7 @@ import click
 from pydantic import JsonValue
 from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
-from cl_client._cli_common import EXIT_JOB_FAILED, EXIT_OK, CliState, handled, state
+from cl_client._cli_common import EXIT_JOB_FAILED, EXIT_OK, CliState, alias, handled, state
 from cl_client._exceptions import ComputeClientError, ConfigurationError, JobFailedError
 from cl_client.plugins import REGISTRY, BatchItem, BatchOutcome, BatchUpdate, PluginResult, PluginSpec, run_batch
 from cl_client.plugins._base import SubmitOptions, SyncRunner
@@ -29,6 +29,9 @@ from cl_client.plugins._fields import (
     TagsField,
     VariantsField,
 )
+
+#: upstream's CLI spelling of a plugin command where it differs from ours (added as an alias).
+_UPSTREAM_COMMANDS: dict[str, str] = {"hls_streaming": "generate-manifest"}
 
 #: short option names kept from the upstream CLI.
 _SHORT: dict[str, str] = {"format": "-f", "quality": "-q", "width": "-w", "height": "-H"}
@@ -297,6 +300,10 @@ def plugin_groups() -> list[click.Group]:
     groups: list[click.Group] = []
     for spec in REGISTRY.values():
         group = click.Group(spec.cli_group, help=f"{spec.task_type}: {spec.summary}.", short_help=spec.summary)
-        group.add_command(_make_command(spec))
+        command = _make_command(spec)
+        group.add_command(command)
+        upstream = _UPSTREAM_COMMANDS.get(spec.task_type)
+        if upstream is not None:
+            group.add_command(alias(command, upstream, f"{spec.cli_group} {spec.command}"))
         groups.append(group)
     return groups

@@ -12,9 +12,10 @@ import sys
 
 import click
 
+from cl_client._cli_admin import admin_group, guest_mode_group
 from cl_client._cli_certify import certify
-from cl_client._cli_common import CliState, handled, state
-from cl_client._cli_jobs import capabilities, health, job_group, workers
+from cl_client._cli_common import CliState, alias, handled, state
+from cl_client._cli_jobs import capabilities, health, job_download, job_group, workers
 from cl_client._cli_load import load
 from cl_client._cli_plugins import plugin_groups
 
@@ -32,8 +33,22 @@ class _RootGroup(click.Group):
 
 @click.group(cls=_RootGroup, context_settings=_CONTEXT)
 @click.version_option(package_name="cl-client", prog_name="cl-client")
-@click.option("--server", metavar="URL", default=None, help="Compute API URL [env CL_SERVER_URL, COMPUTE_URL].")
-@click.option("--mqtt", metavar="URL", default=None, help="Broker URL, or 'off' to poll [env CL_MQTT_URL, MQTT_URL].")
+@click.option(
+    "--server",
+    "--compute-url",
+    "server",
+    metavar="URL",
+    default=None,
+    help="Compute API URL [env CL_SERVER_URL, COMPUTE_URL]; --compute-url is upstream's name.",
+)
+@click.option(
+    "--mqtt",
+    "--mqtt-url",
+    "mqtt",
+    metavar="URL",
+    default=None,
+    help="Broker URL, or 'off' to poll [env CL_MQTT_URL, MQTT_URL]; --mqtt-url is upstream's name.",
+)
 @click.option("--token", metavar="JWT", default=None, help="Bearer token [env CL_TOKEN].")
 @click.option("--username", default=None, help="Log in at the auth service [env CL_USERNAME].")
 @click.option("--password", default=None, help="Password for --username [env CL_PASSWORD].")
@@ -64,6 +79,7 @@ def cli(
       cl-client hls-streaming generate clip.mp4 --variant 720:3500 --variant 480:1500 -o hls/
       cl-client --json hash compute photo.jpg --algorithm md5
       cl-client workers --watch
+      cl-client guest-mode set off
       cl-client certify http://localhost:8002 -n 4
     """  # noqa: D301 - click needs the backspace of "\b" (no raw string)
     st = state(ctx)
@@ -74,8 +90,9 @@ def cli(
 
 for _group in plugin_groups():
     cli.add_command(_group)
-for _command in (job_group, capabilities, workers, health, certify, load):
+for _command in (job_group, capabilities, workers, health, guest_mode_group, admin_group, certify, load):
     cli.add_command(_command)
+cli.add_command(alias(job_download, "download", "job download"))
 
 
 def main(argv: list[str] | None = None) -> None:
