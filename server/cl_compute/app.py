@@ -46,7 +46,7 @@ from cl_compute._upload import FormBodyError, ReceivedForm, UploadTooLarge, cont
 from cl_compute.auth import Authenticator, AuthError, User
 from cl_compute.mqtt import WAKE_TOPIC, WORKERS_TOPIC_PREFIX, MQTTConnection
 from cl_compute.plugins import all_plugin_modules, get_plugin, get_plugin_class
-from cl_compute.plugins.base import ParamError, Plugin
+from cl_compute.plugins.base import NoInputError, ParamError, Plugin
 from cl_compute.profile import quirks
 from cl_compute.store import JobStore, now_ms
 
@@ -667,6 +667,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         task_type: str, plugin: Plugin, form: ReceivedForm, user: User | None, job_id: str, staging: Path
     ) -> Response:
         errors: list[dict[str, object]] = []
+        without_file = form.file_as_text is None and form.file_path is None and plugin.file_optional()
         if form.file_as_text is not None:
             errors.append(
                 {
@@ -676,7 +677,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
                     "input": form.file_as_text,
                 }
             )
-        elif form.file_path is None:
+        elif form.file_path is None and not without_file:
             errors.append({"type": "missing", "loc": ["body", "file"], "msg": "Field required", "input": None})
         fields = dict(form.fields)
         priority = 5
@@ -717,7 +718,11 @@ def create_app(settings: ServerSettings) -> FastAPI:
         stored_name = form.file_path.name if form.file_path is not None else upload_name(None)
         params: dict[str, object] = {}
         try:
-            params = plugin.parse_params(fields, stored_name)
+            params = plugin.parse_params(fields, "" if without_file else stored_name)
+        except NoInputError as exc:
+            if errors:  # FastAPI's validation (priority) runs before upstream's route body
+                return _validation_error(errors)
+            return JSONResponse(status_code=400, content={"detail": str(exc)})
         except ParamError as exc:
             if not errors and exc.field == "variants" and task_type == "hls_streaming" and quirks().bad_variants_500:
                 # upstream parses ``variants`` in the route body, after FastAPI's validation: the error escapes
@@ -742,7 +747,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
             return _validation_error(errors)
         output_path = params.get("output_path", "output")
         full_params: dict[str, object] = dict(params)
-        full_params["input_path"] = f"input/{stored_name}"
+        full_params["input_path"] = "" if without_file else f"input/{stored_name}"
         full_params["output_path"] = output_path
         job_dir = state.store.job_dir(job_id)
 
@@ -882,20 +887,34 @@ def create_app(settings: ServerSettings) -> FastAPI:
             }
         return {"guest_mode": parsed, "message": "Configuration updated successfully"}
 
-    @app.get("/admin/config", tags=["admin"])
+    # Guest-mode routes: the fixed profile serves January's pair, February's pair and the older
+    # ``GET /admin/pref/guest-mode``; each upstream profile serves only its own (the others answer 404, and a GET
+    # on February's PUT path 405), as the suites tell the upstream versions apart by these paths.
+    january_routes_only = quirks().admin_config_routes_only
+    february_routes_only = quirks().admin_pref_routes_only
+
     def get_config(user: AdminUser) -> dict[str, object]:
         return _config()
 
-    @app.put("/admin/config/guest-mode", tags=["admin"])
     def put_config_guest_mode(user: AdminUser, guest_mode: Annotated[str, Form()]) -> dict[str, object]:
         return _set_guest_mode(guest_mode, user)
 
-    @app.get("/admin/pref/guest-mode", tags=["admin"])
+    def get_pref(user: AdminUser) -> dict[str, object]:
+        return _config()
+
     def get_pref_guest_mode(user: AdminUser) -> dict[str, object]:
         return {"guest_mode": state.guest_mode()}
 
-    @app.put("/admin/pref/guest-mode", tags=["admin"])
     def put_pref_guest_mode(user: AdminUser, guest_mode: Annotated[str, Form()]) -> dict[str, object]:
         return _set_guest_mode(guest_mode, user)
+
+    if not february_routes_only:
+        app.add_api_route("/admin/config", get_config, methods=["GET"], tags=["admin"])
+        app.add_api_route("/admin/config/guest-mode", put_config_guest_mode, methods=["PUT"], tags=["admin"])
+    if not january_routes_only:
+        app.add_api_route("/admin/pref", get_pref, methods=["GET"], tags=["admin"])
+        if not february_routes_only:
+            app.add_api_route("/admin/pref/guest-mode", get_pref_guest_mode, methods=["GET"], tags=["admin"])
+        app.add_api_route("/admin/pref/guest-mode", put_pref_guest_mode, methods=["PUT"], tags=["admin"])
 
     return app

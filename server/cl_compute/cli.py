@@ -22,7 +22,16 @@ import click
 
 from cl_compute import __version__
 from cl_compute._extra import SERVER_EXTRA_MODULES, missing_extra_message
-from cl_compute.profile import FIXED, PROFILE_ENV, PROFILES, UPSTREAM_2026_01, use_profile
+from cl_compute.profile import (
+    FIXED,
+    PROFILE_ENV,
+    PROFILES,
+    UPSTREAM_2026_01,
+    UPSTREAM_2026_02,
+    UPSTREAM_2026_02_20,
+    profile_warning,
+    use_profile,
+)
 
 LOG_LEVELS = click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False)
 
@@ -109,8 +118,11 @@ def _profile_option(fn: _Command) -> _Command:
         envvar=PROFILE_ENV,
         default=FIXED,
         show_default=True,
-        help=f"Behaviour profile: {FIXED} (every [fix] of PROTOCOL.md) or {UPSTREAM_2026_01} (upstream's "
-        f"January 2026 wire behaviour, quirk by quirk; see cl_compute.profile). Also ${PROFILE_ENV}.",
+        help=f"Behaviour profile: {FIXED} (every [fix] of PROTOCOL.md), {UPSTREAM_2026_01} (upstream's "
+        f"January 2026 wire behaviour, quirk by quirk), {UPSTREAM_2026_02} (upstream's February 2026 compute "
+        f"service; lets any caller read and write server paths) or {UPSTREAM_2026_02_20} (the same with the "
+        f"ml_tools of 2026-02-20: hash and media_thumbnail fail every job); see cl_compute.profile. "
+        f"Also ${PROFILE_ENV}.",
     )(fn)
 
 
@@ -272,6 +284,9 @@ def up(
     click.echo(f"workers:     {', '.join(dep.worker_ids) or '(none)'}")
     if profile != FIXED:
         click.echo(f"profile:     {profile} (upstream's quirks, not the fixed reference behaviour)")
+    warning = profile_warning(profile)
+    if warning is not None:
+        click.echo(f"cl-compute: {warning}", err=True)
     click.echo(f"ready in {dep.startup_seconds:.2f} s; Ctrl-C to stop")
     everywhere = connect_host(host) != host  # 0.0.0.0 or ::, printed as a loopback address
     click.echo(_client_hint(dep.server_url, dep.mqtt_url, auth=auth_public_key is not None, everywhere=everywhere))

@@ -1,9 +1,15 @@
 """Behaviour profiles of the reference deployment: the fixed one (default) and upstream's, quirk by quirk.
 
-``cl_compute`` normally serves the protocol with every **[fix]** of PROTOCOL.md. The profile
-``upstream-2026-01`` turns those fixes back into the wire behaviour that PROTOCOL.md §2–§8 record for upstream's
-January 2026 stack (compute 5ff460a, ml_tools 1ade3d3), so that the conformance suites and the client can be
-proven against an upstream-like deployment in CI without upstream's code.
+``cl_compute`` normally serves the protocol with every **[fix]** of PROTOCOL.md. The upstream profiles turn
+those fixes back into upstream's wire behaviour, so that the conformance suites and the client can be proven
+against upstream-like deployments in CI without upstream's code:
+
+* ``upstream-2026-01``: the January 2026 stack of PROTOCOL.md §2–§8 (compute 5ff460a, ml_tools 1ade3d3);
+* ``upstream-2026-02``: the February 2026 compute service of PROTOCOL.md §9 (cl_server_compute_service 4edc727
+  with ml_tools 5cb771c, every plugin working). It lets any caller read and write server paths through
+  hls_streaming's ``input_absolute_path`` / ``output_absolute_path`` (upstream's hole, reproduced on purpose);
+* ``upstream-2026-02-20``: the same service on ml_tools 9795122 or later (02-20, still so at c48a587), where
+  every ``hash`` and every ``media_thumbnail`` job ends ``error``.
 
 Each quirk is one field of :class:`Quirks`, read in exactly one place of the server, worker or plugin code
 (``quirks().<name>``). A profile is chosen with ``cl-compute up --profile NAME`` (also ``serve`` and
@@ -18,7 +24,7 @@ carrying on (both would only make runs hang or leave files behind; PROTOCOL.md �
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from functools import cache
 
 #: Environment variable that carries the profile name to every process of a deployment.
@@ -27,6 +33,10 @@ PROFILE_ENV = "CL_COMPUTE_PROFILE"
 FIXED = "fixed"
 #: Upstream's January 2026 stack as PROTOCOL.md §8 records it.
 UPSTREAM_2026_01 = "upstream-2026-01"
+#: Upstream's February 2026 compute service with ml_tools 5cb771c, as PROTOCOL.md §9 records it.
+UPSTREAM_2026_02 = "upstream-2026-02"
+#: The February 2026 service on ml_tools 9795122 or later (hash and media_thumbnail fail every job).
+UPSTREAM_2026_02_20 = "upstream-2026-02-20"
 
 
 @dataclass(frozen=True)
@@ -63,6 +73,22 @@ class Quirks:
         video_hash_csv_defect: ``sha512`` of a video ends ``error`` "CSV data is invalid." (ffprobe 5.1's 4th column).
         hls_master_absolute: ``master_playlist`` is an absolute server path.
         hls_accepts_stills: hls_streaming takes a still image as a one-frame video instead of refusing it.
+        admin_config_routes_only: (January) guest mode is served only by ``GET /admin/config`` and
+            ``PUT /admin/config/guest-mode``; every ``/admin/pref…`` path answers 404.
+        admin_pref_routes_only: (February) guest mode is served only by ``GET /admin/pref`` and
+            ``PUT /admin/pref/guest-mode``; the ``/admin/config…`` paths answer 404 and ``GET /admin/pref/guest-mode``
+            405.
+        capability_worker_id_only: (February) capability payloads carry ``worker_id`` only (no ``id``, no extra
+            fields).
+        fast_idle_poll: (February) the ``idle_poll`` interval is ``IDLE_POLL_SECONDS_2026_02`` (1 s), not 5 s.
+        hls_server_paths: (February) hls_streaming takes no ``file`` but the form fields ``input_absolute_path``
+            and ``output_absolute_path``, which name paths on the server that the job reads and writes (without
+            both a file and an input path: 400). Upstream's security hole; without this switch those fields are
+            refused (422).
+        hls_manifest_progress: (February) hls_streaming reports progress 1 once the master playlist is written,
+            then nothing until it ends (no ffmpeg-based progress).
+        ml_tools_broken_plugins: (ml_tools >= 9795122) every job of the task types in
+            :data:`ML_TOOLS_BROKEN_PLUGINS` ends ``error`` with upstream's message.
     """
 
     upstream_identity: bool = False
@@ -88,15 +114,94 @@ class Quirks:
     video_hash_csv_defect: bool = False
     hls_master_absolute: bool = False
     hls_accepts_stills: bool = False
+    admin_config_routes_only: bool = False
+    admin_pref_routes_only: bool = False
+    capability_worker_id_only: bool = False
+    fast_idle_poll: bool = False
+    hls_server_paths: bool = False
+    hls_manifest_progress: bool = False
+    ml_tools_broken_plugins: bool = False
 
 
-#: Upstream's idle poll interval (``WORKER_POLL_INTERVAL``), seconds.
+#: Upstream's idle poll interval (``WORKER_POLL_INTERVAL``) in January 2026, seconds.
 IDLE_POLL_SECONDS = 5.0
+#: The February 2026 worker's poll interval (``--worker-poll-interval`` default), seconds.
+IDLE_POLL_SECONDS_2026_02 = 1.0
+#: What every job of these task types ends with on ml_tools >= 9795122 (``error_message``).
+ML_TOOLS_BROKEN_PLUGINS: dict[str, str] = {
+    "hash": "name 'logger' is not defined",
+    "media_thumbnail": "Unsupported media type",
+}
+
+#: The January 2026 stack: every quirk of PROTOCOL.md §2–§8.
+_JANUARY = Quirks(
+    upstream_identity=True,
+    lazy_capabilities=True,
+    updated_at_is_created_at=True,
+    priority_ignored=True,
+    queued_after_insert=True,
+    bad_variants_500=True,
+    octet_stream_downloads=True,
+    upload_names_as_sent=True,
+    guest_mode_default_on=True,
+    guest_mode_opens_admin=True,
+    exp_optional=True,
+    silent_failures=True,
+    no_progress_events=True,
+    capability_id_only=True,
+    idle_poll=True,
+    late_will=True,
+    exif_typed_null=True,
+    exif_hash_accept_empty=True,
+    thumbnail_mode_fails=True,
+    thumbnail_video_fails=True,
+    video_hash_csv_defect=True,
+    hls_master_absolute=True,
+    hls_accepts_stills=True,
+    admin_config_routes_only=True,
+)
+#: The February 2026 service (PROTOCOL.md §9): January's quirks except those it fixed, plus its own.
+_FEBRUARY = replace(
+    _JANUARY,
+    lazy_capabilities=False,  # the server subscribes at start-up
+    silent_failures=False,  # failures are published
+    no_progress_events=False,  # progress is published (capped at 99)
+    capability_id_only=False,
+    capability_worker_id_only=True,
+    admin_config_routes_only=False,
+    admin_pref_routes_only=True,
+    fast_idle_poll=True,
+    hls_server_paths=True,
+    hls_manifest_progress=True,
+)
 
 PROFILES: dict[str, Quirks] = {
     FIXED: Quirks(),
-    UPSTREAM_2026_01: replace(Quirks(), **{f.name: True for f in fields(Quirks)}),
+    UPSTREAM_2026_01: _JANUARY,
+    UPSTREAM_2026_02: _FEBRUARY,
+    UPSTREAM_2026_02_20: replace(_FEBRUARY, ml_tools_broken_plugins=True),
 }
+
+#: One line ``cl-compute up`` prints for a profile that opens a security hole (PROTOCOL.md §9).
+SERVER_PATHS_WARNING = (
+    "WARNING: profile {profile} reproduces upstream's hls_streaming server paths: any caller can make the "
+    "workers read and write files anywhere this user may (input_absolute_path / output_absolute_path). "
+    "Keep it on localhost (the default bind) and use it only to test clients and suites."
+)
+
+
+def profile_warning(name: str) -> str | None:
+    """The warning to show when starting a deployment with profile ``name``, or None.
+
+    Args:
+        name: a profile name.
+
+    Raises:
+        UnknownProfileError: it is not one.
+    """
+    if _quirks_of(name).hls_server_paths:
+        return SERVER_PATHS_WARNING.format(profile=name)
+    return None
 
 
 class UnknownProfileError(ValueError):

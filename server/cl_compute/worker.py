@@ -22,6 +22,9 @@ one place: ``idle_poll`` (:meth:`Worker._serve_polling`: no wake-up, a claim att
 with ``idle_count`` 0 before and 1 after it), ``late_will`` (the will is set after CONNECT, so a killed worker's
 retained message stays), ``capability_id_only`` (upstream's four-key capability payload), ``silent_failures``
 (no event for a job whose plugin raised) and ``no_progress_events`` (progress is stored, not published).
+Profile ``upstream-2026-02`` adds ``capability_worker_id_only`` (February's four keys, ``worker_id`` for ``id``)
+and ``fast_idle_poll`` (a 1 s poll); ``upstream-2026-02-20`` adds ``ml_tools_broken_plugins`` (every job of
+``cl_compute.profile.ML_TOOLS_BROKEN_PLUGINS`` ends ``error`` with upstream's message, in the executor).
 
 Cancellation: ``TaskContext.report_progress`` raises ``JobCancelled`` in the executor when the job is no longer
 ``processing`` for this worker (deleted, or reaped by the server). The supervisor also checks every 0.25 s and
@@ -50,7 +53,7 @@ from cl_compute._extra import missing_extra_message, missing_extra_module
 from cl_compute.mqtt import WAKE_TOPIC, WORKERS_TOPIC_PREFIX, MQTTConnection, Will
 from cl_compute.owned_tmp import proc_stat
 from cl_compute.plugins import plugin_names
-from cl_compute.profile import IDLE_POLL_SECONDS, quirks
+from cl_compute.profile import IDLE_POLL_SECONDS, IDLE_POLL_SECONDS_2026_02, ML_TOOLS_BROKEN_PLUGINS, quirks
 from cl_compute.store import Job, JobStore, now_ms
 
 if TYPE_CHECKING:
@@ -213,6 +216,8 @@ def _executor_main(conn: _ExecutorEnd, task_types: list[str], data_dir: str, wor
             plugin = plugins.get(task_type)
             if plugin is None:
                 raise PluginError(f"task type {task_type} is not available on worker {worker_id}")
+            if task_type in ML_TOOLS_BROKEN_PLUGINS and quirks().ml_tools_broken_plugins:
+                raise PluginError(ML_TOOLS_BROKEN_PLUGINS[task_type])  # upstream's plugin fails before any work
             # run() is annotated dict[str, object]; a plugin returning None anyway completes with {}
             output = cast("dict[str, object] | None", plugin.run(ctx))
             result: _Outcome = ("done", output if output is not None else {})
@@ -414,13 +419,21 @@ class Worker:
     def capability_payload(self) -> dict[str, object]:
         """The retained capability message (both ``id`` and ``worker_id``, plus ``details``).
 
-        With the profile quirk ``capability_id_only`` it is upstream's exact payload:
-        ``{"id", "capabilities", "idle_count", "timestamp"}``.
+        With the profile quirk ``capability_id_only`` it is upstream's exact January payload:
+        ``{"id", "capabilities", "idle_count", "timestamp"}``; with ``capability_worker_id_only`` February's:
+        ``{"worker_id", "capabilities", "idle_count", "timestamp"}``.
         """
         with self._state_lock:
             if quirks().capability_id_only:
                 return {
                     "id": self.worker_id,
+                    "capabilities": list(self.capabilities),
+                    "idle_count": 1 if self.idle else 0,
+                    "timestamp": now_ms(),
+                }
+            if quirks().capability_worker_id_only:
+                return {
+                    "worker_id": self.worker_id,
                     "capabilities": list(self.capabilities),
                     "idle_count": 1 if self.idle else 0,
                     "timestamp": now_ms(),
@@ -531,9 +544,11 @@ class Worker:
         """Upstream's loop (profile quirk ``idle_poll``): busy, one claim attempt, idle; sleep only if none.
 
         Every cycle publishes ``idle_count`` 0 before the claim attempt and 1 after it, so an idle worker's
-        retained state flips every ``IDLE_POLL_SECONDS``; wake messages are ignored (a new job waits for the
-        next poll), and after a job the next claim attempt follows at once.
+        retained state flips every ``IDLE_POLL_SECONDS`` (``IDLE_POLL_SECONDS_2026_02`` with ``fast_idle_poll``);
+        wake messages are ignored (a new job waits for the next poll), and after a job the next claim attempt
+        follows at once.
         """
+        interval = IDLE_POLL_SECONDS_2026_02 if quirks().fast_idle_poll else IDLE_POLL_SECONDS
         while not self._stop.is_set():
             self._set_idle(False)
             job = self.store.claim_next(self.capabilities, self.worker_id, self.settings.lease_ms)
@@ -541,7 +556,7 @@ class Worker:
                 self._run_job(job)  # publishes idle_count 1 itself when it ends
             self._set_idle(True)
             if job is None:
-                self._stop.wait(IDLE_POLL_SECONDS)
+                self._stop.wait(interval)
 
     def _shutdown(self) -> None:
         if self.executor is not None:

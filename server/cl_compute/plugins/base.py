@@ -40,6 +40,13 @@ class ParamError(ValueError):
         self.error_type = error_type
 
 
+class NoInputError(ValueError):
+    """A job without a ``file`` part names no other input either: the API answers 400 with this message.
+
+    Only a plugin whose :meth:`Plugin.file_optional` is true raises it (from ``parse_params``).
+    """
+
+
 class PluginError(RuntimeError):
     """The job cannot be processed (corrupt file, wrong media type, ...). Ends the job ``error``.
 
@@ -121,6 +128,15 @@ class Plugin(abc.ABC):
         Raises:
             ParamError: a field is missing, malformed or out of range.
         """
+
+    def file_optional(self) -> bool:
+        """Whether a job may be created without a ``file`` part (default: no, a missing file is a 422).
+
+        When true, ``parse_params`` of a request without a file gets ``upload_name`` ``""``, must name the
+        job's input in the params it returns or raise :class:`NoInputError`, and the job's ``input_path`` is
+        stored as ``""``.
+        """
+        return False
 
     def load(self) -> None:
         """Import heavy libraries / load models once per worker process.

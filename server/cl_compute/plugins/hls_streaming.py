@@ -23,6 +23,16 @@ bounds the ffmpeg runs, and a cancellation kills ffmpeg.
 Profile ``upstream-2026-01`` (:mod:`cl_compute.profile`): ``hls_master_absolute`` reports ``master_playlist`` as
 the absolute server path (``<data>/jobs/<job_id>/output/adaptive.m3u8``; the files stay where they are);
 ``hls_accepts_stills`` takes a still image as the one-frame video stream upstream's ffprobe sees in it.
+
+Profile ``upstream-2026-02`` (PROTOCOL.md §9) adds ``hls_manifest_progress`` (progress 1 once the master
+playlist exists, no ffmpeg-based progress) and ``hls_server_paths``, upstream's hole: ``file`` becomes optional
+and the form fields ``input_absolute_path`` / ``output_absolute_path`` name server paths the job reads and
+writes. Without a file, the job reads ``input_absolute_path`` (a missing one ends ``error`` "Input file not
+found: <path>") and writes to ``output_absolute_path``, creating it (even when the job then fails); without an
+output path upstream writes to ``output`` under the worker's working folder, reproduced here as
+``<data_dir>/worker_cwd/output``, shared by every such job and outside every job folder (downloads answer 404).
+With a file both fields are ignored, as upstream's route does. Without the switch (the fixed and January
+profiles) either field is refused with a 422 naming it.
 """
 
 from __future__ import annotations
@@ -34,7 +44,7 @@ from pathlib import Path
 from typing import ClassVar, cast
 
 from cl_compute.plugins import _media
-from cl_compute.plugins.base import BOOL_SPELLINGS, ParamError, Plugin, PluginError, TaskContext
+from cl_compute.plugins.base import BOOL_SPELLINGS, NoInputError, ParamError, Plugin, PluginError, TaskContext
 from cl_compute.profile import quirks
 
 OUTPUT_DIR = "output"
@@ -46,6 +56,17 @@ MAX_VARIANTS = 8
 SEGMENT_SECONDS = 2
 AUDIO_BITRATE = "128k"
 X264_PRESET = "veryfast"
+#: The form fields that name server paths (profile switch ``hls_server_paths`` only).
+SERVER_PATH_FIELDS = ("input_absolute_path", "output_absolute_path")
+#: Where upstream's relative default ``output_absolute_path`` ("output") lands: the worker's working folder,
+#: reproduced under the data directory instead of wherever the worker was started.
+WORKER_CWD = "worker_cwd"
+NO_INPUT = "Either file or input_absolute_path must be provided"
+
+
+def server_paths_allowed() -> bool:
+    """Whether this process's profile reproduces upstream's server-path fields (switch ``hls_server_paths``)."""
+    return quirks().hls_server_paths
 
 
 def _variant_int(value: object, field: str, index: int, lo: int, hi: int) -> int:
@@ -161,12 +182,47 @@ class HlsStreamingPlugin(Plugin):
     def __init__(self) -> None:
         self._ffmpeg: str | None = None
 
+    def file_optional(self) -> bool:
+        """True only in a profile with upstream's server paths (``hls_server_paths``)."""
+        return server_paths_allowed()
+
     def parse_params(self, form: Mapping[str, str], upload_name: str) -> dict[str, object]:
-        """Validate ``variants`` (JSON array) and ``include_original`` (bool, default false)."""
+        """Validate ``variants`` (JSON array) and ``include_original`` (bool, default false).
+
+        ``input_absolute_path`` / ``output_absolute_path``: refused (ParamError) unless the profile has
+        upstream's server paths; there they are the job's input and output when no file was sent
+        (``upload_name`` ``""``).
+
+        Raises:
+            ParamError: a bad field, or a server-path field where they are not accepted.
+            NoInputError: neither a file nor ``input_absolute_path`` (server-path profiles only).
+        """
+        allowed = server_paths_allowed()
+        if not allowed:
+            for name in SERVER_PATH_FIELDS:
+                if _media.form_value(form, name) is not None:
+                    raise ParamError(
+                        name,
+                        f"{name} is not accepted: this deployment never reads or writes server paths named by a "
+                        "client (upstream's February 2026 hole, PROTOCOL.md §9); upload the video as `file`",
+                        "extra_forbidden",
+                    )
         text = _media.form_value(form, "variants") or DEFAULT_VARIANTS
         variants = parse_variants(text)
         include_original = _media.form_bool(form, "include_original", False)
-        return {"variants": variants, "include_original": include_original, "output_path": OUTPUT_DIR}
+        params: dict[str, object] = {
+            "variants": variants,
+            "include_original": include_original,
+            "output_path": OUTPUT_DIR,
+        }
+        if allowed and not upload_name:  # upstream's route: the file wins, then the input path, else 400
+            input_absolute = form.get("input_absolute_path") or ""
+            if not input_absolute:
+                raise NoInputError(NO_INPUT)
+            params["output_path"] = ""
+            params["input_absolute_path"] = input_absolute
+            params["output_absolute_path"] = form.get("output_absolute_path") or OUTPUT_DIR
+        return params
 
     def load(self) -> None:
         """Locate ffmpeg (BackendUnavailable without one) and record its version."""
@@ -176,11 +232,16 @@ class HlsStreamingPlugin(Plugin):
     def run(self, ctx: TaskContext) -> dict[str, object]:
         """Encode the variants (and the original on request) into ``output/``."""
         started = time.monotonic()
-        path = ctx.input_path
-        _media.require_input(path)
         raw_variants = ctx.params.get("variants")
         variants = parse_variants(json.dumps(raw_variants)) if raw_variants else parse_variants(DEFAULT_VARIANTS)
         include_original = bool(ctx.params.get("include_original", False))
+        server_input = ctx.params.get("input_absolute_path")
+        out_dir: Path | None = None
+        if server_input:
+            path, out_dir = self._server_paths(ctx, str(server_input))
+        else:
+            path = ctx.input_path
+            _media.require_input(path)
         exe = self._ffmpeg or _media.find_ffmpeg()
         if exe is None:
             raise PluginError("No ffmpeg available on this worker")
@@ -193,9 +254,21 @@ class HlsStreamingPlugin(Plugin):
         info = _media.probe_media(path)
         if not info.has_video:
             raise PluginError(f"Input file {path.name} does not contain a video stream")
-        out_dir = ctx.output(str(ctx.params.get("output_path") or OUTPUT_DIR))
-        out_dir.mkdir(parents=True, exist_ok=True)
-        ctx.report_progress(2)
+        if out_dir is None:
+            out_dir = ctx.output(str(ctx.params.get("output_path") or OUTPUT_DIR))
+            out_dir.mkdir(parents=True, exist_ok=True)
+        master = out_dir / MASTER
+        manifest_only = quirks().hls_manifest_progress
+        manifest_reported = False
+
+        def manifest_ready() -> None:
+            nonlocal manifest_reported
+            if not manifest_reported and master.is_file() and master.stat().st_size > 0:
+                manifest_reported = True
+                ctx.report_progress(1)
+
+        if not manifest_only:
+            ctx.report_progress(2)
 
         def remaining() -> float:
             left = ctx.time_limit - (time.monotonic() - started)
@@ -206,7 +279,10 @@ class HlsStreamingPlugin(Plugin):
         span = 85 if include_original else 95
 
         def on_progress(fraction: float) -> None:
-            ctx.report_progress(2 + int(fraction * (span - 2)))
+            if manifest_only:  # upstream polls for the master playlist and reports nothing else
+                manifest_ready()
+            else:
+                ctx.report_progress(2 + int(fraction * (span - 2)))
 
         args = self._variant_args(path, out_dir, variants, info)
         _media.run_ffmpeg(
@@ -217,12 +293,15 @@ class HlsStreamingPlugin(Plugin):
             on_progress=on_progress,
             what="ffmpeg (HLS variants)",
         )
-        ctx.report_progress(span)
+        if manifest_only:
+            manifest_ready()  # upstream's last look, for an ffmpeg run that ended before a poll saw the file
+        else:
+            ctx.report_progress(span)
         if include_original:
             self._original(exe, path, out_dir, remaining, info)
-            ctx.report_progress(97)
+            if not manifest_only:
+                ctx.report_progress(97)
 
-        master = out_dir / MASTER
         if not master.exists():
             raise PluginError("ffmpeg did not write the master playlist adaptive.m3u8")
         total_segments = 0
@@ -245,6 +324,24 @@ class HlsStreamingPlugin(Plugin):
             "total_segments": total_segments,
             "include_original": include_original,
         }
+
+    @staticmethod
+    def _server_paths(ctx: TaskContext, input_absolute: str) -> tuple[Path, Path]:
+        """Upstream's February server paths: the input file and the (created) output folder of the job.
+
+        Raises:
+            PluginError: the profile does not allow server paths, or the input does not exist.
+        """
+        if not server_paths_allowed():
+            raise PluginError("input_absolute_path is not accepted by this deployment")
+        path = Path(input_absolute)
+        if not path.exists():
+            raise PluginError(f"Input file not found: {path}")
+        output = Path(str(ctx.params.get("output_absolute_path") or OUTPUT_DIR))
+        if not output.is_absolute():
+            output = ctx.job_dir.parent.parent / WORKER_CWD / output
+        output.mkdir(parents=True, exist_ok=True)
+        return path, output
 
     @staticmethod
     def _variant_args(path: Path, out_dir: Path, variants: list[dict[str, int]], info: _media.MediaInfo) -> list[str]:

@@ -313,3 +313,17 @@ def test_a_worker_without_the_server_extra_serves_what_loads_and_names_the_extra
     assert "the server extra is not installed (no module" in hints[0], stderr
     assert "plugin hash unavailable" not in stderr  # no line per plugin for the same cause
     assert stdout == ""
+
+
+@pytest.mark.parametrize("profile", ["upstream-2026-02", "upstream-2026-02-20", "upstream-2026-01", "fixed"])
+def test_up_warns_about_the_server_paths_of_the_february_profiles(profile: str, tmp_path: Path) -> None:
+    args = ["--port", "0", "--mqtt-port", "0", "--workers", "1", "--tasks", "hash", "--data-dir", str(tmp_path / "d")]
+    with UpProcess(*args, "--profile", profile) as up:
+        up.wait_banner()
+        if profile.startswith("upstream-2026-02"):
+            line = up.wait_stderr("WARNING")
+            assert line.startswith(f"cl-compute: WARNING: profile {profile} reproduces upstream's hls_streaming")
+            assert "read and write files anywhere" in line
+        up.stop()
+    warned = [x for x in up.stderr if "hls_streaming server paths" in x]  # all of stderr is read once it stopped
+    assert len(warned) == (1 if profile.startswith("upstream-2026-02") else 0), up.output()

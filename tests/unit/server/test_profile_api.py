@@ -1,7 +1,8 @@
-"""The API-side switches of the ``upstream-2026-01`` profile (``cl_compute.profile``), each in both profiles.
+"""The API-side switches of the upstream profiles (``cl_compute.profile``), each against the fixed profile.
 
 Every check runs with the fixed profile (the default: the [fix] holds, the quirk is absent) and with the upstream
-profile (the quirk appears). Most use the app in-process (``CL_COMPUTE_PROFILE`` set with monkeypatch; the
+profiles ``upstream-2026-01`` and ``upstream-2026-02`` (the quirk appears; where February differs from January the
+check says so). Most use the app in-process (``CL_COMPUTE_PROFILE`` set with monkeypatch; the
 profile is read per request), with a real broker where a job is created; the 500 that closes the connection and
 the id-only capability messages are checked against real deployments.
 """
@@ -30,7 +31,16 @@ from cl_compute.app import ServerSettings, ServerState, create_app, upload_name_
 from cl_compute.auth import generate_keypair, mint_token
 from cl_compute.broker import Broker, start_broker
 from cl_compute.deployment import Deployment
-from cl_compute.profile import FIXED, PROFILE_ENV, UPSTREAM_2026_01
+from cl_compute.profile import (
+    FIXED,
+    PROFILE_ENV,
+    PROFILES,
+    UPSTREAM_2026_01,
+    UPSTREAM_2026_02,
+    UPSTREAM_2026_02_20,
+    Quirks,
+    profile_warning,
+)
 from cl_compute.store import JobStore
 
 with warnings.catch_warnings():
@@ -47,16 +57,35 @@ UNREACHABLE_MQTT = "mqtt://127.0.0.1:9"  # never connected: TestClient without `
 BAD_VARIANTS = ["[]", "not json", '{"resolution": 720}', '[{"resolution": "tall", "bitrate": 800}]']
 
 
-@pytest.fixture(params=[FIXED, UPSTREAM_2026_01])
+@pytest.fixture(params=[FIXED, UPSTREAM_2026_01, UPSTREAM_2026_02])
 def profile(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Both profiles, as ``CL_COMPUTE_PROFILE`` of this process."""
+    """The fixed profile and the January and February upstream ones, as ``CL_COMPUTE_PROFILE`` of this process."""
     name = str(request.param)
     monkeypatch.setenv(PROFILE_ENV, name)
     return name
 
 
 def upstream(profile: str) -> bool:
+    """Any upstream profile (the quirks January and February share)."""
+    return profile != FIXED
+
+
+def january(profile: str) -> bool:
     return profile == UPSTREAM_2026_01
+
+
+def february(profile: str) -> bool:
+    return profile == UPSTREAM_2026_02
+
+
+def guest_mode_put_path(profile: str) -> str:
+    """The guest-mode PUT route the profile serves (January: ``/admin/config/…``; others ``/admin/pref/…``)."""
+    return "/admin/config/guest-mode" if january(profile) else "/admin/pref/guest-mode"
+
+
+def guest_mode_get_path(profile: str) -> str:
+    """The guest-mode GET route the profile serves (February: ``/admin/pref``; others ``/admin/config``)."""
+    return "/admin/pref" if february(profile) else "/admin/config"
 
 
 def app_client(data_dir: Path, **settings: Any) -> TestClient:
@@ -113,7 +142,7 @@ def announce(state: ServerState, worker_id: str, payload: dict[str, object]) -> 
     state._on_message(f"inference/workers/{worker_id}", json.dumps(payload).encode(), True)
 
 
-def test_first_capabilities_call_is_empty_only_upstream(profile: str, tmp_path: Path) -> None:
+def test_first_capabilities_call_is_empty_only_january(profile: str, tmp_path: Path) -> None:
     client = app_client(tmp_path)
     announce(
         state_of(client),
@@ -122,7 +151,8 @@ def test_first_capabilities_call_is_empty_only_upstream(profile: str, tmp_path: 
     )
     real = {"num_workers": 1, "capabilities": {"hash": 1}}
     first = client.get("/capabilities").json()
-    assert first == ({"num_workers": 0, "capabilities": {}} if upstream(profile) else real)
+    # February subscribes at start-up, as the fixed profile does
+    assert first == ({"num_workers": 0, "capabilities": {}} if january(profile) else real)
     assert client.get("/capabilities").json() == real
     assert client.get("/capabilities").json() == real
 
@@ -294,6 +324,122 @@ def test_other_validation_errors_still_422_with_bad_variants(profile: str, live_
     assert r.status_code == 422  # FastAPI's validation runs before upstream's route body
 
 
+# -- hls_server_paths (February): in-process, the API side; the worker side is in test_profile_worker.py -------
+
+REFUSED_FIELD = "is not accepted: this deployment never reads or writes server paths named by a client"
+
+
+@pytest.mark.parametrize("field", ["input_absolute_path", "output_absolute_path"])
+def test_hls_server_path_fields_refused_unless_february(
+    profile: str, live_client: TestClient, tmp_path: Path, field: str
+) -> None:
+    target = tmp_path / "srv" / "out"
+    value = "/etc/hostname" if field == "input_absolute_path" else str(target)
+    r = live_client.post("/jobs/hls_streaming", files={"file": ("v.mp4", b"x")}, data={field: value})
+    if february(profile):  # with a file upstream ignores both fields
+        assert r.status_code == 200, r.text
+        params = live_client.get(f"/jobs/{r.json()['job_id']}").json()["params"]
+        assert params["input_path"] == "input/v.mp4"
+        assert params["output_path"] == "output"
+        assert "input_absolute_path" not in params and "output_absolute_path" not in params
+    else:
+        assert r.status_code == 422, r.text
+        [error] = r.json()["detail"]
+        assert error["loc"] == ["body", field]
+        assert error["msg"].startswith(f"{field} {REFUSED_FIELD}"), error
+        assert files_under(tmp_path) == set()
+    assert not target.exists()
+
+
+def test_hls_without_a_file_names_server_paths_only_february(
+    profile: str, live_client: TestClient, tmp_path: Path
+) -> None:
+    out = tmp_path / "fresh" / "hls"
+    r = live_client.post(
+        "/jobs/hls_streaming",
+        data={"input_absolute_path": "/etc/hostname", "output_absolute_path": str(out), "priority": "3"},
+    )
+    if february(profile):
+        assert r.status_code == 200, r.text
+        job = live_client.get(f"/jobs/{r.json()['job_id']}").json()
+        assert job["status"] == "queued" and job["priority"] == 3
+        params = job["params"]
+        assert (params["input_path"], params["output_path"]) == ("", "")
+        assert params["input_absolute_path"] == "/etc/hostname"
+        assert params["output_absolute_path"] == str(out)
+        # the default output path is upstream's relative "output"
+        r = live_client.post("/jobs/hls_streaming", data={"input_absolute_path": "/nonexistent/in.mp4"})
+        assert r.status_code == 200, r.text
+        params = live_client.get(f"/jobs/{r.json()['job_id']}").json()["params"]
+        assert params["output_absolute_path"] == "output"
+    else:
+        assert r.status_code == 422, r.text
+        locs = [e["loc"] for e in r.json()["detail"]]
+        assert ["body", "file"] in locs or ["body", "input_absolute_path"] in locs, locs
+    assert not out.exists()  # the API never touches the paths; the worker does
+
+
+def test_hls_without_file_or_input_path(profile: str, live_client: TestClient, tmp_path: Path) -> None:
+    r = live_client.post("/jobs/hls_streaming", data={"variants": '[{"resolution":72,"bitrate":100}]'})
+    if february(profile):
+        assert (r.status_code, r.json()) == (400, {"detail": "Either file or input_absolute_path must be provided"})
+    else:
+        assert r.status_code == 422
+        assert r.json()["detail"][0]["loc"] == ["body", "file"]
+    assert files_under(tmp_path) == set()
+    assert state_of(live_client).store.jobs_created_before(2**62) == []
+    # FastAPI's validation comes first, then upstream's variants parsing (500), then the 400
+    r = live_client.post("/jobs/hls_streaming", data={"priority": "11"})
+    assert r.status_code == 422
+    r = live_client.post("/jobs/hls_streaming", data={"variants": "[]"})
+    assert r.status_code == (500 if february(profile) else 422)  # January: the missing file comes first
+
+
+def test_other_plugins_still_need_a_file(profile: str, live_client: TestClient) -> None:
+    r = live_client.post("/jobs/hash", data={"input_absolute_path": "/etc/hostname"})
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["loc"] == ["body", "file"]
+
+
+# -- the profiles themselves ---------------------------------------------------------------------------------------
+
+JANUARY_SWITCHES = {
+    "upstream_identity", "lazy_capabilities", "updated_at_is_created_at", "priority_ignored", "queued_after_insert",
+    "bad_variants_500", "octet_stream_downloads", "upload_names_as_sent", "guest_mode_default_on",
+    "guest_mode_opens_admin", "exp_optional", "silent_failures", "no_progress_events", "capability_id_only",
+    "idle_poll", "late_will", "exif_typed_null", "exif_hash_accept_empty", "thumbnail_mode_fails",
+    "thumbnail_video_fails", "video_hash_csv_defect", "hls_master_absolute", "hls_accepts_stills",
+    "admin_config_routes_only",
+}  # fmt: skip
+#: PROTOCOL.md §9: what February fixed, and what it added
+FEBRUARY_FIXED = {"lazy_capabilities", "silent_failures", "no_progress_events", "capability_id_only",
+                  "admin_config_routes_only"}  # fmt: skip
+FEBRUARY_ADDED = {"admin_pref_routes_only", "capability_worker_id_only", "fast_idle_poll", "hls_server_paths",
+                  "hls_manifest_progress"}  # fmt: skip
+
+
+def switches_on(q: Quirks) -> set[str]:
+    return {name for name, on in vars(q).items() if on}
+
+
+def test_profiles_are_explicit_switch_sets() -> None:
+    assert switches_on(PROFILES[FIXED]) == set()
+    assert switches_on(PROFILES[UPSTREAM_2026_01]) == JANUARY_SWITCHES
+    assert switches_on(PROFILES[UPSTREAM_2026_02]) == (JANUARY_SWITCHES - FEBRUARY_FIXED) | FEBRUARY_ADDED
+    assert switches_on(PROFILES[UPSTREAM_2026_02_20]) == switches_on(PROFILES[UPSTREAM_2026_02]) | {
+        "ml_tools_broken_plugins"
+    }
+
+
+def test_only_the_february_profiles_warn() -> None:
+    assert profile_warning(FIXED) is None
+    assert profile_warning(UPSTREAM_2026_01) is None
+    for name in (UPSTREAM_2026_02, UPSTREAM_2026_02_20):
+        warning = profile_warning(name)
+        assert warning is not None
+        assert name in warning and "read and write" in warning and "input_absolute_path" in warning
+
+
 # -- guest_mode_default_on, guest_mode_opens_admin, exp_optional ---------------------------------------------
 
 
@@ -319,11 +465,12 @@ def test_guest_mode_opens_admin_only_upstream(profile: str, tmp_path: Path, head
     client = app_client(tmp_path, auth_public_key_pem=PUBLIC, guest_mode_default=True)
     assert client.get("/").json()["guestMode"] == "on"
     assert client.get("/jobs/nope", headers=headers).status_code == 404  # job routes: open in both profiles
-    r = client.get("/admin/config", headers=headers)
+    r = client.get(guest_mode_get_path(profile), headers=headers)
     if upstream(profile):
         assert r.status_code == 200, r.text
         assert r.json()["guest_mode"] is True
-        assert client.put("/admin/pref/guest-mode", data={"guest_mode": "false"}, headers=headers).status_code == 200
+        put = client.put(guest_mode_put_path(profile), data={"guest_mode": "false"}, headers=headers)
+        assert put.status_code == 200
         assert client.get("/").json()["guestMode"] == "off"
     else:
         assert r.status_code == (403 if headers is USER else 401)
@@ -331,8 +478,73 @@ def test_guest_mode_opens_admin_only_upstream(profile: str, tmp_path: Path, head
 
 def test_guest_mode_off_still_closes_admin_upstream(profile: str, tmp_path: Path) -> None:
     client = app_client(tmp_path, auth_public_key_pem=PUBLIC, guest_mode_default=False)
-    assert client.get("/admin/config").status_code == 401
-    assert client.get("/admin/config", headers=GARBAGE).status_code == 401
+    assert client.get(guest_mode_get_path(profile)).status_code == 401
+    assert client.get(guest_mode_get_path(profile), headers=GARBAGE).status_code == 401
+
+
+# -- admin_config_routes_only (January), admin_pref_routes_only (February) ----------------------------------------
+
+ADMIN_GUEST_MODE_ROUTES = [
+    ("GET", "/admin/config"),
+    ("PUT", "/admin/config/guest-mode"),
+    ("GET", "/admin/pref"),
+    ("GET", "/admin/pref/guest-mode"),
+    ("PUT", "/admin/pref/guest-mode"),
+]
+#: status of each route of ADMIN_GUEST_MODE_ROUTES per profile (no auth configured: everything open)
+ADMIN_STATUS = {
+    FIXED: [200, 200, 200, 200, 200],
+    UPSTREAM_2026_01: [200, 200, 404, 404, 404],
+    UPSTREAM_2026_02: [404, 404, 200, 405, 200],
+}
+#: the guest-mode paths in /openapi.json per profile
+ADMIN_OPENAPI = {
+    FIXED: {"/admin/config": ["get"], "/admin/config/guest-mode": ["put"], "/admin/pref": ["get"],
+            "/admin/pref/guest-mode": ["get", "put"]},
+    UPSTREAM_2026_01: {"/admin/config": ["get"], "/admin/config/guest-mode": ["put"]},
+    UPSTREAM_2026_02: {"/admin/pref": ["get"], "/admin/pref/guest-mode": ["put"]},
+}  # fmt: skip
+
+
+def test_guest_mode_routes_per_profile(profile: str, tmp_path: Path) -> None:
+    client = app_client(tmp_path)
+    statuses = []
+    for method, path in ADMIN_GUEST_MODE_ROUTES:
+        data = {"guest_mode": "true"} if method == "PUT" else None
+        r = client.request(method, path, data=data)
+        statuses.append(r.status_code)
+        if r.status_code == 200:
+            body = r.json()
+            assert body["guest_mode"] is True, (path, body)
+            if method == "PUT":
+                assert set(body) == {"guest_mode", "message"}, (path, body)
+            elif path == "/admin/pref/guest-mode":
+                assert body == {"guest_mode": True}
+            else:
+                assert {"guest_mode", "updated_at", "updated_by"} <= set(body), (path, body)
+    assert statuses == ADMIN_STATUS[profile], list(zip(ADMIN_GUEST_MODE_ROUTES, statuses, strict=True))
+    paths = client.get("/openapi.json").json()["paths"]
+    documented = {p: sorted(ops) for p, ops in paths.items() if p.startswith(("/admin/config", "/admin/pref"))}
+    assert documented == ADMIN_OPENAPI[profile]
+    # the job-storage admin routes stay in every profile
+    assert {"/admin/jobs/storage/size", "/admin/jobs/cleanup"} <= set(paths)
+
+
+def test_february_guest_mode_round_trip_through_pref(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv(PROFILE_ENV, UPSTREAM_2026_02)
+    client = app_client(tmp_path, auth_public_key_pem=PUBLIC)  # guest mode on by default, admin open
+    assert client.get("/admin/pref").json() == {
+        "guest_mode": True,
+        "updated_at": None,
+        "updated_by": None,
+        "auth_configured": True,
+    }
+    r = client.put("/admin/pref/guest-mode", data={"guest_mode": "false"})
+    assert r.json() == {"guest_mode": False, "message": "Configuration updated successfully"}
+    assert client.get("/").json()["guestMode"] == "off"
+    pref = client.get("/admin/pref", headers=USER)
+    assert pref.status_code == 403  # guest mode off: admin only
+    assert client.get("/admin/pref").status_code == 401
 
 
 def test_token_without_exp_accepted_only_upstream(profile: str, tmp_path: Path) -> None:

@@ -18,12 +18,12 @@ import pytest
 from PIL import Image, ImageFile
 from plugin_test_exif import BACKENDS
 
-from cl_compute.plugins.base import Plugin, PluginError
+from cl_compute.plugins.base import NoInputError, ParamError, Plugin, PluginError, TaskContext
 from cl_compute.plugins.exif import FIELDS, ExifPlugin
 from cl_compute.plugins.hash import HashPlugin, upstream_video_hash
 from cl_compute.plugins.hls_streaming import HlsStreamingPlugin
 from cl_compute.plugins.media_thumbnail import MediaThumbnailPlugin
-from cl_compute.profile import PROFILE_ENV, UPSTREAM_2026_01
+from cl_compute.profile import PROFILE_ENV, UPSTREAM_2026_01, UPSTREAM_2026_02
 
 MEDIA = Path(__file__).resolve().parents[4] / "pytest_cl" / "media"
 EXIF_JPEG = MEDIA / "images" / "exif_rich.jpg"
@@ -287,3 +287,70 @@ def test_hls_takes_a_still_image_as_a_one_frame_video_upstream(mp_job, upstream)
     assert (job.job_dir / "output" / "adaptive-72p-100-000.ts").stat().st_size > 0
     upstream(False)
     assert "still image" in _fails(mp_job, HlsStreamingPlugin(), STILL, {"variants": ONE_VARIANT})
+
+
+# -- hls_manifest_progress, hls_server_paths (upstream-2026-02) ------------------------------------------------------
+def test_hls_reports_only_the_manifest_progress_february(mp_job, monkeypatch: pytest.MonkeyPatch) -> None:
+    """February reports 1 once the master playlist exists and nothing from ffmpeg; fixed reports ffmpeg's progress."""
+    monkeypatch.setenv(PROFILE_ENV, UPSTREAM_2026_02)
+    job = mp_job(HlsStreamingPlugin(), VIDEO_SILENT, {"variants": ONE_VARIANT})
+    assert job.progress == [1, 100]
+    monkeypatch.delenv(PROFILE_ENV)
+    fixed = mp_job(HlsStreamingPlugin(), VIDEO_SILENT, {"variants": ONE_VARIANT})
+    assert 1 not in fixed.progress
+    assert fixed.progress[0] == 2 and fixed.progress[-1] == 100, fixed.progress
+
+
+def _server_path_job(tmp_path: Path, form: dict[str, str]) -> TaskContext:
+    """A job created without a file, as the API stores it (input_path "")."""
+    params = {**HlsStreamingPlugin().parse_params(form, ""), "input_path": ""}
+    job_dir = tmp_path / "data" / "jobs" / "j1"
+    for sub in ("input", "output", "faces"):
+        (job_dir / sub).mkdir(parents=True, exist_ok=True)
+    return TaskContext(job_id="j1", job_dir=job_dir, input_path=job_dir, params=params)
+
+
+def test_hls_server_paths_february(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """February reads and writes the named server paths; the output folder is made even when the job fails."""
+    monkeypatch.setenv(PROFILE_ENV, UPSTREAM_2026_02)
+    plugin = HlsStreamingPlugin()
+    plugin.load()
+    out = tmp_path / "srv" / "fresh"
+    ctx = _server_path_job(tmp_path, {"input_absolute_path": "/etc/hostname", "output_absolute_path": str(out)})
+    with pytest.raises(PluginError, match="does not contain a video stream"):
+        plugin.run(ctx)
+    assert out.is_dir()
+    missing = tmp_path / "missing.mp4"
+    with pytest.raises(PluginError) as info:
+        plugin.run(_server_path_job(tmp_path, {"input_absolute_path": str(missing)}))
+    assert str(info.value) == f"Input file not found: {missing}"
+    served = tmp_path / "served"
+    ctx = _server_path_job(
+        tmp_path,
+        {"input_absolute_path": str(VIDEO_SILENT), "output_absolute_path": str(served), "variants": ONE_VARIANT},
+    )
+    out_put = plugin.run(ctx)
+    assert out_put["master_playlist"] == str(served / "adaptive.m3u8")
+    assert sorted(p.name for p in served.glob("*.m3u8")) == ["adaptive-72p-100.m3u8", "adaptive.m3u8"]
+    assert list((ctx.job_dir / "output").iterdir()) == []
+    # without an output path: upstream's relative "output", under the data directory's worker folder
+    ctx = _server_path_job(tmp_path, {"input_absolute_path": str(VIDEO_SILENT), "variants": ONE_VARIANT})
+    assert ctx.params["output_absolute_path"] == "output"
+    plugin.run(ctx)
+    assert (tmp_path / "data" / "worker_cwd" / "output" / "adaptive.m3u8").is_file()
+
+
+@pytest.mark.parametrize("field", ["input_absolute_path", "output_absolute_path"])
+def test_hls_server_path_fields_refused_fixed(field: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Without the switch either field is a ParamError naming it, with or without a file."""
+    monkeypatch.delenv(PROFILE_ENV, raising=False)
+    for upload in ("v.mp4", ""):
+        with pytest.raises(ParamError) as info:
+            HlsStreamingPlugin().parse_params({field: str(tmp_path / "x")}, upload)
+        assert info.value.field == field
+        assert "not accepted" in info.value.message
+    assert not HlsStreamingPlugin().file_optional()
+    monkeypatch.setenv(PROFILE_ENV, UPSTREAM_2026_02)
+    assert HlsStreamingPlugin().file_optional()
+    with pytest.raises(NoInputError, match="Either file or input_absolute_path must be provided"):
+        HlsStreamingPlugin().parse_params({}, "")
