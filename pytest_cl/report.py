@@ -422,7 +422,8 @@ class Results:
         out: list[str] = []
         for f in ordered:
             state = "acknowledged" if f.what in self.security_acknowledged else "NOT acknowledged: fails the run"
-            out.append(f"SECURITY ({state}): {f.what}: {f.test}: {f.detail}")
+            out.append(f"SECURITY ({state}): {f.what}")
+            out.append(f"    {f.test}: {f.detail}")
         if self.security_unacknowledged:
             out.append(
                 "a security finding is never a tolerated gap: fix the deployment, or acknowledge the finding in the "

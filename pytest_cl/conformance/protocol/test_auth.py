@@ -248,7 +248,7 @@ def _other_private_key() -> str:
     ).decode()
 
 
-@pytest.mark.cl_needs_fix("tokens without 'exp' refused (upstream accepts them forever)")
+@pytest.mark.cl_security("tokens without 'exp' accepted (a leaked token never expires)")
 def test_token_without_expiry_is_401(auth_target: AuthTarget, http: RawHTTP) -> None:
     """A correctly signed token without ``exp`` never expires: refused with 401."""
     mint = auth_target.need_mint()
@@ -376,7 +376,7 @@ def test_guest_mode_opens_the_job_routes_and_closes_again(auth_target: AuthTarge
 
 
 @pytest.mark.cl_destructive
-@pytest.mark.cl_needs_fix("admin routes closed in guest mode when auth is configured (upstream opens everything)")
+@pytest.mark.cl_security("admin routes open in guest mode while auth is configured")
 def test_guest_mode_keeps_admin_routes_closed(
     auth_target: AuthTarget, http: RawHTTP, config_routes: tuple[str, ...]
 ) -> None:
