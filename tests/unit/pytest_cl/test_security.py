@@ -58,7 +58,9 @@ def test_a_security_finding_fails_the_run_and_is_listed_first(pytester: pytest.P
             "    test_sec.py::test_exp: GET /jobs/{id} with a signed token without 'exp': expected HTTP 401, got 404",
         ]
     )
-    assert out.index("SECURITY FINDINGS") < out.index("- cl: deployment under test -") < out.index("deployment lacks (1)")
+    assert (
+        out.index("SECURITY FINDINGS") < out.index("- cl: deployment under test -") < out.index("deployment lacks (1)")
+    )
     data = json.loads((pytester.path / "out/r.json").read_text())
     assert list(data)[:4] == ["deployment", "missing_worker_policy", "header", "security_findings"]
     assert data["security_findings"] == [
@@ -87,7 +89,12 @@ def test_a_security_finding_on_the_reference_deployment_is_a_finding_too(
     ("listed", "outcome", "lines"),
     [
         (
-            ["a real updated_at", "security:", "tokens without exp accepted", "uploads written outside the job's folder"],
+            [
+                "a real updated_at",
+                "security:",
+                "tokens without exp accepted",
+                "uploads written outside the job's folder",
+            ],
             0,
             [
                 "*cl: SECURITY FINDINGS (1, 0 not acknowledged)*",
@@ -101,8 +108,8 @@ def test_a_security_finding_on_the_reference_deployment_is_a_finding_too(
             1,
             [
                 "*deployment lacks: NOT as expected*",
-                "security finding acknowledged by lacks.txt but not seen: admin routes open in guest mode (fixed, or no "
-                "longer detected: remove it from the security: section)",
+                "security finding acknowledged by lacks.txt but not seen: admin routes open in guest mode (fixed, "
+                "or no longer detected: remove it from the security: section)",
             ],
         ),
         (
@@ -157,9 +164,7 @@ def test_the_packaged_january_list_acknowledges_its_two_findings() -> None:
 def test_input_path_probe() -> None:
     assert judge_input_path(422, None, None) is None  # does not know the field, requires file
     assert judge_input_path(400, None, None) is None
-    finding = judge_input_path(
-        200, "j1", {"status": "error", "error_message": "does not contain a video stream"}
-    )
+    finding = judge_input_path(200, "j1", {"status": "error", "error_message": "does not contain a video stream"})
     assert finding == (
         "POST /jobs/hls_streaming with input_absolute_path=/etc/hostname and no file was accepted (200, job j1), "
         "and the job ended error 'does not contain a video stream': any caller can make the server read its files "
@@ -231,7 +236,9 @@ def test_a_plugin_that_fails_every_job_is_said_once(pytester: pytest.Pytester, c
     line = "every fail job ended error: name 'logger' is not defined (4 checks)"
     result.stdout.fnmatch_lines(["*cl: plugins that failed every job*", line])
     assert out.index(line) < out.index("= FAILURES =")  # leads, before the tracebacks
-    result.stdout.fnmatch_lines([f"| fail ({line}) | 0 | 4 | 0 | 0 | 4 | * | * |", "| hash | 1 | 0 | 0 | 0 | 1 | * | * |"])
+    result.stdout.fnmatch_lines(
+        [f"| fail ({line}) | 0 | 4 | 0 | 0 | 4 | * | * |", "| hash | 1 | 0 | 0 | 0 | 1 | * | * |"]
+    )
     data = json.loads((pytester.path / "out/r.json").read_text())
     assert [p["text"] for p in data["plugin_failures"]] == [line]
     assert len(data["failures"]) == 4  # the individual failures stay in the report
