@@ -202,7 +202,7 @@ class MatrixRow:
             "jobs": self.jobs,
             "latency_p50_ms": _round(self.p50),
             "latency_p95_ms": _round(self.p95),
-            "note": self.note,
+            **({"note": self.note} if self.note else {}),
         }
 
 
