@@ -9,3 +9,4 @@ import pytest
 STATE = pytest.StashKey[object]()
 TEST_PROPS = pytest.StashKey[dict[str, str]]()
 NEEDS_FIX = pytest.StashKey[str]()
+SECURITY = pytest.StashKey[str]()

@@ -241,6 +241,7 @@ class Runtime:
                     "processing": _round3(first.get("processing")),
                     "terminal": _round3(job.terminal_at),
                     "status": job.final.status if job.final is not None else "",
+                    "error": job.final.error_message if job.final is not None else None,
                 }
             )
         return out

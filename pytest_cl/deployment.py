@@ -94,6 +94,9 @@ class DeploymentInfo:
         owner: who started it (``main``, an xdist worker id) or ``remote``.
         startup_seconds: how long the embedded start took (0 for remote).
         mqtt_discovered: the broker was discovered on the server's host (no ``--cl-mqtt`` was given).
+        upstream_release: the upstream release a remote deployment looks like (``upstream-2026-01``,
+            ``upstream-2026-02``), or None (the reference deployment, neither, or embedded).
+        upstream_why: the sentence that says so and why (``pytest_cl._upstream.identify``); empty when embedded.
     """
 
     mode: Literal["embedded", "remote"]
@@ -108,6 +111,8 @@ class DeploymentInfo:
     owner: str = "remote"
     startup_seconds: float = 0.0
     mqtt_discovered: bool = False
+    upstream_release: str | None = None
+    upstream_why: str = ""
 
     @property
     def is_reference(self) -> bool:
@@ -154,6 +159,8 @@ class DeploymentInfo:
             owner=cast(str, raw["owner"]),
             startup_seconds=cast(float, raw["startup_seconds"]),
             mqtt_discovered=bool(raw.get("mqtt_discovered", False)),
+            upstream_release=cast(str | None, raw.get("upstream_release")),
+            upstream_why=str(raw.get("upstream_why") or ""),
         )
 
 
@@ -272,6 +279,14 @@ def describe(
             f"cl: --cl-require-workers / cl_require_workers: no worker offers {', '.join(missing)} at {server_url} "
             f"(available: {', '.join(sorted(offered)) or 'none'}). Start workers for them or drop them from the list."
         )
+    release: str | None = None
+    why = ""
+    if mode == "remote":
+        from pytest_cl._upstream import fingerprint, identify
+
+        headers = {"Authorization": f"Bearer {settings.token}"} if settings.token else {}
+        verdict = identify(fingerprint(health.service or "", server_url, mqtt_url, caps.num_workers, headers))
+        release, why = verdict.release, verdict.why
     return DeploymentInfo(
         mode=mode,
         server_url=server_url,
@@ -285,6 +300,8 @@ def describe(
         owner=owner,
         startup_seconds=startup_seconds,
         mqtt_discovered=discover,
+        upstream_release=release,
+        upstream_why=why,
     )
 
 

@@ -25,8 +25,15 @@ from typing import TYPE_CHECKING, cast
 
 import pytest
 
-from pytest_cl._keys import NEEDS_FIX, STATE, TEST_PROPS
-from pytest_cl._lacks import ExpectedLacks, ExpectLacksError, LacksComparison, compare_lacks, read_expected
+from pytest_cl._keys import NEEDS_FIX, SECURITY, STATE, TEST_PROPS
+from pytest_cl._lacks import (
+    ExpectedLacks,
+    ExpectLacksError,
+    LacksComparison,
+    compare_lacks,
+    packaged_lists,
+    read_expected,
+)
 from pytest_cl._ledgerfile import (
     LedgerFile,
     Leftover,
@@ -38,6 +45,7 @@ from pytest_cl._ledgerfile import (
 )
 from pytest_cl._signals import Stopper
 from pytest_cl._tmp import make_shared_dir
+from pytest_cl._upstream import PICK, Verdict, pick_error
 from pytest_cl.config import Settings, SettingsError, add_options, resolve_settings
 from pytest_cl.deployment import (
     STANDARD_TASK_TYPES,
@@ -55,6 +63,8 @@ from pytest_cl.report import (
     PROP_MISSING,
     PROP_PROBLEMS,
     PROP_ROW,
+    PROP_SECURITY,
+    PROP_SECURITY_CHECKED,
     PROP_TIMELINE,
     Comparison,
     Results,
@@ -77,6 +87,9 @@ MARKERS = (
     "that is not embedded unless --cl-allow-destructive",
     "cl_needs_fix(what): the test relies on a [fix] of PROTOCOL.md; against a deployment that is not the "
     "reference one (and not in strict mode) a failure is reported as 'deployment lacks <what>' (xfail)",
+    "cl_security(what): the test looks for a security hole; when its assertion fails the deployment has the "
+    "security finding <what>, on every deployment and in every mode: listed first (red), and the run fails unless "
+    "the --cl-expect-lacks file acknowledges it in its 'security:' section",
     "cl_row(name): the row of the conformance matrix (default: from the test file's path)",
     "cl_needs_mqtt: the check needs the deployment's MQTT broker (job events, capability messages); with "
     "--cl-mqtt off it is reported as 'not checked' (a skip), never as a failure of the deployment",
@@ -117,6 +130,10 @@ class _State:
     settlements: list[RunSettlement] = field(default_factory=list[RunSettlement])
     previous: dict[str, object] | None = None
     expected_lacks: ExpectedLacks | None = None
+    #: the list the expectation was read from (``upstream`` resolved to the packaged list it picked)
+    expected_source: str | None = None
+    #: why ``--cl-expect-lacks upstream`` picked that list (for the header)
+    expected_why: str | None = None
     lacks_comparison: LacksComparison | None = None
 
 
@@ -196,11 +213,47 @@ def _check_report_settings(state: _State) -> None:
             state.previous = load_previous(Path(s.compare).expanduser())
         except ValueError as exc:
             raise pytest.UsageError(f"cl: --cl-compare / cl_compare / CL_COMPARE: {exc}") from None
-    if s.expect_lacks:
+    if s.expect_lacks == PICK and not Path(PICK).exists():
+        if not s.embedded:
+            return  # picked once the deployment was probed (pytest_sessionstart)
+        profile = s.embedded_profile
+        if profile not in packaged_lists():
+            raise pytest.UsageError(
+                f"cl: --cl-expect-lacks {PICK}: the embedded deployment runs the profile {profile!r} (the reference "
+                f"deployment), which is no upstream release. Name a list instead (packaged: "
+                f"{', '.join(packaged_lists()) or 'none'}) or a file of your own."
+            )
+        _use_expected(state, profile, f"the embedded deployment runs the profile {profile}")
+    elif s.expect_lacks:
         try:
             state.expected_lacks = read_expected(Path(s.expect_lacks).expanduser())
         except ExpectLacksError as exc:
             raise pytest.UsageError(f"cl: {exc}") from None
+
+
+def _use_expected(state: _State, name: str, why: str) -> None:
+    """``--cl-expect-lacks upstream``: read the packaged list ``name`` and remember why it was picked."""
+    try:
+        state.expected_lacks = read_expected(name)
+    except ExpectLacksError as exc:
+        raise pytest.UsageError(f"cl: {exc}") from None
+    state.expected_source, state.expected_why = name, why
+
+
+def _pick_expected(state: _State, info: DeploymentInfo) -> None:
+    """``--cl-expect-lacks upstream`` against a ``--cl-server``: the list of the release it looks like."""
+    if state.settings.expect_lacks != PICK or state.expected_lacks is not None:
+        return
+    verdict = Verdict(info.upstream_release, info.upstream_why or "looks like neither upstream release")
+    known = packaged_lists()
+    if verdict.release is None:
+        raise pytest.UsageError(pick_error(verdict, known))
+    if verdict.release not in known:
+        raise pytest.UsageError(
+            f"cl: --cl-expect-lacks {PICK}: the deployment {verdict.why}, but the list {verdict.release} is not "
+            f"installed (packaged: {', '.join(known) or 'none'}); upgrade cl-client or name a file of your own."
+        )
+    _use_expected(state, verdict.release, verdict.why)
 
 
 def _comparison(state: _State) -> Comparison | None:
@@ -225,8 +278,13 @@ def _header(state: _State) -> dict[str, object]:
                 "workers": list(info.workers),
                 "num_workers": info.num_workers,
                 "capabilities": list(info.capabilities),
+                "upstream_release": info.upstream_release,
+                "which_upstream": info.upstream_why,
             }
         )
+    if state.expected_source:
+        header["expect_lacks"] = state.expected_source
+        header["expect_lacks_why"] = state.expected_why
     return header
 
 
@@ -260,6 +318,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         state.info = probe(state.settings)
     except DeploymentUnavailableError as exc:
         raise pytest.UsageError(str(exc)) from None
+    _pick_expected(state, state.info)
     _open_ledger(session.config, state, state.info)
 
 
@@ -354,6 +413,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         lines = [f"cl: deployment under test: {target}"]
         if workers:
             lines.append(f"cl: workers: {workers}")
+        if state.info.upstream_why:
+            lines.append(f"cl: which upstream: {state.info.upstream_why}")
         absent = [t for t in STANDARD_TASK_TYPES if not state.info.offers(t)]
         if absent and not state.info.embedded:
             lines.append(
@@ -381,6 +442,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         )
     if s.rows:
         lines.append(f"cl: rows: {', '.join(s.rows)} (--cl-rows; the other tests are deselected)")
+    if state.expected_source and state.expected_why:
+        lines.append(f"cl: --cl-expect-lacks {PICK}: using {state.expected_source} ({state.expected_why})")
     for settlement in state.settlements:
         lines += settlement.lines(_ledger_path(config, s))
     return lines
@@ -429,7 +492,7 @@ def _is_cl_item(item: pytest.Item) -> bool:
     names = cast(list[str], getattr(item, "fixturenames", []))
     if CL_FIXTURES.intersection(names):
         return True
-    return any(any(item.iter_markers(name)) for name in ("cl_requires", "cl_needs_fix", "cl_needs_mqtt"))
+    return any(any(item.iter_markers(name)) for name in ("cl_requires", "cl_needs_fix", "cl_needs_mqtt", "cl_security"))
 
 
 def _node(request: pytest.FixtureRequest) -> pytest.Item:
@@ -519,12 +582,23 @@ def pytest_runtest_makereport(
         if _is_cl_item(item):
             detail = json.dumps(runtime.failure_detail(item.nodeid), separators=(",", ":"))
             report.user_properties.append((PROP_FAILURE, detail))
+    security = item.stash.get(SECURITY, None)
+    found = call.excinfo is not None and isinstance(call.excinfo.value, AssertionError)
+    if call.when == "call" and security is not None and report.failed and found:
+        report.outcome = "skipped"  # the check found the hole: a finding, not a failure
+        report.wasxfail = f"SECURITY: {security}"
     xfailed = report.skipped and hasattr(report, "wasxfail")  # not a pytest.skip() inside the check
     if call.when == "call" and xfailed and item.stash.get(NEEDS_FIX, None):
         props = _props(item)
         props[PROP_LACKS] = "\n".join(filter(None, [props.get(PROP_LACKS, ""), item.stash[NEEDS_FIX]]))
+    if call.when == "call" and security is not None:
+        if xfailed and call.excinfo is not None:
+            finding = [security, _finding_detail(call.excinfo.value)]
+            _props(item)[PROP_SECURITY] = json.dumps([finding])
+        if report.passed or report.failed or xfailed:
+            _props(item)[PROP_SECURITY_CHECKED] = security  # the check ran: its hole was looked for
     fix = item.get_closest_marker("cl_needs_fix")
-    if call.when == "call" and fix is not None and (report.passed or report.failed or xfailed):
+    if call.when == "call" and security is None and fix is not None and (report.passed or report.failed or xfailed):
         _props(item)[PROP_FIX_CHECKED] = _fix_text(fix)  # the check ran: its gap was looked for
     if call.when in ("setup", "call") and _is_cl_item(item):
         # in case no teardown report follows (an interrupted xdist worker): see Results.settle_unfinished
@@ -535,6 +609,12 @@ def pytest_runtest_makereport(
             props.update({k: v for k, v in summary_of(runtime.ledger.jobs_of(item.nodeid)).items() if v})
         report.user_properties.extend(props.items())
     return report
+
+
+def _finding_detail(exc: BaseException) -> str:
+    """Return what a ``cl_security`` check's assertion says the deployment did (without pytest's ``assert …`` lines)."""
+    text = str(exc).strip()
+    return text.split("\nassert ", 1)[0].strip() or type(exc).__name__
 
 
 def _fix_text(marker: pytest.Mark) -> str:
@@ -579,16 +659,23 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         state.results.add_session(state.process, data)
     state.results.settle_unfinished(interrupted=session.exitstatus == pytest.ExitCode.INTERRUPTED)
     state.results.finished = time.time()
-    if state.expected_lacks is not None and state.settings.expect_lacks and state.stopper.received is None:
+    expected = state.expected_lacks
+    if expected is not None:
+        state.results.security_acknowledged = expected.security
+    if expected is not None and state.settings.expect_lacks and state.stopper.received is None:
         comparison = compare_lacks(
             (lack for _, lack in state.results.lacks),
-            state.expected_lacks,
-            state.settings.expect_lacks,
+            expected,
+            state.expected_source or state.settings.expect_lacks,
             checked=state.results.fix_checked,
+            security_seen=(f.what for f in state.results.security),
+            security_checked=state.results.security_checked,
         )
         state.lacks_comparison = comparison
         if not comparison.ok and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    if state.results.security_unacknowledged and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED  # a security finding is never a tolerated gap
     if state.settings.report and (state.results.tests or state.results.sessions):
         state.results.write(
             state.settings.report,
@@ -631,7 +718,44 @@ def _deployment_text(state: _State) -> str:
     return "embedded cl_compute (not started)" if state.settings.embedded else str(state.settings.server)
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> Generator[None]:
+    """Lead the summary with the security findings and the plugins that failed every job.
+
+    They come before pytest's tracebacks; the cl sections (``_write_summary``) come after them.
+    """
+    state = _state(terminalreporter.config)
+    if not state.worker:
+        _write_leading_sections(terminalreporter, state)
+    try:
+        return (yield)
+    finally:
+        if not state.worker:
+            _write_summary(terminalreporter)
+
+
+def _write_leading_sections(terminalreporter: pytest.TerminalReporter, state: _State) -> None:
+    results = state.results
+    if state.expected_lacks is not None:
+        results.security_acknowledged = state.expected_lacks.security
+    if results.security:
+        unacknowledged = len(results.security_unacknowledged)
+        title = f"cl: SECURITY FINDINGS ({len(results.security)}, {unacknowledged} not acknowledged)"
+        terminalreporter.write_sep("=", title, red=True, bold=True)
+        for line in results.security_lines():
+            terminalreporter.write_line(line, red=True, bold=line.startswith("SECURITY (NOT"))
+    failures = results.plugin_failures()
+    if failures:
+        terminalreporter.write_sep("=", "cl: plugins that failed every job", red=True, bold=True)
+        for failure in failures:
+            terminalreporter.write_line(failure.text(), red=True)
+        terminalreporter.write_line(
+            "one cause, not separate defects: the plugin is broken on this deployment (each check's traceback "
+            "follows and stays in the report files)"
+        )
+
+
+def _write_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """Write the cl sections: deployment, skips for lack of a worker, lacks, clean-up, the conformance matrix."""
     state = _state(terminalreporter.config)
     results = state.results
@@ -646,7 +770,12 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             terminalreporter.write_line(line)
     if not (results.tests or results.sessions):
         return
-    sections = terminal_sections(results, _deployment_text(state), state.settings.policy_text, _comparison(state))
+    head = [f"which upstream: {info.upstream_why}"] if (info := state.info) is not None and info.upstream_why else []
+    if state.expected_source and state.expected_why:
+        head.append(f"--cl-expect-lacks {PICK}: using {state.expected_source} ({state.expected_why})")
+    sections = terminal_sections(
+        results, _deployment_text(state), state.settings.policy_text, _comparison(state), extra_head=head
+    )
     for title, lines in sections:
         terminalreporter.write_sep("-", title)
         for line in lines:
@@ -808,6 +937,11 @@ def _cl_markers(request: pytest.FixtureRequest) -> None:
     if requires:
         require = cast(Callable[..., None], request.getfixturevalue("require_worker"))
         require(*requires)
+    security = node.get_closest_marker("cl_security")
+    if security is not None:  # never a tolerated gap: on every deployment, in every mode
+        what = _fix_text(security) if security.args else "a security hole"
+        node.stash[SECURITY] = what  # a failed assertion becomes the finding (pytest_runtest_makereport)
+        return
     fix = node.get_closest_marker("cl_needs_fix")
     if fix is not None:
         info = cast(DeploymentInfo, request.getfixturevalue("cl_deployment"))

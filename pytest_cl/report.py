@@ -32,7 +32,9 @@ __all__ = [
     "NOT_CHECKED",
     "Comparison",
     "MatrixRow",
+    "PluginFailure",
     "Results",
+    "SecurityFinding",
     "compare",
     "load_previous",
     "percentile",
@@ -47,6 +49,14 @@ PROP_LACKS = "cl_lacks"
 #: what a ``cl_needs_fix`` check looked for, when it ran (passed, failed or xfailed; not when it was skipped)
 PROP_FIX_CHECKED = "cl_fix_checked"
 PROP_PROBLEMS = "cl_cleanup_problems"
+#: JSON list of ``[what, detail]``: the security findings of a ``cl_security`` check that failed
+PROP_SECURITY = "cl_security"
+#: what a ``cl_security`` check looked for, when it ran (passed or found something; not when it was skipped)
+PROP_SECURITY_CHECKED = "cl_security_checked"
+#: a plugin "fails every job" when all of at least this many of its jobs ended ``error`` with one message ...
+PLUGIN_FAILURE_MIN_JOBS = 3
+#: ... and at least this many checks failed
+PLUGIN_FAILURE_MIN_CHECKS = 2
 #: JSON list of the test's jobs with their times (submitted, queued, processing, terminal): the time lines.
 PROP_TIMELINE = "cl_timeline"
 #: JSON of a failing report's jobs (record, MQTT events) and requests (curl lines): the failure forensics.
@@ -107,6 +117,42 @@ def percentile(values: Sequence[float], q: float) -> float | None:
     return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
 
 
+@dataclass(frozen=True)
+class PluginFailure:
+    """A plugin whose every job in the run ended ``error`` with the same message (a broken install, not N defects).
+
+    Attributes:
+        task_type: the plugin.
+        message: the one ``error_message`` of all its jobs.
+        jobs: how many of its jobs the run made.
+        checks: the node ids of the failed checks that made its jobs.
+    """
+
+    task_type: str
+    message: str
+    jobs: int
+    checks: tuple[str, ...]
+
+    def text(self) -> str:
+        """``every hash job ended error: name 'logger' is not defined (29 checks)``."""
+        return f"every {self.task_type} job ended error: {self.message} ({len(self.checks)} checks)"
+
+
+@dataclass(frozen=True)
+class SecurityFinding:
+    """A security hole a ``cl_security`` check found.
+
+    Attributes:
+        test: the check's node id.
+        what: the finding (the marker's text; the key of the expectation file's ``security:`` section).
+        detail: what the deployment did, in words (the check's failure message).
+    """
+
+    test: str
+    what: str
+    detail: str
+
+
 @dataclass
 class MatrixRow:
     """One row of the matrix.
@@ -128,6 +174,12 @@ class MatrixRow:
     not_checked: int = 0
     jobs: int = 0
     latencies_ms: list[float] = field(default_factory=list[float])
+    note: str = ""
+
+    @property
+    def label(self) -> str:
+        """The row's name, with its note (``hash (every hash job ended error: …)``) when it has one."""
+        return f"{self.name} ({self.note})" if self.note else self.name
 
     @property
     def p50(self) -> float | None:
@@ -150,6 +202,7 @@ class MatrixRow:
             "jobs": self.jobs,
             "latency_p50_ms": _round(self.p50),
             "latency_p95_ms": _round(self.p95),
+            **({"note": self.note} if self.note else {}),
         }
 
 
@@ -193,6 +246,10 @@ class Results:
         failures: node id -> ``{"message", "jobs", "requests"}`` of a failed test (``PROP_FAILURE``).
         stopped_not_crashed: (finished, interrupted) counts of the tests xdist reported as "worker crashed" in an
             interrupted run (see ``settle_unfinished``).
+        security: the security findings of the ``cl_security`` checks (listed first in every output).
+        security_checked: what the ``cl_security`` checks that ran looked for (their markers' texts).
+        security_acknowledged: findings the expectation file's ``security:`` section acknowledges (set by the
+            plugin); the others fail the run.
         started: wall-clock start of the run (set by the plugin).
         finished: wall-clock end of the run (set by the plugin).
     """
@@ -211,6 +268,9 @@ class Results:
     started: float | None = None
     finished: float | None = None
     stopped_not_crashed: tuple[int, int] = (0, 0)
+    security: list[SecurityFinding] = field(default_factory=list[SecurityFinding])
+    security_checked: set[str] = field(default_factory=set[str])
+    security_acknowledged: frozenset[str] = frozenset()
     _state: dict[str, _TestState] = field(default_factory=dict[str, _TestState], repr=False)
     #: xdist's reports of the test a worker held when it went down (``CRASH_PHASE``)
     _crashes: dict[str, pytest.TestReport] = field(default_factory=dict[str, pytest.TestReport], repr=False)
@@ -303,6 +363,11 @@ class Results:
             self.lacks.append((nodeid, lack))
         if props.get(PROP_FIX_CHECKED):
             self.fix_checked.add(props[PROP_FIX_CHECKED])
+        if props.get(PROP_SECURITY_CHECKED):
+            self.security_checked.add(props[PROP_SECURITY_CHECKED])
+        if props.get(PROP_SECURITY):
+            for what, detail in cast(list[list[str]], json.loads(props[PROP_SECURITY])):
+                self.security.append(SecurityFinding(nodeid, what, detail))
         self.problems.extend(filter(None, props.get(PROP_PROBLEMS, "").split("\n")))
         for item in filter(None, props.get("cl_cleanup", "").split(",")):
             job_id, _, how = item.partition(":")
@@ -346,6 +411,44 @@ class Results:
                 counts[capability] = counts.get(capability, 0) + 1
         return sorted(counts.items())
 
+    @property
+    def security_unacknowledged(self) -> list[SecurityFinding]:
+        """The findings the expectation file does not acknowledge: each fails the run."""
+        return [f for f in self.security if f.what not in self.security_acknowledged]
+
+    def security_lines(self) -> list[str]:
+        """Return the security section: one line per finding, unacknowledged ones first."""
+        ordered = sorted(self.security, key=lambda f: (f.what in self.security_acknowledged, f.what, f.test))
+        out: list[str] = []
+        for f in ordered:
+            state = "acknowledged" if f.what in self.security_acknowledged else "NOT acknowledged: fails the run"
+            out.append(f"SECURITY ({state}): {f.what}")
+            out.append(f"    {f.test}: {f.detail}")
+        if self.security_unacknowledged:
+            out.append(
+                "a security finding is never a tolerated gap: fix the deployment, or acknowledge the finding in the "
+                "security: section of the --cl-expect-lacks file (it stays listed first)"
+            )
+        return out
+
+    def plugin_failures(self) -> list[PluginFailure]:
+        """Return the plugins whose every job ended ``error`` with one message (see ``PLUGIN_FAILURE_MIN_JOBS``)."""
+        by_task: dict[str, list[tuple[str, str, str]]] = {}
+        for nodeid, jobs in self.timelines.items():
+            for job in jobs:
+                by_task.setdefault(str(job.get("task", "")), []).append(
+                    (nodeid, str(job.get("status") or ""), str(job.get("error") or ""))
+                )
+        out: list[PluginFailure] = []
+        for task, jobs in sorted(by_task.items()):
+            messages = {message for _, _, message in jobs}
+            if len(jobs) < PLUGIN_FAILURE_MIN_JOBS or any(s != "error" for _, s, _ in jobs) or len(messages) != 1:
+                continue
+            checks = sorted({n for n, _, _ in jobs if n in self.tests and self.tests[n][1] == "failed"})
+            if len(checks) >= PLUGIN_FAILURE_MIN_CHECKS:
+                out.append(PluginFailure(task, messages.pop() or "(no error message)", len(jobs), tuple(checks)))
+        return out
+
     def rows(self) -> list[MatrixRow]:
         """Build the matrix: plugin (and other) rows by name, then ``protocol``, then ``workflows``."""
         rows: dict[str, MatrixRow] = {}
@@ -361,6 +464,9 @@ class Results:
             else:
                 row.skipped += 1
             row.latencies_ms.extend(latencies)
+        for failure in self.plugin_failures():
+            if failure.task_type in rows:
+                rows[failure.task_type].note = failure.text()
         return sorted(rows.values(), key=lambda r: row_sort_key(r.name))
 
     # -- output ----------------------------------------------------------------------------------------
@@ -376,6 +482,25 @@ class Results:
             "deployment": deployment,
             "missing_worker_policy": policy,
             "header": dict(header or {}),
+            "security_findings": [
+                {
+                    "test": f.test,
+                    "finding": f.what,
+                    "detail": f.detail,
+                    "acknowledged": f.what in self.security_acknowledged,
+                }
+                for f in sorted(self.security, key=lambda f: (f.what in self.security_acknowledged, f.what, f.test))
+            ],
+            "plugin_failures": [
+                {
+                    "task_type": p.task_type,
+                    "message": p.message,
+                    "jobs": p.jobs,
+                    "checks": list(p.checks),
+                    "text": p.text(),
+                }
+                for p in self.plugin_failures()
+            ],
             "started": self.started,
             "finished": self.finished,
             "embedded_starts": self.starts,
@@ -413,7 +538,7 @@ class Results:
         ]
         for r in self.rows():
             lines.append(
-                f"| {r.name} | {r.passed} | {r.failed} | {r.skipped} | {r.not_checked} | {r.jobs} | {_ms(r.p50)} "
+                f"| {r.label} | {r.passed} | {r.failed} | {r.skipped} | {r.not_checked} | {r.jobs} | {_ms(r.p50)} "
                 f"| {_ms(r.p95)} |"
             )
         return lines
@@ -427,8 +552,17 @@ class Results:
             "",
             f"Missing-worker policy: {policy}",
             "",
-            *self.matrix_lines(),
         ]
+        if self.security:
+            out += [f"## Security findings ({len(self.security)})", ""]
+            out += [f"* {line}" for line in self.security_lines()]
+            out.append("")
+        failures = self.plugin_failures()
+        if failures:
+            out += ["## Plugins that failed every job", ""]
+            out += [f"* {p.text()}" for p in failures]
+            out.append("")
+        out += self.matrix_lines()
         if comparison is not None:
             out += ["", f"## Compared with {comparison.source}", ""]
             out += [f"* {line}" for line in comparison.lines()]
@@ -611,11 +745,18 @@ def compare(old: Mapping[str, object], results: Results, source: str) -> Compari
 
 
 def terminal_sections(
-    results: Results, deployment: str, policy: str, comparison: Comparison | None = None
+    results: Results,
+    deployment: str,
+    policy: str,
+    comparison: Comparison | None = None,
+    extra_head: Sequence[str] = (),
 ) -> Iterable[tuple[str, list[str]]]:
-    """Return the terminal summary: (title, lines) per section, empty sections left out."""
+    """Return the terminal summary: (title, lines) per section, empty sections left out.
+
+    ``extra_head``: more lines of the "deployment under test" section (which upstream it looks like).
+    """
     starts = results.starts
-    head = [f"deployment: {deployment}", f"missing-worker policy: {policy}"]
+    head = [f"deployment: {deployment}", *extra_head, f"missing-worker policy: {policy}"]
     if starts:
         owners = {p: d for p, d in results.sessions.items() if cast(int, d.get("starts", 0))}
         head.append(f"embedded deployment started {starts} time(s) (by {', '.join(owners)})")

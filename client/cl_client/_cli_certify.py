@@ -3,7 +3,8 @@
 Not a second test runner: ``build_command`` (a pure function) turns the options into one pytest command line
 and environment, ``run_pytest`` runs it in a child process whose output streams to the terminal, and the
 command exits with pytest's exit code. The conformance matrix is printed by the ``cl`` pytest plugin's
-terminal summary, as in any other pytest run of the suites.
+terminal summary, as in any other pytest run of the suites; its "deployment under test" section names the upstream
+release a deployment given by URL looks like (``which upstream: …``), and security findings lead the summary.
 
 Which deployment: the positional URL, else the global ``--server`` option, else the embedded reference
 deployment. ``CL_SERVER_URL`` is never used implicitly (it is removed from the child's environment, where the
@@ -90,8 +91,10 @@ class CertifyRequest:
         username: user name at the auth service (None = ``CL_USERNAME``).
         password: password (None = ``CL_PASSWORD``).
         auth_url: auth service URL (None = ``CL_AUTH_URL``, else ``AUTH_URL``).
-        expect_lacks: a file of the expected "deployment lacks" entries, or the name of a packaged one (such as
-            ``upstream-2026-01``): a new or missing entry fails the run.
+        expect_lacks: a file of the expected "deployment lacks" entries and acknowledged security findings, the
+            name of a packaged one (``upstream-2026-01``, ``upstream-2026-02``), or ``upstream``: the packaged list
+            of the upstream release the deployment looks like (the summary says which and why). A new or missing
+            entry fails the run, and so does a security finding the file does not acknowledge.
         profile: behaviour profile of the embedded deployment (``fixed`` or ``upstream-2026-01``); None = fixed.
         pytest_args: further pytest arguments, appended last.
     """
@@ -416,8 +419,10 @@ class _CertifyCommand(click.Command):
                    "else JSON and Markdown (suffix .md).")  # fmt: skip
 @click.option("--strict", is_flag=True, help="Missing workers and checks that need a [fix] fail.")
 @click.option("--expect-lacks", metavar="FILE|NAME", default=None,
-              help="The 'deployment lacks' entries the deployment is known to have (a file, one per line, or a "
-                   "packaged list such as upstream-2026-01): a new or a missing one fails the run.")  # fmt: skip
+              help="The 'deployment lacks' entries the deployment is known to have, and the security findings it "
+                   "acknowledges after a 'security:' line (a file, one per line, or a packaged list: "
+                   "upstream-2026-01, upstream-2026-02, or 'upstream' for the release the deployment looks like): a "
+                   "new or a missing one fails the run.")  # fmt: skip
 @click.option("--profile", metavar="NAME", default=None,
               help="Embedded deployment only: behave as 'fixed' (default) or 'upstream-2026-01'.")  # fmt: skip
 @click.option("--token", metavar="JWT", default=None, help="Bearer token [env CL_TOKEN].")
@@ -460,7 +465,7 @@ def certify(
       cl-client certify                              # the embedded reference deployment
       cl-client certify http://host:8002 --mqtt mqtt://host:1883 -n 4 --report cert.json
       cl-client certify http://host:8002 --plugins hash,exif --strict
-      cl-client certify http://host:8002 --expect-lacks upstream-2026-01   # upstream's known gaps, exactly
+      cl-client certify http://host:8002 --expect-lacks upstream   # the known gaps of the upstream it looks like
       cl-client certify --profile upstream-2026-01 --expect-lacks upstream-2026-01
       cl-client certify http://host:8002 -- -k md5 -x     # after --: pytest's own options
     """

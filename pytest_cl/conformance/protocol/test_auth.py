@@ -149,10 +149,32 @@ def _job_routes(http: RawHTTP, headers: dict[str, str], file: bytes = b"abc") ->
     }
 
 
-def _admin_routes(http: RawHTTP, headers: dict[str, str]) -> dict[str, httpx.Response]:
+#: the route that reads the guest-mode setting: January 2026 upstream's, then February 2026 upstream's (§2, §9)
+CONFIG_ROUTES = ("/admin/config", "/admin/pref")
+
+
+@pytest.fixture(scope="module")
+def config_routes(auth_target: AuthTarget) -> tuple[str, ...]:
+    """The settings routes this deployment has: ``GET /admin/config`` (January 2026), ``GET /admin/pref``
+    (February 2026), or both (the reference deployment). A route that does not exist answers 404 before any
+    auth check; a deployment with neither fails every check that uses them, saying so."""
+    with httpx.Client(base_url=auth_target.server_url, timeout=30) as client:
+        statuses = {path: client.get(path).status_code for path in CONFIG_ROUTES}
+    found = tuple(path for path, status in statuses.items() if status != 404)
+    if not found:
+        pytest.fail(
+            "neither January 2026's GET /admin/config nor February 2026's GET /admin/pref exists on "
+            f"{auth_target.server_url} (both answer 404 without a token): the deployment has no route that reads "
+            "the guest-mode setting (PROTOCOL.md §2)",
+            pytrace=False,
+        )
+    return found
+
+
+def _admin_routes(http: RawHTTP, headers: dict[str, str], config_routes: tuple[str, ...]) -> dict[str, httpx.Response]:
     return {
         "GET /admin/jobs/storage/size": http.client.get("/admin/jobs/storage/size", headers=headers),
-        "GET /admin/config": http.client.get("/admin/config", headers=headers),
+        **{f"GET {path}": http.client.get(path, headers=headers) for path in config_routes},
         "DELETE /admin/jobs/cleanup?days=36500": http.client.delete("/admin/jobs/cleanup?days=36500", headers=headers),
     }
 
@@ -226,7 +248,7 @@ def _other_private_key() -> str:
     ).decode()
 
 
-@pytest.mark.cl_needs_fix("tokens without 'exp' refused (upstream accepts them forever)")
+@pytest.mark.cl_security("tokens without 'exp' accepted (a leaked token never expires)")
 def test_token_without_expiry_is_401(auth_target: AuthTarget, http: RawHTTP) -> None:
     """A correctly signed token without ``exp`` never expires: refused with 401."""
     mint = auth_target.need_mint()
@@ -255,14 +277,15 @@ def test_job_routes_without_the_permission_are_403(auth_target: AuthTarget, http
         _cleanup_created(http, responses, headers)
 
 
-def test_admin_routes_need_is_admin(auth_target: AuthTarget, http: RawHTTP) -> None:
-    """``/admin/*``: 401 without a token, 403 for a user with the job permission, 200 for ``is_admin``."""
+def test_admin_routes_need_is_admin(auth_target: AuthTarget, http: RawHTTP, config_routes: tuple[str, ...]) -> None:
+    """``/admin/*``: 401 without a token, 403 for a user with the job permission, 200 for ``is_admin``; the
+    settings route (``/admin/config`` or ``/admin/pref``, whichever exists) answers ``guest_mode`` as a boolean."""
     mint = auth_target.need_mint()
-    anonymous = _admin_routes(http, {})
+    anonymous = _admin_routes(http, {}, config_routes)
     expect(_statuses(anonymous), dict.fromkeys(anonymous, 401), "admin routes without a token: HTTP status per route")
-    user = _admin_routes(http, _bearer(mint()))
+    user = _admin_routes(http, _bearer(mint()), config_routes)
     expect(_statuses(user), dict.fromkeys(user, 403), "admin routes with a non-admin user token: HTTP status per route")
-    admin = _admin_routes(http, _bearer(mint(permissions=[], is_admin=True)))
+    admin = _admin_routes(http, _bearer(mint(permissions=[], is_admin=True)), config_routes)
     expect(_statuses(admin), dict.fromkeys(admin, 200), "admin routes with an is_admin token: HTTP status per route")
     where = "GET /admin/jobs/storage/size as admin"
     size = admin["GET /admin/jobs/storage/size"].json()
@@ -270,8 +293,9 @@ def test_admin_routes_need_is_admin(auth_target: AuthTarget, http: RawHTTP) -> N
     assert isinstance(job_count, int) and isinstance(total_size, int), (
         f"{where}: expected integer job_count and total_size, got {job_count!r} and {total_size!r}"
     )
-    guest_mode = get_field(admin["GET /admin/config"].json(), "guest_mode", where="GET /admin/config as admin")
-    assert isinstance(guest_mode, bool), f"GET /admin/config as admin: guest_mode is {guest_mode!r}, not a boolean"
+    for path in config_routes:
+        guest_mode = get_field(admin[f"GET {path}"].json(), "guest_mode", where=f"GET {path} as admin")
+        assert isinstance(guest_mode, bool), f"GET {path} as admin: guest_mode is {guest_mode!r}, not a boolean"
 
 
 # -- 200 ---------------------------------------------------------------------------------------------------
@@ -313,11 +337,21 @@ def test_admin_token_may_use_job_routes(auth_target: AuthTarget, http: RawHTTP) 
 
 # -- guest mode --------------------------------------------------------------------------------------------
 def _set_guest_mode(http: RawHTTP, admin: dict[str, str], on: bool) -> None:
+    """PUT February 2026's ``/admin/pref/guest-mode``, else (404) January 2026's ``/admin/config/guest-mode``."""
     value = "true" if on else "false"
-    response = http.client.put("/admin/pref/guest-mode", data={"guest_mode": value}, headers=admin)
-    if response.status_code == 404:  # older servers
-        response = http.client.put("/admin/config/guest-mode", data={"guest_mode": value}, headers=admin)
-    expect_status(response, 200, what=f"PUT guest-mode {value} as admin")
+    tried: list[str] = []
+    for path in ("/admin/pref/guest-mode", "/admin/config/guest-mode"):
+        response = http.client.put(path, data={"guest_mode": value}, headers=admin)
+        if response.status_code != 404:
+            break
+        tried.append(path)
+    else:
+        pytest.fail(
+            f"PUT guest_mode={value} as admin: neither route exists ({' and '.join(tried)} answer 404): the deployment "
+            "has no way to switch guest mode (PROTOCOL.md §2)",
+            pytrace=False,
+        )
+    expect_status(response, 200, what=f"PUT {path} guest_mode={value} as admin")
     guest_mode = get_field(response.json(), "guest_mode", where=f"the answer to PUT guest-mode {value}")
     assert guest_mode is on, f"PUT guest-mode {value}: the answer says guest_mode {guest_mode!r}"
 
@@ -342,20 +376,22 @@ def test_guest_mode_opens_the_job_routes_and_closes_again(auth_target: AuthTarge
 
 
 @pytest.mark.cl_destructive
-@pytest.mark.cl_needs_fix("admin routes closed in guest mode when auth is configured (upstream opens everything)")
-def test_guest_mode_keeps_admin_routes_closed(auth_target: AuthTarget, http: RawHTTP) -> None:
+@pytest.mark.cl_security("admin routes open in guest mode while auth is configured")
+def test_guest_mode_keeps_admin_routes_closed(
+    auth_target: AuthTarget, http: RawHTTP, config_routes: tuple[str, ...]
+) -> None:
     """In guest mode the admin routes still need an admin token (401 without, 403 for a user)."""
     mint = auth_target.need_mint()
     admin = _bearer(mint(permissions=[], is_admin=True))
     _set_guest_mode(http, admin, True)
     try:
-        anonymous = _admin_routes(http, {})
+        anonymous = _admin_routes(http, {}, config_routes)
         expect(
             _statuses(anonymous),
             dict.fromkeys(anonymous, 401),
             "admin routes without a token in guest mode: HTTP status per route",
         )
-        user = _admin_routes(http, _bearer(mint()))
+        user = _admin_routes(http, _bearer(mint()), config_routes)
         expect(
             _statuses(user),
             dict.fromkeys(user, 403),

@@ -125,12 +125,19 @@ def test_priority_bounds_are_accepted_and_echoed(
         http.delete(f"/jobs/{job_id}")
 
 
-def test_missing_file_is_422_naming_file(http: RawHTTP) -> None:
-    """A multipart request without a ``file`` part is a 422 naming ``file`` (not a 500, not a job)."""
+def test_missing_file_is_refused(http: RawHTTP) -> None:
+    """A multipart request without a ``file`` part is refused (not a 500, not a job): FastAPI's 422 naming
+    ``file``, or a 400 (a route whose ``file`` is optional refuses a job without input itself, as February 2026
+    upstream does for hls_streaming, PROTOCOL.md §9)."""
+    what = "POST /jobs/hash without a file part"
     response = http.post_job("hash", file=None, fields={"priority": "5", "algorithm": "md5"})
-    expect_status(response, 422, what="POST /jobs/hash without a file part")
-    locs = detail_locs(response)
-    assert ["body", "file"] in locs, f"POST /jobs/hash without a file: the 422 does not name ['body', 'file'] ({locs})"
+    expect_status(response, (400, 422), what=what)
+    assert "job_id" not in response.text, (
+        f"{what}: the {response.status_code} body carries a job_id: {response.text[:200]}"
+    )
+    if response.status_code == 422:
+        locs = detail_locs(response)
+        assert ["body", "file"] in locs, f"{what}: the 422 does not name ['body', 'file'] ({locs})"
 
 
 def test_file_sent_as_plain_field_is_422(http: RawHTTP) -> None:
