@@ -86,26 +86,35 @@ def test_hls_refuses_a_server_input_path(compute_client: ComputeClient, http: Ra
 def test_hls_ignores_or_refuses_a_server_output_path(
     compute_client: ComputeClient, http: RawHTTP, cl_media: MediaCatalogue
 ) -> None:
-    """A video with ``output_absolute_path=/tmp/cl-probe-<uuid>`` (a fresh directory of the check's own): refused
-    (4xx) or ignored (the playlists stay in the job's folder). A deployment that writes there lets any caller make
-    the server write files where it names."""
-    probe_dir = f"/tmp/cl-probe-{uuid.uuid4()}"
+    """``output_absolute_path=/tmp/cl-probe-<uuid>`` (a fresh directory of the check's own), sent twice: with a
+    video, and without a file beside ``input_absolute_path=/etc/hostname`` (upstream's February service ignores
+    the path fields when a file is uploaded, and honours them without one). Each must be refused (4xx) or ignored
+    (the playlists stay in the job's folder). A deployment that writes there lets any caller make the server write
+    files where it names."""
     item = cl_media["video_720p_3s_silent"]
-    response = http.post_job(
-        "hls_streaming",
-        file=(item.path.name, item.read_bytes()),
-        fields={"output_absolute_path": probe_dir, "variants": SMALL},
-    )
-    job_id = _created(response.status_code, _json(response.text))
-    try:
-        record = _record(compute_client, job_id, "hls_streaming")
-        written = Path(probe_dir).exists()
-        finding = judge_output_path(response.status_code, job_id, record, probe_dir, written)
-    finally:
-        if job_id is not None:
-            http.delete(f"/jobs/{job_id}")
-        shutil.rmtree(probe_dir, ignore_errors=True)  # our own fresh name: only what the deployment wrote there
-    assert finding is None, finding
+    probes: list[tuple[tuple[str, bytes] | None, dict[str, str]]] = [
+        ((item.path.name, item.read_bytes()), {}),
+        (None, {"input_absolute_path": HARMLESS_INPUT}),
+    ]
+    findings: list[str] = []
+    for upload, extra in probes:
+        probe_dir = f"/tmp/cl-probe-{uuid.uuid4()}"
+        response = http.post_job(
+            "hls_streaming", file=upload, fields={**extra, "output_absolute_path": probe_dir, "variants": SMALL}
+        )
+        job_id = _created(response.status_code, _json(response.text))
+        try:
+            record = _record(compute_client, job_id, "hls_streaming")
+            written = Path(probe_dir).exists()
+            finding = judge_output_path(response.status_code, job_id, record, probe_dir, written)
+        finally:
+            if job_id is not None:
+                http.delete(f"/jobs/{job_id}")
+            shutil.rmtree(probe_dir, ignore_errors=True)  # our own fresh name: only what the deployment wrote there
+        if finding is not None:
+            how = "with a video" if upload is not None else f"without a file, input_absolute_path={HARMLESS_INPUT}"
+            findings.append(f"{how}: {finding}")
+    assert not findings, "; ".join(findings)
 
 
 @pytest.mark.cl_requires("hash")
