@@ -4,6 +4,16 @@ Used by ``broker.start_amqtt`` as ``python -m cl_compute._amqtt_broker --host H 
 ``--host ::`` listens on every interface, IPv4 and IPv6 (asyncio makes an IPv6 socket IPv6-only, so amqtt is
 given no address, which binds one socket per family; their port is picked here so that it is the same).
 SIGTERM/SIGINT shut it down cleanly.
+
+amqtt 0.12 delivers retained messages to a client that has not subscribed to them: when any client connects,
+``Broker.client_connected`` sends it every retained message matching *any* topic filter that *some* client of
+the broker subscribed to (it walks the broker-wide subscription table, meant for the reconnecting session's own
+subscriptions). So on a deployment, where the API subscribes to ``inference/workers/+``, a client that
+subscribes only to ``inference/events`` received each worker's retained capability message, with its topic and
+the retain flag (MQTT 3.1.1 §3.3.1.3: retained messages go only to a *new subscription* that matches them).
+:class:`_SubscribedOnlyBroker` sends retained messages for a topic filter only to a session that holds that
+subscription, which is what a new subscription (SUBSCRIBE, where amqtt records the subscription before it
+publishes the retained messages) always does. ``tests/unit/server/test_amqtt_broker.py`` reproduces the defect.
 """
 
 from __future__ import annotations
@@ -39,14 +49,28 @@ def _one_socket(host: str) -> bool:
     return True
 
 
-async def _start(host: str, port: int) -> Broker:
+def _broker_class() -> type[Broker]:
+    """amqtt's ``Broker`` with retained messages sent only to the subscriptions that match them (module docs)."""
     from amqtt.broker import Broker  # pyright: ignore[reportMissingTypeStubs]
+    from amqtt.session import Session  # pyright: ignore[reportMissingTypeStubs]
 
+    class _SubscribedOnlyBroker(Broker):
+        async def _publish_retained_messages_for_subscription(
+            self, subscription: tuple[str, int], session: Session
+        ) -> None:
+            holders = self._subscriptions.get(subscription[0], [])  # pyright: ignore[reportPrivateUsage]
+            if any(held is session or held.client_id == session.client_id for held, _qos in holders):
+                await super()._publish_retained_messages_for_subscription(subscription, session)  # pyright: ignore[reportPrivateUsage]
+
+    return _SubscribedOnlyBroker
+
+
+async def _start(host: str, port: int) -> Broker:
     config = {
         "listeners": {"default": {"type": "tcp", "bind": _bind(host, port)}},
         "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
     }
-    broker = Broker(config, loop=asyncio.get_running_loop())
+    broker = _broker_class()(config, loop=asyncio.get_running_loop())
     await broker.start()
     return broker
 
