@@ -434,8 +434,16 @@ class ServerState:
         with self._workers_lock:
             self.workers[worker_id] = cast("dict[str, object]", data)  # a JSON object: string keys
 
+    @staticmethod
+    def ends_dead_workers_jobs() -> bool:
+        """Whether jobs of a vanished worker (will, shutdown, expired lease) are ended (not with the planted
+        fault ``fault_worker_death_leaves_processing``, where they stay ``processing`` as upstream's do)."""
+        return not quirks().fault_worker_death_leaves_processing
+
     def fail_worker_jobs(self, worker_id: str, message: str) -> None:
         """End every ``processing`` job of ``worker_id`` with ``error`` and publish the events."""
+        if not self.ends_dead_workers_jobs():
+            return
         for job in self.store.processing_jobs(worker_id):
             done = self.store.finish_job(job.job_id, worker_id, status="error", error_message=message)
             if done is not None:
@@ -444,6 +452,8 @@ class ServerState:
 
     def _reap_loop(self) -> None:
         while not self._stop.wait(self.settings.reap_interval):
+            if not self.ends_dead_workers_jobs():
+                continue
             try:
                 for job in self.store.expired_jobs():
                     msg = f"Worker {job.worker_id} stopped responding (lease expired) while running this job"
@@ -781,6 +791,9 @@ def create_app(settings: ServerSettings) -> FastAPI:
                     state.mqtt.publish_event(job_id, "error", 0, now_ms())
                 raise
             state.mqtt.publish(WAKE_TOPIC, job_id)
+            if quirks().fault_events_to_late_subscribers:  # planted fault: replay recent jobs' final events
+                for ended in state.store.ended_since(now_ms() - 60_000):
+                    state.mqtt.publish_event(ended.job_id, ended.status, ended.progress, ended.completed_at or now_ms())
 
         await run_in_threadpool(write_and_insert)
         return JSONResponse({"job_id": job_id, "status": "queued", "task_type": task_type})

@@ -18,6 +18,8 @@ from urllib.parse import urlparse
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
+from cl_compute.profile import quirks
+
 EVENTS_TOPIC = "inference/events"
 WORKERS_TOPIC_PREFIX = "inference/workers"
 #: cl_compute-internal: the API publishes a job id here once the job can be claimed (workers wake on it).
@@ -185,12 +187,14 @@ class MQTTConnection:
         return info.is_published()
 
     def publish_event(self, job_id: str, event_type: str, progress: int, timestamp: int, wait: bool = False) -> None:
-        """Publish a job event on ``inference/events`` (QoS 1, not retained)."""
+        """Publish a job event on ``inference/events`` (QoS 1, not retained; retained with the planted fault
+        ``fault_retained_job_events``)."""
         payload = json.dumps({"job_id": job_id, "event_type": event_type, "timestamp": timestamp, "progress": progress})
+        retain = quirks().fault_retained_job_events
         if wait:
-            self.publish_wait(EVENTS_TOPIC, payload)
+            self.publish_wait(EVENTS_TOPIC, payload, retain=retain)
         else:
-            self.publish(EVENTS_TOPIC, payload)
+            self.publish(EVENTS_TOPIC, payload, retain=retain)
 
     def flush_retained(self, timeout: float = 2.0) -> bool:
         """Wait until the retained messages sent after our SUBACK have been delivered to ``on_message``.

@@ -89,6 +89,20 @@ class Quirks:
             then nothing until it ends (no ffmpeg-based progress).
         ml_tools_broken_plugins: (ml_tools >= 9795122) every job of the task types in
             :data:`ML_TOOLS_BROKEN_PLUGINS` ends ``error`` with upstream's message.
+
+    Faults (``fault_*``, on in no upstream profile, only in the generated ``fault-<name>`` profiles): defects
+    planted to prove that the conformance suites catch their class (issue 19).
+
+        fault_retained_job_events: job events on ``inference/events`` are published with the retain flag
+            (``mqtt.MQTTConnection.publish_event``).
+        fault_events_to_late_subscribers: on each new job the API publishes again the terminal event of every
+            job that ended in the last minute (a "catch-up" replay, ``app.py`` job creation).
+        fault_capability_not_cleared: a worker that stops cleanly leaves its retained capability message
+            (``Worker._shutdown``).
+        fault_worker_death_leaves_processing: the API ends no job of a worker that disappeared or whose lease
+            expired (``ServerState.ends_dead_workers_jobs``): it stays ``processing``.
+        fault_delete_does_not_cancel: a worker ignores the deletion of the job it runs and carries on to the
+            end (``worker.job_was_cancelled``).
     """
 
     upstream_identity: bool = False
@@ -121,6 +135,12 @@ class Quirks:
     hls_server_paths: bool = False
     hls_manifest_progress: bool = False
     ml_tools_broken_plugins: bool = False
+    # faults (issue 19 items 1-3)
+    fault_retained_job_events: bool = False
+    fault_events_to_late_subscribers: bool = False
+    fault_capability_not_cleared: bool = False
+    fault_worker_death_leaves_processing: bool = False
+    fault_delete_does_not_cancel: bool = False
 
 
 #: Upstream's idle poll interval (``WORKER_POLL_INTERVAL``) in January 2026, seconds.
@@ -181,6 +201,25 @@ PROFILES: dict[str, Quirks] = {
     UPSTREAM_2026_02: _FEBRUARY,
     UPSTREAM_2026_02_20: replace(_FEBRUARY, ml_tools_broken_plugins=True),
 }
+
+
+# -- fault profiles (issue 19 items 1-3; the faults framework of items 4-5 may replace this generator) --------
+#: Prefix of the generated fault profiles: ``fault-<name>`` for each ``fault_<name>`` field of :class:`Quirks`.
+FAULT_PREFIX = "fault-"
+
+
+def _fault_profiles() -> dict[str, Quirks]:
+    """One profile per ``fault_*`` field: the fixed deployment with that single defect planted."""
+    names = [name for name in Quirks.__dataclass_fields__ if name.startswith("fault_")]
+    return {fault_profile(name): replace(Quirks(), **{name: True}) for name in names}
+
+
+def fault_profile(field_name: str) -> str:
+    """The profile name of a fault field: ``fault_delete_does_not_cancel`` -> ``fault-delete-does-not-cancel``."""
+    return FAULT_PREFIX + field_name.removeprefix("fault_").replace("_", "-")
+
+
+PROFILES.update({name: quirks for name, quirks in _fault_profiles().items() if name not in PROFILES})
 
 #: One line ``cl-compute up`` prints for a profile that opens a security hole (PROTOCOL.md §9).
 SERVER_PATHS_WARNING = (

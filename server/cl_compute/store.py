@@ -299,6 +299,15 @@ class JobStore:
         )
         return [_job_from_row(r) for r in rows]
 
+    def ended_since(self, since_ms: int) -> list[Job]:
+        """Jobs that ended (``completed`` or ``error``) at or after ``since_ms``."""
+        rows = _all(
+            self._conn().execute(
+                "SELECT * FROM jobs WHERE status IN ('completed', 'error') AND completed_at >= ?", (since_ms,)
+            )
+        )
+        return [_job_from_row(r) for r in rows]
+
     def has_queued(self, task_types: Sequence[str]) -> bool:
         """True when a queued job of one of these types waits."""
         if not task_types:

@@ -96,6 +96,21 @@ def set_pdeathsig(sig: int = signal.SIGTERM) -> None:
         pass
 
 
+def job_was_cancelled(job: Job | None, worker_id: str) -> bool:
+    """Whether the job a worker runs was cancelled: deleted, ended meanwhile (reaped), or given to another worker.
+
+    With the planted fault ``fault_delete_does_not_cancel`` only a job given to another worker counts: a deleted
+    or reaped job runs on to its end (what upstream does, PROTOCOL.md §4).
+
+    Args:
+        job: the job's current row (None when it was deleted).
+        worker_id: the worker that runs it.
+    """
+    if quirks().fault_delete_does_not_cancel:
+        return job is not None and job.worker_id != worker_id
+    return job is None or job.status != "processing" or job.worker_id != worker_id
+
+
 @dataclass
 class WorkerSettings:
     """Configuration of one worker.
@@ -199,8 +214,7 @@ def _executor_main(conn: _ExecutorEnd, task_types: list[str], data_dir: str, wor
         def progress(percent: int, _job_id: str = job_id) -> None:
             with send_lock:
                 conn.send(("progress", percent))
-            job = store.get_job(_job_id)
-            if job is None or job.status != "processing" or job.worker_id != worker_id:
+            if job_was_cancelled(store.get_job(_job_id), worker_id):
                 raise JobCancelled(f"job {_job_id} was cancelled")
 
         input_rel = str(params.get("input_path", ""))
@@ -562,8 +576,9 @@ class Worker:
         if self.executor is not None:
             self.executor.close()
             self.executor = None
-        with contextlib.suppress(Exception):
-            self.mqtt.publish_wait(self.topic, b"", retain=True)  # clear the retained capability
+        if not quirks().fault_capability_not_cleared:
+            with contextlib.suppress(Exception):
+                self.mqtt.publish_wait(self.topic, b"", retain=True)  # clear the retained capability
         with contextlib.suppress(Exception):
             self.mqtt.stop()
         log.info("worker %s stopped", self.worker_id)
@@ -658,7 +673,7 @@ class Worker:
             if now - last_check >= 0.25:
                 last_check = now
                 current = self.store.get_job(job.job_id)
-                if current is None or current.status != "processing" or current.worker_id != self.worker_id:
+                if job_was_cancelled(current, self.worker_id):
                     if cancel_deadline is None:
                         cancel_deadline = now + s.cancel_grace
                 elif now - start > s.heartbeat_interval:
