@@ -238,6 +238,15 @@ class MqttTap:
             self.messages.append(Message(message.topic, bytes(message.payload), bool(message.retain), time.time()))
             self._cond.notify_all()
 
+    def publish(self, topic: str, payload: bytes, timeout: float = 10.0) -> bool:
+        """Publish ``payload`` on ``topic`` (QoS 1, not retained); True once the broker acknowledged it."""
+        info = self._client.publish(topic, payload, qos=1)
+        try:
+            info.wait_for_publish(timeout)
+        except (RuntimeError, ValueError):
+            return False
+        return info.is_published()
+
     def snapshot(self) -> list[Message]:
         """The messages received so far."""
         with self._cond:
