@@ -1,0 +1,203 @@
+"""A worker that dies, seen from outside (PROTOCOL.md §4, §5).
+
+Embedded run: a private one-worker deployment (``_private.py``, the run's profile, no worker restarts) runs a
+slow job; its worker is killed with SIGKILL, or frozen with SIGSTOP, and the checks watch what the deployment
+tells the world:
+
+* its retained capability message goes (an empty retained payload): at once for SIGKILL (the TCP connection
+  closes and the broker publishes the last will registered at CONNECT); for SIGSTOP when the broker's keep-alive
+  expires: the worker's keep-alive is 30 s, a broker closes the connection after 1.5 × 30 = 45 s without a
+  packet (MQTT 3.1.1 §3.1.2.10), so the bound is 45 s plus 15 s of slack;
+* ``GET /capabilities`` stops counting it, within the same bound;
+* the job it held ends ``error`` with a message, or is run again (``queued``/``processing`` by another
+  incarnation and then ended), but does not stay ``processing``: within the same bound, plus the job lease of
+  the reference deployment (3 heartbeats of 10 s).
+
+Remote run: nothing can be killed; what is visible is the heartbeat. **Heartbeat rule:** a worker republishes
+its retained capability message at least every 10 s while idle (the reference deployment and upstream's
+February service send a heartbeat every 10 s; upstream's January workers republish on each 5 s idle poll). An
+idle worker (``idle_count`` 1) whose retained message is older than ``STALE_AFTER_S`` = 60 s (6 intervals) by
+the server's clock, and stays so for another interval, has a stopped heartbeat: a dead worker whose message was
+never cleared. A busy worker is not judged (January's sends nothing during a job).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import os
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import httpx
+import pytest
+
+from pytest_cl.conformance.protocol._helpers import EVENTS_TOPIC, WORKERS_TOPIC, Message, MqttTap, bearer_headers
+from pytest_cl.conformance.protocol._private import private_deployment, wait_status
+from pytest_cl.conformance.protocol._slow_plugin_name import SLOW_TASK
+from pytest_cl.deployment import DeploymentInfo
+from pytest_cl.plugin import NOT_CHECKED_MQTT
+
+pytestmark = [pytest.mark.timeout(300), pytest.mark.cl_needs_mqtt]
+
+#: the cl_compute worker's MQTT keep-alive (``cl_compute.mqtt``), seconds
+KEEPALIVE_S = 30.0
+#: how long a deployment may take to say a worker is gone: the broker's keep-alive expiry plus slack
+GONE_BOUND_S = 1.5 * KEEPALIVE_S + 15.0
+#: and to end the job it held: that, or the reference's job lease (3 heartbeats of 10 s) plus slack
+JOB_BOUND_S = max(GONE_BOUND_S, 30.0 + 15.0)
+HEARTBEAT_S = 10.0
+STALE_AFTER_S = 6 * HEARTBEAT_S
+STALE_FIX = "no stale retained capability messages (upstream sets the last will after CONNECT)"
+
+
+@dataclass
+class Death:
+    """What the deployment said after one worker was killed (times in seconds after the signal; None: never)."""
+
+    how: str
+    worker_id: str
+    job_id: str
+    capability_gone: float | None = None
+    capabilities_stopped: float | None = None
+    job_ended: float | None = None
+    job_record: dict[str, object] = field(default_factory=dict[str, object])
+    counted: object = None
+
+
+@pytest.fixture(scope="module", params=[signal.SIGKILL, signal.SIGSTOP], ids=["SIGKILL", "SIGSTOP"])
+def death(request: pytest.FixtureRequest, cl_deployment: DeploymentInfo) -> Iterator[Death]:
+    if not cl_deployment.embedded:
+        pytest.skip(
+            f"not checked: killing a worker needs a deployment the suites own; {cl_deployment.server_url} is remote"
+            " (test_no_idle_worker_has_a_stopped_heartbeat checks what is visible)"
+        )
+    if not cl_deployment.mqtt_url:
+        pytest.skip(NOT_CHECKED_MQTT)
+    sig = signal.Signals(request.param)
+    with private_deployment(request.config) as dep:
+        wid = dep.worker_ids[0]
+        topic = f"inference/workers/{wid}"
+        pid = dep.worker_pids[wid]
+        with MqttTap(dep.mqtt_url, (WORKERS_TOPIC, EVENTS_TOPIC)) as tap:
+            created = httpx.post(
+                f"{dep.server_url}/jobs/{SLOW_TASK}",
+                files={"file": ("x.bin", b"x")},
+                data={"seconds": "300", "steps": "600"},
+                timeout=30,
+            )
+            assert created.status_code == 200, f"private deployment: {created.status_code} {created.text[:200]}"
+            job_id = str(created.json()["job_id"])
+            record = wait_status(dep.server_url, job_id, {"processing", "in_progress"}, 30)
+            assert record.get("status") in ("processing", "in_progress"), f"the slow job never started: {record}"
+            try:
+                killed_at = time.time()
+                os.kill(pid, sig)
+                t0 = time.monotonic()
+                seen = Death(sig.name, wid, job_id)
+                deadline = t0 + max(GONE_BOUND_S, JOB_BOUND_S)
+                while time.monotonic() < deadline:
+                    now = time.monotonic() - t0
+                    if seen.capability_gone is None and any(
+                        m.topic == topic and not m.payload and m.received >= killed_at for m in tap.snapshot()
+                    ):
+                        seen.capability_gone = now
+                    caps = httpx.get(f"{dep.server_url}/capabilities", timeout=10).json()
+                    seen.counted = caps.get("num_workers")
+                    if seen.capabilities_stopped is None and caps.get("num_workers") == 0:
+                        seen.capabilities_stopped = now
+                    job = httpx.get(f"{dep.server_url}/jobs/{job_id}", timeout=10)
+                    seen.job_record = job.json() if job.status_code == 200 else {"status": f"HTTP {job.status_code}"}
+                    if seen.job_ended is None and seen.job_record.get("status") not in ("processing", "in_progress"):
+                        seen.job_ended = now
+                    if None not in (seen.capability_gone, seen.capabilities_stopped, seen.job_ended):
+                        break
+                    time.sleep(0.25)
+            finally:
+                if sig == signal.SIGSTOP:
+                    os.kill(pid, signal.SIGKILL)  # a frozen worker would hold the private deployment's stop()
+        yield seen
+
+
+@pytest.mark.cl_needs_fix(STALE_FIX)
+def test_a_dead_workers_capability_message_goes(death: Death) -> None:
+    """The killed worker's retained capability message is cleared (its last will) within the bound above."""
+    assert death.capability_gone is not None, (
+        f"a dead worker's capability message stays: worker {death.worker_id} was stopped with {death.how}, and no"
+        f" empty retained payload came on inference/workers/{death.worker_id} within {GONE_BOUND_S:g} s (bound: the"
+        f" broker's keep-alive expiry, 1.5 x {KEEPALIVE_S:g} s, plus slack); its 'idle' message misleads clients"
+    )
+
+
+@pytest.mark.cl_needs_fix(STALE_FIX)
+def test_capabilities_stop_counting_a_dead_worker(death: Death) -> None:
+    """``GET /capabilities`` stops counting the killed worker (num_workers 0 on the one-worker deployment)."""
+    assert death.capabilities_stopped is not None, (
+        f"GET /capabilities still counts a dead worker: worker {death.worker_id} was stopped with {death.how}, and"
+        f" num_workers was still {death.counted!r} after {GONE_BOUND_S:g} s (expected 0)"
+    )
+
+
+@pytest.mark.cl_needs_fix("a job whose worker died ends 'error' (upstream leaves it 'processing' forever)")
+def test_a_dead_workers_job_does_not_stay_processing(death: Death) -> None:
+    """The job the killed worker held ends ``error`` with a message (or runs again and ends), never staying
+    ``processing``."""
+    record = death.job_record
+    assert death.job_ended is not None, (
+        f"a dead worker's job stays processing: job {death.job_id} was running on worker {death.worker_id} when it"
+        f" was stopped with {death.how}; {JOB_BOUND_S:g} s later it is still {record.get('status')!r}"
+        f" (progress {record.get('progress')!r})"
+    )
+    if record.get("status") in ("error", "failed"):
+        assert record.get("error_message"), (
+            f"job {death.job_id} of the dead worker {death.worker_id} ended {record.get('status')!r} without an"
+            " error_message"
+        )
+
+
+def _server_now_ms(response: httpx.Response) -> float:
+    date = response.headers.get("date")
+    if date:
+        return email.utils.parsedate_to_datetime(date).timestamp() * 1000
+    return time.time() * 1000
+
+
+def _idle_and_old(messages: list[Message], now_ms: float) -> dict[str, float]:
+    """Worker id -> age in seconds of its latest retained message, for idle workers older than the rule."""
+    latest: dict[str, Message] = {}
+    for m in messages:
+        if m.topic.startswith("inference/workers/"):
+            latest[m.topic.rsplit("/", 1)[-1]] = m
+    old: dict[str, float] = {}
+    for wid, m in latest.items():
+        data = m.json() if m.payload else None
+        if not isinstance(data, dict) or data.get("idle_count") != 1:
+            continue
+        ts = data.get("timestamp")
+        if isinstance(ts, int | float) and now_ms - float(ts) > STALE_AFTER_S * 1000:
+            old[wid] = (now_ms - float(ts)) / 1000
+    return old
+
+
+@pytest.mark.cl_needs_fix(STALE_FIX)
+def test_no_idle_worker_has_a_stopped_heartbeat(request: pytest.FixtureRequest, cl_deployment: DeploymentInfo) -> None:
+    """The heartbeat rule of the module documentation: no idle worker's retained capability message is older than
+    60 s by the server's clock (``Date`` of ``GET /capabilities``), also after waiting one more interval for a
+    fresh one."""
+    if not cl_deployment.mqtt_url:
+        pytest.skip(NOT_CHECKED_MQTT)
+    response = httpx.get(f"{cl_deployment.server_url}/capabilities", headers=bearer_headers(request.config), timeout=10)
+    skew_ms = _server_now_ms(response) - time.time() * 1000
+    with MqttTap(cl_deployment.mqtt_url, (WORKERS_TOPIC,)) as tap:
+        tap.wait_until(lambda ms: len(ms) >= int(cl_deployment.num_workers or 1), 5.0)
+        old = _idle_and_old(tap.snapshot(), time.time() * 1000 + skew_ms)
+        if old:
+            time.sleep(HEARTBEAT_S + 2)  # a live worker sends a fresh message within one interval
+            old = _idle_and_old(tap.snapshot(), time.time() * 1000 + skew_ms)
+    assert not old, (
+        f"stale workers: the retained capability message of idle worker(s) {sorted(old)} is"
+        f" {', '.join(f'{age:.0f} s' for age in old.values())} old by the server's clock (a live worker republishes"
+        f" within {HEARTBEAT_S:g} s; stale after {STALE_AFTER_S:g} s): their heartbeat stopped, the workers are gone"
+        " and their messages were never cleared"
+    )
