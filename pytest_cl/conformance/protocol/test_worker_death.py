@@ -91,6 +91,9 @@ def death(request: pytest.FixtureRequest, cl_deployment: DeploymentInfo) -> Iter
             job_id = str(created.json()["job_id"])
             record = wait_status(dep.server_url, job_id, {"processing", "in_progress"}, 30)
             assert record.get("status") in ("processing", "in_progress"), f"the slow job never started: {record}"
+            # before the kill: a deployment whose first /capabilities is empty (upstream's lazy subscription) must
+            # not look as if it had stopped counting the worker
+            httpx.get(f"{dep.server_url}/capabilities", timeout=10)
             try:
                 killed_at = time.time()
                 os.kill(pid, sig)
