@@ -7,7 +7,7 @@ A job is deleted (``DELETE /jobs/{id}``, 204) while it is ``processing``; then:
 * the worker is free again well before the job would have ended: a short job submitted after the DELETE, on a
   one-worker deployment, starts before half of the deleted job's remaining time has passed.
 
-Embedded run: on a private one-worker deployment (``_private.py``) with the slow plugin (20 s, a 4 KiB file
+Embedded run: on a private one-worker deployment (``_private.py``) with the slow plugin (40 s, a 4 KiB file
 every 0.5 s), so nothing else holds the worker. Remote run (destructive to the one job it creates, allowed as the
 other lifecycle checks are): the longest ``hls_streaming`` job of the media (``video_1080p_10s_audio``, six variants);
 the events and storage are watched (storage only when the suite's token may read it), the worker is not judged
@@ -34,7 +34,7 @@ pytestmark = pytest.mark.timeout(180)
 
 GRACE_S = 2.5
 WATCH_S = 4.0
-SLOW_SECONDS = 20.0
+SLOW_SECONDS = 40.0
 CANCEL_FIX = "a deleted running job is cancelled (upstream lets it run on)"
 
 
@@ -77,7 +77,7 @@ def test_deleting_a_running_job_stops_it(target: Target, cl_media: MediaCatalogu
             created = http.post(
                 f"/jobs/{SLOW_TASK}",
                 files={"file": ("x.bin", b"x")},
-                data={"seconds": str(SLOW_SECONDS), "steps": "40"},
+                data={"seconds": str(SLOW_SECONDS), "steps": "80"},
             )
             what = f"{SLOW_TASK} job of {SLOW_SECONDS:g} s"
         else:
