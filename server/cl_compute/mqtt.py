@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import socket
 import threading
 import uuid
@@ -19,6 +20,12 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 from cl_compute.profile import quirks
+
+#: Environment variable: the MQTT keep-alive (seconds) of every connection of a deployment's processes (default
+#: 30); a broker closes a silent connection, and publishes its last will, after 1.5 times it. The conformance
+#: suites' private deployments shorten it to see a frozen worker's will sooner.
+KEEPALIVE_ENV = "CL_COMPUTE_MQTT_KEEPALIVE"
+DEFAULT_KEEPALIVE = 30
 
 EVENTS_TOPIC = "inference/events"
 WORKERS_TOPIC_PREFIX = "inference/workers"
@@ -159,7 +166,7 @@ class MQTTConnection:
             MQTTConnectError: no CONNACK within ``timeout`` or the broker refused.
         """
         try:
-            self.client.connect(self.host, self.port, keepalive=30)
+            self.client.connect(self.host, self.port, keepalive=keepalive())
         except OSError as exc:
             raise MQTTConnectError(f"cannot connect to MQTT broker {self.url}: {exc}") from exc
         self.client.loop_start()
@@ -229,6 +236,16 @@ class MQTTConnection:
             self.client.disconnect()
         finally:
             self.client.loop_stop()
+
+
+def keepalive() -> int:
+    """The keep-alive of this process's MQTT connections: ``CL_COMPUTE_MQTT_KEEPALIVE`` (seconds ≥ 1), else 30."""
+    raw = os.environ.get(KEEPALIVE_ENV, "")
+    try:
+        return max(1, int(raw)) if raw else DEFAULT_KEEPALIVE
+    except ValueError:
+        log.warning("ignoring %s=%r: not a whole number of seconds", KEEPALIVE_ENV, raw)
+        return DEFAULT_KEEPALIVE
 
 
 def wait_for_broker(url: str, timeout: float) -> None:

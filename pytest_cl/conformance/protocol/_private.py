@@ -25,7 +25,9 @@ if TYPE_CHECKING:
 
 
 @contextmanager
-def private_deployment(config: pytest.Config, *, workers: int = 1) -> Iterator[Deployment]:
+def private_deployment(
+    config: pytest.Config, *, workers: int = 1, keepalive: int | None = None, heartbeat: float = 10.0
+) -> Iterator[Deployment]:
     """Start a private deployment (see the module documentation) and stop it afterwards.
 
     Skips the test when ``cl_compute`` cannot be imported (the server extra is not installed).
@@ -33,6 +35,8 @@ def private_deployment(config: pytest.Config, *, workers: int = 1) -> Iterator[D
     Args:
         config: the pytest config (for ``--cl-embedded-profile``).
         workers: number of workers.
+        keepalive: the MQTT keep-alive of its processes in seconds (None: cl_compute's default, 30).
+        heartbeat: the workers' heartbeat interval in seconds (their job lease is 3 times it).
     """
     module = pytest.importorskip(
         "cl_compute.deployment",
@@ -47,6 +51,8 @@ def private_deployment(config: pytest.Config, *, workers: int = 1) -> Iterator[D
         worker_shutdown_grace=1.0,
         restart_workers=False,
         profile=settings.embedded_profile,
+        heartbeat_interval=heartbeat,
+        env={} if keepalive is None else {"CL_COMPUTE_MQTT_KEEPALIVE": str(keepalive)},
     )
     dep.start()
     try:

@@ -1,17 +1,18 @@
 """A worker that dies, seen from outside (PROTOCOL.md §4, §5).
 
-Embedded run: a private one-worker deployment (``_private.py``, the run's profile, no worker restarts) runs a
-slow job; its worker is killed with SIGKILL, or frozen with SIGSTOP, and the checks watch what the deployment
-tells the world:
+Embedded run: a private one-worker deployment (``_private.py``, the run's profile, no worker restarts, an MQTT
+keep-alive of ``KEEPALIVE_S`` = 5 s and a heartbeat of ``LEASE_HEARTBEAT_S`` = 2 s instead of cl_compute's 30 s
+and 10 s, so that a frozen worker shows within seconds) runs a slow job; its worker is killed with SIGKILL, or
+frozen with SIGSTOP, and the checks watch what the deployment tells the world:
 
 * its retained capability message goes (an empty retained payload): at once for SIGKILL (the TCP connection
   closes and the broker publishes the last will registered at CONNECT); for SIGSTOP when the broker's keep-alive
-  expires: the worker's keep-alive is 30 s, a broker closes the connection after 1.5 × 30 = 45 s without a
-  packet (MQTT 3.1.1 §3.1.2.10), so the bound is 45 s plus 15 s of slack;
+  expires: a broker closes a connection after 1.5 keep-alives without a packet (MQTT 3.1.1 §3.1.2.10), so the
+  bound is 1.5 × 5 s plus 10 s of slack (on a deployment with the default keep-alive: 45 s plus slack);
 * ``GET /capabilities`` stops counting it, within the same bound;
 * the job it held ends ``error`` with a message, or is run again (``queued``/``processing`` by another
-  incarnation and then ended), but does not stay ``processing``: within the same bound, plus the job lease of
-  the reference deployment (3 heartbeats of 10 s).
+  incarnation and then ended), but does not stay ``processing``: within the same bound, or the job lease of
+  the reference deployment (3 heartbeats) plus slack.
 
 Remote run: nothing can be killed; what is visible is the heartbeat. **Heartbeat rule:** a worker republishes
 its retained capability message at least every 10 s while idle (the reference deployment and upstream's
@@ -41,12 +42,14 @@ from pytest_cl.plugin import NOT_CHECKED_MQTT
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.cl_needs_mqtt]
 
-#: the cl_compute worker's MQTT keep-alive (``cl_compute.mqtt``), seconds
-KEEPALIVE_S = 30.0
+#: the MQTT keep-alive of the private deployment's processes, seconds
+KEEPALIVE_S = 5
+#: its workers' heartbeat, seconds (the reference deployment's job lease is 3 heartbeats)
+LEASE_HEARTBEAT_S = 2.0
 #: how long a deployment may take to say a worker is gone: the broker's keep-alive expiry plus slack
-GONE_BOUND_S = 1.5 * KEEPALIVE_S + 15.0
-#: and to end the job it held: that, or the reference's job lease (3 heartbeats of 10 s) plus slack
-JOB_BOUND_S = max(GONE_BOUND_S, 30.0 + 15.0)
+GONE_BOUND_S = 1.5 * KEEPALIVE_S + 10.0
+#: and to end the job it held: that, or the reference's job lease plus slack
+JOB_BOUND_S = max(GONE_BOUND_S, 3 * LEASE_HEARTBEAT_S + 10.0)
 HEARTBEAT_S = 10.0
 STALE_AFTER_S = 6 * HEARTBEAT_S
 STALE_FIX = "no stale retained capability messages (upstream sets the last will after CONNECT)"
@@ -76,7 +79,7 @@ def death(request: pytest.FixtureRequest, cl_deployment: DeploymentInfo) -> Iter
     if not cl_deployment.mqtt_url:
         pytest.skip(NOT_CHECKED_MQTT)
     sig = signal.Signals(request.param)
-    with private_deployment(request.config) as dep:
+    with private_deployment(request.config, keepalive=KEEPALIVE_S, heartbeat=LEASE_HEARTBEAT_S) as dep:
         wid = dep.worker_ids[0]
         topic = f"inference/workers/{wid}"
         pid = dep.worker_pids[wid]
