@@ -957,7 +957,7 @@ class Job(_JobHandle):
         Raises:
             JobTimeoutError: not finished in time (default ``config.job_timeout``).
         """
-        return self._client.wait_for_job(self.job_id, timeout, self.task_type)
+        return self._client.wait_for_job(self.job_id, timeout=timeout, task_type=self.task_type)
 
     def result(self, timeout: float | None = None) -> JobResponse:
         """Wait for the end and return the record of a completed job.
@@ -991,7 +991,7 @@ class AsyncJob(_JobHandle):
 
     async def wait(self, timeout: float | None = None) -> JobResponse:
         """Async ``Job.wait``."""
-        return await self._client.wait_for_job(self.job_id, timeout, self.task_type)
+        return await self._client.wait_for_job(self.job_id, timeout=timeout, task_type=self.task_type)
 
     async def result(self, timeout: float | None = None) -> JobResponse:
         """Async ``Job.result``."""

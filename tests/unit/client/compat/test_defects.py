@@ -8,7 +8,6 @@ import httpx
 
 from cl_client import AsyncComputeClient, ComputeClient
 from cl_client.compute_client import ComputeClient as UpstreamComputeClient
-
 from tests.unit.client.scripted_server import ScriptedServer
 
 
