@@ -1,7 +1,8 @@
 """Configuration: every default lives in ``ComputeClientConfig``; precedence is resolved in one place.
 
 Precedence (first wins): explicit argument > ``CL_*`` environment variable > upstream's variable
-(``COMPUTE_URL``, ``MQTT_URL``, ``AUTH_URL``) > default. The README has the same table.
+(``COMPUTE_URL``, ``MQTT_URL``, ``AUTH_URL``; for the broker then the January 2026 pair ``MQTT_BROKER`` /
+``MQTT_PORT``) > default. The README has the same table.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 from urllib.parse import unquote, urlsplit
 
 from cl_client._exceptions import ConfigurationError
@@ -27,6 +28,9 @@ ENVIRONMENT_VARIABLES: Mapping[str, tuple[str, ...]] = {
     "password": ("CL_PASSWORD",),
     "timeout": ("CL_TIMEOUT",),
 }
+
+#: upstream's January 2026 broker variables, read after ``mqtt_url``'s (host, and port defaulting to 1883).
+MQTT_HOST_PORT_VARIABLES: tuple[str, str] = ("MQTT_BROKER", "MQTT_PORT")
 
 _DISABLED_MQTT = {"", "off", "none", "disabled", "false", "0"}
 
@@ -126,7 +130,57 @@ class ComputeClientConfig:
         token_refresh_margin: refresh a JWT when fewer seconds than this remain.
         download_chunk_size: bytes per chunk when streaming downloads.
         user_agent: the User-Agent header.
+
+    Upstream's SDK used this class name for a holder of class constants; they are here too, as class
+    attributes (``ComputeClientConfig.DEFAULT_TIMEOUT``, ``ENDPOINT_GET_JOB``, ``PLUGIN_ENDPOINTS``,
+    ``get_plugin_endpoint(task_type)``, ...) with the same values as the instance defaults. They are read-only
+    facts about the protocol: changing them changes nothing in the client.
     """
+
+    DEFAULT_HOST: ClassVar[str] = "localhost"
+    DEFAULT_PORT: ClassVar[int] = 8002
+    DEFAULT_BASE_URL: ClassVar[str] = "http://localhost:8002"
+    DEFAULT_TIMEOUT: ClassVar[float] = 30.0
+    MQTT_URL: ClassVar[str] = "mqtt://localhost:1883"
+    MQTT_BROKER: ClassVar[str] = "localhost"
+    MQTT_PORT: ClassVar[int] = 1883
+    MQTT_CAPABILITY_TOPIC_PREFIX: ClassVar[str] = "inference/workers"
+    MQTT_JOB_EVENTS_TOPIC: ClassVar[str] = "inference/events"
+    ENDPOINT_GET_JOB: ClassVar[str] = "/jobs/{job_id}"
+    ENDPOINT_DELETE_JOB: ClassVar[str] = "/jobs/{job_id}"
+    ENDPOINT_GET_JOB_FILE: ClassVar[str] = "/jobs/{job_id}/files/{file_path}"
+    ENDPOINT_CAPABILITIES: ClassVar[str] = "/capabilities"
+    PLUGIN_ENDPOINTS: ClassVar[Mapping[str, str]] = {
+        name: f"/jobs/{name}"
+        for name in (
+            "clip_embedding",
+            "dino_embedding",
+            "exif",
+            "face_detection",
+            "face_embedding",
+            "hash",
+            "hls_streaming",
+            "image_conversion",
+            "media_thumbnail",
+        )
+    }
+    DEFAULT_POLL_INTERVAL: ClassVar[float] = 1.0
+    MAX_POLL_BACKOFF: ClassVar[float] = 10.0
+    POLL_BACKOFF_MULTIPLIER: ClassVar[float] = 1.5
+    WORKER_WAIT_TIMEOUT: ClassVar[float] = 30.0
+    WORKER_CAPABILITY_CHECK_INTERVAL: ClassVar[float] = 1.0
+
+    @classmethod
+    def get_plugin_endpoint(cls, task_type: str) -> str:
+        """The job-creation path of a plugin (``/jobs/clip_embedding``), as upstream's SDK has it.
+
+        Raises:
+            ConfigurationError: an unknown task type (also a ValueError, as upstream raised).
+        """
+        endpoint = cls.PLUGIN_ENDPOINTS.get(task_type)
+        if endpoint is None:
+            raise ConfigurationError(f"Unknown task type: {task_type}. Available: {list(cls.PLUGIN_ENDPOINTS)}")
+        return endpoint
 
     server_url: str = "http://localhost:8002"
     mqtt_url: str | None = "mqtt://localhost:1883"
@@ -225,6 +279,9 @@ def resolve_config(
 ) -> ComputeClientConfig:
     """Build a config: arguments > ``CL_*`` variables > upstream variables > ``base`` (or the defaults).
 
+    For the broker, upstream's January 2026 pair ``MQTT_BROKER`` (host) / ``MQTT_PORT`` comes after
+    ``CL_MQTT_URL`` and ``MQTT_URL``: either one set gives ``mqtt://<MQTT_BROKER or localhost>:<MQTT_PORT or 1883>``.
+
     ``mqtt_url`` may be ``""`` or ``"off"`` (argument or environment) to disable MQTT and work by polling.
 
     Args:
@@ -265,6 +322,8 @@ def resolve_config(
         if value is not None:
             changes[name] = value
     mqtt = pick("mqtt_url", mqtt_url)
+    if mqtt is None:
+        mqtt = mqtt_url_from_host_port(env)
     if mqtt is not None:
         changes["mqtt_url"] = None if mqtt.strip().lower() in _DISABLED_MQTT else mqtt
     if timeout is not None:
@@ -277,3 +336,19 @@ def resolve_config(
             except ValueError as exc:
                 raise ConfigurationError(f"CL_TIMEOUT must be a number of seconds, got {raw!r}") from exc
     return cfg.replace(**changes) if changes else cfg
+
+
+def mqtt_url_from_host_port(env: Mapping[str, str]) -> str | None:
+    """``mqtt://host:port`` from upstream's ``MQTT_BROKER`` / ``MQTT_PORT`` (None when neither is set).
+
+    Raises:
+        ConfigurationError: ``MQTT_PORT`` is not a port number.
+    """
+    host_var, port_var = MQTT_HOST_PORT_VARIABLES
+    host = (env.get(host_var) or "").strip()
+    port = (env.get(port_var) or "").strip()
+    if not host and not port:
+        return None
+    if port and not (port.isdigit() and 0 < int(port) < 65536):
+        raise ConfigurationError(f"{port_var} must be a port number, got {port!r}")
+    return f"mqtt://{host or 'localhost'}:{port or 1883}"
