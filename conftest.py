@@ -6,6 +6,7 @@ session's entries look the same."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 
@@ -14,6 +15,21 @@ from tests import tmp_guard
 pytest_plugins = ["pytester"]
 
 _TMP_BEFORE = pytest.StashKey[set[str]]()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cl_client_job_record(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """``cl-client`` plugin commands run by tests (also in child processes) note their jobs in the session's
+    temporary folder, never in the user's ``~/.cache/cl-client/jobs.jsonl``."""
+    from cl_client._joblog import RECORD_ENV
+
+    before = os.environ.get(RECORD_ENV)
+    os.environ[RECORD_ENV] = str(tmp_path_factory.mktemp("cl-client-record") / "jobs.jsonl")
+    yield
+    if before is None:
+        os.environ.pop(RECORD_ENV, None)
+    else:
+        os.environ[RECORD_ENV] = before
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
