@@ -275,7 +275,10 @@ def test_async_fixture_without_pytest_asyncio(pytester: pytest.Pytester, cl_targ
     result = pytester.runpytest("-p", "no:asyncio", "-p", "no:cacheprovider", *cl_target.args)
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(
-        ['*async_compute_client needs pytest-asyncio, which the pytest extra installs: pip install "cl-client[[]pytest]"*']
+        [
+            "*async_compute_client needs pytest-asyncio, which the pytest extra installs: "
+            'pip install "cl-client[[]pytest]"*'
+        ]
     )
 
 
