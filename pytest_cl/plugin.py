@@ -101,7 +101,10 @@ ROWS_ERROR_NODEID = "cl: --cl-rows"
 CL_FIXTURES = frozenset(
     {"cl_deployment", "compute_client", "async_compute_client", "cl_session_client", "require_worker", "cl_jobs"}
 )
-ASYNC_HINT = "async_compute_client needs pytest-asyncio: pip install pytest-asyncio (or use compute_client)"
+ASYNC_HINT = (
+    'async_compute_client needs pytest-asyncio, which the pytest extra installs: pip install "cl-client[pytest]" '
+    "(or use compute_client)"
+)
 REPORT_HINT = 'cl: --cl-report PATH.html needs jinja2: pip install "cl-client[report]"'
 
 

@@ -14,6 +14,7 @@ from rich.live import Live
 from rich.table import Table
 
 from cl_client._cli_common import EXIT_CONNECTION, EXIT_JOB_FAILED, EXIT_OK, CliState, handled, state
+from cl_client._cli_jobstore import note_deleted
 from cl_client._models import JobResponse, WorkerCapability
 
 
@@ -100,6 +101,7 @@ def job_delete(ctx: click.Context, job_ids: tuple[str, ...]) -> None:
     with handled(ctx), st.client(events=False) as client:
         for job_id in job_ids:
             client.delete_job(job_id)
+            note_deleted(client, [job_id])
             if not st.json:
                 st.out.print(f"deleted {job_id}", markup=False)
         if st.json:

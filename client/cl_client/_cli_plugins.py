@@ -12,6 +12,7 @@ from pydantic import JsonValue
 from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
 from cl_client._cli_common import EXIT_JOB_FAILED, EXIT_OK, CliState, alias, handled, state
+from cl_client._cli_jobstore import Recorder
 from cl_client._exceptions import ComputeClientError, ConfigurationError, JobFailedError
 from cl_client.plugins import REGISTRY, BatchItem, BatchOutcome, BatchUpdate, PluginResult, PluginSpec, run_batch
 from cl_client.plugins._base import SubmitOptions, SyncRunner
@@ -193,6 +194,7 @@ def _run_server_input(
 ) -> int:
     """One job without an upload, reading ``server_input`` on the server; reported like a batch of one."""
     job = SyncRunner(client, spec).submit(None, spec.check(params), SubmitOptions(priority, wait, timeout))
+    Recorder(st, client, spec.task_type).created(job.job_id, server_input)
     if not wait:
         record = cast(dict[str, JsonValue], job.record.model_dump(mode="json"))
         if st.json:
@@ -236,11 +238,13 @@ def _run(
             client.config.check_priority(priority)
         if server_input is not None:
             ctx.exit(_run_server_input(st, client, spec, params, server_input, priority, timeout, wait, output))
+        recorder = Recorder(st, client, spec.task_type)
         if not wait:
             runner = SyncRunner(client, spec)
             records: list[dict[str, JsonValue]] = []
             for f in files:
                 job = runner.submit(f, spec.check(params), SubmitOptions(priority))
+                recorder.created(job.job_id, str(f))
                 record = cast(dict[str, JsonValue], job.record.model_dump(mode="json"))
                 records.append(record)
                 if not st.json:
@@ -249,7 +253,14 @@ def _run(
                 st.print_json(records)
             return
         with _Display(st, items) as display:
-            outcomes = run_batch(client, items, timeout=timeout, on_progress=display.update)
+
+            def on_progress(update: BatchUpdate) -> None:
+                recorder.created(update.job_id, str(update.item.file))
+                display.update(update)
+
+            outcomes = run_batch(client, items, timeout=timeout, on_progress=on_progress)
+        for outcome in outcomes:  # a job whose first update never came (it ended before, or the wait failed)
+            recorder.created(outcome.job_id, str(outcome.item.file))
         ctx.exit(_report(st, outcomes, output))
 
 

@@ -16,6 +16,7 @@ from cl_client._cli_admin import admin_group, guest_mode_group
 from cl_client._cli_certify import certify
 from cl_client._cli_common import CliState, alias, handled, state
 from cl_client._cli_jobs import capabilities, health, job_download, job_group, workers
+from cl_client._cli_jobstore import jobs_group
 from cl_client._cli_load import load
 from cl_client._cli_plugins import plugin_groups
 
@@ -80,6 +81,8 @@ def cli(
       cl-client --json hash compute photo.jpg --algorithm md5
       cl-client workers --watch
       cl-client guest-mode set off
+      cl-client jobs usage
+      cl-client jobs clean --mine
       cl-client certify http://localhost:8002 -n 4
     """  # noqa: D301 - click needs the backspace of "\b" (no raw string)
     st = state(ctx)
@@ -90,7 +93,7 @@ def cli(
 
 for _group in plugin_groups():
     cli.add_command(_group)
-for _command in (job_group, capabilities, workers, health, guest_mode_group, admin_group, certify, load):
+for _command in (job_group, jobs_group, capabilities, workers, health, guest_mode_group, admin_group, certify, load):
     cli.add_command(_command)
 cli.add_command(alias(job_download, "download", "job download"))
 

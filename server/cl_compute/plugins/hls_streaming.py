@@ -16,7 +16,9 @@ audio works (upstream maps ``0:a`` unconditionally and fails), only the first au
 30 fps), so segments are ~2 s whatever the rate; pixels are converted to yuv420p and heights rounded down to
 even so any source encodes; ``master_playlist`` is the job-relative ``output/adaptive.m3u8``; when the
 original cannot be stream-copied into MPEG-TS (e.g. VP9) it is re-encoded at its own size. Like upstream,
-variants taller than the source are upscaled (the master lists exactly the requested variants).
+variants taller than the source are upscaled (the master lists exactly the requested variants). ffmpeg 7 and
+newer (imageio-ffmpeg's bundled binary on a pip-only machine) leave a variant whose bandwidth they could not
+measure, such as a one-frame stream, out of the master playlist: :func:`complete_master` lists it.
 Progress comes from ffmpeg's ``-progress`` output against the PyAV-probed duration; the job's time limit
 bounds the ffmpeg runs, and a cancellation kills ffmpeg.
 
@@ -128,6 +130,52 @@ def variant_name(resolution: int, bitrate: int) -> str:
 def _playlist_uris(path: Path) -> list[str]:
     lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     return [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")]
+
+
+def _stream_inf(variant: dict[str, int], info: _media.MediaInfo) -> str:
+    """An ``#EXT-X-STREAM-INF`` line for a variant from its nominal rates (what ffmpeg writes without measures)."""
+    height = max(2, variant["resolution"] - variant["resolution"] % 2)
+    audio = int(AUDIO_BITRATE.rstrip("k")) if info.has_audio else 0
+    line = f"#EXT-X-STREAM-INF:BANDWIDTH={(variant['bitrate'] + audio) * 1100}"
+    if info.width and info.height:
+        width = round(info.width * height / info.height / 2) * 2
+        line += f",RESOLUTION={max(2, width)}x{height}"
+    return line
+
+
+def complete_master(master: Path, variants: list[dict[str, int]], info: _media.MediaInfo) -> bool:
+    """List in the master playlist every variant whose playlist ffmpeg wrote but left out of the master.
+
+    ffmpeg 7 and newer (imageio-ffmpeg's bundled binary, the pip-only path) leave a variant out of the master
+    playlist when they cannot measure its bandwidth, as for a one-frame stream; the variant's own playlist and
+    segments are there. Such a master is rewritten with the variants in the requested order: ffmpeg's
+    ``#EXT-X-STREAM-INF`` line where it wrote one, else one from the nominal bitrates and the scaled size.
+
+    Args:
+        master: the master playlist ffmpeg wrote.
+        variants: the requested variants.
+        info: the probed source (its size and whether it has audio).
+
+    Returns:
+        True when the master playlist was rewritten.
+    """
+    lines = master.read_text(encoding="utf-8", errors="replace").splitlines()
+    written: dict[str, str] = {}
+    for i, line in enumerate(lines):
+        uri = line.strip()
+        if uri and not uri.startswith("#"):
+            previous = lines[i - 1].strip() if i else ""
+            written[uri] = previous if previous.startswith("#EXT-X-STREAM-INF") else ""
+    names = [f"adaptive-{variant_name(v['resolution'], v['bitrate'])}.m3u8" for v in variants]
+    absent = [n for n in names if n not in written and (master.parent / n).is_file()]
+    if not absent:
+        return False
+    body = ["#EXTM3U", "#EXT-X-VERSION:3"]
+    for name, variant in zip(names, variants, strict=True):
+        if name in written or name in absent:
+            body += [written.get(name) or _stream_inf(variant, info), name]
+    master.write_text("\n".join(body) + "\n", encoding="utf-8")
+    return True
 
 
 class HlsStreamingPlugin(Plugin):
@@ -304,6 +352,7 @@ class HlsStreamingPlugin(Plugin):
 
         if not master.exists():
             raise PluginError("ffmpeg did not write the master playlist adaptive.m3u8")
+        complete_master(master, variants, info)
         total_segments = 0
         listed = _playlist_uris(master)
         for variant in variants:
