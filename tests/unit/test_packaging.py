@@ -45,9 +45,9 @@ def test_the_wheel_and_the_sdist_carry_the_changelog(dist: Path) -> None:
         assert any(n.endswith("/CHANGELOG.md") and n.count("/") == 1 for n in t.getnames())
 
 
-def test_the_metadata_names_the_project_urls(dist: Path) -> None:
+def test_the_metadata_names_no_unpublished_address(dist: Path) -> None:
+    """No project URL is invented: either none, or each one https (added once the project publishes its address)."""
     urls = dict(u.split(", ", 1) for u in _metadata(dist).get_all("Project-URL") or [])
-    assert {"Source", "Changelog", "Issues"} <= set(urls), urls
     assert all(u.startswith("https://") for u in urls.values()), urls
 
 
@@ -59,7 +59,22 @@ def test_the_description_has_no_relative_link_or_image(dist: Path) -> None:
     assert "# cl-client" in description  # it is the README
     assert RELATIVE.findall(description) == []
     assert RELATIVE.findall((ROOT / "README.md").read_text(encoding="utf-8")), "the README itself has relative links"
-    images = re.findall(r"!\[[^\]]*\]\(\s*([^)\s]+)", description)
-    assert images and all(re.match(r"https://\S+/raw/main/\S+\.(png|svg)$", i) for i in images), images
-    for image in images:  # each points at a file the repository has
-        assert (ROOT / image.split("/raw/main/", 1)[1]).is_file(), image
+    # without a published Source address each image is named in words with its path, which the sdist carries
+    paths = re.findall(r"\(image `([^`]+)` in the source distribution\)", description)
+    assert paths, "the README's images are neither links nor named paths in the description"
+    for path in paths:
+        assert (ROOT / path).is_file(), path
+
+
+def test_relative_links_become_absolute_once_a_source_address_is_given() -> None:
+    from hatch_build import absolute_links  # the build hook, at the repository's root
+
+    text = "see [the suites](pytest_cl/conformance/README.md) and ![chart](benchmarks/c.png) or [x](https://a.b/c)"
+    assert absolute_links(text, "https://example.org/o/n/") == (
+        "see [the suites](https://example.org/o/n/blob/main/pytest_cl/conformance/README.md) and "
+        "![chart](https://example.org/o/n/raw/main/benchmarks/c.png) or [x](https://a.b/c)"
+    )
+    assert absolute_links(text, None) == (
+        "see the suites (`pytest_cl/conformance/README.md`) and *chart* (image `benchmarks/c.png` in the source "
+        "distribution) or [x](https://a.b/c)"
+    )
