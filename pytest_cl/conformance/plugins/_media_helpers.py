@@ -12,7 +12,7 @@ import io
 import itertools
 import json
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -390,3 +390,45 @@ def grid_defect(cells: Sequence[NDArray[np.float64]], frames: Sequence[NDArray[n
                 f" (mean brightness {cell.mean():.1f})"
             )
     return None
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _close(a: float | None, b: float | None) -> bool:
+    return a is not None and b is not None and abs(a - b) <= 1e-6 * max(1.0, abs(b))
+
+
+#: typed GPS field -> the ExifTool Ref tag that gives its sign
+GPS_REFS = {"gps_latitude": "GPSLatitudeRef", "gps_longitude": "GPSLongitudeRef", "gps_altitude": "GPSAltitudeRef"}
+
+
+def exif_typed_defect(
+    expected: Mapping[str, object], got: Mapping[str, object], same: Callable[[object, object], bool]
+) -> str | None:
+    """None when every typed exif field of ``expected`` is ``same`` in ``got``; else the differences, led by the
+    defects they show: a GPS sign lost (its Ref tag ignored), latitude and longitude swapped, a number sent as a
+    string, a string (the exposure ``"1/250"``) sent as a number, degrees-minutes-seconds text, a missing value."""
+    wrong = {k: (v, got.get(k)) for k, v in expected.items() if not same(got.get(k), v)}
+    if not wrong:
+        return None
+    notes: list[str] = []
+    lat, lon = _number(expected.get("gps_latitude")), _number(expected.get("gps_longitude"))
+    got_lat, got_lon = _number(got.get("gps_latitude")), _number(got.get("gps_longitude"))
+    if _close(got_lat, lon) and _close(got_lon, lat) and not _close(lat, lon):
+        notes.append("gps_latitude and gps_longitude swapped")
+    for key, (want, seen) in wrong.items():
+        want_n, seen_n = _number(want), _number(seen)
+        if key in GPS_REFS and want_n is not None and want_n != 0 and _close(seen_n, -want_n):
+            notes.append(f"{key}: the sign lost ({GPS_REFS[key]} ignored), {seen!r} instead of {want!r}")
+        elif seen is None:
+            notes.append(f"{key}: missing (null)")
+        elif want_n is not None and isinstance(seen, str):
+            notes.append(
+                f"{key}: a string {seen!r}, not a number" + (" (degrees, minutes, seconds)" if "deg" in seen else "")
+            )
+        elif isinstance(want, str) and seen_n is not None:
+            notes.append(f"{key}: the number {seen!r}, not the string {want!r}")
+    said = "; ".join(notes)
+    return (f"{said}; " if said else "") + f"typed fields differ (expected, got): {wrong}"

@@ -105,6 +105,43 @@ def _video_of(segment: bytes) -> tuple[int, int, bool]:
         return video.codec_context.width, video.codec_context.height, bool(container.streams.audio)
 
 
+def duration_defect(durations: list[float], duration: float) -> str | None:
+    """None when the segments' durations add up to the source's ``duration`` (± 0.25 s); else by how much they are
+    off, named when it is a common wrong answer: half or twice the source, one segment only, a segment lost."""
+    total = sum(durations)
+    if abs(total - duration) <= 0.25:
+        return None
+    said = f"the segments last {total:.2f} s in all, the source {duration} s (allowed ± 0.25)"
+    if len(durations) == 1 and duration > SEGMENT_SECONDS + 0.25:
+        return f"{said}: only one segment is listed"
+    if abs(total - duration / 2) <= 0.25:
+        return f"{said}: half the source's duration"
+    if abs(total - 2 * duration) <= 0.5:
+        return f"{said}: twice the source's duration (segments listed twice?)"
+    if total < duration and abs(total + SEGMENT_SECONDS - duration) <= SEGMENT_SECONDS:
+        return f"{said}: a segment is missing (the stream ends {duration - total:.2f} s early)"
+    return f"{said}: {'shorter' if total < duration else 'longer'} than the source"
+
+
+def variants_defect(listed: list[tuple[int, str]], requested: list[dict[str, int]]) -> str | None:
+    """``listed``: (height, uri) of each variant of the master playlist. None when the requested heights are listed
+    exactly once each; else which requested variants are missing and which listed ones nobody asked for."""
+    heights = [h for h, _ in listed]
+    wanted = [v["resolution"] for v in requested]
+    if sorted(heights) == sorted(wanted):
+        return None
+    missing = [f"{v['resolution']}p@{v['bitrate']}k" for v in requested if v["resolution"] not in heights]
+    extra = [f"{h}p ({uri})" for h, uri in listed if h not in wanted]
+    parts = [f"lists {len(listed)} variants {[u for _, u in listed]}, {len(requested)} were requested"]
+    if missing:
+        parts.append(f"requested variant(s) missing: {', '.join(missing)}")
+    if extra:
+        parts.append(f"variant(s) nobody requested: {', '.join(extra)}")
+    if not missing and not extra:
+        parts.append(f"a height is listed twice: {sorted(heights)}")
+    return "; ".join(parts)
+
+
 def _check_timing(rendition: Rendition, duration: float, job: JobResponse) -> None:
     """Segments of ≈ 2 s (the last may be shorter), adding up to the source's duration."""
     durations = rendition.durations
@@ -115,18 +152,18 @@ def _check_timing(rendition: Rendition, duration: float, job: JobResponse) -> No
     assert 0 < durations[-1] <= SEGMENT_SECONDS + 0.15, (
         f"{where}: the last segment lasts {durations[-1]} s, expected more than 0 and at most {SEGMENT_SECONDS + 0.15}"
     )
-    assert abs(sum(durations) - duration) <= 0.25, (
-        f"{where}: the segments last {sum(durations):.2f} s in all, the source {duration} s (allowed ± 0.25)"
-    )
+    defect = duration_defect(durations, duration)
+    assert defect is None, f"{where}: {defect}"
 
 
 def _check_variants(stream: Stream, item: MediaItem, requested: list[dict[str, int]]) -> None:
     """The master lists exactly the requested variants: height, width from the aspect ratio, bandwidth."""
     listed = stream.master.playlists
     master = f"{job_label(stream.job)}: master playlist"
-    assert len(listed) == len(requested), (
-        f"{master}: lists {len(listed)} variants {[p.uri for p in listed]}, {len(requested)} were requested"
+    defect = variants_defect(
+        [(p.stream_info.resolution[1] if p.stream_info.resolution else 0, str(p.uri)) for p in listed], requested
     )
+    assert defect is None, f"{master}: {defect}"
     aspect = item.fact_int("width") / item.fact_int("height")
     audio = AUDIO_KBPS if item.fact_bool("has_audio") else 0
     by_height = {p.stream_info.resolution[1]: p for p in listed if p.stream_info.resolution}
@@ -213,7 +250,13 @@ def test_include_original_adds_a_stream_copy(compute_client: ComputeClient, cl_m
     assert get_field(stream.job.task_output, "include_original", where=where) is True, (
         f"{where}: expected 'include_original' true, got {stream.job.task_output}"
     )
-    original = _rendition(compute_client, stream.job, stream.base, "adaptive-orig.m3u8")
+    try:
+        original = _rendition(compute_client, stream.job, stream.base, "adaptive-orig.m3u8")
+    except NotFoundError:
+        raise AssertionError(
+            f"{job_label(stream.job)}: include_original=true, task_output says include_original true, but the"
+            f" original stream is missing: {posixpath.join(stream.base, 'adaptive-orig.m3u8')} is not there (404)"
+        ) from None
     _check_timing(original, item.fact_float("duration"), stream.job)
     width, height, has_audio = _video_of(next(iter(original.segments.values())))
     expect(
@@ -226,8 +269,12 @@ def test_include_original_adds_a_stream_copy(compute_client: ComputeClient, cl_m
 def test_without_include_original_there_is_no_original(compute_client: ComputeClient, cl_media: MediaCatalogue) -> None:
     """``include_original=false``: no ``adaptive-orig.m3u8`` (404)."""
     stream = _stream(compute_client, cl_media["video_720p_5s_audio"], {"variants": json.dumps(SMALL[1:])})
-    with pytest.raises(NotFoundError):
-        read_file(compute_client, stream.job, posixpath.join(stream.base, "adaptive-orig.m3u8"))
+    path = posixpath.join(stream.base, "adaptive-orig.m3u8")
+    try:
+        read_file(compute_client, stream.job, path)
+    except NotFoundError:
+        return
+    raise AssertionError(f"{job_label(stream.job)}: include_original=false, yet the original stream {path} exists")
 
 
 # -- inputs ------------------------------------------------------------------------------------------------------------
