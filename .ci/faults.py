@@ -119,6 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("faults", nargs="*", help="fault names (default: every fault switch)")
     parser.add_argument("-j", type=int, default=2, help="faults run at once (default 2)")
+    parser.add_argument("--keep", type=Path, default=None, help="keep each run's log and JUnit XML in this folder")
     args = parser.parse_args(argv)
     missing = [f for f in fault_fields() if f not in FAULT_EXPECTATIONS]
     if missing:
@@ -126,7 +127,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     faults = [_fault_name(n) for n in args.faults] or list(fault_fields())
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="cl-faults-") as tmp, ThreadPoolExecutor(max(1, args.j)) as pool:
+    with tempfile.TemporaryDirectory(prefix="cl-faults-") as scratch, ThreadPoolExecutor(max(1, args.j)) as pool:
+        tmp = str(args.keep or scratch)
+        Path(tmp).mkdir(parents=True, exist_ok=True)
         outcomes = []
         for outcome in pool.map(lambda f: run_fault(f, Path(tmp)), faults):
             outcomes.append(outcome)

@@ -41,7 +41,10 @@ def cosine(a: NDArray[np.floating], b: NDArray[np.floating]) -> float:
 
 
 def show(value: object, limit: int = 300) -> str:
-    """``repr(value)`` cut to ``limit`` characters (long records and bodies stay readable in a failure line)."""
+    """``repr(value)`` cut to ``limit`` characters (long records and bodies stay readable in a failure line); a hex
+    digest longer than 32 digits is shown by its first 16 (``'6e1d16988fefadaf…'``)."""
+    if isinstance(value, str) and len(value) > 32 and all(c in "0123456789abcdefABCDEF" for c in value):
+        return f"'{value[:16]}…'"
     text = repr(value)
     return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
 
