@@ -339,8 +339,11 @@ def thumbnail_size_answers(
     """Wrong thumbnail sizes by name: upscaled, the box exactly (aspect ratio ignored), width and height swapped, the
     source's size, the one given side used for both."""
     w0, h0 = source
+    uncapped = fit_size(source, width, height, cap=False)
     answers: dict[str, object] = {
-        f"upscaled beyond the {w0}×{h0} source": fit_size(source, width, height, cap=False),
+        f"upscaled beyond the {w0}×{h0} source": uncapped
+        if keep and uncapped != fit_size(source, width, height)
+        else None,
         "width and height swapped": (expected[1], expected[0]),
         f"the aspect ratio ignored (the {width}×{height} box exactly)": (width, height),
         f"not resized (the {w0}×{h0} source's own size)": source,
@@ -350,7 +353,7 @@ def thumbnail_size_answers(
         answers[f"the aspect ratio kept although maintain_aspect_ratio=false ({width}×{height} box)"] = fit_size(
             source, width, height
         )
-    return {name: value for name, value in answers.items() if value != expected}
+    return {name: value for name, value in answers.items() if value is not None and value != expected}
 
 
 def grid_defect(cells: Sequence[NDArray[np.float64]], frames: Sequence[NDArray[np.float64]]) -> str | None:
@@ -432,3 +435,41 @@ def exif_typed_defect(
             notes.append(f"{key}: the number {seen!r}, not the string {want!r}")
     said = "; ".join(notes)
     return (f"{said}; " if said else "") + f"typed fields differ (expected, got): {wrong}"
+
+
+# -- hls_streaming ----------------------------------------------------------------------------------------------
+def duration_defect(durations: Sequence[float], duration: float, segment_seconds: float) -> str | None:
+    """None when the segments' durations add up to the source's ``duration`` (± 0.25 s); else by how much they are
+    off, named when it is a common wrong answer: half or twice the source, one segment only, a segment lost."""
+    total = sum(durations)
+    if abs(total - duration) <= 0.25:
+        return None
+    said = f"the segments last {total:.2f} s in all, the source {duration} s (allowed ± 0.25)"
+    if len(durations) == 1 and duration > segment_seconds + 0.25:
+        return f"{said}: only one segment is listed"
+    if abs(total - duration / 2) <= 0.25:
+        return f"{said}: half the source's duration"
+    if abs(total - 2 * duration) <= 0.5:
+        return f"{said}: twice the source's duration (segments listed twice?)"
+    if total < duration and abs(total + segment_seconds - duration) <= segment_seconds:
+        return f"{said}: a segment is missing (the stream ends {duration - total:.2f} s early)"
+    return f"{said}: {'shorter' if total < duration else 'longer'} than the source"
+
+
+def variants_defect(listed: Sequence[tuple[int, str]], requested: Sequence[Mapping[str, int]]) -> str | None:
+    """``listed``: (height, uri) of each variant of the master playlist. None when the requested heights are listed
+    exactly once each; else which requested variants are missing and which listed ones nobody asked for."""
+    heights = [h for h, _ in listed]
+    wanted = [v["resolution"] for v in requested]
+    if sorted(heights) == sorted(wanted):
+        return None
+    missing = [f"{v['resolution']}p@{v['bitrate']}k" for v in requested if v["resolution"] not in heights]
+    extra = [f"{h}p ({uri})" for h, uri in listed if h not in wanted]
+    parts = [f"lists {len(listed)} variants {[u for _, u in listed]}, {len(requested)} were requested"]
+    if missing:
+        parts.append(f"requested variant(s) missing: {', '.join(missing)}")
+    if extra:
+        parts.append(f"variant(s) nobody requested: {', '.join(extra)}")
+    if not missing and not extra:
+        parts.append(f"a height is listed twice: {sorted(heights)}")
+    return "; ".join(parts)

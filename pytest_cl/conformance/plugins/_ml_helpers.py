@@ -294,11 +294,21 @@ def landmark_defect(box: Box, points: Mapping[str, Point], image_size: tuple[int
             else " even divided by the image size they miss the bbox)"
         )
     outside = [n for n, p in points.items() if not _inside(p, box)]
+    swapped = {n: (y, x) for n, (x, y) in points.items()}
+    swapped_fits = all(_inside(p, box) for p in swapped.values()) and _anatomy_defect(swapped) is None
     if outside:
-        if all(_inside((y, x), box) for x, y in points.values()):
+        if swapped_fits:
             return f"landmarks are [y, x] pairs, not [x, y]: swapped they fall inside the bbox {box} ({dict(points)})"
         name = outside[0]
         return f"landmark {name} {points[name]} outside its bbox {box} (5 % slack)"
+    defect = _anatomy_defect(points)
+    if defect is not None and swapped_fits:
+        return f"landmarks are [y, x] pairs, not [x, y]: swapped they are in anatomical order ({dict(points)})"
+    return defect
+
+
+def _anatomy_defect(points: Mapping[str, Point]) -> str | None:
+    """None when the landmarks are in anatomical order (see :func:`landmark_defect`), else what is out of order."""
     right_eye, left_eye, nose = points["right_eye"], points["left_eye"], points["nose_tip"]
     mouth_right, mouth_left = points["mouth_right"], points["mouth_left"]
     if min(right_eye[1], left_eye[1]) > nose[1] > max(mouth_right[1], mouth_left[1]):

@@ -20,7 +20,7 @@ import pytest
 from cl_client import ComputeClient, HTTPStatusError, JobResponse, NotFoundError, ValidationError
 from pytest_cl._media import MediaCatalogue, MediaItem
 from pytest_cl.conformance._checks import expect, expect_field, get_field, job_label
-from pytest_cl.conformance.plugins._media_helpers import completed, failed, read_file
+from pytest_cl.conformance.plugins._media_helpers import completed, duration_defect, failed, read_file, variants_defect
 
 pytestmark = [pytest.mark.cl_requires("hls_streaming"), pytest.mark.timeout(180)]
 
@@ -105,43 +105,6 @@ def _video_of(segment: bytes) -> tuple[int, int, bool]:
         return video.codec_context.width, video.codec_context.height, bool(container.streams.audio)
 
 
-def duration_defect(durations: list[float], duration: float) -> str | None:
-    """None when the segments' durations add up to the source's ``duration`` (± 0.25 s); else by how much they are
-    off, named when it is a common wrong answer: half or twice the source, one segment only, a segment lost."""
-    total = sum(durations)
-    if abs(total - duration) <= 0.25:
-        return None
-    said = f"the segments last {total:.2f} s in all, the source {duration} s (allowed ± 0.25)"
-    if len(durations) == 1 and duration > SEGMENT_SECONDS + 0.25:
-        return f"{said}: only one segment is listed"
-    if abs(total - duration / 2) <= 0.25:
-        return f"{said}: half the source's duration"
-    if abs(total - 2 * duration) <= 0.5:
-        return f"{said}: twice the source's duration (segments listed twice?)"
-    if total < duration and abs(total + SEGMENT_SECONDS - duration) <= SEGMENT_SECONDS:
-        return f"{said}: a segment is missing (the stream ends {duration - total:.2f} s early)"
-    return f"{said}: {'shorter' if total < duration else 'longer'} than the source"
-
-
-def variants_defect(listed: list[tuple[int, str]], requested: list[dict[str, int]]) -> str | None:
-    """``listed``: (height, uri) of each variant of the master playlist. None when the requested heights are listed
-    exactly once each; else which requested variants are missing and which listed ones nobody asked for."""
-    heights = [h for h, _ in listed]
-    wanted = [v["resolution"] for v in requested]
-    if sorted(heights) == sorted(wanted):
-        return None
-    missing = [f"{v['resolution']}p@{v['bitrate']}k" for v in requested if v["resolution"] not in heights]
-    extra = [f"{h}p ({uri})" for h, uri in listed if h not in wanted]
-    parts = [f"lists {len(listed)} variants {[u for _, u in listed]}, {len(requested)} were requested"]
-    if missing:
-        parts.append(f"requested variant(s) missing: {', '.join(missing)}")
-    if extra:
-        parts.append(f"variant(s) nobody requested: {', '.join(extra)}")
-    if not missing and not extra:
-        parts.append(f"a height is listed twice: {sorted(heights)}")
-    return "; ".join(parts)
-
-
 def _check_timing(rendition: Rendition, duration: float, job: JobResponse) -> None:
     """Segments of ≈ 2 s (the last may be shorter), adding up to the source's duration."""
     durations = rendition.durations
@@ -152,7 +115,7 @@ def _check_timing(rendition: Rendition, duration: float, job: JobResponse) -> No
     assert 0 < durations[-1] <= SEGMENT_SECONDS + 0.15, (
         f"{where}: the last segment lasts {durations[-1]} s, expected more than 0 and at most {SEGMENT_SECONDS + 0.15}"
     )
-    defect = duration_defect(durations, duration)
+    defect = duration_defect(durations, duration, SEGMENT_SECONDS)
     assert defect is None, f"{where}: {defect}"
 
 
