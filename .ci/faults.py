@@ -71,11 +71,28 @@ def judge(exit_code: int, line: str | None, words: Sequence[str]) -> str:
     return "caught" if all(word.lower() in lowered for word in words) else "WRONG WORDS"
 
 
+#: task types a row's checks need besides its own plugin (the embedded deployment serves only these: faster start)
+ROW_TASKS = {"face_embedding": ("face_embedding", "face_detection"), "protocol": ("hash",)}
+
+
+def embedded_tasks(rows: Sequence[str]) -> list[str]:
+    """Return the task types the embedded deployment must serve for ``rows`` (empty: all, for ``workflows``)."""
+    if "workflows" in rows:
+        return []
+    tasks: list[str] = []
+    for row in rows:
+        tasks += [t for t in ROW_TASKS.get(row, (row,)) if t not in tasks]
+    return tasks
+
+
 def certify_command(fault: str, expectation: FaultExpectation, junit: Path) -> list[str]:
     """Return the ``cl-client certify`` command line that runs ``fault``'s profile on its rows and checks."""
     argv = [sys.executable, "-m", "cl_client", "certify", "--profile", fault_profile_name(fault), "--strict"]
     argv += ["--plugins", ",".join(expectation.rows), "--"]
     argv += ["--maxfail=1", "-x", "-p", "no:randomly", f"--junitxml={junit}", "--cl-embedded-workers", "1"]
+    tasks = embedded_tasks(expectation.rows)
+    if tasks:
+        argv += ["--cl-embedded-tasks", ",".join(tasks)]
     if expectation.select:
         argv += ["-k", expectation.select]
     return argv

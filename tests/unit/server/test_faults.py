@@ -116,7 +116,7 @@ def test_the_judge_of_a_fault_run() -> None:
     assert command[1:] == [
         "-m", "cl_client", "certify", "--profile", "fault-hls-no-original", "--strict", "--plugins", "hls_streaming",
         "--", "--maxfail=1", "-x", "-p", "no:randomly", "--junitxml=j", "--cl-embedded-workers", "1",
-        "-k", "include_original_adds",
+        "--cl-embedded-tasks", "hls_streaming", "-k", "include_original_adds",
     ]  # fmt: skip
 
 
