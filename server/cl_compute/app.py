@@ -783,14 +783,21 @@ def create_app(settings: ServerSettings) -> FastAPI:
             state.mqtt.publish(WAKE_TOPIC, job_id)
 
         await run_in_threadpool(write_and_insert)
-        return JSONResponse({"job_id": job_id, "status": "queued", "task_type": task_type})
+        status = 201 if quirks().fault_post_status_201 else 200  # 201: a planted defect (faults profile family)
+        return JSONResponse({"job_id": job_id, "status": "queued", "task_type": task_type}, status_code=status)
 
     @app.get("/jobs/{job_id}", tags=["job"])
     def get_job(job_id: str, user: JobUser) -> dict[str, object]:
         job = state.store.get_job(job_id)
         if job is None:
             raise HTTPException(404, f"Job {job_id} not found")
-        return job.to_response()
+        record = job.to_response()
+        # planted defects (faults profile family): a JobResponse without priority; updated_at frozen at the start
+        if quirks().fault_job_missing_priority:
+            del record["priority"]
+        if quirks().fault_updated_at_frozen and record["started_at"] is not None:
+            record["updated_at"] = record["started_at"]
+        return record
 
     @app.delete("/jobs/{job_id}", status_code=204, tags=["job"])
     def delete_job(job_id: str, user: JobUser) -> Response:
