@@ -86,6 +86,7 @@ def test_certify_hash_row_from_a_directory_with_a_hostile_pytest_configuration(
         "hash",
         "--report",
         "out/cert.json",
+        "-v",
         cwd=hostile_dir,
     )
     assert res.returncode == 0, res.stdout + res.stderr
@@ -93,7 +94,7 @@ def test_certify_hash_row_from_a_directory_with_a_hostile_pytest_configuration(
     assert (row, failed) == ("hash", "0") and int(passed) >= 10
     assert "cl: conformance matrix" in res.stdout
     assert "| protocol |" not in res.stdout  # only the row asked for
-    assert "python -P -m pytest -c" in res.stderr  # the command it ran, for a rerun by hand
+    assert "python -P -m pytest -c" in res.stderr  # -v: the command it ran, for a rerun by hand
     rows = {r["row"] for r in json.loads(report.read_text())["matrix"]}
     assert rows == {"hash"}
     assert report.with_suffix(".md").exists()
@@ -125,10 +126,11 @@ def test_strict_certify_of_a_plugin_without_worker_fails(hash_deployment: Deploy
     assert matrix_row(res.stdout, "exif")[2] != "0"  # failed
 
 
-def test_unknown_plugin_name_is_pytests_usage_error(hash_deployment: Deployment, tmp_path: Path) -> None:
+def test_unknown_plugin_name_is_a_usage_error_before_pytest(hash_deployment: Deployment, tmp_path: Path) -> None:
     res = certify(hash_deployment.server_url, "--mqtt", "off", "--plugins", "hashh", cwd=tmp_path, timeout=60)
     assert res.returncode == 4, res.stdout + res.stderr
-    assert "unknown row(s): hashh" in res.stderr and "hash, hls_streaming" in res.stderr
+    assert "--plugins: unknown row(s): hashh (did you mean hash?)" in res.stderr and "hash, hls_streaming" in res.stderr
+    assert "--cl-rows" not in res.stderr and res.stdout == ""
 
 
 def test_sigterm_interrupts_pytest_cleanly(hash_deployment: Deployment, tmp_path: Path) -> None:
