@@ -202,8 +202,8 @@ def _register_live_view(config: pytest.Config, state: _State) -> None:
     from pytest_cl._live import LiveView, live_mode
 
     mode = live_mode()
-    if mode is None or cast(bool, config.option.collectonly):
-        return
+    if mode is None or cast(bool, config.option.collectonly) or config.get_verbosity() > 0:
+        return  # collecting only, or one line per check asked for (-v after --): pytest's own output
     view = LiveView(config, mode, embedded=state.settings.embedded, info=lambda: _live_info(state), row_of=_row)
     config.pluginmanager.register(view, "cl-live")
 
