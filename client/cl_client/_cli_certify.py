@@ -1,8 +1,13 @@
 """``cl-client certify [URL]``: certify a deployment with the packaged conformance suites, run by pytest.
 
-Not a second test runner: ``build_command`` (a pure function) turns the options into one pytest command line
-and environment, ``run_pytest`` runs it in a child process whose output streams to the terminal, and the
-command exits with pytest's exit code. The conformance matrix is printed by the ``cl`` pytest plugin's
+Not a second test runner: ``check_request`` and ``check_rows`` check every argument (no network), ``preflight``
+contacts a deployment given by URL once (API, credentials, ``--mqtt`` broker), ``build_command`` (a pure
+function) turns the options into one pytest command line and environment, ``run_pytest`` runs it in a child
+process whose stdout is the terminal (its stderr is relayed in certify's vocabulary: ``--plugins``, never
+``--cl-rows``), and the command exits with pytest's exit code. A problem found before pytest starts is one line,
+``error: …``, and exit 4 (pytest's usage error). ``CL_CERTIFY_LIVE`` asks the ``cl`` plugin for the live view
+(``pytest_cl._live``): a progress display in a terminal, plain lines in CI or a pipe; ``-v`` shows the pytest
+command line and pytest's one line per check instead. The conformance matrix is printed by the ``cl`` pytest plugin's
 terminal summary, as in any other pytest run of the suites; its "deployment under test" section names the upstream
 release a deployment given by URL looks like (``which upstream: …``), and security findings lead the summary.
 
@@ -673,7 +678,9 @@ class SignalRelay:
 def _translate(source: IO[bytes], sink: Callable[[str], None]) -> None:
     """Copy the child's stderr line by line, in certify's vocabulary (``in_certify_words``)."""
     for raw in iter(source.readline, b""):
-        sink(in_certify_words(raw.decode(errors="replace").rstrip("\n")))
+        line = raw.decode(errors="replace").rstrip("\n")
+        if line.strip():  # pytest ends a usage error with an empty line
+            sink(in_certify_words(line))
     source.close()
 
 

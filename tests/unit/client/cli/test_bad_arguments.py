@@ -53,6 +53,7 @@ CERTIFY = [
     Bad(("certify", "{secured}", "--token", "forged.SECRET.token"), 4, ("refused the credentials", "--token")),
     Bad(("certify", "{secured}", "--mqtt", "{broker}"), 4, ("refused the credentials",)),
     Bad(("certify", "{open}", "--mqtt", "{broker}"), 4, ("--mqtt: no broker accepts connections",)),
+    Bad(("certify", "{open}", "--mqtt", "off", "--expect-lacks", "nope"), 4, ("--expect-lacks:", "cannot read nope")),
 ]
 LOAD = [
     Bad(("load", "localhost:8002"), 2, ("URL:", "did you mean http://localhost:8002")),
