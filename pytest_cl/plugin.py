@@ -190,6 +190,7 @@ def pytest_configure(config: pytest.Config) -> None:
         state.results.started = time.time()
         _check_report_settings(state)
         config.pluginmanager.register(_ResultCollector(state.results), "cl-results")
+        _register_live_view(config, state)
     config.pluginmanager.register(_TeardownGuard(state.stopper), "cl-teardown-guard")
     if config.pluginmanager.hasplugin("asyncio"):
         from pytest_cl import _async
@@ -197,6 +198,31 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(_async, "cl-async")
     else:
         config.pluginmanager.register(_AsyncStub(), "cl-async")
+
+
+def _register_live_view(config: pytest.Config, state: _State) -> None:
+    """``cl-client certify`` asked for a live view (``CL_CERTIFY_LIVE``): register it (controller only)."""
+    from pytest_cl._live import LiveView, live_mode
+
+    mode = live_mode()
+    if mode is None or cast(bool, config.option.collectonly) or config.get_verbosity() > 0:
+        return  # collecting only, or one line per check asked for (-v after --): pytest's own output
+    view = LiveView(config, mode, embedded=state.settings.embedded, info=lambda: _live_info(state), row_of=_row)
+    config.pluginmanager.register(view, "cl-live")
+
+
+def _live_info(state: _State) -> DeploymentInfo | str | None:
+    """Return the deployment once known (this process's, or the xdist run's from the shared state); its start error."""
+    info = state.info or state.embedded.info
+    if info is not None:
+        return info
+    if state.shared_dir is not None:
+        saved = read_state(state.shared_dir)
+        if isinstance(saved.get("info"), str):
+            return DeploymentInfo.from_json(cast(str, saved["info"]))
+        if saved.get("status") == "failed":
+            return str(saved.get("error"))
+    return None
 
 
 def _check_report_settings(state: _State) -> None:

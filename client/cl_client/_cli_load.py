@@ -30,7 +30,7 @@ from types import FrameType
 
 import click
 
-from cl_client._cli_certify import is_installed
+from cl_client._cli_certify import OneLineUsageCommand, deployment_problem, is_installed, mqtt_problem, url_problem
 from cl_client._cli_common import state
 from cl_client._load import (
     DEFAULT_MIX,
@@ -145,8 +145,9 @@ def build_plan(
         LoadUsageError: a URL that is not http(s), an unknown plugin or bad weight in the mix, a bad
             threshold, fewer than one user, a negative worker count.
     """
-    if not request.url.startswith(("http://", "https://")):
-        raise LoadUsageError(f"URL: expected the http(s) URL of a compute API, got {request.url!r}")
+    problem = url_problem(request.url) or (mqtt_problem(request.mqtt) if request.mqtt is not None else None)
+    if problem is not None:
+        raise LoadUsageError(problem)
     if request.users < 1:
         raise LoadUsageError(f"--users must be >= 1, got {request.users}")
     if request.workers < 0:
@@ -238,7 +239,7 @@ def verdict(plan: LoadPlan, code: int) -> tuple[int, str]:
     return EXIT_OK, f"{text}\npassed: {', '.join(f'{t.metric}' for t in plan.thresholds)} within limits"
 
 
-@click.command("load")
+@click.command("load", cls=OneLineUsageCommand)
 @click.argument("url")
 @click.option("-u", "--users", type=int, default=10, show_default=True, help="Concurrent users (one job at a time).")
 @click.option("-r", "--spawn-rate", type=float, default=None, help="Users started per second [default: all at once].")
@@ -277,8 +278,9 @@ def load(
     timed out or gave a wrong answer); the POST and the DELETE are their own rows (SUBMIT, DELETE). With
     --workers K, Locust's master and K worker processes run on this machine (127.0.0.1 only).
 
-    Exit code: 0 within the --fail-on limits, 1 a limit crossed (or Locust failed), 2 usage error,
-    3 the load extra is missing (pip install "cl-client[load]").
+    Exit code: 0 within the --fail-on limits, 1 a limit crossed (or Locust failed), 2 a bad argument or a
+    deployment that cannot be reached or refuses the credentials (checked before Locust starts), 3 the load
+    extra is missing (pip install "cl-client[load]").
     """
     if not is_installed("locust"):
         click.echo(f"cl-client load needs the load extra (locust not installed): {LOAD_HINT}", err=True)
@@ -294,11 +296,18 @@ def load(
             target = Path(summary_path) if summary_path else Path(tmp) / "summary.json"
             target.unlink(missing_ok=True)
             plan = build_plan(request, summary=target.absolute(), port=free_port(), environ=os.environ)
+            problem = deployment_problem(
+                request.url, request.mqtt, token=st.token, username=st.username, password=st.password,
+                auth_url=st.auth_url,
+            )  # fmt: skip
+            if problem is not None:  # before Locust starts: one line instead of a minute of failed jobs
+                raise LoadUsageError(problem)
             started = time.monotonic()
             code = run_plan(plan)
             exit_code, text = verdict(plan, code)
     except LoadUsageError as exc:
-        raise click.UsageError(str(exc), ctx) from None
+        click.echo(f"error: {exc}", err=True)
+        ctx.exit(EXIT_USAGE)
     click.echo(text)
     click.echo(f"wall time {time.monotonic() - started:.1f} s, Locust exit code {code}", err=True)
     ctx.exit(exit_code)

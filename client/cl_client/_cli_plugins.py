@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,6 +12,7 @@ import click
 from pydantic import JsonValue
 from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
+from cl_client._cli_certify import OneLineUsageCommand, mqtt_problem, url_problem
 from cl_client._cli_common import EXIT_JOB_FAILED, EXIT_OK, CliState, alias, handled, state
 from cl_client._cli_jobstore import Recorder
 from cl_client._exceptions import ComputeClientError, ConfigurationError, JobFailedError
@@ -210,6 +212,21 @@ def _run_server_input(
     return _report(st, [outcome], output)
 
 
+def _check_target(st: CliState) -> None:
+    """Check ``--server`` and ``--mqtt`` (or their variables) before connecting.
+
+    Raises:
+        ConfigurationError: one of them is no URL of its kind (one line naming it, exit 2).
+    """
+    server = st.server or os.environ.get("CL_SERVER_URL") or os.environ.get("COMPUTE_URL")
+    problem = url_problem(server, "--server") if server else None
+    mqtt = st.mqtt or os.environ.get("CL_MQTT_URL") or os.environ.get("MQTT_URL")
+    if problem is None and mqtt and "://" in mqtt:  # the library takes a bare host:port too
+        problem = mqtt_problem(mqtt)
+    if problem is not None:
+        raise ConfigurationError(problem)
+
+
 def _run(
     ctx: click.Context,
     spec: PluginSpec[PluginResult],
@@ -222,6 +239,7 @@ def _run(
     output: Path | None,
 ) -> None:
     st = state(ctx)
+    _check_target(st)
     params = _params_from(spec, values)
     spec.check(params)  # usage errors before connecting
     server_input = cast(str | None, params.get(SERVER_INPUT))
@@ -297,7 +315,7 @@ def _make_command(spec: PluginSpec[PluginResult]) -> click.Command:
         click.Option(["--json", "as_json"], is_flag=True, default=False, help="Print JSON on stdout."),
         click.Option(["--progress/--no-progress"], default=None, help="Force the live progress display on or off."),
     ]  # fmt: skip
-    return click.Command(
+    return OneLineUsageCommand(
         spec.command,
         callback=callback,
         params=params,
