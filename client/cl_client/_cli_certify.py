@@ -815,7 +815,8 @@ class _CertifyCommand(click.Command):
                    "upstream-2026-01, upstream-2026-02, or 'upstream' for the release the deployment looks like): a "
                    "new or a missing one fails the run.")  # fmt: skip
 @click.option("--profile", metavar="NAME", default=None,
-              help="Embedded deployment only: behave as 'fixed' (default) or 'upstream-2026-01'.")  # fmt: skip
+              help="Embedded deployment only: behave as 'fixed' (default), 'upstream-2026-01', 'upstream-2026-02' "
+                   "or 'upstream-2026-02-20' (upstream's releases; cl-compute's profile table).")  # fmt: skip
 @click.option("--token", metavar="JWT", default=None, help="Bearer token [env CL_TOKEN].")
 @click.option("--username", default=None, help="Log in at the auth service [env CL_USERNAME].")
 @click.option("--password", default=None, help="Password for --username [env CL_PASSWORD].")
