@@ -9,11 +9,13 @@ starts, so a test can tell whether anything was started after the signal (a repl
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+
 import pytest
 
 from tests.unit.pytest_cl.conftest import QUIET, Target
@@ -134,10 +136,8 @@ class PhaseRun:
 
     def kill(self) -> None:
         """End every process of the run (its session)."""
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.proc.wait()
 
     def output(self) -> str:
