@@ -19,7 +19,7 @@ import httpx
 
 from cl_client import _api
 from cl_client._auth import AuthProvider, JWTAuthProvider, NoAuthProvider
-from cl_client._config import ComputeClientConfig, resolve_config
+from cl_client._config import ComputeClientConfig, redact_url, resolve_config
 from cl_client._core import Request, Upload, job_file_path
 from cl_client._exceptions import (
     ComputeClientError,
@@ -192,7 +192,7 @@ class _ClientCore(Generic[TransportT]):
     def __repr__(self) -> str:
         mqtt = self.config.mqtt
         return (
-            f"{type(self).__name__}(server_url={self.config.base_url!r}, "
+            f"{type(self).__name__}(server_url={redact_url(self.config.base_url)!r}, "
             f"mqtt_url={mqtt.url if mqtt else None!r}, auth={self.auth!r})"
         )
 

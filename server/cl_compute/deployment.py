@@ -701,9 +701,19 @@ class Deployment:
 
     def __repr__(self) -> str:
         return (
-            f"Deployment(server_url={self.server_url!r}, mqtt_url={self.mqtt_url!r}, "
+            f"Deployment(server_url={_redact_url(self.server_url)!r}, mqtt_url={_redact_url(self.mqtt_url)!r}, "
             f"workers={self.worker_ids!r}, data_dir={str(self.data_dir)!r})"
         )
+
+
+def _redact_url(url: str) -> str:
+    """``url`` with the password of its user part replaced (``mqtt://u:***@host``); cl_compute does not import
+    cl_client's internals, so this is its own small copy of ``cl_client._config.redact_url``."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, hostpart = rest.rpartition("@")
+    if not sep or not at or ":" not in userinfo:
+        return url
+    return f"{scheme}://{userinfo.partition(':')[0]}:***@{hostpart}"
 
 
 def _describe_exit(code: int) -> str:
