@@ -34,9 +34,20 @@ EXIT_USAGE = 2
 EXIT_CONNECTION = 3
 
 
+#: HTTP statuses that refuse what the user gave (exit code 2): bad fields (400, 422), an input too big (413)
+USAGE_STATUSES = frozenset({400, 413, 422})
+
+
 def exit_code_for(exc: BaseException) -> int:
-    """Map an error to the documented exit code (2 usage, 3 connection/auth, 1 everything else)."""
+    """Map an error to the documented exit code.
+
+    2: the user's input was refused (a bad option or setting, a missing file, or the server answered 400, 413 or
+    422); 3: the server or the auth service could not be reached, or refused the credentials (401, 403); 1:
+    everything else (a job that failed, another HTTP error, a server error).
+    """
     if isinstance(exc, ConfigurationError | ValidationError | FileNotFoundError | IsADirectoryError):
+        return EXIT_USAGE
+    if isinstance(exc, HTTPStatusError) and exc.status_code in USAGE_STATUSES:
         return EXIT_USAGE
     if isinstance(exc, ComputeConnectionError | AuthenticationError | PermissionDeniedError):
         return EXIT_CONNECTION
