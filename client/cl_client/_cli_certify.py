@@ -43,7 +43,7 @@ from typing import cast
 
 import click
 
-from cl_client._cli_common import state
+from cl_client._cli_common import state, terminal_safe
 
 EXIT_MISSING_EXTRA = 3
 CONFORMANCE_HINT = 'pip install "cl-client[conformance]"'
@@ -488,7 +488,7 @@ def certify(
     problem = missing_extra(request)
     suites = suite_dir()
     if problem is not None or suites is None:
-        click.echo(f"error: {problem or f'{SUITES} is not installed: {CONFORMANCE_HINT}'}", err=True)
+        click.echo(terminal_safe(f"error: {problem or f'{SUITES} is not installed: {CONFORMANCE_HINT}'}"), err=True)
         ctx.exit(EXIT_MISSING_EXTRA)
     try:
         command = build_command(request, suites=suites, environ=os.environ)
@@ -496,6 +496,6 @@ def certify(
         raise click.UsageError(str(exc), ctx) from None
     note = ignored_server_note(request, os.environ)
     if note is not None:
-        click.echo(f"cl-client certify: {note}", err=True)
-    click.echo(f"cl-client certify: {command.display()}", err=True)
+        click.echo(terminal_safe(f"cl-client certify: {note}"), err=True)
+    click.echo(terminal_safe(f"cl-client certify: {command.display()}"), err=True)
     ctx.exit(run_pytest(command))

@@ -6,6 +6,7 @@ import copy
 import json
 import sys
 import traceback
+import unicodedata
 from collections.abc import Generator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -52,6 +53,32 @@ def exit_code_for(exc: BaseException) -> int:
     if isinstance(exc, ComputeConnectionError | AuthenticationError | PermissionDeniedError):
         return EXIT_CONNECTION
     return EXIT_JOB_FAILED
+
+
+def terminal_safe(value: object, *, keep_newlines: bool = False) -> str:
+    """``str(value)`` with the characters that act on a terminal written as escapes: safe to print.
+
+    Control characters (``\x1b[31m``, a carriage return, a backspace) would drive the terminal, and bidi and other
+    invisible format characters (U+202E) would show a name other than the real one; each becomes ``\x1b`` /
+    ``\u202e``. Every name, id and server text the CLI prints goes through it (file names, job ids, server
+    details, error messages); JSON output escapes them already. Rich markup in the result is not interpreted
+    where the CLI prints it (``markup=False``, ``rich.text.Text``, ``rich.markup.escape``).
+
+    Args:
+        value: what is printed.
+        keep_newlines: leave ``\n`` (and tabs) as they are (multi-line messages); else they are escaped too.
+    """
+    text = str(value)
+    out: list[str] = []
+    for ch in text:
+        if keep_newlines and ch in "\n\t":
+            out.append(ch)
+        elif unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") or "\ud800" <= ch <= "\udfff":
+            code = ord(ch)
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
+        else:
+            out.append(ch)
+    return "".join(out)
 
 
 def error_line(exc: BaseException) -> str:
@@ -136,7 +163,7 @@ def handled(ctx: click.Context) -> Generator[None]:
         st = ctx.find_object(CliState)
         if (st is not None and st.debug) or "--debug" in sys.argv:
             traceback.print_exc()
-        click.echo(f"error: {error_line(exc)}", err=True)
+        click.echo(f"error: {terminal_safe(error_line(exc), keep_newlines=True)}", err=True)
         ctx.exit(exit_code_for(exc))
 
 

@@ -31,7 +31,7 @@ from types import FrameType
 import click
 
 from cl_client._cli_certify import is_installed
-from cl_client._cli_common import state
+from cl_client._cli_common import state, terminal_safe
 from cl_client._load import (
     DEFAULT_MIX,
     LOAD_HINT,
@@ -299,6 +299,6 @@ def load(
             exit_code, text = verdict(plan, code)
     except LoadUsageError as exc:
         raise click.UsageError(str(exc), ctx) from None
-    click.echo(text)
+    click.echo(terminal_safe(text, keep_newlines=True))
     click.echo(f"wall time {time.monotonic() - started:.1f} s, Locust exit code {code}", err=True)
     ctx.exit(exit_code)
