@@ -33,6 +33,38 @@ EXIT_OK = 0
 EXIT_JOB_FAILED = 1
 EXIT_USAGE = 2
 EXIT_CONNECTION = 3
+#: 128 + SIGTERM: the command was stopped by SIGTERM (after its clean-up)
+EXIT_TERMINATED = 143
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM reached the command: it stops like after Ctrl-C (partial downloads removed), exit code 143."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    del signum, frame
+    raise Terminated("SIGTERM")
+
+
+@contextmanager
+def sigterm_stops_like_ctrl_c() -> Generator[None]:
+    """Within the block, SIGTERM raises ``Terminated`` in the main thread, so ``finally`` clean-ups run.
+
+    Only where SIGTERM has its default action (a handler someone else installed is left alone) and in the
+    main thread; the previous action comes back afterwards. Commands that relay SIGTERM to a child (``certify``,
+    ``load``) install their own handler for their duration.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 #: HTTP statuses that refuse what the user gave (exit code 2): bad fields (400, 422), an input too big (413)
@@ -156,6 +188,9 @@ def handled(ctx: click.Context) -> Generator[None]:
         yield
     except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
         raise
+    except Terminated:
+        click.echo("terminated (SIGTERM)", err=True)
+        ctx.exit(EXIT_TERMINATED)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         ctx.exit(130)
