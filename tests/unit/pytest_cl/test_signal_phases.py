@@ -35,12 +35,12 @@ PHASE = {phase!r}
 XDIST = {xdist!r}
 
 
-def _hold(phase):
+def _hold(phase, stopper=None):
     if phase != PHASE or (XDIST and "PYTEST_XDIST_WORKER" not in os.environ):
         return  # under xdist only the workers are held (the controller goes on and passes the signal on)
     (MARKERS / f"{{phase}}.{{os.getpid()}}").write_text("held")
-    while True:  # until the signal interrupts the run (the test ends every process after its deadline)
-        time.sleep(0.05)
+    while not (stopper is not None and stopper.received):  # until the signal interrupts it (a teardown is not
+        time.sleep(0.05)  # cut short: it goes on once this process's handler noted the signal)
 
 
 def pytest_configure(config):
@@ -66,9 +66,11 @@ def pytest_runtest_call(item):
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _held_teardown():
+def _held_teardown(request):
     yield
-    _hold("teardown")
+    from pytest_cl._keys import STATE
+
+    _hold("teardown", request.config.stash[STATE].stopper)
 """
 
 PHASE_TESTS = """
@@ -145,8 +147,11 @@ class PhaseRun:
         return self.log.read_text(errors="replace")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
-@pytest.mark.parametrize("phase", PHASES)
+@pytest.mark.parametrize(
+    ("phase", "sig"),
+    [*((phase, signal.SIGTERM) for phase in PHASES), ("start-up", signal.SIGHUP), ("collection", signal.SIGHUP)],
+    ids=[*(f"{phase}-SIGTERM" for phase in PHASES), "start-up-SIGHUP", "collection-SIGHUP"],
+)
 def test_a_signal_stops_an_xdist_run_at_every_phase(
     pytester: pytest.Pytester, cl_target: Target, phase: str, sig: signal.Signals
 ) -> None:
