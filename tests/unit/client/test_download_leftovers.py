@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from cl_client import ComputeClient
+from cl_client import ComputeClient, NotFoundError
 from cl_client._partials import owner_tag, process_start, sweep_partials
 
 PATIENCE_S = 60.0
@@ -30,7 +30,7 @@ PATIENCE_S = 60.0
 class _Handler(BaseHTTPRequestHandler):
     server: _StallServer
 
-    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+    def do_GET(self) -> None:
         if self.path.endswith("/missing.bin"):
             body = b'{"detail": "File not found: output/missing.bin"}'
             self.send_response(404)
@@ -47,7 +47,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
         self.server.release.wait(PATIENCE_S)  # stalls mid-body until the test ends
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the stdlib's name
+    def log_message(self, format: str, *args: object) -> None:
         del format, args
 
 
@@ -107,7 +107,7 @@ def test_sigkill_leaves_a_partial_that_the_next_download_sweeps(stall_server: st
     live.write_bytes(b"")
     foreign = tmp_path / ".notes.txt"  # no partial: never touched
     foreign.write_text("mine")
-    with ComputeClient(stall_server, mqtt_url=None) as client, pytest.raises(Exception):  # noqa: B017, PT011
+    with ComputeClient(stall_server, mqtt_url=None) as client, pytest.raises(NotFoundError):
         client.download_job_file("job-2", "output/missing.bin", tmp_path)  # the next download (fails: 404)
     assert not partial.exists(), "the dead owner's partial was not swept"
     assert live.exists() and foreign.exists()
