@@ -17,7 +17,7 @@ from typing import IO
 import httpx
 
 from cl_client._auth import AuthProvider
-from cl_client._config import ComputeClientConfig
+from cl_client._config import ComputeClientConfig, redact_url
 from cl_client._core import Request, backoff_delay, map_error, should_retry_status
 from cl_client._exceptions import ComputeConnectionError
 from cl_client._partials import owner_tag, sweep_partials
@@ -75,7 +75,7 @@ class _RetryState:
         self.with_auth = not request.public
 
     def url(self) -> str:
-        return self.config.base_url + self.request.path
+        return redact_url(self.config.base_url + self.request.path) or ""
 
     def after_exception(self, exc: httpx.TransportError, trace: _ConnectionTrace | None = None) -> float:
         """Return the delay before the next attempt, or raise ``ComputeConnectionError``."""

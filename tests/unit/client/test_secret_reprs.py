@@ -158,3 +158,13 @@ def test_the_deployment_keeps_its_own_copy(tmp_path: Path) -> None:
     dep = Deployment(workers=0, mqtt_url=MQTT, data_dir=tmp_path)
     dep.mqtt_url = MQTT
     assert "mqtt_url='mqtt://user:***@127.0.0.1:9'" in repr(dep)
+
+
+def test_no_password_in_error_messages() -> None:
+    """A connection error names the URL it tried, without the password in it."""
+    config = ComputeClientConfig(server_url=HTTP, mqtt_url=None, max_retries=0)
+    with cl_client.ComputeClient(config=config) as client:
+        with pytest.raises(cl_client.ComputeConnectionError) as caught:
+            client.health()
+    _assert_hidden(caught.value)
+    assert "user:***@127.0.0.1:9" in str(caught.value)
