@@ -43,7 +43,7 @@ from pytest_cl._ledgerfile import (
     default_ledger_path,
     settle_leftovers,
 )
-from pytest_cl._signals import Stopper
+from pytest_cl._signals import Stopper, XdistHalt
 from pytest_cl._tmp import make_shared_dir
 from pytest_cl._upstream import PICK, Verdict, pick_error
 from pytest_cl.config import Settings, SettingsError, add_options, resolve_settings
@@ -419,7 +419,13 @@ def _worker_pids(state: _State) -> dict[int, frozenset[str]]:
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node: object) -> None:
     """Hand (controller) the deployment (or the shared directory for the embedded one) to each xdist worker."""
-    state = _state(cast(pytest.Config, getattr(node, "config")))  # noqa: B009
+    config = cast(pytest.Config, getattr(node, "config"))  # noqa: B009
+    state = _state(config)
+    dsession = config.pluginmanager.getplugin("dsession")
+    if dsession is not None and not config.pluginmanager.has_plugin("cl-xdist-halt"):
+        halt = XdistHalt(state.stopper, dsession)  # after a signal, xdist starts no worker and no test again
+        config.pluginmanager.register(halt, "cl-xdist-halt")
+        state.stopper.on_forward = halt.halt
     if state.shared_dir is None:
         state.shared_dir = make_shared_dir()  # and remove those of controllers that were SIGKILLed
         state.own_shared_dir = True

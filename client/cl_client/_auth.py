@@ -19,6 +19,7 @@ from typing import cast
 
 import httpx
 
+from cl_client._config import redact_url
 from cl_client._core import response_detail
 from cl_client._exceptions import AuthenticationError, ComputeConnectionError, ConfigurationError
 
@@ -174,7 +175,7 @@ class JWTAuthProvider(AuthProvider):
             who = f"username={self._username!r}"
         else:
             who = "static token" if self._given_token else "token getter"
-        return f"JWTAuthProvider({who}, auth_url={self._auth_url!r})"
+        return f"JWTAuthProvider({who}, auth_url={redact_url(self._auth_url)!r})"
 
     @property
     def has_credentials(self) -> bool:

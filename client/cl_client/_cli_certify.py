@@ -53,7 +53,7 @@ from urllib.parse import urlsplit
 
 import click
 
-from cl_client._cli_common import state
+from cl_client._cli_common import state, terminal_safe
 
 EXIT_MISSING_EXTRA = 3
 #: pytest's usage error, the exit code of every bad argument and of a deployment that cannot be used as given.
@@ -740,7 +740,7 @@ class CertifyError(click.ClickException):
 
     def show(self, file: IO[str] | None = None) -> None:
         """Print the one line to stderr (no usage block: the message names the argument)."""
-        click.echo(f"error: {self.format_message()}", err=True, file=file)
+        click.echo(terminal_safe(f"error: {self.format_message()}"), err=True, file=file)
 
 
 class OneLineUsageCommand(click.Command):
@@ -906,13 +906,13 @@ def certify(
         raise CertifyError(str(exc)) from None
     note = ignored_server_note(request, os.environ)
     if note is not None:
-        click.echo(f"cl-client certify: {note}", err=True)
+        click.echo(terminal_safe(f"cl-client certify: {note}"), err=True)
     if not COLLECT_ONLY.intersection(request.pytest_args):
         problem = preflight(request)
         if problem is not None:
             raise CertifyError(problem)
     if verbose:
-        click.echo(f"cl-client certify: {command.display()}", err=True)
+        click.echo(terminal_safe(f"cl-client certify: {command.display()}"), err=True)
     ctx.exit(run_pytest(command))
 
 

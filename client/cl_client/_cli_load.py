@@ -31,7 +31,7 @@ from types import FrameType
 import click
 
 from cl_client._cli_certify import OneLineUsageCommand, deployment_problem, is_installed, mqtt_problem, url_problem
-from cl_client._cli_common import state
+from cl_client._cli_common import state, terminal_safe
 from cl_client._load import (
     DEFAULT_MIX,
     LOAD_HINT,
@@ -306,8 +306,8 @@ def load(
             code = run_plan(plan)
             exit_code, text = verdict(plan, code)
     except LoadUsageError as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(terminal_safe(f"error: {exc}"), err=True)
         ctx.exit(EXIT_USAGE)
-    click.echo(text)
+    click.echo(terminal_safe(text, keep_newlines=True))
     click.echo(f"wall time {time.monotonic() - started:.1f} s, Locust exit code {code}", err=True)
     ctx.exit(exit_code)

@@ -10,10 +10,21 @@ from typing import TYPE_CHECKING, cast
 
 import click
 from pydantic import JsonValue
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
 from cl_client._cli_certify import OneLineUsageCommand, mqtt_problem, url_problem
-from cl_client._cli_common import EXIT_JOB_FAILED, EXIT_OK, CliState, alias, handled, state
+from cl_client._cli_common import (
+    EXIT_JOB_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    CliState,
+    alias,
+    exit_code_for,
+    handled,
+    state,
+    terminal_safe,
+)
 from cl_client._cli_jobstore import Recorder
 from cl_client._exceptions import ComputeClientError, ConfigurationError, JobFailedError
 from cl_client.plugins import REGISTRY, BatchItem, BatchOutcome, BatchUpdate, PluginResult, PluginSpec, run_batch
@@ -55,6 +66,11 @@ class VariantType(click.ParamType[HlsVariant]):
             return HlsVariant.parse(str(value))
         except ConfigurationError as exc:
             self.fail(str(exc), param, ctx)
+
+
+def _shown(value: object) -> str:
+    """A name or server text for a markup line: terminal escapes written out, rich markup escaped."""
+    return escape(terminal_safe(value))
 
 
 def _option_for(fld: Field) -> click.Option:
@@ -168,15 +184,26 @@ def _report(st: CliState, outcomes: Sequence[BatchOutcome], output: Path | None)
         if not st.json:
             name = Path(outcome.item.file).name
             if outcome.result is not None:
-                st.out.print(f"[green]✓[/] {name}  {outcome.job_id}  {outcome.result.summary()}", markup=True)
+                st.out.print(
+                    f"[green]✓[/] {_shown(name)}  {_shown(outcome.job_id)}  {_shown(outcome.result.summary())}",
+                    markup=True,
+                )
                 for path in cast(list[str], row.get("files") or []):
-                    st.out.print(f"    {path}", markup=False)
+                    st.out.print(f"    {terminal_safe(path)}", markup=False)
             else:
                 reason = str(outcome.error) if outcome.error else "no result"
-                st.err.print(f"[red]✗[/] {name}  {outcome.job_id or '-'}  {reason}", markup=True)
+                st.err.print(
+                    f"[red]✗[/] {_shown(name)}  {_shown(outcome.job_id or '-')}  {_shown(reason)}", markup=True
+                )
     if st.json:
         st.print_json(rows)
-    return EXIT_OK if all(o.ok for o in outcomes) else EXIT_JOB_FAILED
+    failed = [o for o in outcomes if not o.ok]
+    if not failed:
+        return EXIT_OK
+    # the README's rule: input the server refused (400, 413, 422) or a missing file exits 2, when every failure is one
+    if all(o.error is not None and exit_code_for(o.error) == EXIT_USAGE for o in failed):
+        return EXIT_USAGE
+    return EXIT_JOB_FAILED
 
 
 #: the form field that replaces the upload with a path on the server (upstream's February 2026 hls_streaming).
@@ -202,7 +229,7 @@ def _run_server_input(
         if st.json:
             st.print_json([record])
         else:
-            st.out.print(f"{record['job_id']}  {server_input}  {record['status']}", markup=False)
+            st.out.print(terminal_safe(f"{record['job_id']}  {server_input}  {record['status']}"), markup=False)
         return EXIT_OK
     outcome = BatchOutcome(0, BatchItem(spec.task_type, server_input, params, priority), record=job.record)
     try:
@@ -266,7 +293,7 @@ def _run(
                 record = cast(dict[str, JsonValue], job.record.model_dump(mode="json"))
                 records.append(record)
                 if not st.json:
-                    st.out.print(f"{record['job_id']}  {f.name}  {record['status']}", markup=False)
+                    st.out.print(terminal_safe(f"{record['job_id']}  {f.name}  {record['status']}"), markup=False)
             if st.json:
                 st.print_json(records)
             return

@@ -19,7 +19,7 @@ import httpx
 
 from cl_client import _api
 from cl_client._auth import AuthProvider, JWTAuthProvider, NoAuthProvider
-from cl_client._config import ComputeClientConfig, resolve_config
+from cl_client._config import ComputeClientConfig, redact_url, resolve_config
 from cl_client._core import Request, Upload, job_file_path
 from cl_client._exceptions import (
     ComputeClientError,
@@ -28,7 +28,7 @@ from cl_client._exceptions import (
     JobFailedError,
     WorkerUnavailableError,
 )
-from cl_client._http import AsyncHTTP, SyncHTTP, download_target
+from cl_client._http import AsyncHTTP, SyncHTTP, download_target, removing_created_folders
 from cl_client._models import (
     CleanupResult,
     GuestModeConfig,
@@ -192,7 +192,7 @@ class _ClientCore(Generic[TransportT]):
     def __repr__(self) -> str:
         mqtt = self.config.mqtt
         return (
-            f"{type(self).__name__}(server_url={self.config.base_url!r}, "
+            f"{type(self).__name__}(server_url={redact_url(self.config.base_url)!r}, "
             f"mqtt_url={mqtt.url if mqtt else None!r}, auth={self.auth!r})"
         )
 
@@ -463,9 +463,10 @@ class ComputeClient(_ClientCore[httpx.BaseTransport], SyncPlugins):
             JobNotFoundError: no such job. NotFoundError: no such file. ValidationError: a directory or an
             invalid path (400). PermissionDeniedError: a path outside the job (403).
         """
-        target = download_target(dest, file_path)
-        request = Request("GET", job_file_path(job_id, file_path), job_id=job_id, timeout=timeout)
-        return self._http.download(request, target)
+        with removing_created_folders(dest):  # a failed download leaves no folder it made (``DIR/``)
+            target = download_target(dest, file_path)
+            request = Request("GET", job_file_path(job_id, file_path), job_id=job_id, timeout=timeout)
+            return self._http.download(request, target)
 
     def read_job_file(self, job_id: str, file_path: str, *, timeout: float | None = None) -> bytes:
         """Read a (small) file of a job into memory, e.g. ``output/hash.json``.
@@ -850,9 +851,10 @@ class AsyncComputeClient(_ClientCore[httpx.AsyncBaseTransport], AsyncPlugins):
     ) -> Path:
         """Async ``ComputeClient.download_job_file``."""
         self._loop = asyncio.get_running_loop()
-        target = download_target(dest, file_path)
-        request = Request("GET", job_file_path(job_id, file_path), job_id=job_id, timeout=timeout)
-        return await self._http.download(request, target)
+        with removing_created_folders(dest):  # a failed download leaves no folder it made (``DIR/``)
+            target = download_target(dest, file_path)
+            request = Request("GET", job_file_path(job_id, file_path), job_id=job_id, timeout=timeout)
+            return await self._http.download(request, target)
 
     async def read_job_file(self, job_id: str, file_path: str, *, timeout: float | None = None) -> bytes:
         """Async ``ComputeClient.read_job_file``."""

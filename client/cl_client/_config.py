@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from cl_client._exceptions import ConfigurationError
 
@@ -33,6 +33,55 @@ ENVIRONMENT_VARIABLES: Mapping[str, tuple[str, ...]] = {
 MQTT_HOST_PORT_VARIABLES: tuple[str, str] = ("MQTT_BROKER", "MQTT_PORT")
 
 _DISABLED_MQTT = {"", "off", "none", "disabled", "false", "0"}
+
+#: query parameters whose value is a secret (matched as a part of the lower-cased name)
+_SECRET_QUERY_KEYS = ("token", "password", "passwd", "secret", "key", "auth")
+#: what stands for a secret in reprs and messages
+REDACTED = "***"
+
+
+def redact_url(url: str | None) -> str | None:
+    """Return ``url`` with its password (``scheme://user:PASSWORD@host``) and secret query values replaced.
+
+    Used by every repr/str that shows a URL; text that is no URL comes back unchanged.
+
+    Args:
+        url: a URL (http, mqtt, ...), or None.
+    """
+    if not url or ("@" not in url and "?" not in url):
+        return url
+    try:
+        parts = urlsplit(url if "://" in url else "//" + url)
+        netloc = parts.netloc
+        if "@" in netloc:
+            userinfo, _, hostport = netloc.rpartition("@")
+            user, colon, _ = userinfo.partition(":")
+            netloc = f"{user}:{REDACTED}@{hostport}" if colon else f"{userinfo}@{hostport}"
+        query = parts.query
+        if query:
+            pairs = parse_qsl(query, keep_blank_values=True)
+            if any(k in name.lower() for name, _ in pairs for k in _SECRET_QUERY_KEYS):
+                safe = [(n, REDACTED if any(k in n.lower() for k in _SECRET_QUERY_KEYS) else v) for n, v in pairs]
+                query = urlencode(safe, safe="*")
+        rebuilt = urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    except ValueError:
+        return REDACTED  # unparseable: show nothing of it rather than a secret
+    return rebuilt if "://" in url else rebuilt.removeprefix("//")
+
+
+def _shown(value: object) -> str:
+    return repr(redact_url(value)) if isinstance(value, str) else repr(value)
+
+
+def redacted_repr(obj: object, fields: Mapping[str, object]) -> str:
+    """``Name(a=..., b=...)`` with every string value passed through :func:`redact_url`.
+
+    Args:
+        obj: the object (its class name leads).
+        fields: the values to show, in order (secrets themselves must not be among them).
+    """
+    shown = ", ".join(f"{name}={_shown(value)}" for name, value in fields.items())
+    return f"{type(obj).__name__}({shown})"
 
 
 @dataclass(frozen=True)
@@ -245,6 +294,10 @@ class ComputeClientConfig:
     def base_url(self) -> str:
         """``server_url`` without a trailing slash."""
         return self.server_url.rstrip("/")
+
+    def __repr__(self) -> str:
+        """Show the settings, URLs without their passwords; ``token`` and ``password`` are left out."""
+        return redacted_repr(self, {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.repr})
 
     def replace(self, **changes: object) -> ComputeClientConfig:
         """Return a copy with some settings changed (validated again)."""

@@ -19,7 +19,7 @@ import httpx
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
-from cl_client._config import ComputeClientConfig
+from cl_client._config import ComputeClientConfig, redact_url
 from cl_client._exceptions import (
     AuthenticationError,
     ComputeClientError,
@@ -136,9 +136,9 @@ def form_value(value: object) -> str:
 
 # -- responses -------------------------------------------------------------------------------------
 def response_url(response: httpx.Response, fallback: str) -> str:
-    """The URL a response answers (``fallback`` when the response carries no request)."""
+    """The URL a response answers, without a password (``fallback`` when the response carries no request)."""
     try:
-        return str(response.request.url)
+        return redact_url(str(response.request.url)) or fallback
     except RuntimeError:
         return fallback
 

@@ -14,7 +14,7 @@ import click
 
 from cl_client._cli_admin import admin_group, guest_mode_group
 from cl_client._cli_certify import certify
-from cl_client._cli_common import CliState, alias, handled, state
+from cl_client._cli_common import CliState, alias, handled, sigterm_stops_like_ctrl_c, state
 from cl_client._cli_jobs import capabilities, health, job_download, job_group, workers
 from cl_client._cli_jobstore import jobs_group
 from cl_client._cli_load import load
@@ -100,7 +100,8 @@ cli.add_command(alias(job_download, "download", "job download"))
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point (``cl-client``)."""
-    cli.main(args=argv if argv is not None else sys.argv[1:], prog_name="cl-client", obj=CliState())
+    with sigterm_stops_like_ctrl_c():  # downloads clean up on SIGTERM as on Ctrl-C
+        cli.main(args=argv if argv is not None else sys.argv[1:], prog_name="cl-client", obj=CliState())
 
 
 if __name__ == "__main__":  # pragma: no cover

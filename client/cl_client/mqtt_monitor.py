@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from cl_client._config import ComputeClientConfig, MqttSettings
+from cl_client._config import ComputeClientConfig, MqttSettings, redact_url
 from cl_client._exceptions import ComputeClientError, WorkerUnavailableError
 from cl_client._models import JobResponse, WorkerCapability
 from cl_client._mqtt import MqttMonitor
@@ -91,7 +91,7 @@ class MQTTJobMonitor:
         return view
 
     def __repr__(self) -> str:
-        return f"MQTTJobMonitor(url={self.url!r}, connected={self._connected})"
+        return f"MQTTJobMonitor(url={redact_url(self.url)!r}, connected={self._connected})"
 
     def _from_events(self, job_id: str) -> JobResponse:
         """Answer the tracker's "GET" for a monitor without a server: what the events said."""

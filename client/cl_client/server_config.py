@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from cl_client._config import MqttSettings
+from cl_client._config import MqttSettings, redacted_repr
 from cl_client.server_pref import ServerPref, env_value
 
 
@@ -32,6 +33,10 @@ class ServerConfig:
     def mqtt_url(self) -> str:
         """``mqtt://<mqtt_broker>:<mqtt_port>``."""
         return f"mqtt://{self.mqtt_broker}:{self.mqtt_port}"
+
+    def __repr__(self) -> str:
+        """Show the URLs without their passwords."""
+        return redacted_repr(self, {f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServerConfig:

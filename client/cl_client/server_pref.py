@@ -6,11 +6,12 @@ uses its URLs for those not given as arguments.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from cl_client._config import ENVIRONMENT_VARIABLES, mqtt_url_from_host_port
+from cl_client._config import ENVIRONMENT_VARIABLES, mqtt_url_from_host_port, redacted_repr
 
 
 def env_value(name: str, env: Mapping[str, str]) -> str | None:
@@ -37,6 +38,10 @@ class ServerPref:
     compute_url: str = "http://localhost:8002"
     store_url: str = "http://localhost:8001"
     mqtt_url: str = "mqtt://localhost:1883"
+
+    def __repr__(self) -> str:
+        """Show the URLs without their passwords."""
+        return redacted_repr(self, {f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServerPref:

@@ -12,9 +12,10 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Self, cast
 
 import httpx
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from cl_client._auth import AuthProvider, JWTAuthProvider, NoAuthProvider, token_expiry
+from cl_client._config import redact_url
 from cl_client._core import Request, map_error, response_detail
 from cl_client._exceptions import AuthenticationError, ComputeConnectionError, ConfigurationError
 from cl_client.server_pref import ServerPref
@@ -32,7 +33,7 @@ class TokenResponse(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    access_token: str
+    access_token: str = Field(repr=False)  # never in a repr or str
     token_type: str = "bearer"
 
 
@@ -43,6 +44,10 @@ class SessionManager:
         base_url: auth service URL (else ``server_pref.auth_url``).
         server_pref: service URLs (default: ``ServerPref.from_env()``).
     """
+
+    def __repr__(self) -> str:
+        """Show the auth URL (without a password) and whether a session is open; never the token or password."""
+        return f"SessionManager(auth_url={redact_url(self._auth_url)!r}, logged_in={self._token is not None})"
 
     def __init__(self, base_url: str | None = None, server_pref: ServerPref | None = None) -> None:
         self._pref = server_pref or ServerPref.from_env()
