@@ -461,10 +461,10 @@ def parse_thresholds(texts: Iterable[str]) -> list[Threshold]:
         for part in (p.strip() for p in text.split(",")):
             if not part:
                 continue
+            if part.lower().startswith("capacity") and "<" not in part:
+                raise LoadUsageError(f"--fail-on: capacity takes a lower limit, capacity<JOBS_PER_S, got {part!r}")
             metric, _, raw = part.partition("<" if part.lower().startswith("capacity") else "=")
             metric = metric.strip().lower()
-            if metric == "capacity" and "<" not in part:
-                raise LoadUsageError(f"--fail-on: capacity takes a lower limit, capacity<JOBS_PER_S, got {part!r}")
             if metric not in THRESHOLD_METRICS:
                 raise LoadUsageError(f"--fail-on: unknown metric {metric!r}; known: {', '.join(THRESHOLD_METRICS)}")
             raw = raw.strip()

@@ -190,9 +190,27 @@ def _drain_then_quit(runner: MasterRunner) -> None:
     runner.quit = quit_after_drain
 
 
+class _MergedFinalReport(logging.Filter):
+    """Drops Locust's "Discarded report from unrecognized worker" for a worker that reported before it stopped.
+
+    A worker's last report (sent by ``_on_test_stop``) can reach the master after its ``client_stopped``: the
+    master's runner then no longer knows the worker and logs that it "discarded" the report, but that listener only
+    counts users; Locust's statistics listener (``setup_distributed_stats_event_listeners``) merges the report's
+    requests, failures and errors all the same. The line said the opposite of what happens, so it is dropped
+    for the workers this master has heard from (``_WORKERS_SEEN``) and kept for any other.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """False for the misleading line about a known worker's final report."""
+        if not str(record.msg).startswith("Discarded report from unrecognized worker"):
+            return True
+        return not (record.args and isinstance(record.args, tuple) and str(record.args[0]) in _WORKERS_SEEN)
+
+
 def _on_init(environment: Environment, **_: object) -> None:
     if isinstance(environment.runner, MasterRunner):
         _drain_then_quit(environment.runner)
+        logging.getLogger("locust.runners").addFilter(_MergedFinalReport())
 
 
 def _on_test_stop(environment: Environment, **_: object) -> None:
