@@ -380,8 +380,10 @@ class CapacityReport:
                 f"capacity: {self.capacity:.2f} jobs/s of mix {self.mix} within {self.objective} "
                 f"(step {knee.index}, offered {knee.offered:.2f}; noise ±{self.noise():.0%}); per plugin: {plugins}"
             )
-        else:
+        elif self.steps:
             out.append(f"capacity: no step met {self.objective} (the first step already broke it)")
+        else:
+            out.append("capacity: no step was measured (Locust stopped before the first step ended)")
         if broke is not None:
             who = f"; {broke.culprit}'s latency broke it" if broke.culprit else ""
             out.append(f"knee: broke at step {broke.index} (offered {broke.offered:.2f} jobs/s){who}")
