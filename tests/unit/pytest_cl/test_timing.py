@@ -9,11 +9,17 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
+import pytest_cl
 from pytest_cl._timing import certification_time, from_report
+from pytest_cl.conformance.conftest import LONGEST_FIRST
 from tests.unit.pytest_cl.conftest import Target, run
 
 
@@ -86,3 +92,32 @@ def test_report_terminal_and_html_state_the_certification_time(pytester: pytest.
     assert 0 <= timing["suites_alone_s"] <= timing["wall_s"]
     page = (pytester.path / "out/cert.html").read_text()
     assert 'id="certification-time"' in page and "idle with jobs queued" in page
+
+
+def _collected_modules(order: str | None) -> list[str]:
+    conformance = Path(pytest_cl.__file__).parent / "conformance"
+    env = {k: v for k, v in os.environ.items() if k != "CL_CONFORMANCE_ORDER"}
+    if order is not None:
+        env["CL_CONFORMANCE_ORDER"] = order
+    done = subprocess.run(
+        [sys.executable, "-P", "-m", "pytest", "-c", os.devnull, "--rootdir", str(conformance), "--confcutdir",
+         str(conformance), "-p", "no:cacheprovider", "-o", "asyncio_default_fixture_loop_scope=function",
+         "--collect-only", "-q", str(conformance)],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    modules: list[str] = []
+    for line in done.stdout.splitlines():
+        if "::" in line and (module := line.split("::", 1)[0]) not in modules:
+            modules.append(module)
+    assert modules, done.stdout[-2000:] + done.stderr[-2000:]
+    return modules
+
+
+def test_certify_starts_the_modules_with_the_longest_jobs_first() -> None:
+    """Under ``--dist loadscope`` xdist hands out modules in collection order: the HLS and face-model modules
+    (most of the deployment's busy time) must not start last."""
+    modules = _collected_modules(None)
+    assert modules[:3] == ["plugins/test_hls_streaming.py", "workflows/test_video.py", "plugins/test_face_detection.py"]
+    assert set(LONGEST_FIRST) <= set(modules)  # the list names real modules
+    collected = _collected_modules("collected")
+    assert sorted(collected) == sorted(modules) and collected != modules
