@@ -35,7 +35,9 @@ if TYPE_CHECKING:
 #: seconds after a step's end before it is judged (a worker reports every 3 s).
 REPORT_LAG = 4.0
 _DONE: list[Done] = []
+#: a worker's ended jobs not yet sent to the master (only a worker keeps them: ``_on_init``)
 _UNSENT: list[list[object]] = []
+_ROLE = {"worker": False}
 
 
 def _option(environment: Environment, name: str) -> object:
@@ -131,7 +133,12 @@ def _on_request(request_type: str, name: str, response_time: float, exception: o
         return
     at = time.time()
     _DONE.append(Done(at, name, float(response_time), exception is not None))
-    _UNSENT.append([at, name, float(response_time), exception is not None])
+    if _ROLE["worker"]:
+        _UNSENT.append([at, name, float(response_time), exception is not None])
+
+
+def _on_init(environment: Environment, **_: object) -> None:
+    _ROLE["worker"] = isinstance(environment.runner, WorkerRunner)
 
 
 def _on_report_to_master(client_id: str, data: dict[str, object], **_: object) -> None:
@@ -160,6 +167,7 @@ def _on_quitting(environment: Environment, **_: object) -> None:
 
 for _hook, _listener in (
     (events.init_command_line_parser, _add_options),
+    (events.init, _on_init),
     (events.request, _on_request),
     (events.report_to_master, _on_report_to_master),
     (events.worker_report, _on_worker_report),
