@@ -13,9 +13,11 @@ else
 fi
 for broker in "${brokers[@]}"; do
   echo "== benchmarks, short mode, broker $broker"
+  locust_workers=1; [ "$broker" = amqtt ] && locust_workers=0   # Locust distributed, and one process
   uv run python benchmarks/bench_client.py --short --broker "$broker"
   uv run python benchmarks/bench_server.py --short --broker "$broker"
   uv run python benchmarks/bench_capacity.py --short --broker "$broker" --mix hash=1 --deployment-workers 1 \
+    --locust-workers "$locust_workers" \
     --out "$out/capacity-$broker"
 done
 echo "run_short: every benchmark ran with ${brokers[*]}"
