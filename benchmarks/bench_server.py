@@ -127,7 +127,7 @@ def in_process_rate(task: str, rel: str, form: dict[str, str], n: int) -> float:
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def per_plugin(jobs: int, broker: str = "auto", save: bool = True) -> None:
+def per_plugin(jobs: int, broker: str = "auto", save: bool = True, note: str = "") -> None:
     """Jobs/s of every real plugin on one worker (a warm-up job first, so model loading is not counted), each
     beside its anchor: the same backend called in this process. ``save``: also write the rates to
     ``results/server-plugins.json`` (``bench_capacity.py`` draws them as the capacity chart's ceiling)."""
@@ -161,7 +161,7 @@ def per_plugin(jobs: int, broker: str = "auto", save: bool = True) -> None:
         RESULTS.mkdir(exist_ok=True)
         when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
         machine = f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}"
-        data = {"date": when, "machine": machine, "jobs_per_plugin": jobs, "one_worker_jobs_per_s": rates}
+        data = {"date": when, "machine": machine, "note": note, "jobs_per_plugin": jobs, "one_worker_jobs_per_s": rates}
         (RESULTS / "server-plugins.json").write_text(json.dumps(data, indent=2) + "\n")
         print(f"wrote {RESULTS / 'server-plugins.json'}")
 
@@ -174,6 +174,7 @@ def main() -> None:
     parser.add_argument("--plugin-jobs", type=int, default=10, help="jobs per real plugin (0 skips that part)")
     parser.add_argument("--broker", choices=("auto", "mosquitto", "amqtt"), default="auto")
     parser.add_argument("--short", action="store_true", help="few samples (CI: the benchmark still runs)")
+    parser.add_argument("--note", default="", help='saved with the per-plugin rates, e.g. "idle machine"')
     args = parser.parse_args()
     if args.short:
         args.jobs, args.latency_samples, args.plugin_jobs = 20, 5, 1
@@ -226,7 +227,7 @@ def main() -> None:
     finally:
         dep.stop()
     if args.plugin_jobs:
-        per_plugin(args.plugin_jobs, args.broker, save=not args.short)
+        per_plugin(args.plugin_jobs, args.broker, save=not args.short, note=args.note)
 
 
 if __name__ == "__main__":
