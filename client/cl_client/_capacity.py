@@ -635,7 +635,9 @@ def chart(
                  f"</text>")  # fmt: skip
     if broke is not None:
         bx = x(broke.offered)
-        p.append(f'<text x="{_n(bx + 4)}" y="{top2 + 12}" {_FONT} fill="#c62828">broke'
+        anchor = "end" if bx > left + plot_w * 0.7 else "start"
+        bx = bx - 8 if anchor == "end" else bx + 4
+        p.append(f'<text x="{_n(bx)}" y="{top2 + 12}" text-anchor="{anchor}" {_FONT} fill="#c62828">broke'
                  f"{' (' + escape(broke.culprit) + ')' if broke.culprit else ''}</text>")  # fmt: skip
     for i, (colour, dash, label) in enumerate(legend):
         ly = head + 8 + 16 * i
