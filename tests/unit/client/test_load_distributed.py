@@ -32,7 +32,9 @@ def deployment() -> Iterator[Deployment]:
         yield dep
 
 
-def test_distributed_load_counts_every_job_once_and_leaves_none(deployment: Deployment, tmp_path: Path) -> None:
+def test_distributed_load_counts_every_job_once_and_leaves_none(
+    deployment: Deployment, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     witness = Witness(deployment.mqtt_url)
     summary_path = tmp_path / "summary.json"
     try:
@@ -49,6 +51,10 @@ def test_distributed_load_counts_every_job_once_and_leaves_none(deployment: Depl
     finally:
         witness.close()
     assert result.exit_code == 0, result.output
+    # the command says Locust started (Locust itself is silent until the end), and the master no longer claims
+    # to discard the workers' final reports (Locust's statistics merge them; the JOB rows below prove it)
+    assert "cl-client load: Locust master + 2 worker process(es) started against" in result.output
+    assert "Discarded report from unrecognized worker" not in capfd.readouterr().err
     summary = Summary.from_json(summary_path.read_text())
     print(result.output)
 
