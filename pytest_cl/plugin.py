@@ -44,6 +44,7 @@ from pytest_cl._ledgerfile import (
     settle_leftovers,
 )
 from pytest_cl._signals import Stopper, XdistHalt
+from pytest_cl._timing import from_report
 from pytest_cl._tmp import make_shared_dir
 from pytest_cl._upstream import PICK, Verdict, pick_error
 from pytest_cl.config import Settings, SettingsError, add_options, resolve_settings
@@ -815,6 +816,11 @@ def _write_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_sep("-", title)
         for line in lines:
             terminalreporter.write_line(line)
+    if results.timelines:
+        terminalreporter.write_sep("-", "cl: certification time")
+        terminalreporter.write_line(
+            from_report(results.timelines, _header(state), results.started, results.finished).line()
+        )
     comparison = state.lacks_comparison
     if comparison is not None:
         title = "cl: deployment lacks: as expected" if comparison.ok else "cl: deployment lacks: NOT as expected"

@@ -28,6 +28,8 @@ from typing import cast
 
 import pytest
 
+from pytest_cl._timing import from_report
+
 __all__ = [
     "NOISE_TEXT",
     "NOT_CHECKED",
@@ -634,6 +636,7 @@ class Results:
             },
             "failures": {n: self.failures[n] for n in sorted(self.failures) if n in self.tests},
             "comparison": comparison.as_dict() if comparison is not None else None,
+            "certification_time": from_report(self.timelines, header, self.started, self.finished).as_dict(),
             "skipped_for_missing_worker": [
                 {"test": n, "capabilities": c, "outcome": o} for n, c, o in self.missing_workers
             ],
