@@ -10,7 +10,8 @@
 
 Every figure is printed with its ratio to its anchor measured in the same run.
 
-Run: ``uv run python benchmarks/bench_client.py [--events N]``.
+Run: ``uv run python benchmarks/bench_client.py [--events N] [--broker auto|mosquitto|amqtt] [--short]``
+(``--short``: few events, for CI's check that the benchmark still runs; its numbers mean nothing).
 """
 
 from __future__ import annotations
@@ -243,8 +244,12 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--latency-events", type=int, default=1000)
     parser.add_argument("--subscriptions", type=int, default=10_000)
+    parser.add_argument("--broker", choices=("auto", "mosquitto", "amqtt"), default="auto")
+    parser.add_argument("--short", action="store_true", help="few samples (CI: the benchmark still runs)")
     args = parser.parse_args()
-    broker = start_broker()
+    if args.short:
+        args.events, args.latency_events, args.subscriptions = 2000, 100, 1000
+    broker = start_broker(prefer=args.broker)
     try:
         print(f"broker: {broker.kind} at {broker.url}")
         raw_lat, cl_lat = latency(broker.url, args.latency_events)

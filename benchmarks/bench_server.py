@@ -1,6 +1,7 @@
 """Benchmark the cl_compute server core: start-up time, claim latency and jobs/s with a trivial plugin.
 
-Run: ``uv run python benchmarks/bench_server.py [--jobs 200] [--workers 1]``. Prints:
+Run: ``uv run python benchmarks/bench_server.py [--jobs 200] [--workers 1] [--broker auto|mosquitto|amqtt]
+[--short]`` (``--short``: a few jobs of each kind, for CI's check that the benchmark still runs). Prints:
 
 * start-up: ``Deployment.start()`` wall time (broker + API + workers announced), test plugins only;
 * claim latency: time from the ``queued`` event to the ``processing`` event, as seen by an MQTT subscriber,
@@ -59,7 +60,14 @@ class Events:
         ready.wait(10)
 
     def _on_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
-        data = json.loads(msg.payload)
+        # Only job events count; anything else on the topic (a retained capability message, a foreign
+        # publisher's text) is skipped: an exception here would end paho's network thread and every later wait.
+        try:
+            data = json.loads(msg.payload)
+        except ValueError:
+            return
+        if not isinstance(data, dict) or not isinstance(data.get("job_id"), str) or "event_type" not in data:
+            return
         with self.cond:
             self.seen.setdefault((data["job_id"], data["event_type"]), time.perf_counter())
             self.cond.notify_all()
@@ -116,10 +124,15 @@ def in_process_rate(task: str, rel: str, form: dict[str, str], n: int) -> float:
         return n / (time.perf_counter() - t0)
 
 
-def per_plugin(jobs: int) -> None:
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def per_plugin(jobs: int, broker: str = "auto", save: bool = True, note: str = "") -> None:
     """Jobs/s of every real plugin on one worker (a warm-up job first, so model loading is not counted), each
-    beside its anchor: the same backend called in this process."""
-    with Deployment(workers=1) as dep:
+    beside its anchor: the same backend called in this process. ``save``: also write the rates to
+    ``results/server-plugins.json`` (``bench_capacity.py`` draws them as the capacity chart's ceiling)."""
+    rates: dict[str, float] = {}
+    with Deployment(workers=1, broker=broker) as dep:
         events = Events(dep.mqtt_url)
         print(f"per plugin, 1 worker, {jobs} jobs each after one warm-up job; anchor: the backend in process:")
         print(f"  {'plugin':<18} {'input':<34} {'jobs/s':>8} {'ms/job':>8} {'anchor':>8} {'ratio':>6}")
@@ -135,14 +148,22 @@ def per_plugin(jobs: int) -> None:
                     return str(r.json()["job_id"])
 
                 events.wait(post(), "completed", timeout=300)
-                n = 2 if task == "hls_streaming" else jobs
+                n = min(2, jobs) if task == "hls_streaming" else jobs
                 t0 = time.perf_counter()
                 ids = [post() for _ in range(n)]
                 last = max(events.wait(job_id, "completed", timeout=300) for job_id in ids)
                 rate = n / (last - t0)
                 anchor = in_process_rate(task, rel, form, n)
                 print(f"  {task:<18} {rel:<34} {rate:8.1f} {1000 / rate:8.0f} {anchor:8.1f} {rate / anchor:6.2f}")
+                rates[task] = round(rate, 2)
         events.close()
+    if save:
+        RESULTS.mkdir(exist_ok=True)
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        machine = f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}"
+        data = {"date": when, "machine": machine, "note": note, "jobs_per_plugin": jobs, "one_worker_jobs_per_s": rates}
+        (RESULTS / "server-plugins.json").write_text(json.dumps(data, indent=2) + "\n")
+        print(f"wrote {RESULTS / 'server-plugins.json'}")
 
 
 def main() -> None:
@@ -151,9 +172,14 @@ def main() -> None:
     parser.add_argument("--latency-samples", type=int, default=30)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--plugin-jobs", type=int, default=10, help="jobs per real plugin (0 skips that part)")
+    parser.add_argument("--broker", choices=("auto", "mosquitto", "amqtt"), default="auto")
+    parser.add_argument("--short", action="store_true", help="few samples (CI: the benchmark still runs)")
+    parser.add_argument("--note", default="", help='saved with the per-plugin rates, e.g. "idle machine"')
     args = parser.parse_args()
+    if args.short:
+        args.jobs, args.latency_samples, args.plugin_jobs = 20, 5, 1
     print(f"machine: {platform.node()} {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}")
-    dep = Deployment(workers=args.workers, tasks=["echo"], extra_plugins=extra_plugins_spec())
+    dep = Deployment(workers=args.workers, tasks=["echo"], extra_plugins=extra_plugins_spec(), broker=args.broker)
     dep.start()
     try:
         print(f"start-up: {dep.startup_seconds:.3f} s (broker {dep.broker_kind}, {args.workers} worker(s))")
@@ -201,7 +227,7 @@ def main() -> None:
     finally:
         dep.stop()
     if args.plugin_jobs:
-        per_plugin(args.plugin_jobs)
+        per_plugin(args.plugin_jobs, args.broker, save=not args.short, note=args.note)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import cast
 
-from pytest_cl._svg import COLOURS, histogram, timeline
+from pytest_cl._svg import COLOURS, P50_COLOUR, P95_COLOUR, Scale, histogram, timeline
 
 TEMPLATE = Path(__file__).with_name("report.html.j2")
 HINT = 'cl: --cl-report PATH.html needs jinja2: pip install "cl-client[report]"'
@@ -35,6 +35,44 @@ def _ms(value: object) -> str:
     return f"{value:.0f}" if isinstance(value, int | float) else "-"
 
 
+def verdict(data: Mapping[str, object], totals: Mapping[str, int]) -> dict[str, object]:
+    """The banner at the top: ``certified``, ``not certified`` or ``certified with known gaps``, and why.
+
+    Not certified: a check failed, or a security finding is not acknowledged. Known gaps: acknowledged security
+    findings, deployment lacks, checks skipped or not checked (nothing failed, but not everything was certified).
+
+    Args:
+        data: the report's JSON data.
+        totals: the matrix totals (passed, failed, skipped, not_checked, jobs).
+    """
+    findings = cast(list[dict[str, object]], data.get("security_findings") or [])
+    open_findings = [f for f in findings if not f.get("acknowledged")]
+    lacks = cast(list[object], data.get("deployment_lacks") or [])
+    reasons: list[str] = []
+    if findings:
+        reasons.append(
+            f"{len(findings)} security finding(s)"
+            + (f", {len(open_findings)} not acknowledged" if open_findings else ", all acknowledged")
+        )
+    if totals.get("failed"):
+        reasons.append(f"{totals['failed']} check(s) failed")
+    if lacks:
+        reasons.append(f"{len(lacks)} deployment lack(s)")
+    if totals.get("skipped") or totals.get("not_checked"):
+        reasons.append(
+            f"{totals.get('skipped', 0)} skipped, {totals.get('not_checked', 0)} not checked (see "
+            '"Skipped and not checked")'
+        )
+    if open_findings or totals.get("failed"):
+        kind, title = "bad", "Not certified"
+    elif reasons:
+        kind, title = "gaps", "Certified with known gaps"
+    else:
+        kind, title = "good", "Certified"
+    passed = f"{totals.get('passed', 0)} check(s) passed"
+    return {"kind": kind, "title": title, "reasons": [passed, *reasons]}
+
+
 def view(data: Mapping[str, object]) -> dict[str, object]:
     """The template's data: header, rows with their charts, failures, lacks, comparison."""
     tests = cast(dict[str, dict[str, object]], data.get("tests") or {})
@@ -45,12 +83,21 @@ def view(data: Mapping[str, object]) -> dict[str, object]:
         for key in ("newly_failing", "newly_passing"):
             changed |= {(key, cast(str, i["test"])) for i in cast(list[dict[str, object]], comparison[key])}
     lacks_list = cast(list[dict[str, str]], data.get("deployment_lacks") or [])
+    everything = [float(x) for t in tests.values() for x in cast(list[float], t.get("latencies_ms") or [])]
+    scale = Scale.of(everything)  # one latency axis for every row
     rows: list[dict[str, object]] = []
+    expected_errors = 0
     for entry in cast(list[dict[str, object]], data.get("matrix") or []):
         name = cast(str, entry["row"])
         mine = [t for t in tests.values() if t.get("row") == name]
         latencies = [float(x) for t in mine for x in cast(list[float], t.get("latencies_ms") or [])]
-        jobs = [j for t in mine for j in cast(list[dict[str, object]], t.get("jobs") or [])]
+        jobs: list[dict[str, object]] = []
+        for t in mine:
+            for j in cast(list[dict[str, object]], t.get("jobs") or []):
+                # a job that ended in error while its check passed: the check asked for that error
+                expected = j.get("status") == "error" and t.get("outcome") == "passed"
+                expected_errors += expected
+                jobs.append({**j, "expected_error": expected})
         rows.append(
             {
                 **entry,
@@ -58,7 +105,7 @@ def view(data: Mapping[str, object]) -> dict[str, object]:
                 "p95": _ms(entry.get("latency_p95_ms")),
                 "marks": marks.get(name, []),
                 "lacks": sum(1 for i in lacks_list if tests.get(i["test"], {}).get("row") == name),
-                "histogram": histogram(latencies),
+                "histogram": histogram(latencies, scale=scale),
                 "timeline": timeline(jobs),
             }
         )
@@ -80,6 +127,12 @@ def view(data: Mapping[str, object]) -> dict[str, object]:
     }
     return {
         "d": data,
+        "verdict": verdict(data, totals),
+        "skip_groups": cast(list[dict[str, object]], data.get("skip_groups") or []),
+        "scale": scale.text() if scale is not None else "",
+        "expected_errors": expected_errors,
+        "p50_colour": P50_COLOUR,
+        "p95_colour": P95_COLOUR,
         "header": cast(dict[str, object], data.get("header") or {}),
         "when": _when(data.get("started")),
         "duration": _duration(data.get("started"), data.get("finished")),

@@ -367,8 +367,16 @@ class TrackedComputeClient(ComputeClient):
         self.cl_ledger = ledger
         self.cl_max_wait = max_wait
 
-    def wait_for_job(self, job_id: str, timeout: float | None = None, task_type: str = "unknown") -> JobResponse:
+    def wait_for_job(
+        self,
+        job_id: str,
+        timeout: float | None = None,
+        task_type: str = "unknown",
+        *,
+        poll_interval: float | None = None,
+    ) -> JobResponse:
         """``ComputeClient.wait_for_job`` limited to the test's job-wait deadline."""
+        del poll_interval  # accepted for upstream code, as the base class does
         limit = self.cl_ledger.wait_limit(timeout)
         if self.cl_max_wait is not None:
             limit = min(limit, self.cl_max_wait)
@@ -393,8 +401,16 @@ class TrackedAsyncComputeClient(AsyncComputeClient):
         )
         self.cl_ledger = ledger
 
-    async def wait_for_job(self, job_id: str, timeout: float | None = None, task_type: str = "unknown") -> JobResponse:
+    async def wait_for_job(
+        self,
+        job_id: str,
+        timeout: float | None = None,
+        task_type: str = "unknown",
+        *,
+        poll_interval: float | None = None,
+    ) -> JobResponse:
         """``AsyncComputeClient.wait_for_job`` limited to the test's job-wait deadline."""
+        del poll_interval  # accepted for upstream code, as the base class does
         record = await super().wait_for_job(job_id, self.cl_ledger.wait_limit(timeout), task_type)
         self.cl_ledger.on_record(record)
         return record

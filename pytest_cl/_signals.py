@@ -20,6 +20,11 @@ and only over the default action: a signal that is ignored (``nohup``) or handle
 alone, and the previous handlers come back when the run ends. SIGALRM (pytest-timeout's ``signal`` method) is
 never touched.
 
+Once the signal was passed on, xdist starts nothing again (``XdistHalt``): a worker that dies then (a signal
+during its start-up or collection ends it before it can report) is not replaced, a worker interrupted in a test
+neither, and no test is handed out any more; the controller ends the run as interrupted, with the matrix and the
+clean-up of every process.
+
 Standard library only (imported when the plugin loads).
 """
 
@@ -32,8 +37,9 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import FrameType
+from typing import cast
 
-__all__ = ["STOP_SIGNALS", "Stopper"]
+__all__ = ["STOP_SIGNALS", "Stopper", "XdistHalt"]
 
 #: The signals handled like Ctrl-C.
 STOP_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGHUP)
@@ -48,6 +54,8 @@ class Stopper:
     Args:
         workers: on the xdist controller, returns the pid of each running worker by the signals it handles
             (the signal is passed on to them instead of interrupting the controller); None elsewhere.
+        on_forward: on the xdist controller, called once the signal was passed on (``XdistHalt.halt``: xdist
+            starts nothing again).
 
     Attributes:
         received: the name of the first signal received (``SIGTERM``), or None.
@@ -61,6 +69,7 @@ class Stopper:
     """
 
     workers: Callable[[], Mapping[int, frozenset[str]]] | None = None
+    on_forward: Callable[[], None] | None = None
     received: str | None = None
     forwarded: list[int] = field(default_factory=list[int])
     installed: tuple[str, ...] = ()
@@ -107,6 +116,8 @@ class Stopper:
                         os.kill(pid, signum)
                         self.forwarded.append(pid)
                 if self.forwarded:
+                    if self.on_forward is not None:
+                        self.on_forward()
                     return  # the workers clean up and report; xdist then ends the run as interrupted
         self._interrupt()
 
@@ -135,3 +146,54 @@ class Stopper:
             f"cl: {self.received} received: the run stopped like after Ctrl-C and its clean-up ran (jobs deleted and "
             "verified; a failure shows as ClCleanupWarning). Exit code 2 (interrupted)"
         )
+
+
+class XdistHalt:
+    """Controller plugin (pytest-xdist): once a signal was passed on to the workers, nothing is started again.
+
+    xdist replaces a worker that went down (``--max-worker-restart``), also one stopped by an interrupt, and a
+    worker that a signal ends during its start-up (before its session started) dies without reporting, so that
+    without this the replacements would run the whole suite. ``halt`` makes xdist stop the run (its
+    ``shouldstop``, as after a worker's Ctrl-C) and replace no worker. It uses two attributes of xdist's
+    ``DSession`` (``shouldstop``, ``_clone_node``; pytest-xdist 3.x), each only where it exists.
+
+    Args:
+        stopper: the controller's ``Stopper``.
+        dsession: xdist's controller plugin (``config.pluginmanager.getplugin("dsession")``).
+    """
+
+    def __init__(self, stopper: Stopper, dsession: object) -> None:
+        self.stopper = stopper
+        self.dsession = dsession
+        self.halted = False
+        self.not_replaced: list[str] = []
+
+    def halt(self) -> None:
+        """Make xdist end the run as interrupted, hand out no test and replace no worker (idempotent)."""
+        ds = self.dsession
+        if not getattr(ds, "shouldstop", None):
+            setattr(ds, "shouldstop", f"cl: {self.stopper.received or 'a signal'} received")  # noqa: B010
+        if not self.halted and hasattr(ds, "_clone_node"):
+            setattr(ds, "_clone_node", self._no_replacement)  # noqa: B010
+            report_line = cast(Callable[[str], None] | None, getattr(ds, "report_line", None))
+            if report_line is not None:
+                setattr(ds, "report_line", self._report_line(report_line))  # noqa: B010
+        self.halted = True
+
+    def _no_replacement(self, node: object) -> None:
+        self.not_replaced.append(str(getattr(getattr(node, "gateway", None), "id", "worker")))
+
+    @staticmethod
+    def _report_line(original: Callable[[str], None]) -> Callable[[str], None]:
+        def report_line(line: str) -> None:
+            if "replacing crashed worker" not in line:  # it is not replaced: the run stops
+                original(line)
+
+        return report_line
+
+    def pytest_testnodedown(self, node: object, error: object) -> None:
+        """A worker went down after the signal was passed on: make sure xdist stops (it resets ``shouldstop``
+        when its loop starts, which may come after the signal)."""
+        del node, error
+        if self.stopper.forwarded:
+            self.halt()

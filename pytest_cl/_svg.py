@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from html import escape
 
 #: Phase colours of the time line (also used by the legend of the report).
@@ -17,8 +18,12 @@ COLOURS = {
     "processing": "#3b82c4",
     "completed": "#2e9d5b",
     "error": "#d64545",
+    "expected_error": "#8e5bd0",
     "pending": "#b0b0b0",
 }
+#: the dotted lines of the histogram: the median and the 95th percentile.
+P50_COLOUR = "#222"
+P95_COLOUR = "#d64545"
 _FONT = 'font-family="sans-serif" font-size="10" fill="#444"'
 
 
@@ -30,26 +35,72 @@ def _ms_label(ms: float) -> str:
     return f"{ms / 1000:.2f} s" if ms >= 1000 else f"{ms:.0f} ms"
 
 
-def histogram(values_ms: Sequence[float], width: int = 360, height: int = 120, bins: int = 20) -> str:
-    """Distribution of submit → terminal latencies: bars, with the p50 and p95 marked; ``""`` for no values."""
+@dataclass(frozen=True)
+class Scale:
+    """The latency axis every histogram of a report shares, so rows compare at a glance.
+
+    Attributes:
+        low: the smallest latency of the report (ms).
+        high: the largest (ms).
+        logarithmic: log10 bins (the report's latencies span more than ``LOG_SPAN`` x), else linear.
+    """
+
+    low: float
+    high: float
+    logarithmic: bool
+
+    @classmethod
+    def of(cls, values_ms: Sequence[float]) -> Scale | None:
+        """The scale of all the latencies of a report (None for none)."""
+        if not values_ms:
+            return None
+        low, high = min(values_ms), max(values_ms)
+        return cls(low, high, low > 0 and high / low > LOG_SPAN)
+
+    def at(self, v: float) -> float:
+        """``v`` on the axis (log10 of it on a log scale)."""
+        return math.log10(max(v, 1e-3)) if self.logarithmic else v
+
+    def back(self, v: float) -> float:
+        """The latency at axis position ``v``."""
+        return 10**v if self.logarithmic else v
+
+    @property
+    def span(self) -> float:
+        """Width of the axis in its own units (never 0)."""
+        return self.at(self.high) - self.at(self.low) or max(1.0, self.high * 0.1)
+
+    def text(self) -> str:
+        """``log scale`` or ``linear scale``, for the legend."""
+        return "log scale" if self.logarithmic else "linear scale"
+
+
+#: a report whose largest latency is more than this many times its smallest uses log bins (a long tail)
+LOG_SPAN = 20
+
+
+def histogram(
+    values_ms: Sequence[float], width: int = 360, height: int = 120, bins: int = 20, scale: Scale | None = None
+) -> str:
+    """Distribution of submit → terminal latencies: bars, with the p50 and p95 marked; ``""`` for no values.
+
+    Args:
+        values_ms: the latencies of one row.
+        width: the chart's width (it shrinks with the page: ``viewBox``).
+        height: its height.
+        bins: number of bars over the axis.
+        scale: the axis shared by the report's histograms (default: the axis of these values alone).
+    """
     if not values_ms:
         return ""
     ordered = sorted(values_ms)
-    low, high = ordered[0], ordered[-1]
-    # a long tail (max > 20 x min): logarithmic bins, so the bulk of the jobs is not squeezed into one bar
-    logarithmic = low > 0 and high / low > 20
-
-    def scale(v: float) -> float:
-        return math.log10(max(v, 1e-3)) if logarithmic else v
-
-    def unscale(v: float) -> float:
-        return 10**v if logarithmic else v
-
-    s_low = scale(low)
-    span = scale(high) - s_low or max(1.0, high * 0.1)
+    axis = scale or Scale.of(ordered)
+    assert axis is not None
+    s_low = axis.at(axis.low)
+    span = axis.span
     counts = [0] * bins
     for v in ordered:
-        counts[min(bins - 1, int((scale(v) - s_low) / span * bins))] += 1
+        counts[max(0, min(bins - 1, int((axis.at(v) - s_low) / span * bins)))] += 1
     top = max(counts)
     left, right, base, head = 28, 8, height - 18, 8
     plot_w, plot_h = width - left - right, base - head
@@ -65,25 +116,25 @@ def histogram(values_ms: Sequence[float], width: int = 360, height: int = 120, b
         if not n:
             continue
         h = plot_h * n / top
-        a, b = unscale(s_low + span * i / bins), unscale(s_low + span * (i + 1) / bins)
+        a, b = axis.back(s_low + span * i / bins), axis.back(s_low + span * (i + 1) / bins)
         parts.append(
             f'<rect x="{_num(left + i * bar_w + 0.5)}" y="{_num(base - h)}" width="{_num(max(bar_w - 1, 1))}" '
             f'height="{_num(h)}" fill="#3b82c4"><title>{n} job(s): {_ms_label(a)} – {_ms_label(b)}</title></rect>'
         )
-    for q, colour in ((50, "#222"), (95, "#d64545")):
+    for q, colour in ((50, P50_COLOUR), (95, P95_COLOUR)):
         pos = (len(ordered) - 1) * q / 100
         lo = math.floor(pos)
         value = ordered[lo] + (ordered[min(lo + 1, len(ordered) - 1)] - ordered[lo]) * (pos - lo)
-        x = left + plot_w * (scale(value) - s_low) / span
+        x = left + plot_w * (axis.at(value) - s_low) / span
         parts.append(
-            f'<line x1="{_num(x)}" y1="{head}" x2="{_num(x)}" y2="{base}" stroke="{colour}" stroke-dasharray="3,2">'
-            f"<title>p{q} {_ms_label(value)}</title></line>"
+            f'<line class="p{q}" x1="{_num(x)}" y1="{head}" x2="{_num(x)}" y2="{base}" stroke="{colour}" '
+            f'stroke-dasharray="3,2"><title>p{q} {_ms_label(value)}</title></line>'
         )
-    parts.append(f'<text x="{left}" y="{height - 4}" {_FONT}>{_ms_label(low)}</text>')
-    parts.append(f'<text x="{width - right}" y="{height - 4}" text-anchor="end" {_FONT}>{_ms_label(high)}</text>')
+    parts.append(f'<text x="{left}" y="{height - 4}" {_FONT}>{_ms_label(axis.low)}</text>')
+    parts.append(f'<text x="{width - right}" y="{height - 4}" text-anchor="end" {_FONT}>{_ms_label(axis.high)}</text>')
     parts.append(
         f'<text x="{left + plot_w / 2:.0f}" y="{height - 4}" text-anchor="middle" {_FONT}>'
-        f"submit → terminal ({len(ordered)} jobs{', log scale' if logarithmic else ''})</text>"
+        f"submit → terminal ({len(ordered)} jobs, {axis.text()})</text>"
     )
     parts.append("</svg>")
     return "".join(parts)
@@ -131,6 +182,7 @@ def timeline(jobs: Sequence[Mapping[str, object]], width: int = 720) -> str:
             + ", ".join(f"{name} +{(t - sub) * 1000:.0f} ms" for t, name in present[1:])
             + (f", {status or 'terminal'} +{(terminal - sub) * 1000:.0f} ms" if terminal is not None else "")
             + ("" if terminal is not None else ", never seen terminal")
+            + (" (an error the check expected)" if status == "error" and job.get("expected_error") else "")
         )
         parts.append(f"<g><title>{title}</title>")
         for k, (start, name) in enumerate(present):
@@ -139,8 +191,12 @@ def timeline(jobs: Sequence[Mapping[str, object]], width: int = 720) -> str:
             w = max(float(x(stop)) - float(x(start)), 0.5)
             parts.append(f'<rect x="{x(start)}" y="{y}" width="{_num(w)}" height="{bar}" fill="{colour}"/>')
         if terminal is not None:
-            colour = COLOURS["error"] if status == "error" else COLOURS["completed"]
-            parts.append(f'<rect x="{x(terminal)}" y="{y}" width="2" height="{bar}" fill="{colour}"/>')
+            if status == "error":
+                colour = COLOURS["expected_error"] if job.get("expected_error") else COLOURS["error"]
+            else:
+                colour = COLOURS["completed"]
+            width = 2 if status != "error" else 4  # an error end stands out, expected or not
+            parts.append(f'<rect x="{x(terminal)}" y="{y}" width="{width}" height="{bar}" fill="{colour}"/>')
         parts.append("</g>")
     base = head + lane * len(rows) + 2
     parts.append(f'<line x1="{left}" y1="{base}" x2="{width - right}" y2="{base}" stroke="#888"/>')

@@ -43,7 +43,8 @@ from pytest_cl._ledgerfile import (
     default_ledger_path,
     settle_leftovers,
 )
-from pytest_cl._signals import Stopper
+from pytest_cl._signals import Stopper, XdistHalt
+from pytest_cl._timing import from_report
 from pytest_cl._tmp import make_shared_dir
 from pytest_cl._upstream import PICK, Verdict, pick_error
 from pytest_cl.config import Settings, SettingsError, add_options, resolve_settings
@@ -101,7 +102,10 @@ ROWS_ERROR_NODEID = "cl: --cl-rows"
 CL_FIXTURES = frozenset(
     {"cl_deployment", "compute_client", "async_compute_client", "cl_session_client", "require_worker", "cl_jobs"}
 )
-ASYNC_HINT = "async_compute_client needs pytest-asyncio: pip install pytest-asyncio (or use compute_client)"
+ASYNC_HINT = (
+    'async_compute_client needs pytest-asyncio, which the pytest extra installs: pip install "cl-client[pytest]" '
+    "(or use compute_client)"
+)
 REPORT_HINT = 'cl: --cl-report PATH.html needs jinja2: pip install "cl-client[report]"'
 
 
@@ -187,6 +191,7 @@ def pytest_configure(config: pytest.Config) -> None:
         state.results.started = time.time()
         _check_report_settings(state)
         config.pluginmanager.register(_ResultCollector(state.results), "cl-results")
+        _register_live_view(config, state)
     config.pluginmanager.register(_TeardownGuard(state.stopper), "cl-teardown-guard")
     if config.pluginmanager.hasplugin("asyncio"):
         from pytest_cl import _async
@@ -194,6 +199,31 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(_async, "cl-async")
     else:
         config.pluginmanager.register(_AsyncStub(), "cl-async")
+
+
+def _register_live_view(config: pytest.Config, state: _State) -> None:
+    """``cl-client certify`` asked for a live view (``CL_CERTIFY_LIVE``): register it (controller only)."""
+    from pytest_cl._live import LiveView, live_mode
+
+    mode = live_mode()
+    if mode is None or cast(bool, config.option.collectonly) or config.get_verbosity() > 0:
+        return  # collecting only, or one line per check asked for (-v after --): pytest's own output
+    view = LiveView(config, mode, embedded=state.settings.embedded, info=lambda: _live_info(state), row_of=_row)
+    config.pluginmanager.register(view, "cl-live")
+
+
+def _live_info(state: _State) -> DeploymentInfo | str | None:
+    """Return the deployment once known (this process's, or the xdist run's from the shared state); its start error."""
+    info = state.info or state.embedded.info
+    if info is not None:
+        return info
+    if state.shared_dir is not None:
+        saved = read_state(state.shared_dir)
+        if isinstance(saved.get("info"), str):
+            return DeploymentInfo.from_json(cast(str, saved["info"]))
+        if saved.get("status") == "failed":
+            return str(saved.get("error"))
+    return None
 
 
 def _check_report_settings(state: _State) -> None:
@@ -390,7 +420,13 @@ def _worker_pids(state: _State) -> dict[int, frozenset[str]]:
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node: object) -> None:
     """Hand (controller) the deployment (or the shared directory for the embedded one) to each xdist worker."""
-    state = _state(cast(pytest.Config, getattr(node, "config")))  # noqa: B009
+    config = cast(pytest.Config, getattr(node, "config"))  # noqa: B009
+    state = _state(config)
+    dsession = config.pluginmanager.getplugin("dsession")
+    if dsession is not None and not config.pluginmanager.has_plugin("cl-xdist-halt"):
+        halt = XdistHalt(state.stopper, dsession)  # after a signal, xdist starts no worker and no test again
+        config.pluginmanager.register(halt, "cl-xdist-halt")
+        state.stopper.on_forward = halt.halt
     if state.shared_dir is None:
         state.shared_dir = make_shared_dir()  # and remove those of controllers that were SIGKILLed
         state.own_shared_dir = True
@@ -780,6 +816,11 @@ def _write_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_sep("-", title)
         for line in lines:
             terminalreporter.write_line(line)
+    if results.timelines:
+        terminalreporter.write_sep("-", "cl: certification time")
+        terminalreporter.write_line(
+            from_report(results.timelines, _header(state), results.started, results.finished).line()
+        )
     comparison = state.lacks_comparison
     if comparison is not None:
         title = "cl: deployment lacks: as expected" if comparison.ok else "cl: deployment lacks: NOT as expected"

@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import cast
 
 import pytest
+
+from pytest_cl._timing import from_report
 
 __all__ = [
     "NOISE_TEXT",
@@ -35,11 +38,13 @@ __all__ = [
     "PluginFailure",
     "Results",
     "SecurityFinding",
+    "SkipGroup",
     "compare",
     "load_previous",
     "percentile",
     "row_for_path",
     "row_sort_key",
+    "skip_advice",
     "skip_reason",
 ]
 
@@ -153,6 +158,97 @@ class SecurityFinding:
     detail: str
 
 
+#: What to do about a skip or a check not made, by a pattern of its reason (the first match wins). Options are
+#: named as ``cl-client certify`` takes them, with the pytest option in parentheses.
+SKIP_ADVICE: tuple[tuple[re.Pattern[str], str], ...] = (
+    (
+        re.compile(r"guest ?mode", re.I),
+        "run against a deployment with auth on (guest mode off), with a token: cl-client certify --token JWT, or "
+        "--username/--password (pytest: --cl-token, env CL_TOKEN)",
+    ),
+    (
+        re.compile(r"cl_destructive|--cl-allow-destructive"),
+        "these checks change the deployment's settings: certify a deployment you may reconfigure with "
+        "cl-client certify URL -- --cl-allow-destructive, or certify the embedded deployment (no URL)",
+    ),
+    (
+        re.compile(r"MQTT broker|--cl-mqtt off"),
+        "give the deployment's broker: cl-client certify URL --mqtt mqtt://host:1883 (pytest: --cl-mqtt)",
+    ),
+    (
+        re.compile(r"no worker offers|missing-worker|lack of a worker", re.I),
+        "start a worker that offers the capability; --cl-require-workers (or --strict) makes a missing worker a "
+        "failure",
+    ),
+    (
+        re.compile(r"not an admin|is_admin", re.I),
+        "use an admin token (is_admin) to check the admin routes: cl-client certify --token JWT",
+    ),
+    (
+        re.compile(r"private key", re.I),
+        "set the variable it names to the auth service's ES256 private key (PEM) to mint tokens with chosen claims",
+    ),
+    (re.compile(r"no token", re.I), "pass a token: cl-client certify --token JWT (pytest: --cl-token, env CL_TOKEN)"),
+    (re.compile(r"pip install|not installed", re.I), "install what the reason names, then run again"),
+)
+NO_ADVICE = "the reason says what the check needs; provide it and run again"
+
+
+def skip_advice(reason: str) -> str:
+    """Return what to do about a check skipped (or not checked) for ``reason`` (``SKIP_ADVICE`` or ``NO_ADVICE``)."""
+    for pattern, advice in SKIP_ADVICE:
+        if pattern.search(reason):
+            return advice
+    return NO_ADVICE
+
+
+@dataclass(frozen=True)
+class SkipGroup:
+    """Checks skipped (or not checked) for one reason.
+
+    Attributes:
+        kind: ``skipped`` or ``not checked``.
+        reason: the reason the checks gave.
+        what_to_do: how to run them (``skip_advice``).
+        tests: the node ids.
+        topic: what the checks are about: their module's name when they share one (``auth``), else their row.
+    """
+
+    kind: str
+    reason: str
+    what_to_do: str
+    tests: tuple[str, ...]
+    topic: str
+
+    @property
+    def label(self) -> str:
+        """``14 auth checks``."""
+        return f"{len(self.tests)} {self.topic} check{'s' if len(self.tests) != 1 else ''}"
+
+    def text(self) -> str:
+        """``14 auth checks (skipped): <reason>; what to do: <advice>``."""
+        return f"{self.label} ({self.kind}): {self.reason}; what to do: {self.what_to_do}"
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON form."""
+        return {
+            "kind": self.kind,
+            "label": self.label,
+            "count": len(self.tests),
+            "reason": self.reason,
+            "what_to_do": self.what_to_do,
+            "tests": list(self.tests),
+        }
+
+
+def _topic(tests: Sequence[str], rows: Mapping[str, str]) -> str:
+    modules = {PurePath(t.split("::", 1)[0]).stem.removeprefix("test_") for t in tests}
+    if len(modules) == 1:
+        return modules.pop()
+    names = {rows.get(t, "") for t in tests}
+    return names.pop() if len(names) == 1 and "" not in names else "other"
+
+
 @dataclass
 class MatrixRow:
     """One row of the matrix.
@@ -238,6 +334,7 @@ class Results:
         lacks: (node id, what the deployment lacks).
         fix_checked: what the ``cl_needs_fix`` checks that ran looked for (their markers' texts).
         not_checked: (node id, why) of the tests the run could not check.
+        skips: (node id, reason) of the tests skipped with a reason (not the xfails: deployment lacks, security).
         problems: clean-up problems (tests and session).
         kept: ids of jobs kept by ``--cl-keep-jobs``.
         job_counts: node id -> number of jobs the test created.
@@ -259,6 +356,7 @@ class Results:
     lacks: list[tuple[str, str]] = field(default_factory=list[tuple[str, str]])
     fix_checked: set[str] = field(default_factory=set[str])
     not_checked: list[tuple[str, str]] = field(default_factory=list[tuple[str, str]])
+    skips: list[tuple[str, str]] = field(default_factory=list[tuple[str, str]])
     problems: list[str] = field(default_factory=list[str])
     kept: list[str] = field(default_factory=list[str])
     sessions: dict[str, Mapping[str, object]] = field(default_factory=dict[str, Mapping[str, object]])
@@ -289,6 +387,8 @@ class Results:
             reason = skip_reason(report)
             if reason.startswith(NOT_CHECKED):
                 state.not_checked = reason.removeprefix(NOT_CHECKED)
+            elif reason:
+                state.reason = reason
         if report.failed:
             self._add_failure(report)
         if report.when != "teardown":
@@ -355,6 +455,8 @@ class Results:
         if state.outcome == "skipped" and state.not_checked:
             state.outcome = "not checked"
             self.not_checked.append((nodeid, state.not_checked))
+        elif state.outcome == "skipped" and state.reason:
+            self.skips.append((nodeid, state.reason))
         self.tests[nodeid] = (row, state.outcome, latencies)
         self.job_counts[nodeid] = len([x for x in props.get("cl_jobs", "").split(",") if x])
         if PROP_MISSING in props:
@@ -430,6 +532,19 @@ class Results:
                 "security: section of the --cl-expect-lacks file (it stays listed first)"
             )
         return out
+
+    def skip_groups(self) -> list[SkipGroup]:
+        """Group every skipped and not-checked check by its reason, largest group first, each with what to do."""
+        grouped: dict[tuple[str, str], list[str]] = {}
+        for kind, items in (("skipped", self.skips), ("not checked", self.not_checked)):
+            for nodeid, reason in items:
+                grouped.setdefault((kind, reason), []).append(nodeid)
+        rows = {nodeid: row for nodeid, (row, _, _) in self.tests.items()}
+        groups = [
+            SkipGroup(kind, reason, skip_advice(reason), tuple(sorted(tests)), _topic(tests, rows))
+            for (kind, reason), tests in grouped.items()
+        ]
+        return sorted(groups, key=lambda g: (-len(g.tests), g.kind, g.reason))
 
     def plugin_failures(self) -> list[PluginFailure]:
         """Return the plugins whose every job ended ``error`` with one message (see ``PLUGIN_FAILURE_MIN_JOBS``)."""
@@ -521,11 +636,13 @@ class Results:
             },
             "failures": {n: self.failures[n] for n in sorted(self.failures) if n in self.tests},
             "comparison": comparison.as_dict() if comparison is not None else None,
+            "certification_time": from_report(self.timelines, header, self.started, self.finished).as_dict(),
             "skipped_for_missing_worker": [
                 {"test": n, "capabilities": c, "outcome": o} for n, c, o in self.missing_workers
             ],
             "deployment_lacks": [{"test": n, "lack": lack} for n, lack in self.lacks],
             "not_checked": [{"test": n, "reason": reason} for n, reason in sorted(self.not_checked)],
+            "skip_groups": [g.as_dict() for g in self.skip_groups()],
             "cleanup_problems": list(self.problems),
             "kept_jobs": list(self.kept),
         }
@@ -577,6 +694,13 @@ class Results:
         if self.lacks:
             out += ["", "## Deployment lacks", ""]
             out += [f"* `{n}`: {lack}" for n, lack in self.lacks]
+        groups = self.skip_groups()
+        if groups:
+            out += ["", "## Skipped and not checked, by reason", ""]
+            for g in groups:
+                out.append(f"* **{g.label}** ({g.kind}): {g.reason}")
+                out.append(f"  * what to do: {g.what_to_do}")
+                out.append(f"  * checks: {', '.join(f'`{t}`' for t in g.tests)}")
         if self.not_checked:
             out += ["", "## Not checked", ""]
             out += [f"* `{n}`: {reason}" for n, reason in sorted(self.not_checked)]
@@ -773,6 +897,12 @@ def terminal_sections(
         )
     if results.lacks:
         yield f"cl: deployment lacks ({len(results.lacks)})", [f"{n}: {lack}" for n, lack in results.lacks]
+    groups = results.skip_groups()
+    if groups:
+        lines: list[str] = []
+        for g in groups:
+            lines += [f"{g.label} ({g.kind}): {g.reason}", f"    what to do: {g.what_to_do}"]
+        yield f"cl: skipped and not checked, by reason ({sum(len(g.tests) for g in groups)})", lines
     if results.not_checked:
         yield (
             f"cl: not checked ({len(results.not_checked)})",

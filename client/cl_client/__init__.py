@@ -37,7 +37,7 @@ def _import_httpx_without_its_cli() -> None:
 _import_httpx_without_its_cli()
 
 from cl_client._auth import AuthProvider, JWTAuthProvider, NoAuthProvider
-from cl_client._client import AsyncComputeClient, AsyncJob, ComputeClient, Job
+from cl_client._client import AsyncComputeClient, AsyncJob, ComputeClient, Job, WorkersReady
 from cl_client._config import ENVIRONMENT_VARIABLES, ComputeClientConfig, MqttSettings, resolve_config
 from cl_client._exceptions import (
     AuthenticationError,
@@ -64,6 +64,7 @@ from cl_client._models import (
     JobEvent,
     JobResponse,
     JobStatus,
+    StatusText,
     StorageInfo,
     WorkerCapabilitiesResponse,
     WorkerCapability,
@@ -90,6 +91,9 @@ from cl_client.plugins import (
     run_batch,
     run_batch_async,
 )
+from cl_client.server_config import ServerConfig
+from cl_client.server_pref import ServerPref
+from cl_client.session_manager import SessionManager
 
 __version__ = "0.1.0"
 
@@ -140,13 +144,18 @@ __all__ = [
     "PluginJob",
     "PluginResult",
     "RateLimitedError",
+    "ServerConfig",
     "ServerError",
+    "ServerPref",
+    "SessionManager",
+    "StatusText",
     "StorageInfo",
     "ThumbnailResult",
     "ValidationError",
     "WorkerCapabilitiesResponse",
     "WorkerCapability",
     "WorkerUnavailableError",
+    "WorkersReady",
     "__version__",
     "resolve_config",
     "run_batch",

@@ -8,41 +8,57 @@ new login when refreshing fails. Tokens never appear in reprs, logs or error mes
 
 from __future__ import annotations
 
-import abc
 import base64
 import binascii
 import enum
 import json
 import threading
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Awaitable, Callable, Generator
 from typing import cast
 
 import httpx
 
+from cl_client._config import redact_url
 from cl_client._core import response_detail
 from cl_client._exceptions import AuthenticationError, ComputeConnectionError, ConfigurationError
 
 
-class AuthProvider(abc.ABC):
+class AuthProvider:
     """Supplies request headers. Subclass it for another scheme.
 
     ``headers`` (sync) and ``aheaders`` (async) are called before every request, downloads included, so a
     provider can refresh its credentials; ``invalidate`` is called after a 401 so that the next call fetches
     fresh ones.
+
+    A subclass implements ``headers()`` or, as with upstream's SDK, ``get_headers()`` (and may override
+    ``refresh_token_if_needed()``, which the async clients await before each request's headers). A subclass
+    with neither raises NotImplementedError on its first request.
     """
 
-    @abc.abstractmethod
     def headers(self) -> dict[str, str]:
-        """Return the headers to add to a request (sync clients).
+        """Return the headers to add to a request (sync clients). Defaults to upstream's ``get_headers()``.
 
         Raises:
             AuthenticationError: credentials were refused.
             ComputeConnectionError: the auth service could not be reached.
+            NotImplementedError: the subclass implements neither ``headers()`` nor ``get_headers()``.
         """
+        if type(self).get_headers is AuthProvider.get_headers:
+            raise NotImplementedError(f"{type(self).__name__} must implement headers() or upstream's get_headers()")
+        return self.get_headers()
+
+    def get_headers(self) -> dict[str, str]:
+        """Upstream's name of ``headers()``: the headers of one request (defaults to ``headers()``)."""
+        return self.headers()
+
+    async def refresh_token_if_needed(self) -> None:
+        """Upstream's refresh hook, awaited by ``aheaders()`` before the headers are taken (default: nothing)."""
 
     async def aheaders(self) -> dict[str, str]:
-        """Return the headers to add to a request (async clients). Defaults to ``headers()``."""
+        """Return the headers to add to a request (async clients): ``refresh_token_if_needed()``, then
+        ``headers()``."""
+        await self.refresh_token_if_needed()
         return self.headers()
 
     def invalidate(self) -> bool:
@@ -64,6 +80,9 @@ class AuthProvider(abc.ABC):
 
 class NoAuthProvider(AuthProvider):
     """No authentication (guest mode or an open deployment): sends no header."""
+
+    async def refresh_token_if_needed(self) -> None:
+        """Nothing to refresh."""
 
     def headers(self) -> dict[str, str]:
         """Return no headers."""
@@ -102,10 +121,13 @@ class _Action(enum.Enum):
 
 
 class JWTAuthProvider(AuthProvider):
-    """Bearer-token auth with a static JWT or with login credentials against the auth service.
+    """Bearer-token auth with a static JWT, a token getter, or login credentials against the auth service.
 
     Args:
         token: a static JWT. Used as is; with credentials too, it is replaced when it nears expiry.
+        get_cached_token: upstream's token getter (sync), asked for the token before each request.
+        get_valid_token_async: upstream's async token getter (refreshing), awaited before each request of an
+            async client; its token is used.
         username: user name for ``POST {auth_url}/auth/token``.
         password: password for the login.
         auth_url: auth service base URL (default ``http://localhost:8000``).
@@ -120,6 +142,8 @@ class JWTAuthProvider(AuthProvider):
     def __init__(
         self,
         token: str | None = None,
+        get_cached_token: Callable[[], str] | None = None,
+        get_valid_token_async: Callable[[], Awaitable[str]] | None = None,
         *,
         username: str | None = None,
         password: str | None = None,
@@ -128,9 +152,14 @@ class JWTAuthProvider(AuthProvider):
         timeout: float = 10.0,
         clock: Callable[[], float] | None = None,
     ) -> None:
-        if not token and not (username and password):
-            raise ConfigurationError("JWTAuthProvider needs a token, or a username and a password")
+        if not token and get_cached_token is None and not (username and password):
+            raise ConfigurationError(
+                "JWTAuthProvider needs a token, a get_cached_token function, or a username and a password"
+            )
         self._token = token or None
+        self._given_token = token or None
+        self.get_cached_token = get_cached_token
+        self.get_valid_token_async = get_valid_token_async
         self._username = username
         self._password = password
         self._auth_url = auth_url.rstrip("/")
@@ -142,8 +171,11 @@ class JWTAuthProvider(AuthProvider):
         self._async_http: httpx.AsyncClient | None = None
 
     def __repr__(self) -> str:
-        who = f"username={self._username!r}" if self._username else "static token"
-        return f"JWTAuthProvider({who}, auth_url={self._auth_url!r})"
+        if self._username:
+            who = f"username={self._username!r}"
+        else:
+            who = "static token" if self._given_token else "token getter"
+        return f"JWTAuthProvider({who}, auth_url={redact_url(self._auth_url)!r})"
 
     @property
     def has_credentials(self) -> bool:
@@ -152,6 +184,8 @@ class JWTAuthProvider(AuthProvider):
 
     # -- the decision, shared by the sync and async paths -------------------------------------------
     def _plan(self) -> _Action:
+        if self.get_cached_token is not None and not self.has_credentials and self._given_token is None:
+            self._token = self.get_cached_token()
         token = self._token
         if token is None:
             return _Action.LOGIN
@@ -178,6 +212,7 @@ class JWTAuthProvider(AuthProvider):
                 url=str(response.request.url),
                 status_code=response.status_code,
                 detail=response_detail(response),
+                response=response,
             )
         data = cast(object, response.json())
         token = cast(dict[str, object], data).get("access_token") if isinstance(data, dict) else None
@@ -188,6 +223,7 @@ class JWTAuthProvider(AuthProvider):
                 url=str(response.request.url),
                 status_code=response.status_code,
                 detail=None,
+                response=response,
             )
         self._token = token
 
@@ -238,7 +274,10 @@ class JWTAuthProvider(AuthProvider):
 
     # -- async --------------------------------------------------------------------------------------
     async def aheaders(self) -> dict[str, str]:
-        """Async twin of ``headers`` (the same flow, sent with an ``httpx.AsyncClient``)."""
+        """Async twin of ``headers`` (the same flow, sent with an ``httpx.AsyncClient``); with upstream's
+        getters, ``get_valid_token_async()`` is awaited first."""
+        if not self.has_credentials and (self.get_cached_token is not None or self.get_valid_token_async):
+            return await self._aheaders_from_getter()
         flow = self._flow()
         try:
             request = next(flow)
@@ -249,6 +288,41 @@ class JWTAuthProvider(AuthProvider):
             return self._bearer()
         except httpx.TransportError as exc:
             raise self._unreachable(exc) from None
+
+    # -- upstream's names ---------------------------------------------------------------------------
+    def get_token(self) -> str:
+        """The current token (the static one, else ``get_cached_token()``), without logging in.
+
+        Raises:
+            ConfigurationError: no token yet (a provider with credentials logs in on its first request).
+        """
+        if self._token is None and self.get_cached_token is not None:
+            return self.get_cached_token()
+        if self._token is None:
+            raise ConfigurationError("no token available yet")
+        return self._token
+
+    def should_refresh(self, token: str) -> bool:
+        """True when ``token`` expires in under ``refresh_margin`` seconds (False when it has no ``exp``)."""
+        exp = token_expiry(token)
+        return exp is not None and exp - self._now() < self._margin
+
+    def get_headers(self) -> dict[str, str]:
+        """Upstream's name of ``headers()``."""
+        return self.headers()
+
+    async def refresh_token_if_needed(self) -> None:
+        """Await ``get_valid_token_async()`` when one was given and keep its token."""
+        if self.get_valid_token_async is not None:
+            self._token = await self.get_valid_token_async()
+
+    async def _aheaders_from_getter(self) -> dict[str, str]:
+        await self.refresh_token_if_needed()
+        if self.get_valid_token_async is None and self._given_token is None and self.get_cached_token is not None:
+            self._token = self.get_cached_token()
+        if self._token is None:
+            raise ConfigurationError("the token getter gave no token")
+        return self._bearer()
 
     def invalidate(self) -> bool:
         """Drop the cached token after a 401; a retry helps only when the provider can log in again."""
@@ -269,3 +343,8 @@ class JWTAuthProvider(AuthProvider):
         if self._async_http is not None:
             await self._async_http.aclose()
             self._async_http = None
+
+
+def get_default_auth() -> AuthProvider:
+    """The default provider, as upstream's SDK has it: ``NoAuthProvider()``."""
+    return NoAuthProvider()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 from pydantic import JsonValue
 
-from cl_client._cli_common import CliState, alias, handled, state
+from cl_client._cli_common import CliState, alias, handled, state, terminal_safe
 from cl_client._cli_jobs import capabilities, format_timestamp
 from cl_client._models import GuestModeConfig
 
@@ -38,7 +38,7 @@ def _print_config(st: CliState, config: GuestModeConfig, *, wrote: bool) -> None
         line += f" by {config.updated_by}" if config.updated_by else ""
     if config.message:
         line += f"; server: {config.message}"
-    st.out.print(line, markup=False)
+    st.out.print(terminal_safe(line), markup=False)
 
 
 @click.group("guest-mode")

@@ -1,8 +1,13 @@
 """``cl-client certify [URL]``: certify a deployment with the packaged conformance suites, run by pytest.
 
-Not a second test runner: ``build_command`` (a pure function) turns the options into one pytest command line
-and environment, ``run_pytest`` runs it in a child process whose output streams to the terminal, and the
-command exits with pytest's exit code. The conformance matrix is printed by the ``cl`` pytest plugin's
+Not a second test runner: ``check_request`` and ``check_rows`` check every argument (no network), ``preflight``
+contacts a deployment given by URL once (API, credentials, ``--mqtt`` broker), ``build_command`` (a pure
+function) turns the options into one pytest command line and environment, ``run_pytest`` runs it in a child
+process whose stdout is the terminal (its stderr is relayed in certify's vocabulary: ``--plugins``, never
+``--cl-rows``), and the command exits with pytest's exit code. A problem found before pytest starts is one line,
+``error: …``, and exit 4 (pytest's usage error). ``CL_CERTIFY_LIVE`` asks the ``cl`` plugin for the live view
+(``pytest_cl._live``): a progress display in a terminal, plain lines in CI or a pipe; ``-v`` shows the pytest
+command line and pytest's one line per check instead. The conformance matrix is printed by the ``cl`` pytest plugin's
 terminal summary, as in any other pytest run of the suites; its "deployment under test" section names the upstream
 release a deployment given by URL looks like (``which upstream: …``), and security findings lead the summary.
 
@@ -27,25 +32,32 @@ carry credentials (``user:pass@``) reach pytest through ``CL_TOKEN``, ``CL_USERN
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import os
+import re
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import threading
+import uuid
 from collections.abc import Callable, Generator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from types import FrameType
-from typing import cast
+from typing import IO, cast
+from urllib.parse import urlsplit
 
 import click
 
-from cl_client._cli_common import state
+from cl_client._cli_common import state, terminal_safe
 
 EXIT_MISSING_EXTRA = 3
+#: pytest's usage error, the exit code of every bad argument and of a deployment that cannot be used as given.
+EXIT_USAGE = 4
 CONFORMANCE_HINT = 'pip install "cl-client[conformance]"'
 SERVER_HINT = 'pip install "cl-client[server]"'
 #: the packaged conformance suites.
@@ -68,10 +80,42 @@ VARIABLE_ALIASES = (("CL_AUTH_URL", "AUTH_URL"), ("CL_MQTT_URL", "MQTT_URL"))
 #: ``--mqtt`` values that mean "no MQTT, poll" (as the ``cl`` plugin reads them).
 MQTT_OFF = frozenset({"off", "none", "disabled", "0", "false"})
 _PYTEST_ARGS = "cl_client.certify.pytest_args"
+#: the environment variable that tells the ``cl`` pytest plugin to draw the live view (``tty`` or ``plain``).
+LIVE_VARIABLE = "CL_CERTIFY_LIVE"
+#: how long the pre-flight check waits for the deployment's API and broker to answer (a connection that is
+#: refused fails at once; this bounds a host that drops packets).
+PREFLIGHT_TIMEOUT_S = 10.0
+#: pytest's arguments that only collect: nothing is contacted, so neither is the deployment before them.
+COLLECT_ONLY = frozenset({"--collect-only", "--co"})
+#: pytest_cl's option names in its messages, in certify's vocabulary (most specific first).
+VOCABULARY: tuple[tuple[str, str], ...] = (
+    ("--cl-server / cl_server / CL_SERVER_URL", "the URL argument"),
+    ("--cl-rows / cl_rows / CL_ROWS", "--plugins"),
+    (
+        "--cl-token (env CL_TOKEN), or --cl-auth-url + --cl-username + --cl-password",
+        "--token (env CL_TOKEN), or --auth-url + --username + --password",
+    ),
+    ("--cl-mqtt URL (ini cl_mqtt, env CL_MQTT_URL)", "--mqtt URL"),
+    ("--cl-server URL (env CL_SERVER_URL)", "a URL"),
+    ("--cl-server", "the URL argument"),
+    ("--cl-mqtt", "--mqtt"),
+    ("--cl-rows", "--plugins"),
+    ("--cl-expect-lacks", "--expect-lacks"),
+    ("--cl-embedded-profile", "--profile"),
+    ("--cl-report", "--report"),
+    ("--cl-strict", "--strict"),
+    ("--cl-token", "--token"),
+    ("--cl-username", "--username"),
+    ("--cl-password", "--password"),
+    ("--cl-auth-url", "--auth-url"),
+    ("pytest_cl start the embedded", "certify start the embedded"),
+)
+#: ini and environment twins that follow an option name in pytest_cl's messages (`` / cl_x / CL_X``, ``(ini …)``)
+_TWINS = re.compile(r"(?: / cl_[a-z_]+(?: / CL_[A-Z_]+)?| \(ini cl_[a-z_]+(?:, env CL_[A-Z_]+)?\))")
 
 
 class CertifyUsageError(ValueError):
-    """An option of ``cl-client certify`` has a value that cannot work (shown as a usage error, exit 2)."""
+    """An argument of ``cl-client certify`` has a value that cannot work (one line, exit 4)."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +141,9 @@ class CertifyRequest:
             entry fails the run, and so does a security finding the file does not acknowledge.
         profile: behaviour profile of the embedded deployment (``fixed`` or ``upstream-2026-01``); None = fixed.
         pytest_args: further pytest arguments, appended last.
+        live: the live view of the run: ``tty`` (a progress display), ``plain`` (plain lines, for CI and pipes)
+            or None (pytest's own output).
+        verbose: pytest's one line per check (``-v``) instead of its dots (``-q``).
     """
 
     url: str | None = None
@@ -112,6 +159,8 @@ class CertifyRequest:
     expect_lacks: str | None = None
     profile: str | None = None
     pytest_args: tuple[str, ...] = ()
+    live: str | None = None
+    verbose: bool = False
 
     @property
     def embedded(self) -> bool:
@@ -223,6 +272,252 @@ def _carries_credentials(url: str) -> bool:
     return "@" in url
 
 
+def _port_problem(parts: object) -> str | None:
+    try:
+        port = cast(int | None, getattr(parts, "port"))  # noqa: B009 - urlsplit raises on a bad port here
+    except ValueError:
+        return "its port is not a number from 1 to 65535"
+    if port == 0:
+        return "its port is not a number from 1 to 65535"
+    return None
+
+
+def url_problem(url: str, name: str = "URL") -> str | None:
+    """Why ``url`` is not the http(s) URL of a compute API, in one line naming the argument (None: it is).
+
+    Args:
+        url: the positional URL of ``certify`` or ``load`` (or the global ``--server``).
+        name: the argument's name in the message.
+    """
+    text = url.strip()
+    parts = urlsplit(text)
+    expected = f"{name}: expected the http(s) URL of a compute API such as http://host:8002, got {url!r}"
+    if parts.scheme not in ("http", "https"):
+        if "://" not in text:
+            return f"{expected} (did you mean http://{text}?)"
+        return f"{expected} (scheme {parts.scheme!r})"
+    if not parts.hostname:
+        return f"{expected} (no host)"
+    port = _port_problem(parts)
+    if port is not None:
+        return f"{name}: {url!r}: {port}"
+    return None
+
+
+def mqtt_problem(value: str) -> str | None:
+    """Why ``value`` is neither ``off`` nor an MQTT broker URL, in one line naming ``--mqtt`` (None: it is fine).
+
+    Args:
+        value: the ``--mqtt`` option.
+    """
+    text = value.strip()
+    if text.lower() in MQTT_OFF:
+        return None
+    parts = urlsplit(text)
+    expected = "--mqtt: expected the broker's URL (mqtt://host:1883, mqtts://host:8883) or off"
+    if parts.scheme not in ("mqtt", "mqtts"):
+        if "://" not in text:
+            return f"{expected}, got {value!r} (did you mean mqtt://{text}?)"
+        why = "the broker speaks MQTT, not HTTP" if parts.scheme in ("http", "https") else f"scheme {parts.scheme!r}"
+        return f"{expected}, got {value!r} ({why})"
+    if not parts.hostname:
+        return f"{expected}, got {value!r} (no host)"
+    port = _port_problem(parts)
+    if port is not None:
+        return f"--mqtt: {value!r}: {port}"
+    return None
+
+
+def known_rows(suites: Path) -> list[str]:
+    """The matrix rows of the packaged suites: one per ``plugins/test_<plugin>.py``, ``protocol``, ``workflows``.
+
+    Args:
+        suites: the directory of ``pytest_cl.conformance``.
+    """
+    rows: set[str] = set()
+    for path in suites.rglob("test_*.py"):
+        parts = path.relative_to(suites).parts
+        if "protocol" in parts[:-1]:
+            rows.add("protocol")
+        elif "workflows" in parts[:-1]:
+            rows.add("workflows")
+        else:
+            rows.add(PurePath(path).stem.removeprefix("test_"))
+    special = {"protocol": 1, "workflows": 2}
+    return sorted(rows, key=lambda r: (special.get(r, 0), r))
+
+
+def check_rows(rows: Sequence[str], known: Sequence[str]) -> None:
+    """Check ``--plugins`` against the rows of the suites (``known``).
+
+    Raises:
+        CertifyUsageError: an unknown row (the message names the known ones and a close match).
+    """
+    if not rows or not known:
+        return
+    wanted = _rows(rows).split(",")
+    unknown = [r for r in wanted if r not in known]
+    if not unknown:
+        return
+    close = [m for r in unknown for m in difflib.get_close_matches(r, known, n=1)]
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    raise CertifyUsageError(f"--plugins: unknown row(s): {', '.join(unknown)}{hint}; known: {', '.join(known)}")
+
+
+def check_request(request: CertifyRequest) -> None:
+    """Check the arguments that need no network: the URL, ``--mqtt``, ``-n``, ``--plugins``, ``--profile``.
+
+    Raises:
+        CertifyUsageError: the first argument that cannot work, in one line in certify's vocabulary.
+    """
+    if request.url is not None:
+        problem = url_problem(request.url)
+        if problem is not None:
+            raise CertifyUsageError(problem)
+    if request.mqtt is not None:
+        problem = mqtt_problem(request.mqtt)
+        if problem is not None:
+            raise CertifyUsageError(problem)
+    if request.workers is not None:
+        _workers(request.workers)
+    if request.rows:
+        _rows(request.rows)
+
+
+def _contact_problem(server_url: str, exc: BaseException, embedded_hint: bool) -> str:
+    from cl_client import AuthenticationError, ComputeConnectionError, HTTPStatusError, PermissionDeniedError
+
+    creds = "fix --token (env CL_TOKEN), or --username + --password (+ --auth-url)"
+    if isinstance(exc, AuthenticationError):
+        return f"the deployment at {server_url} refused the credentials ({exc}); {creds}"
+    if isinstance(exc, PermissionDeniedError):
+        return (
+            f"the credentials may not run jobs at {server_url} ({exc}): the token needs the "
+            f"'ai_inference_support' permission (or is_admin); {creds}"
+        )
+    if isinstance(exc, ComputeConnectionError):
+        hint = " (without a URL certify starts the embedded reference deployment)" if embedded_hint else ""
+        return f"the compute API at {server_url} is not reachable ({exc}); start the deployment or fix the URL{hint}"
+    if isinstance(exc, HTTPStatusError):
+        return (
+            f"{server_url} answered {exc.status_code} to {exc.method} {exc.url}: is the URL argument the compute "
+            "API (default port 8002)?"
+        )
+    return f"{server_url} does not look like a CL compute API ({exc}); check the URL argument"
+
+
+def preflight(request: CertifyRequest) -> str | None:
+    """Contact the deployment given by URL once: its API answers, the credentials open its job routes, and the
+    ``--mqtt`` broker accepts a connection. Returns the one-line problem, or None (also for the embedded one).
+
+    A refused connection fails at once; a host that drops packets takes at most ``PREFLIGHT_TIMEOUT_S``.
+    """
+    if request.url is None:
+        return None
+    return deployment_problem(
+        request.url,
+        request.mqtt,
+        token=request.token,
+        username=request.username,
+        password=request.password,
+        auth_url=request.auth_url,
+        embedded_hint=True,
+    )
+
+
+def deployment_problem(
+    url: str,
+    mqtt: str | None,
+    *,
+    token: str | None = None,
+    username: str | None = None,
+    password: str | None = None,
+    auth_url: str | None = None,
+    embedded_hint: bool = False,
+) -> str | None:
+    """Contact a deployment once (``GET /``, a job that cannot exist, a TCP connection to the broker).
+
+    Args:
+        url: the compute API.
+        mqtt: the broker URL, ``off`` or None (not checked).
+        token: bearer token (None: ``CL_TOKEN``, as the library reads it).
+        username: user name at the auth service.
+        password: its password.
+        auth_url: the auth service.
+        embedded_hint: say that ``certify`` without a URL starts the embedded deployment.
+
+    Returns:
+        The problem in one line (no secret in it), or None when the deployment can be used as given.
+    """
+    from cl_client import (
+        AuthenticationError,
+        ComputeClient,
+        ComputeClientConfig,
+        ComputeClientError,
+        ComputeConnectionError,
+        JobNotFoundError,
+        PermissionDeniedError,
+    )
+
+    url = url.strip()
+    try:
+        client = ComputeClient(
+            url,
+            mqtt_url="off",
+            auth_url=auth_url,
+            token=token,
+            username=username,
+            password=password,
+            config=ComputeClientConfig(max_retries=0, timeout=PREFLIGHT_TIMEOUT_S),
+        )
+    except ComputeClientError as exc:
+        return str(exc)
+    with client:
+        try:
+            client.health()
+        except ComputeClientError as exc:
+            return _contact_problem(url, exc, embedded_hint)
+        try:
+            client.get_job(f"cl-certify-probe-{uuid.uuid4()}")
+        except JobNotFoundError:
+            pass
+        except (AuthenticationError, PermissionDeniedError, ComputeConnectionError) as exc:
+            return _contact_problem(url, exc, embedded_hint)
+        except ComputeClientError:  # anything else about a job that cannot exist is pytest_cl's to judge
+            pass
+    if mqtt is not None and mqtt.strip().lower() not in MQTT_OFF:
+        return _broker_problem(mqtt.strip())
+    return None
+
+
+def _broker_problem(mqtt_url: str) -> str | None:
+    parts = urlsplit(mqtt_url)
+    host = parts.hostname or ""
+    port = parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+    try:
+        with socket.create_connection((host, port), timeout=PREFLIGHT_TIMEOUT_S):
+            return None
+    except OSError as exc:
+        shown = f"{parts.scheme}://{host}:{port}"
+        reason = exc.strerror or type(exc).__name__
+        return (
+            f"--mqtt: no broker accepts connections at {shown} ({reason}); pass the deployment's broker, or "
+            "--mqtt off to poll"
+        )
+
+
+def in_certify_words(line: str) -> str:
+    """Rewrite a line of pytest_cl's output in certify's vocabulary (``--cl-rows`` -> ``--plugins``, ...)."""
+    if "--cl-" not in line and "cl_server" not in line and "pytest_cl" not in line:
+        return line
+    line = _TWINS.sub("", line)
+    for old, new in VOCABULARY:
+        line = line.replace(old, new)
+    if line.startswith("ERROR: cl: "):
+        line = "error: " + line.removeprefix("ERROR: cl: ")
+    return line
+
+
 def build_command(
     request: CertifyRequest,
     *,
@@ -247,7 +542,13 @@ def build_command(
     env = dict(environ)
     where = str(suites)
     argv = [executable or sys.executable, "-P", "-m", "pytest", "-c", os.devnull, "--rootdir", where]
-    argv += ["--confcutdir", where, "-p", "no:cacheprovider", "-q"]
+    argv += ["--confcutdir", where, "-p", "no:cacheprovider", "-v" if request.verbose else "-q"]
+    env.pop(LIVE_VARIABLE, None)
+    if request.live is not None:
+        env[LIVE_VARIABLE] = request.live
+        argv += ["-o", "console_output_style=classic"]  # no [ 42%] after the dots the live view leaves out
+        if request.live == "plain":
+            argv.append("--color=no")
     if find("pytest_timeout"):
         argv += ["-o", f"timeout={TEST_TIMEOUT_S}"]
     if find("pytest_asyncio"):  # silences its warning about an unset loop scope (no ini file is read)
@@ -261,11 +562,15 @@ def build_command(
                 "(--mqtt off certifies it by polling)"
             )
     else:
-        if not request.url.startswith(("http://", "https://")):
-            raise CertifyUsageError(f"URL: expected the http(s) URL of a compute API, got {request.url!r}")
-        argv += _setting("--cl-server", "CL_SERVER_URL", request.url, env)
+        problem = url_problem(request.url)
+        if problem is not None:
+            raise CertifyUsageError(problem)
+        argv += _setting("--cl-server", "CL_SERVER_URL", request.url.strip(), env)
     if request.mqtt is not None:
-        argv += _setting("--cl-mqtt", "CL_MQTT_URL", request.mqtt, env)
+        problem = mqtt_problem(request.mqtt)
+        if problem is not None:
+            raise CertifyUsageError(problem)
+        argv += _setting("--cl-mqtt", "CL_MQTT_URL", request.mqtt.strip(), env)
     for name, variable in SECRET_VARIABLES:
         value = cast(str | None, getattr(request, name))
         if value is not None:
@@ -370,12 +675,32 @@ class SignalRelay:
             signal.signal(signal.SIGTERM, previous_term)
 
 
-def run_pytest(command: PytestCommand) -> int:
+def _translate(source: IO[bytes], sink: Callable[[str], None]) -> None:
+    """Copy the child's stderr line by line, in certify's vocabulary (``in_certify_words``)."""
+    for raw in iter(source.readline, b""):
+        line = raw.decode(errors="replace").rstrip("\n")
+        if line.strip():  # pytest ends a usage error with an empty line
+            sink(in_certify_words(line))
+    source.close()
+
+
+def _to_stderr(line: str) -> None:
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
+def run_pytest(command: PytestCommand, stderr: Callable[[str], None] | None = None) -> int:
     """Run pytest in a child process (its output streams live) and return its exit code.
 
-    The wait survives interrupts (see ``SignalRelay``), so the code is pytest's own: 0 all passed, 1 a test
-    failed, 2 interrupted, 3 internal error, 4 usage error, 5 no tests selected; 128 + N when the child was
-    killed by signal N (and 143 when this process got SIGTERM before the child started).
+    The child's stdout is this process's (the terminal: pytest's colours and the live view); its stderr, where
+    pytest writes usage errors, is relayed line by line in certify's vocabulary (``--plugins``, not
+    ``--cl-rows``). The wait survives interrupts (see ``SignalRelay``), so the code is pytest's own: 0 all
+    passed, 1 a test failed, 2 interrupted, 3 internal error, 4 usage error, 5 no tests selected; 128 + N when
+    the child was killed by signal N (and 143 when this process got SIGTERM before the child started).
+
+    Args:
+        command: the run.
+        stderr: where the child's stderr lines go (default: this process's stderr).
 
     Raises:
         OSError: the interpreter could not be started.
@@ -384,22 +709,88 @@ def run_pytest(command: PytestCommand) -> int:
     with relay.installed():
         if relay.terminated:  # pragma: no cover - a SIGTERM in the few statements before this line
             return 128 + signal.SIGTERM
-        child = subprocess.Popen(command.argv, env=dict(command.env))
+        child = subprocess.Popen(command.argv, env=dict(command.env), stderr=subprocess.PIPE)
         relay.attach(child)
+        assert child.stderr is not None
+        relay_thread = threading.Thread(
+            target=_translate, args=(child.stderr, stderr or _to_stderr), name="cl-certify-stderr", daemon=True
+        )
+        relay_thread.start()
         code = child.wait()  # interrupted by a signal, the wait resumes after its handler (PEP 475)
+        relay_thread.join(10)
     return code if code >= 0 else 128 - code
 
 
-class _CertifyCommand(click.Command):
-    """``certify``: what follows ``--`` goes to pytest untouched (click never parses it)."""
+class CertifyError(click.ClickException):
+    """A bad argument of ``certify``, or a deployment it cannot use as given: one line ``error: …`` on stderr.
+
+    Args:
+        message: the line (without ``error:``).
+        exit_code: ``EXIT_USAGE`` (4, pytest's usage error) unless given.
+    """
+
+    def __init__(self, message: str, exit_code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.code = exit_code
+
+    @property
+    def exit_code(self) -> int:  # pyright: ignore[reportIncompatibleVariableOverride]
+        """The exit code click ends the command with."""
+        return self.code
+
+    def show(self, file: IO[str] | None = None) -> None:
+        """Print the one line to stderr (no usage block: the message names the argument)."""
+        click.echo(terminal_safe(f"error: {self.format_message()}"), err=True, file=file)
+
+
+class OneLineUsageCommand(click.Command):
+    """A command whose parse errors (an unknown option, a missing or bad value) are one line ``error: …`` and
+    ``usage_exit_code`` (click's default: a usage block and the error, exit 2)."""
+
+    usage_exit_code = 2
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        """Keep the arguments after ``--`` for pytest; parse the rest as usual."""
+        """Parse as click does.
+
+        Raises:
+            CertifyError: click could not parse the arguments (one line, ``usage_exit_code``).
+        """
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            hint = self.hint(exc)
+            raise CertifyError(
+                f"{exc.format_message().rstrip('.')}{hint}; see cl-client {ctx.command_path.split(' ', 1)[-1]} --help",
+                self.usage_exit_code,
+            ) from None
+
+    def hint(self, exc: click.UsageError) -> str:
+        """More words for a parse error (none by default)."""
+        del exc
+        return ""
+
+
+class _CertifyCommand(click.Command):
+    """``certify``: what follows ``--`` goes to pytest untouched (click never parses it); a bad option is one
+    line and exit 4, like every other bad argument of ``certify``."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """Keep the arguments after ``--`` for pytest; parse the rest as usual.
+
+        Raises:
+            CertifyError: click could not parse the arguments (an unknown option, a missing value).
+        """
         if "--" in args:
             cut = args.index("--")
             ctx.meta[_PYTEST_ARGS] = tuple(args[cut + 1 :])
             args = args[:cut]
-        return super().parse_args(ctx, args)
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            hint = ""
+            if isinstance(exc, click.NoSuchOption):
+                hint = " (pytest's own options go after --: cl-client certify URL -- -k md5)"
+            raise CertifyError(f"{exc.format_message().rstrip('.')}{hint}; see cl-client certify --help") from None
 
     def collect_usage_pieces(self, ctx: click.Context) -> list[str]:
         """Show ``[-- PYTEST_ARGS...]`` in the usage line."""
@@ -424,11 +815,14 @@ class _CertifyCommand(click.Command):
                    "upstream-2026-01, upstream-2026-02, or 'upstream' for the release the deployment looks like): a "
                    "new or a missing one fails the run.")  # fmt: skip
 @click.option("--profile", metavar="NAME", default=None,
-              help="Embedded deployment only: behave as 'fixed' (default) or 'upstream-2026-01'.")  # fmt: skip
+              help="Embedded deployment only: behave as 'fixed' (default), 'upstream-2026-01', 'upstream-2026-02' "
+                   "or 'upstream-2026-02-20' (upstream's releases; cl-compute's profile table).")  # fmt: skip
 @click.option("--token", metavar="JWT", default=None, help="Bearer token [env CL_TOKEN].")
 @click.option("--username", default=None, help="Log in at the auth service [env CL_USERNAME].")
 @click.option("--password", default=None, help="Password for --username [env CL_PASSWORD].")
 @click.option("--auth-url", metavar="URL", default=None, help="Auth service URL [env CL_AUTH_URL, AUTH_URL].")
+@click.option("-v", "--verbose", is_flag=True,
+              help="Print the pytest command line, and one line per check instead of the live view.")  # fmt: skip
 @click.pass_context
 def certify(
     ctx: click.Context,
@@ -444,6 +838,7 @@ def certify(
     username: str | None,
     password: str | None,
     auth_url: str | None,
+    verbose: bool,
 ) -> None:
     """Certify a deployment: run the packaged conformance suites through pytest.
 
@@ -454,11 +849,23 @@ def certify(
 
     Credentials reach pytest through CL_TOKEN, CL_USERNAME, CL_PASSWORD and CL_AUTH_URL, never on its
     command line; exported ones are used as they are. The pytest configuration of the current directory
-    (pytest.ini, pyproject.toml, conftest.py) is ignored; PYTEST_ADDOPTS applies. pytest runs with -q
-    (add  -- -vv  for one line per check).
+    (pytest.ini, pyproject.toml, conftest.py) is ignored; PYTEST_ADDOPTS applies.
 
-    Exit code: pytest's (0 all passed, 1 a check failed, 2 interrupted, 4 usage error or deployment
-    unreachable, 5 no check selected); 3 when the conformance (or server) extra is missing.
+    While it runs: in a terminal a progress display (checks done per row, failures so far) and a line when
+    the embedded deployment is starting and ready; in CI or a pipe, plain lines. -v shows pytest's command
+    line and one line per check instead.
+
+    Before pytest starts, every argument is checked, and a deployment given by URL is contacted once (its
+    API, the credentials, the --mqtt broker): a problem is one line and exit 4.
+
+    \b
+    Exit codes (pytest's):
+      0  every check passed
+      1  a check failed (or a security finding, or --expect-lacks did not match)
+      2  interrupted (Ctrl-C, SIGTERM)
+      3  the conformance (or, without URL, the server) extra is missing
+      4  a bad argument, or a deployment that cannot be reached or refuses the credentials
+      5  no check selected
 
     \b
     Examples:
@@ -484,18 +891,42 @@ def certify(
         expect_lacks=expect_lacks,
         profile=profile,
         pytest_args=cast(tuple[str, ...], ctx.meta.get(_PYTEST_ARGS, ())),
+        live=None if verbose else live_mode(sys.stdout, os.environ),
+        verbose=verbose,
     )
     problem = missing_extra(request)
     suites = suite_dir()
     if problem is not None or suites is None:
-        click.echo(f"error: {problem or f'{SUITES} is not installed: {CONFORMANCE_HINT}'}", err=True)
-        ctx.exit(EXIT_MISSING_EXTRA)
+        raise CertifyError(problem or f"{SUITES} is not installed: {CONFORMANCE_HINT}", EXIT_MISSING_EXTRA)
     try:
+        check_request(request)
+        check_rows(request.rows, known_rows(suites))
         command = build_command(request, suites=suites, environ=os.environ)
     except CertifyUsageError as exc:
-        raise click.UsageError(str(exc), ctx) from None
+        raise CertifyError(str(exc)) from None
     note = ignored_server_note(request, os.environ)
     if note is not None:
-        click.echo(f"cl-client certify: {note}", err=True)
-    click.echo(f"cl-client certify: {command.display()}", err=True)
+        click.echo(terminal_safe(f"cl-client certify: {note}"), err=True)
+    if not COLLECT_ONLY.intersection(request.pytest_args):
+        problem = preflight(request)
+        if problem is not None:
+            raise CertifyError(problem)
+    if verbose:
+        click.echo(terminal_safe(f"cl-client certify: {command.display()}"), err=True)
     ctx.exit(run_pytest(command))
+
+
+def live_mode(stream: object, environ: Mapping[str, str]) -> str:
+    """``tty`` (a progress display) when ``stream`` is a terminal and ``CI`` is not set, else ``plain``.
+
+    Args:
+        stream: the stream the child's output goes to (this process's stdout).
+        environ: the environment (``CI`` set to anything but ``""``/``0``/``false`` means CI).
+    """
+    ci = environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+    isatty = cast(Callable[[], bool] | None, getattr(stream, "isatty", None))
+    try:
+        terminal = bool(isatty()) if isatty is not None else False
+    except ValueError:  # a closed stream
+        terminal = False
+    return "tty" if terminal and not ci and environ.get("TERM", "") != "dumb" else "plain"

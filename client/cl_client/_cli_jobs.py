@@ -12,8 +12,19 @@ import click
 from pydantic import JsonValue
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
-from cl_client._cli_common import EXIT_CONNECTION, EXIT_JOB_FAILED, EXIT_OK, CliState, handled, state
+from cl_client._cli_common import (
+    EXIT_CONNECTION,
+    EXIT_JOB_FAILED,
+    EXIT_OK,
+    CliState,
+    handled,
+    state,
+    terminal_safe,
+)
+from cl_client._cli_jobstore import note_deleted
+from cl_client._config import redact_url
 from cl_client._models import JobResponse, WorkerCapability
 
 
@@ -52,7 +63,7 @@ def _print_record(st: CliState, record: JobResponse) -> None:
         if key in _TIMESTAMPS and isinstance(value, int):
             table.add_row(key, f"{format_timestamp(value)} (local time)")
         else:
-            table.add_row(key, "" if value is None else str(value))
+            table.add_row(key, Text(terminal_safe("" if value is None else value)))
     st.out.print(table)
 
 
@@ -100,8 +111,9 @@ def job_delete(ctx: click.Context, job_ids: tuple[str, ...]) -> None:
     with handled(ctx), st.client(events=False) as client:
         for job_id in job_ids:
             client.delete_job(job_id)
+            note_deleted(client, [job_id])
             if not st.json:
-                st.out.print(f"deleted {job_id}", markup=False)
+                st.out.print(f"deleted {terminal_safe(job_id)}", markup=False)
         if st.json:
             st.print_json({"deleted": list(job_ids)})
 
@@ -122,7 +134,7 @@ def job_download(ctx: click.Context, job_id: str, file_path: str, dest: str | No
         if st.json:
             st.print_json({"job_id": job_id, "file_path": file_path, "path": str(written)})
         else:
-            st.out.print(str(written), markup=False)
+            st.out.print(terminal_safe(written), markup=False)
 
 
 @click.command("capabilities")
@@ -141,7 +153,7 @@ def capabilities(ctx: click.Context, as_json: bool) -> None:
         table.add_column("task type")
         table.add_column("idle workers", justify="right")
         for task, idle in sorted(caps.capabilities.items()):
-            table.add_row(task, str(idle))
+            table.add_row(Text(terminal_safe(task)), str(idle))
         st.out.print(table)
 
 
@@ -156,7 +168,7 @@ def _workers_table(workers: dict[str, WorkerCapability], broker: str | None = No
     table.add_column("capabilities")
     for worker_id, cap in sorted(workers.items()):
         busy = "[green]idle" if cap.is_idle else "[yellow]busy"
-        table.add_row(worker_id, busy, ", ".join(sorted(cap.capabilities)))
+        table.add_row(Text(terminal_safe(worker_id)), busy, Text(terminal_safe(", ".join(sorted(cap.capabilities)))))
     return table
 
 
@@ -181,7 +193,8 @@ def workers(ctx: click.Context, watch: bool, duration: float | None, settle: flo
             raise click.UsageError("workers needs MQTT (give --mqtt or CL_MQTT_URL; it is off)")
         if not monitor.wait_ready():
             click.echo(
-                f"error: MQTT broker {monitor.settings.url} is not reachable, so the live workers are unknown "
+                f"error: MQTT broker {terminal_safe(monitor.settings.url)} is not reachable, so the live workers are "
+                "unknown "
                 "(check --mqtt / CL_MQTT_URL; `cl-client capabilities` asks the API instead)",
                 err=True,
             )
@@ -222,7 +235,9 @@ def health(ctx: click.Context, as_json: bool) -> None:
             st.print_json({"server_url": client.config.base_url, **info.model_dump(mode="json")})
         else:
             st.out.print(
-                f"{client.config.base_url}: {info.status} ({info.service or 'unknown service'} "
-                f"{info.version or ''}, guest mode {info.guest_mode or 'unknown'})".replace(" ,", ","),
+                terminal_safe(
+                    f"{redact_url(client.config.base_url)}: {info.status} ({info.service or 'unknown service'} "
+                    f"{info.version or ''}, guest mode {info.guest_mode or 'unknown'})".replace(" ,", ",")
+                ),
                 markup=False,
             )

@@ -15,7 +15,10 @@ on several machines run ``locust`` itself (README, "Load testing").
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import os
+import platform
 import re
 import signal
 import socket
@@ -30,8 +33,9 @@ from types import FrameType
 
 import click
 
-from cl_client._cli_certify import is_installed
-from cl_client._cli_common import state
+from cl_client._capacity import CapacityReport, Objective, Ramp, chart, compare, parse_seconds
+from cl_client._cli_certify import OneLineUsageCommand, deployment_problem, is_installed, mqtt_problem, url_problem
+from cl_client._cli_common import state, terminal_safe
 from cl_client._load import (
     DEFAULT_MIX,
     LOAD_HINT,
@@ -47,6 +51,8 @@ from cl_client._load import (
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_MISSING_EXTRA = 0, 1, 2, 3
 #: the packaged locustfile (``python -m cl_client.locust`` prints it too).
 LOCUSTFILE = Path(__file__).with_name("_locustfile.py")
+#: the capacity search's locustfile (paced users, the stepped shape).
+CAPACITY_LOCUSTFILE = Path(__file__).with_name("_capacity_locustfile.py")
 #: without ``--fail-on``: any failed job fails the run (as Locust's own exit code does).
 DEFAULT_FAIL_ON = ("errors=0",)
 _RUN_TIME = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s?)?$")
@@ -86,6 +92,10 @@ class LoadRequest:
         job_timeout: seconds from submit to terminal state before a job fails.
         keep_jobs: leave the jobs on the server.
         summary: where the master writes the JSON summary (None: a temporary file).
+        find_capacity: run the capacity search (``--find-capacity``) instead of a fixed number of users.
+        slo: the capacity objective (``p95=2s,errors=0``).
+        ramp: the capacity search's steps.
+        capacity_out: where the capacity steps go (``PREFIX.json``; the command adds ``.csv`` and ``.svg``).
     """
 
     url: str
@@ -101,6 +111,10 @@ class LoadRequest:
     job_timeout: float = 60.0
     keep_jobs: bool = False
     summary: str | None = None
+    find_capacity: bool = False
+    slo: str | None = None
+    ramp: Ramp = field(default_factory=Ramp)
+    capacity_out: str | None = None
 
 
 @dataclass(frozen=True)
@@ -114,6 +128,8 @@ class LoadPlan:
         summary: the JSON summary the master writes.
         thresholds: the parsed ``--fail-on`` limits.
         deadline: seconds after which the master is stopped (run time + job time-out + slack).
+        capacity: where the capacity search's steps are written (None: not a capacity search).
+        announce: the line printed when Locust starts (Locust itself says nothing until the end).
     """
 
     master: tuple[str, ...]
@@ -122,6 +138,8 @@ class LoadPlan:
     summary: Path
     thresholds: tuple[Threshold, ...]
     deadline: float
+    capacity: Path | None = None
+    announce: str = ""
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -145,19 +163,23 @@ def build_plan(
         LoadUsageError: a URL that is not http(s), an unknown plugin or bad weight in the mix, a bad
             threshold, fewer than one user, a negative worker count.
     """
-    if not request.url.startswith(("http://", "https://")):
-        raise LoadUsageError(f"URL: expected the http(s) URL of a compute API, got {request.url!r}")
+    problem = url_problem(request.url) or (mqtt_problem(request.mqtt) if request.mqtt is not None else None)
+    if problem is not None:
+        raise LoadUsageError(problem)
     if request.users < 1:
         raise LoadUsageError(f"--users must be >= 1, got {request.users}")
     if request.workers < 0:
         raise LoadUsageError(f"--workers must be >= 0, got {request.workers}")
     mix = parse_mix(request.mix)
-    thresholds = tuple(parse_thresholds(request.fail_on or DEFAULT_FAIL_ON))
+    thresholds = tuple(parse_thresholds(request.fail_on or (() if request.find_capacity else DEFAULT_FAIL_ON)))
+    if any(t.metric == "capacity" for t in thresholds) and not request.find_capacity:
+        raise LoadUsageError("--fail-on capacity<N needs --find-capacity")
     env = dict(environ)
     if request.mqtt is not None:
         env["CL_MQTT_URL"] = request.mqtt
     env.pop("LOCUST_CL_MQTT", None)  # the client reads CL_MQTT_URL; never a stale Locust variable
-    python = [executable or sys.executable, "-m", "locust", "-f", str(LOCUSTFILE)]
+    locustfile = CAPACITY_LOCUSTFILE if request.find_capacity else LOCUSTFILE
+    python = [executable or sys.executable, "-m", "locust", "-f", str(locustfile)]
     options = [
         "--cl-mix", ",".join(f"{name}={weight}" for name, weight in mix.items()),
         "--cl-job-timeout", f"{request.job_timeout:g}",
@@ -174,13 +196,56 @@ def build_plan(
     if request.html:
         master += ["--html", request.html]
     workers: list[tuple[str, ...]] = []
+    deadline = request.run_time + request.job_timeout + 90.0
+    if request.find_capacity:
+        master, options, deadline = _capacity_args(request, master, options)
     if request.workers:
         master += ["--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port)]
         master += ["--expect-workers", str(request.workers), "--expect-workers-max-wait", "60"]
         worker = (*python, "--worker", "--master-host", "127.0.0.1", "--master-port", str(port), *options)
         workers = [worker] * request.workers
-    deadline = request.run_time + request.job_timeout + 90.0
-    return LoadPlan(tuple(master), tuple(workers), env, summary, thresholds, deadline)
+    processes = f"Locust master + {request.workers} worker process(es)" if request.workers else "Locust"
+    what = (
+        f"capacity search within {Objective.parse(request.slo or '').text()}, up to {request.ramp.max_steps} steps "
+        f"of {request.ramp.step_time:g} s (a line per step)"
+        if request.find_capacity
+        else f"{request.users} users for {request.run_time} s (statistics at the end)"
+    )
+    announce = f"cl-client load: {processes} started against {request.url}: {what}"
+    capacity = summary.with_name(summary.name + ".capacity.json") if request.find_capacity else None
+    if capacity is not None:
+        master += ["--cl-capacity", str(capacity)]
+    return LoadPlan(tuple(master), tuple(workers), env, summary, thresholds, deadline, capacity, announce)
+
+
+def _capacity_args(request: LoadRequest, master: list[str], options: list[str]) -> tuple[list[str], list[str], float]:
+    """Turn the master's fixed-users command line into the capacity search's (no users or run time: the shape)."""
+    if not request.slo:
+        raise LoadUsageError("--find-capacity needs --slo, e.g. --slo p95=2s,errors=0")
+    objective = Objective.parse(request.slo)
+    ramp = request.ramp
+    ramp.check()
+    pace = max(1.0, 2 * objective.latency_ms / 1000)
+    ramp = Ramp(ramp.start, ramp.factor, ramp.step_time, ramp.settle, ramp.max_steps, pace)
+    cut = {"--users", "--spawn-rate", "--run-time"}
+    kept: list[str] = []
+    skip = False
+    for arg in master:
+        if skip:
+            skip = False
+            continue
+        if arg in cut:
+            skip = True
+            continue
+        kept.append(arg)
+    shape = [
+        "--cl-slo", objective.text(), "--cl-rate-start", f"{ramp.start:g}", "--cl-rate-factor", f"{ramp.factor:g}",
+        "--cl-step-time", f"{ramp.step_time:g}", "--cl-settle", f"{ramp.settle:g}",
+        "--cl-max-steps", str(ramp.max_steps),
+    ]  # fmt: skip
+    kept += ["--cl-pace", f"{pace:g}", *shape]
+    deadline = ramp.max_steps * ramp.step_time + request.job_timeout + 120.0
+    return kept, [*options, "--cl-pace", f"{pace:g}"], deadline
 
 
 def _stop(process: subprocess.Popen[bytes], grace: float) -> int:
@@ -200,6 +265,8 @@ def run_plan(plan: LoadPlan, echo: Callable[[str], None] = click.echo) -> int:
     child through the terminal's process group.
     """
     children: list[subprocess.Popen[bytes]] = []
+    if plan.announce:
+        echo(plan.announce)
 
     def on_term(signum: int, frame: FrameType | None) -> None:
         del signum, frame
@@ -238,7 +305,81 @@ def verdict(plan: LoadPlan, code: int) -> tuple[int, str]:
     return EXIT_OK, f"{text}\npassed: {', '.join(f'{t.metric}' for t in plan.thresholds)} within limits"
 
 
-@click.command("load")
+def parse_ceiling(text: str | None) -> dict[str, float]:
+    """Parse ``--ceiling hash=35.6,exif=9`` (one deployment worker's jobs/s per plugin).
+
+    Raises:
+        LoadUsageError: not plugin=rate pairs with positive rates.
+    """
+    out: dict[str, float] = {}
+    for part in (p.strip() for p in (text or "").split(",")):
+        if not part:
+            continue
+        name, _, value = part.partition("=")
+        try:
+            rate = float(value)
+        except ValueError:
+            raise LoadUsageError(f"--ceiling: expected plugin=jobs/s pairs, got {part!r}") from None
+        if rate <= 0 or not name.strip():
+            raise LoadUsageError(f"--ceiling: expected plugin=jobs/s with a rate > 0, got {part!r}")
+        out[name.strip().replace("-", "_")] = rate
+    return out
+
+
+def machine() -> str:
+    """This machine in one line: cores, architecture, CPU model, Python."""
+    cpu = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                cpu = f" ({line.split(':', 1)[1].strip()})"
+                break
+    return f"{os.cpu_count()} cores {platform.machine()}{cpu}, Python {platform.python_version()}"
+
+
+def capacity_verdict(
+    plan: LoadPlan,
+    out: Path,
+    *,
+    meta: Mapping[str, object],
+    old: CapacityReport | None = None,
+    ceiling: Mapping[str, float] | None = None,
+) -> tuple[int, str]:
+    """Read the capacity search's steps, write ``out``.json/.csv/.svg, compare, and check ``capacity<N``."""
+    if plan.capacity is None or not plan.capacity.is_file():
+        return EXIT_FAILED, "cl-client load: the capacity search wrote no steps; see Locust's output above"
+    raw = CapacityReport.from_json(plan.capacity.read_text(encoding="utf-8"))
+    report = CapacityReport(raw.steps, raw.objective, raw.mix, {**raw.meta, **meta})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    files = {ext: out.with_name(out.name + ext) for ext in (".json", ".csv", ".svg")}
+    files[".json"].write_text(report.to_json(), encoding="utf-8")
+    files[".csv"].write_text(report.to_csv(), encoding="utf-8")
+    files[".svg"].write_text(chart(report, ceiling=ceiling or None, old=old), encoding="utf-8")
+    lines = report.lines()
+    if old is not None:
+        lines.append(f"compared with {old.meta.get('source', 'the previous run')} ({old.meta.get('date', '?')}):")
+        lines += [f"  {change.text()}" for change in compare(old, report)]
+    lines.append(f"wrote {', '.join(str(f) for f in files.values())}")
+    reasons = [r for t in plan.thresholds if (r := t.capacity_crossed(report.capacity)) is not None]
+    if plan.summary.is_file():
+        summary = Summary.from_json(plan.summary.read_text(encoding="utf-8"))
+        reasons += crossed(summary, [t for t in plan.thresholds if t.metric != "capacity"])
+    if not report.steps:
+        reasons.append("no step was measured")
+    if reasons:
+        return EXIT_FAILED, "\n".join([*lines, f"FAILED: {'; '.join(reasons)}"])
+    return EXIT_OK, "\n".join(lines)
+
+
+def _read_old(path: str) -> CapacityReport:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise LoadUsageError(f"--compare: cannot read {path}: {exc.strerror or exc}") from None
+    return CapacityReport.from_json(text)
+
+
+@click.command("load", cls=OneLineUsageCommand)
 @click.argument("url")
 @click.option("-u", "--users", type=int, default=10, show_default=True, help="Concurrent users (one job at a time).")
 @click.option("-r", "--spawn-rate", type=float, default=None, help="Users started per second [default: all at once].")
@@ -254,6 +395,21 @@ def verdict(plan: LoadPlan, code: int) -> tuple[int, str]:
 @click.option("--job-timeout", type=float, default=60.0, show_default=True, help="Seconds submit -> end per job.")
 @click.option("--keep-jobs", is_flag=True, help="Leave the jobs on the server (default: delete each one).")
 @click.option("--summary", "summary_path", metavar="PATH", default=None, help="Also keep the JSON summary at PATH.")
+@click.option("--find-capacity", is_flag=True,
+              help="Raise the offered jobs/s step by step until --slo breaks; report the capacity.")  # fmt: skip
+@click.option("--slo", metavar="OBJECTIVE", default=None, help="With --find-capacity: p95=2s[,p99=5s][,errors=0|N%].")
+@click.option("--capacity-start", type=float, default=1.0, show_default=True, help="First step's offered jobs/s.")
+@click.option("--capacity-factor", type=float, default=1.5, show_default=True, help="Each step offers x this.")
+@click.option("--step-time", default="30s", show_default=True, help="Seconds of a step (settling included).")
+@click.option("--settle", default="10s", show_default=True, help="Seconds at a step's start not measured.")
+@click.option("--max-steps", type=int, default=12, show_default=True, help="Give up after this many steps.")
+@click.option("--capacity-out", metavar="PREFIX", default="capacity", show_default=True,
+              help="Writes PREFIX.json, PREFIX.csv and PREFIX.svg (the chart).")  # fmt: skip
+@click.option("--compare", "compare_path", metavar="OLD.json", default=None,
+              help="A previous --find-capacity JSON: print and chart the change per plugin.")  # fmt: skip
+@click.option("--ceiling", metavar="RATES", default=None,
+              help="One worker's jobs/s per plugin (bench_server.py), drawn as the chart's ceiling.")  # fmt: skip
+@click.option("--note", default=None, help="A note in the chart's title, e.g. 'loaded machine'.")
 @click.pass_context
 def load(
     ctx: click.Context,
@@ -270,6 +426,17 @@ def load(
     job_timeout: float,
     keep_jobs: bool,
     summary_path: str | None,
+    find_capacity: bool,
+    slo: str | None,
+    capacity_start: float,
+    capacity_factor: float,
+    step_time: str,
+    settle: str,
+    max_steps: int,
+    capacity_out: str,
+    compare_path: str | None,
+    ceiling: str | None,
+    note: str | None,
 ) -> None:
     """Load-test the deployment at URL with Locust: plugin jobs on the packaged test media.
 
@@ -277,8 +444,15 @@ def load(
     timed out or gave a wrong answer); the POST and the DELETE are their own rows (SUBMIT, DELETE). With
     --workers K, Locust's master and K worker processes run on this machine (127.0.0.1 only).
 
-    Exit code: 0 within the --fail-on limits, 1 a limit crossed (or Locust failed), 2 usage error,
-    3 the load extra is missing (pip install "cl-client[load]").
+    --find-capacity --slo p95=2s,errors=0 raises the offered jobs/s step by step (users paced to one job per
+    2 x the latency objective each) and stops at the first step that breaks the objective: it prints the highest
+    sustained jobs/s within it (mix and per plugin), the step that broke and which plugin broke it, and writes
+    --capacity-out PREFIX.json/.csv/.svg. --fail-on capacity<N fails below N jobs/s; --compare OLD.json shows the
+    change per plugin against a previous search, with a noise band from both runs' spread.
+
+    Exit code: 0 within the --fail-on limits, 1 a limit crossed (or Locust failed), 2 a bad argument or a
+    deployment that cannot be reached or refuses the credentials (checked before Locust starts), 3 the load
+    extra is missing (pip install "cl-client[load]").
     """
     if not is_installed("locust"):
         click.echo(f"cl-client load needs the load extra (locust not installed): {LOAD_HINT}", err=True)
@@ -289,16 +463,40 @@ def load(
             url=url, users=users, spawn_rate=spawn_rate, run_time=parse_run_time(run_time), mix=mix,
             workers=workers, csv=csv_prefix, html=html, fail_on=fail_on,
             mqtt=mqtt if mqtt is not None else st.mqtt, job_timeout=job_timeout, keep_jobs=keep_jobs,
+            find_capacity=find_capacity, slo=slo,
+            ramp=Ramp(capacity_start, capacity_factor, parse_seconds(step_time, "--step-time"),
+                      parse_seconds(settle, "--settle"), max_steps),
         )  # fmt: skip
+        if not find_capacity and (slo or compare_path):
+            raise LoadUsageError("--slo and --compare go with --find-capacity")
+        old = _read_old(compare_path) if compare_path else None
+        if old is not None:
+            old = CapacityReport(old.steps, old.objective, old.mix, {**old.meta, "source": compare_path})
+        rates = parse_ceiling(ceiling)
         with tempfile.TemporaryDirectory(prefix="cl-load-") as tmp:
             target = Path(summary_path) if summary_path else Path(tmp) / "summary.json"
             target.unlink(missing_ok=True)
             plan = build_plan(request, summary=target.absolute(), port=free_port(), environ=os.environ)
+            problem = deployment_problem(
+                request.url, request.mqtt, token=st.token, username=st.username, password=st.password,
+                auth_url=st.auth_url,
+            )  # fmt: skip
+            if problem is not None:  # before Locust starts: one line instead of a minute of failed jobs
+                raise LoadUsageError(problem)
             started = time.monotonic()
             code = run_plan(plan)
-            exit_code, text = verdict(plan, code)
+            if find_capacity:
+                meta = {
+                    "url": url, "machine": machine(), "note": note or "",
+                    "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+                    "workers_text": f"{workers} Locust worker process(es)" if workers else "one Locust process",
+                }  # fmt: skip
+                exit_code, text = capacity_verdict(plan, Path(capacity_out), meta=meta, old=old, ceiling=rates)
+            else:
+                exit_code, text = verdict(plan, code)
     except LoadUsageError as exc:
-        raise click.UsageError(str(exc), ctx) from None
-    click.echo(text)
+        click.echo(terminal_safe(f"error: {exc}"), err=True)
+        ctx.exit(EXIT_USAGE)
+    click.echo(terminal_safe(text, keep_newlines=True))
     click.echo(f"wall time {time.monotonic() - started:.1f} s, Locust exit code {code}", err=True)
     ctx.exit(exit_code)

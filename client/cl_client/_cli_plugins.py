@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -9,9 +10,22 @@ from typing import TYPE_CHECKING, cast
 
 import click
 from pydantic import JsonValue
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
-from cl_client._cli_common import EXIT_JOB_FAILED, EXIT_OK, CliState, alias, handled, state
+from cl_client._cli_certify import OneLineUsageCommand, mqtt_problem, url_problem
+from cl_client._cli_common import (
+    EXIT_JOB_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    CliState,
+    alias,
+    exit_code_for,
+    handled,
+    state,
+    terminal_safe,
+)
+from cl_client._cli_jobstore import Recorder
 from cl_client._exceptions import ComputeClientError, ConfigurationError, JobFailedError
 from cl_client.plugins import REGISTRY, BatchItem, BatchOutcome, BatchUpdate, PluginResult, PluginSpec, run_batch
 from cl_client.plugins._base import SubmitOptions, SyncRunner
@@ -52,6 +66,11 @@ class VariantType(click.ParamType[HlsVariant]):
             return HlsVariant.parse(str(value))
         except ConfigurationError as exc:
             self.fail(str(exc), param, ctx)
+
+
+def _shown(value: object) -> str:
+    """A name or server text for a markup line: terminal escapes written out, rich markup escaped."""
+    return escape(terminal_safe(value))
 
 
 def _option_for(fld: Field) -> click.Option:
@@ -165,15 +184,26 @@ def _report(st: CliState, outcomes: Sequence[BatchOutcome], output: Path | None)
         if not st.json:
             name = Path(outcome.item.file).name
             if outcome.result is not None:
-                st.out.print(f"[green]✓[/] {name}  {outcome.job_id}  {outcome.result.summary()}", markup=True)
+                st.out.print(
+                    f"[green]✓[/] {_shown(name)}  {_shown(outcome.job_id)}  {_shown(outcome.result.summary())}",
+                    markup=True,
+                )
                 for path in cast(list[str], row.get("files") or []):
-                    st.out.print(f"    {path}", markup=False)
+                    st.out.print(f"    {terminal_safe(path)}", markup=False)
             else:
                 reason = str(outcome.error) if outcome.error else "no result"
-                st.err.print(f"[red]✗[/] {name}  {outcome.job_id or '-'}  {reason}", markup=True)
+                st.err.print(
+                    f"[red]✗[/] {_shown(name)}  {_shown(outcome.job_id or '-')}  {_shown(reason)}", markup=True
+                )
     if st.json:
         st.print_json(rows)
-    return EXIT_OK if all(o.ok for o in outcomes) else EXIT_JOB_FAILED
+    failed = [o for o in outcomes if not o.ok]
+    if not failed:
+        return EXIT_OK
+    # the README's rule: input the server refused (400, 413, 422) or a missing file exits 2, when every failure is one
+    if all(o.error is not None and exit_code_for(o.error) == EXIT_USAGE for o in failed):
+        return EXIT_USAGE
+    return EXIT_JOB_FAILED
 
 
 #: the form field that replaces the upload with a path on the server (upstream's February 2026 hls_streaming).
@@ -193,12 +223,13 @@ def _run_server_input(
 ) -> int:
     """One job without an upload, reading ``server_input`` on the server; reported like a batch of one."""
     job = SyncRunner(client, spec).submit(None, spec.check(params), SubmitOptions(priority, wait, timeout))
+    Recorder(st, client, spec.task_type).created(job.job_id, server_input)
     if not wait:
         record = cast(dict[str, JsonValue], job.record.model_dump(mode="json"))
         if st.json:
             st.print_json([record])
         else:
-            st.out.print(f"{record['job_id']}  {server_input}  {record['status']}", markup=False)
+            st.out.print(terminal_safe(f"{record['job_id']}  {server_input}  {record['status']}"), markup=False)
         return EXIT_OK
     outcome = BatchOutcome(0, BatchItem(spec.task_type, server_input, params, priority), record=job.record)
     try:
@@ -206,6 +237,21 @@ def _run_server_input(
     except (JobFailedError, ComputeClientError) as exc:
         outcome.error = exc
     return _report(st, [outcome], output)
+
+
+def _check_target(st: CliState) -> None:
+    """Check ``--server`` and ``--mqtt`` (or their variables) before connecting.
+
+    Raises:
+        ConfigurationError: one of them is no URL of its kind (one line naming it, exit 2).
+    """
+    server = st.server or os.environ.get("CL_SERVER_URL") or os.environ.get("COMPUTE_URL")
+    problem = url_problem(server, "--server") if server else None
+    mqtt = st.mqtt or os.environ.get("CL_MQTT_URL") or os.environ.get("MQTT_URL")
+    if problem is None and mqtt and "://" in mqtt:  # the library takes a bare host:port too
+        problem = mqtt_problem(mqtt)
+    if problem is not None:
+        raise ConfigurationError(problem)
 
 
 def _run(
@@ -220,6 +266,7 @@ def _run(
     output: Path | None,
 ) -> None:
     st = state(ctx)
+    _check_target(st)
     params = _params_from(spec, values)
     spec.check(params)  # usage errors before connecting
     server_input = cast(str | None, params.get(SERVER_INPUT))
@@ -236,20 +283,29 @@ def _run(
             client.config.check_priority(priority)
         if server_input is not None:
             ctx.exit(_run_server_input(st, client, spec, params, server_input, priority, timeout, wait, output))
+        recorder = Recorder(st, client, spec.task_type)
         if not wait:
             runner = SyncRunner(client, spec)
             records: list[dict[str, JsonValue]] = []
             for f in files:
                 job = runner.submit(f, spec.check(params), SubmitOptions(priority))
+                recorder.created(job.job_id, str(f))
                 record = cast(dict[str, JsonValue], job.record.model_dump(mode="json"))
                 records.append(record)
                 if not st.json:
-                    st.out.print(f"{record['job_id']}  {f.name}  {record['status']}", markup=False)
+                    st.out.print(terminal_safe(f"{record['job_id']}  {f.name}  {record['status']}"), markup=False)
             if st.json:
                 st.print_json(records)
             return
         with _Display(st, items) as display:
-            outcomes = run_batch(client, items, timeout=timeout, on_progress=display.update)
+
+            def on_progress(update: BatchUpdate) -> None:
+                recorder.created(update.job_id, str(update.item.file))
+                display.update(update)
+
+            outcomes = run_batch(client, items, timeout=timeout, on_progress=on_progress)
+        for outcome in outcomes:  # a job whose first update never came (it ended before, or the wait failed)
+            recorder.created(outcome.job_id, str(outcome.item.file))
         ctx.exit(_report(st, outcomes, output))
 
 
@@ -286,7 +342,7 @@ def _make_command(spec: PluginSpec[PluginResult]) -> click.Command:
         click.Option(["--json", "as_json"], is_flag=True, default=False, help="Print JSON on stdout."),
         click.Option(["--progress/--no-progress"], default=None, help="Force the live progress display on or off."),
     ]  # fmt: skip
-    return click.Command(
+    return OneLineUsageCommand(
         spec.command,
         callback=callback,
         params=params,

@@ -7,26 +7,35 @@ Request building and parsing live in ``_api``; HTTP I/O in ``_http``; MQTT in ``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable, Iterable, Mapping
+import time
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Generic, Self, TypeVar
+from typing import TYPE_CHECKING, Generic, Self, TypeVar
 
 import httpx
 
 from cl_client import _api
 from cl_client._auth import AuthProvider, JWTAuthProvider, NoAuthProvider
-from cl_client._config import ComputeClientConfig, resolve_config
+from cl_client._config import ComputeClientConfig, redact_url, resolve_config
 from cl_client._core import Request, Upload, job_file_path
-from cl_client._exceptions import HTTPStatusError, JobFailedError, WorkerUnavailableError
-from cl_client._http import AsyncHTTP, SyncHTTP, download_target
+from cl_client._exceptions import (
+    ComputeClientError,
+    ConfigurationError,
+    HTTPStatusError,
+    JobFailedError,
+    WorkerUnavailableError,
+)
+from cl_client._http import AsyncHTTP, SyncHTTP, download_target, removing_created_folders
 from cl_client._models import (
     CleanupResult,
     GuestModeConfig,
     GuestModeRoutes,
     HealthResponse,
     JobResponse,
+    StatusText,
     StorageInfo,
     WorkerCapabilitiesResponse,
     WorkerCapability,
@@ -34,6 +43,11 @@ from cl_client._models import (
 from cl_client._mqtt import MqttMonitor
 from cl_client._tracker import JobCallback, JobTracker
 from cl_client.plugins import AsyncPlugins, JobFiles, SyncPlugins
+
+if TYPE_CHECKING:
+    from cl_client.compute_client import ComputeClient as UpstreamComputeClient
+    from cl_client.server_config import ServerConfig
+    from cl_client.server_pref import ServerPref
 
 log = logging.getLogger("cl_client")
 T = TypeVar("T")
@@ -60,6 +74,56 @@ def _auth_from(config: ComputeClientConfig, auth_provider: AuthProvider | None) 
 TransportT = TypeVar("TransportT", httpx.BaseTransport, httpx.AsyncBaseTransport)
 
 
+class WorkersReady(dict[str, WorkerCapability]):
+    """What ``wait_for_workers`` returns: the live workers by id, and always true.
+
+    The wait succeeded when it returns (it raises ``WorkerUnavailableError`` otherwise), so the value is
+    truthy even when no worker id is known (MQTT off: the capabilities came from ``GET /capabilities``);
+    upstream code written as ``if await client.wait_for_workers([...]):`` keeps working.
+
+    Attributes:
+        capabilities: task type -> idle workers from ``GET /capabilities`` when it was asked (else empty).
+    """
+
+    def __init__(self, workers: Mapping[str, WorkerCapability], capabilities: Mapping[str, int] | None = None) -> None:
+        super().__init__(workers)
+        self.capabilities: dict[str, int] = dict(capabilities or {})
+
+    def __bool__(self) -> bool:
+        """Always True: returning at all means every wanted capability has a worker."""
+        return True
+
+
+def _upstream_urls(
+    server_url: str | None,
+    mqtt_url: str | None,
+    auth_url: str | None,
+    server_pref: ServerPref | None,
+    server_config: ServerConfig | None,
+    mqtt_broker: str | None,
+    mqtt_port: int | None,
+) -> tuple[str | None, str | None, str | None]:
+    """Apply upstream's keywords: explicit URLs first, then ``mqtt_broker``/``mqtt_port``, then the
+    ``server_pref`` (``ServerPref``) or ``server_config`` (January 2026 ``ServerConfig``) values."""
+    if server_url is None:
+        server_url = (server_pref.compute_url if server_pref else None) or (
+            server_config.compute_url if server_config else None
+        )
+    if auth_url is None:
+        auth_url = (server_pref.auth_url if server_pref else None) or (
+            server_config.auth_url if server_config else None
+        )
+    if mqtt_url is None and (mqtt_broker is not None or mqtt_port is not None):
+        host = mqtt_broker or (server_config.mqtt_broker if server_config else "localhost")
+        port = mqtt_port or (server_config.mqtt_port if server_config else 1883)
+        mqtt_url = f"mqtt://{host}:{port}"
+    if mqtt_url is None and server_pref is not None:
+        mqtt_url = server_pref.mqtt_url
+    if mqtt_url is None and server_config is not None:
+        mqtt_url = f"mqtt://{server_config.mqtt_broker}:{server_config.mqtt_port}"
+    return server_url, mqtt_url, auth_url
+
+
 class _ClientCore(Generic[TransportT]):
     """State, construction and the I/O-free methods shared by both clients."""
 
@@ -67,7 +131,6 @@ class _ClientCore(Generic[TransportT]):
     auth: AuthProvider
     monitor: MqttMonitor | None
     _tracker: JobTracker | None
-    _tracker_http: SyncHTTP | None
 
     def __init__(
         self,
@@ -83,26 +146,44 @@ class _ClientCore(Generic[TransportT]):
         config: ComputeClientConfig | None = None,
         transport: TransportT | None = None,
         base_url: str | None = None,
+        server_pref: ServerPref | None = None,
+        mqtt_broker: str | None = None,
+        mqtt_port: int | None = None,
+        server_config: ServerConfig | None = None,
     ) -> None:
-        self.config = resolve_config(
-            server_url=server_url or base_url,
-            mqtt_url=mqtt_url,
-            auth_url=auth_url,
+        server, mqtt, auth = _upstream_urls(
+            server_url or base_url, mqtt_url, auth_url, server_pref, server_config, mqtt_broker, mqtt_port
+        )
+        resolved = resolve_config(
+            server_url=server,
+            mqtt_url=mqtt,
+            auth_url=auth,
             token=token,
             username=username,
             password=password,
             timeout=timeout,
             base=config,
         )
-        self.auth = _auth_from(self.config, auth_provider)
-        settings = self.config.mqtt
-        self.monitor = MqttMonitor(settings, self.config) if settings is not None else None
-        if self.monitor is not None:
-            self.monitor.start()  # connects in the background; submit waits for it (bounded)
+        self._setup(resolved, _auth_from(resolved, auth_provider), transport, None)
+
+    def _setup(
+        self,
+        config: ComputeClientConfig,
+        auth: AuthProvider,
+        transport: TransportT | None,
+        monitor: MqttMonitor | None,
+    ) -> None:
+        """Finish construction from resolved settings (``monitor``: one handed over by another client)."""
+        self.config = config
+        self.auth = auth
+        settings = config.mqtt
+        if monitor is None and settings is not None:
+            monitor = MqttMonitor(settings, config)
+            monitor.start()  # connects in the background; submit waits for it (bounded)
+        self.monitor = monitor
         self._tracker = None
-        self._tracker_http = None
-        self._make_http(transport)
         self._closed = False
+        self._make_http(transport)
 
     def _make_http(self, transport: TransportT | None) -> None:
         """Create ``self._http`` (the sync or async transport of the client)."""
@@ -111,22 +192,11 @@ class _ClientCore(Generic[TransportT]):
     def __repr__(self) -> str:
         mqtt = self.config.mqtt
         return (
-            f"{type(self).__name__}(server_url={self.config.base_url!r}, "
+            f"{type(self).__name__}(server_url={redact_url(self.config.base_url)!r}, "
             f"mqtt_url={mqtt.url if mqtt else None!r}, auth={self.auth!r})"
         )
 
     # -- shared helpers ------------------------------------------------------------------------------
-    def _fetch_for_tracker(self, job_id: str) -> JobResponse:
-        assert self._tracker_http is not None
-        call = _api.get_job(job_id)
-        return call.parse(self._tracker_http.send(call.request))
-
-    def _tracker_for(self, http: SyncHTTP) -> JobTracker:
-        if self._tracker is None:
-            self._tracker_http = http
-            self._tracker = JobTracker(self.config, self.monitor, self._fetch_for_tracker)
-        return self._tracker
-
     @property
     def tracker(self) -> JobTracker:
         """The job tracker (callbacks, waits, polling fallback); created on first use."""
@@ -214,15 +284,26 @@ class _ClientCore(Generic[TransportT]):
     def _missing_from_capabilities(self, wanted: set[str], caps: WorkerCapabilitiesResponse) -> set[str]:
         return {c for c in wanted if c not in caps.capabilities}
 
-    def _worker_error(self, missing: set[str], available: Iterable[str]) -> WorkerUnavailableError:
+    def _worker_error(self, missing: set[str], available: Mapping[str, int]) -> WorkerUnavailableError:
         ordered = sorted(missing)
-        return WorkerUnavailableError(ordered[0], sorted(set(available)), ordered)
+        return WorkerUnavailableError(ordered[0], dict(sorted(available.items())), ordered)
 
-    def _available(self) -> set[str]:
-        have: set[str] = set()
+    def _available(self) -> dict[str, int]:
+        """Capability -> idle workers offering it, from the retained capability messages."""
+        have: dict[str, int] = {}
         for cap in self.workers().values():
-            have.update(cap.capabilities)
+            for name in cap.capabilities:
+                have[name] = have.get(name, 0) + cap.idle_count
         return have
+
+    @staticmethod
+    def _wanted(capabilities: Iterable[str] | None, required_capabilities: Iterable[str] | None) -> set[str]:
+        if capabilities is not None and required_capabilities is not None:
+            raise ConfigurationError("give capabilities or required_capabilities, not both")
+        chosen = capabilities if capabilities is not None else required_capabilities
+        if isinstance(chosen, str):
+            raise ConfigurationError(f"capabilities must be a list of task types, got the string {chosen!r}")
+        return set(chosen or ())
 
 
 class ComputeClient(_ClientCore[httpx.BaseTransport], SyncPlugins):
@@ -241,26 +322,81 @@ class ComputeClient(_ClientCore[httpx.BaseTransport], SyncPlugins):
         config: a ``ComputeClientConfig`` whose values are the defaults for the arguments above.
         transport: an httpx transport (tests only: ``httpx.MockTransport``).
         base_url: alias of ``server_url``.
+        server_pref: upstream's ``ServerPref``: its URLs are used for those not given.
+        mqtt_broker: upstream's (January 2026) broker host; with ``mqtt_port`` it makes ``mqtt_url``.
+        mqtt_port: upstream's (January 2026) broker port.
+        server_config: upstream's January 2026 ``ServerConfig`` (as ``server_pref``).
 
     Settings not given are read from the environment (``CL_SERVER_URL``, ``CL_MQTT_URL``, ... and upstream's
-    ``COMPUTE_URL``, ``MQTT_URL``, ``AUTH_URL``), then the defaults of ``ComputeClientConfig``.
+    ``COMPUTE_URL``, ``MQTT_URL``, ``AUTH_URL``, ``MQTT_BROKER``/``MQTT_PORT``), then the defaults of
+    ``ComputeClientConfig``.
+
+    ``async with ComputeClient(...) as client`` (upstream's SDK was async) gives an async client with the same
+    settings, ``cl_client.compute_client.ComputeClient`` (an ``AsyncComputeClient``); this object hands it
+    its broker connection and is closed.
 
     Raises:
         ConfigurationError: an invalid URL or setting.
     """
 
     _http: SyncHTTP
+    _transport: httpx.BaseTransport | None
+    _async_twin: AsyncComputeClient | None = None
 
     def _make_http(self, transport: httpx.BaseTransport | None) -> None:
+        self._transport = transport
         self._http = SyncHTTP(self.config, self.auth, transport)
 
     def _call(self, call: _api.Call[T]) -> T:
         return call.parse(self._http.send(call.request))
 
+    def _fetch_for_tracker(self, job_id: str) -> JobResponse:
+        return self._call(_api.get_job(job_id))
+
     @property
     def tracker(self) -> JobTracker:
         """The job tracker (callbacks, waits, polling fallback); created on first use."""
-        return self._tracker_for(self._http)
+        if self._tracker is None:
+            self._tracker = JobTracker(self.config, self.monitor, self._fetch_for_tracker)
+        return self._tracker
+
+    # -- async with: upstream's SDK was async -------------------------------------------------------------
+    async def __aenter__(self) -> UpstreamComputeClient:
+        """Hand over to an async client with the same settings (upstream code: ``async with ComputeClient()``).
+
+        Returns:
+            A ``cl_client.compute_client.ComputeClient`` (an ``AsyncComputeClient`` with upstream's
+            signatures), closed by ``__aexit__``.
+
+        Raises:
+            ConfigurationError: this client was given a transport that cannot serve async requests.
+            ComputeClientError: this client was closed or handed over already.
+        """
+        from cl_client.compute_client import ComputeClient as UpstreamComputeClient
+
+        if self._closed:
+            raise ComputeClientError("this ComputeClient is closed; create a new one for 'async with'")
+        transport = self._transport
+        if transport is not None and not isinstance(transport, httpx.AsyncBaseTransport):
+            raise ConfigurationError(
+                "'async with ComputeClient(...)' needs an async transport; this client was given a sync-only one"
+            )
+        monitor, self.monitor = self.monitor, None
+        self._closed = True  # closed here: the tracker (none yet, normally) and the sync pool; the broker
+        if self._tracker is not None:  # connection and the auth provider go to the async client
+            self._tracker.close()
+        self._http.close()
+        twin = UpstreamComputeClient.adopt(self.config, self.auth, transport, monitor)
+        self._async_twin = twin
+        return twin
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        """Close the async client handed out by ``__aenter__``."""
+        twin, self._async_twin = self._async_twin, None
+        if twin is not None:
+            await twin.aclose()
 
     # -- context manager ------------------------------------------------------------------------------
     def __enter__(self) -> Self:
@@ -327,9 +463,10 @@ class ComputeClient(_ClientCore[httpx.BaseTransport], SyncPlugins):
             JobNotFoundError: no such job. NotFoundError: no such file. ValidationError: a directory or an
             invalid path (400). PermissionDeniedError: a path outside the job (403).
         """
-        target = download_target(dest, file_path)
-        request = Request("GET", job_file_path(job_id, file_path), job_id=job_id, timeout=timeout)
-        return self._http.download(request, target)
+        with removing_created_folders(dest):  # a failed download leaves no folder it made (``DIR/``)
+            target = download_target(dest, file_path)
+            request = Request("GET", job_file_path(job_id, file_path), job_id=job_id, timeout=timeout)
+            return self._http.download(request, target)
 
     def read_job_file(self, job_id: str, file_path: str, *, timeout: float | None = None) -> bytes:
         """Read a (small) file of a job into memory, e.g. ``output/hash.json``.
@@ -394,47 +531,73 @@ class ComputeClient(_ClientCore[httpx.BaseTransport], SyncPlugins):
         self._watch_new_job(created.job_id, job.task_type, on_progress, on_complete)
         return job
 
-    def wait_for_job(self, job_id: str, timeout: float | None = None, task_type: str = "unknown") -> JobResponse:
+    def wait_for_job(
+        self,
+        job_id: str,
+        timeout: float | None = None,
+        task_type: str = "unknown",
+        *,
+        poll_interval: float | None = None,
+    ) -> JobResponse:
         """Wait until the job ends (``completed`` or ``error``) and return the confirmed record.
 
         Events are used while the broker is there; otherwise, and when events stop, the job is polled.
+
+        Args:
+            job_id: the job.
+            timeout: seconds to wait (default ``config.job_timeout``).
+            task_type: the job's task type (for records built from events).
+            poll_interval: upstream's keyword, accepted and not used: polling follows ``config.poll_interval``
+                and only happens when events are missing.
 
         Raises:
             JobTimeoutError: not finished within ``timeout`` (default ``config.job_timeout``).
             JobNotFoundError: no such job.
         """
+        del poll_interval
         return self.tracker.wait(job_id, self.config.job_timeout if timeout is None else timeout, task_type)
 
     def wait_for_workers(
-        self, capabilities: Iterable[str] | None = None, timeout: float | None = None
-    ) -> dict[str, WorkerCapability]:
-        """Wait until every capability has a live worker; return the live workers.
+        self,
+        capabilities: Iterable[str] | None = None,
+        timeout: float | None = None,
+        *,
+        required_capabilities: Iterable[str] | None = None,
+    ) -> WorkersReady:
+        """Wait until every capability has a live worker; return the live workers (a truthy dict).
 
         Uses the retained capability messages; without MQTT (or as a cross-check when they disagree) it
         polls ``GET /capabilities``.
 
+        Args:
+            capabilities: the task types needed (none: return at once).
+            timeout: seconds to wait (default ``config.worker_wait_timeout``).
+            required_capabilities: upstream's name for ``capabilities``.
+
+        Returns:
+            ``WorkersReady``: live workers by id (empty without MQTT), always true.
+
         Raises:
-            WorkerUnavailableError: a capability has no worker after ``timeout`` (default
-                ``config.worker_wait_timeout``); it names what is available.
+            WorkerUnavailableError: a capability has no worker after ``timeout``; it names what is available.
+            ConfigurationError: both ``capabilities`` and ``required_capabilities``, or a plain string.
         """
-        wanted = set(capabilities or ())
+        wanted = self._wanted(capabilities, required_capabilities)
         limit = self.config.worker_wait_timeout if timeout is None else timeout
         if self.monitor is not None and self._events_ready():
             missing = self.monitor.wait_for_capabilities(wanted, limit)
             if not missing:
-                return self.workers()
-            rest = self._missing_from_capabilities(missing, self.get_capabilities())
+                return WorkersReady(self.workers())
+            caps = self.get_capabilities()
+            rest = self._missing_from_capabilities(missing, caps)
             if not rest:
-                return self.workers()
+                return WorkersReady(self.workers(), caps.capabilities)
             raise self._worker_error(rest, self._available())
-        import time
-
         deadline = time.monotonic() + limit
         while True:
             caps = self.get_capabilities()
             missing = self._missing_from_capabilities(wanted, caps)
             if not missing:
-                return self.workers()
+                return WorkersReady(self.workers(), caps.capabilities)
             if time.monotonic() >= deadline:
                 raise self._worker_error(missing, caps.capabilities)
             time.sleep(min(self.config.poll_interval, max(0.0, deadline - time.monotonic())))
@@ -535,23 +698,105 @@ class ComputeClient(_ClientCore[httpx.BaseTransport], SyncPlugins):
 class AsyncComputeClient(_ClientCore[httpx.AsyncBaseTransport], AsyncPlugins):
     """Async client: the same methods and arguments as ``ComputeClient``, awaitable (async context manager).
 
-    Waiting and callbacks use the same tracker thread as the sync client (with its own connection pool),
-    so no event-loop time is spent on MQTT; coroutine callbacks run on the loop that registered them.
+    Waiting and callbacks use the same tracker thread as the sync client, so no event-loop time is spent on
+    MQTT; coroutine callbacks run on the loop that registered them. Every request goes through this client's
+    one async transport: the tracker's confirmation GETs and polls (made from its threads) are run on the
+    client's event loop (the loop of its last awaited call). Only the sync file access of typed results
+    (``result.download_outputs()`` rather than ``await result.adownload_outputs()``) called on the loop's own
+    thread cannot wait for the loop; it uses a sync pool, on the given transport when that transport is also
+    a sync one (``httpx.MockTransport`` is), and raises ``ConfigurationError`` when it is async-only.
     """
 
     _http: AsyncHTTP
+    _transport: httpx.AsyncBaseTransport | None
+    _loop: asyncio.AbstractEventLoop | None
+    _sync_http: SyncHTTP | None
+
+    @classmethod
+    def adopt(
+        cls,
+        config: ComputeClientConfig,
+        auth: AuthProvider,
+        transport: httpx.AsyncBaseTransport | None = None,
+        monitor: MqttMonitor | None = None,
+    ) -> Self:
+        """A client from settings already resolved (no environment is read again), taking over ``monitor``.
+
+        Used by ``async with ComputeClient(...)`` to hand a sync client's settings and broker connection over.
+
+        Args:
+            config: the resolved settings.
+            auth: the auth provider (now owned by the new client).
+            transport: an async httpx transport (tests).
+            monitor: a started MQTT monitor to take over (None: start one when ``config`` names a broker).
+        """
+        client = cls.__new__(cls)
+        client._setup(config, auth, transport, monitor)
+        return client
 
     def _make_http(self, transport: httpx.AsyncBaseTransport | None) -> None:
+        self._transport = transport
         self._http = AsyncHTTP(self.config, self.auth, transport)
+        self._sync_http = None
+        try:
+            self._loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._loop = None
 
     async def _call(self, call: _api.Call[T]) -> T:
+        self._loop = asyncio.get_running_loop()
         return call.parse(await self._http.send(call.request))
+
+    def _on_loop(self, make: Callable[[], Coroutine[object, object, T]]) -> T:
+        """Run a coroutine of this client on its event loop from another thread and wait for it.
+
+        Raises:
+            ComputeClientError: the loop is not running (or is closed), or this is the loop's own thread.
+        """
+        loop = self._loop
+        if loop is None or loop.is_closed() or not loop.is_running():
+            raise ComputeClientError("the AsyncComputeClient's event loop is not running; await the client there")
+        try:
+            here = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
+        if here is loop:
+            raise ComputeClientError("cannot wait for the event loop on its own thread; use the async method")
+        future = asyncio.run_coroutine_threadsafe(make(), loop)
+        while True:
+            try:
+                return future.result(timeout=0.5)
+            except TimeoutError:
+                if loop.is_closed() or not loop.is_running():
+                    future.cancel()
+                    raise ComputeClientError("the AsyncComputeClient's event loop stopped") from None
+
+    def _fetch_for_tracker(self, job_id: str) -> JobResponse:
+        return self._on_loop(lambda: self._call(_api.get_job(job_id)))
+
+    def _sync_pool(self) -> SyncHTTP:
+        """The sync pool for file access on the loop's own thread (see the class docstring).
+
+        Raises:
+            ConfigurationError: the client's transport is async-only.
+        """
+        if self._sync_http is None:
+            transport = self._transport
+            if transport is not None and not isinstance(transport, httpx.BaseTransport):
+                raise ConfigurationError(
+                    "this AsyncComputeClient has an async-only transport: use the async file methods "
+                    "(await result.adownload_outputs(...), await client.read_job_file(...))"
+                )
+            self._sync_http = SyncHTTP(self.config, self.auth, transport)
+        return self._sync_http
 
     @property
     def tracker(self) -> JobTracker:
         """The job tracker (callbacks, waits, polling fallback); created on first use."""
         if self._tracker is None:
-            return self._tracker_for(SyncHTTP(self.config, self.auth))
+            with contextlib.suppress(RuntimeError):
+                self._loop = asyncio.get_running_loop()
+            self._tracker = JobTracker(self.config, self.monitor, self._fetch_for_tracker)
         return self._tracker
 
     async def __aenter__(self) -> Self:
@@ -569,8 +814,8 @@ class AsyncComputeClient(_ClientCore[httpx.AsyncBaseTransport], AsyncPlugins):
         self._closed = True
         if self._tracker is not None:
             await asyncio.to_thread(self._tracker.close)
-        if self._tracker_http is not None:
-            self._tracker_http.close()
+        if self._sync_http is not None:
+            self._sync_http.close()
         if self.monitor is not None:
             await asyncio.to_thread(self.monitor.close)
         await self._http.aclose()
@@ -605,25 +850,44 @@ class AsyncComputeClient(_ClientCore[httpx.AsyncBaseTransport], AsyncPlugins):
         self, job_id: str, file_path: str, dest: PathLike, *, timeout: float | None = None
     ) -> Path:
         """Async ``ComputeClient.download_job_file``."""
-        target = download_target(dest, file_path)
-        request = Request("GET", job_file_path(job_id, file_path), job_id=job_id, timeout=timeout)
-        return await self._http.download(request, target)
+        self._loop = asyncio.get_running_loop()
+        with removing_created_folders(dest):  # a failed download leaves no folder it made (``DIR/``)
+            target = download_target(dest, file_path)
+            request = Request("GET", job_file_path(job_id, file_path), job_id=job_id, timeout=timeout)
+            return await self._http.download(request, target)
 
     async def read_job_file(self, job_id: str, file_path: str, *, timeout: float | None = None) -> bytes:
         """Async ``ComputeClient.read_job_file``."""
         return await self._call(self._read_file_call(job_id, file_path, timeout))
 
+    def _loop_usable_from_here(self) -> bool:
+        loop = self._loop
+        if loop is None or loop.is_closed() or not loop.is_running():
+            return False
+        try:
+            return asyncio.get_running_loop() is not loop
+        except RuntimeError:
+            return True
+
     def job_files(self, job_id: str) -> JobFiles:
-        """File access for one job, used by the typed plugin results (async, and sync on the tracker's pool)."""
-        self.tracker  # noqa: B018 - creates the tracker and its sync HTTP pool
-        assert self._tracker_http is not None
-        read, save = self._sync_files(self._tracker_http, job_id)
+        """File access for one job, used by the typed plugin results (async; sync through the loop when
+        called from another thread, else through the sync pool described in the class docstring)."""
 
         async def aread(path: str) -> bytes:
             return await self.read_job_file(job_id, path)
 
         async def asave(path: str, dest: Path) -> Path:
             return await self.download_job_file(job_id, path, dest)
+
+        def read(path: str) -> bytes:
+            if self._loop_usable_from_here():
+                return self._on_loop(lambda: aread(path))
+            return self._sync_files(self._sync_pool(), job_id)[0](path)
+
+        def save(path: str, dest: Path) -> Path:
+            if self._loop_usable_from_here():
+                return self._on_loop(lambda: asave(path, dest))
+            return self._sync_files(self._sync_pool(), job_id)[1](path, dest)
 
         return JobFiles(job_id, read, save, aread, asave)
 
@@ -648,33 +912,48 @@ class AsyncComputeClient(_ClientCore[httpx.AsyncBaseTransport], AsyncPlugins):
         self._watch_new_job(created.job_id, job.task_type, on_progress, on_complete)
         return job
 
-    async def wait_for_job(self, job_id: str, timeout: float | None = None, task_type: str = "unknown") -> JobResponse:
-        """Async ``ComputeClient.wait_for_job``."""
+    async def wait_for_job(
+        self,
+        job_id: str,
+        timeout: float | None = None,
+        task_type: str = "unknown",
+        *,
+        poll_interval: float | None = None,
+    ) -> JobResponse:
+        """Async ``ComputeClient.wait_for_job`` (``poll_interval`` is accepted and not used there either)."""
+        del poll_interval
+        self._loop = asyncio.get_running_loop()
         await self._events_ready_async()
         limit = self.config.job_timeout if timeout is None else timeout
         return await self.tracker.wait_async(job_id, limit, task_type)
 
     async def wait_for_workers(
-        self, capabilities: Iterable[str] | None = None, timeout: float | None = None
-    ) -> dict[str, WorkerCapability]:
-        """Async ``ComputeClient.wait_for_workers``."""
-        wanted = set(capabilities or ())
+        self,
+        capabilities: Iterable[str] | None = None,
+        timeout: float | None = None,
+        *,
+        required_capabilities: Iterable[str] | None = None,
+    ) -> WorkersReady:
+        """Async ``ComputeClient.wait_for_workers`` (a truthy ``WorkersReady``)."""
+        wanted = self._wanted(capabilities, required_capabilities)
         limit = self.config.worker_wait_timeout if timeout is None else timeout
         if self.monitor is not None and await self._events_ready_async():
             monitor = self.monitor
             missing = await asyncio.to_thread(monitor.wait_for_capabilities, wanted, limit)
-            if missing:
-                rest = self._missing_from_capabilities(missing, await self.get_capabilities())
-                if rest:
-                    raise self._worker_error(rest, self._available())
-            return self.workers()
+            if not missing:
+                return WorkersReady(self.workers())
+            caps = await self.get_capabilities()
+            rest = self._missing_from_capabilities(missing, caps)
+            if rest:
+                raise self._worker_error(rest, self._available())
+            return WorkersReady(self.workers(), caps.capabilities)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + limit
         while True:
             caps = await self.get_capabilities()
             missing = self._missing_from_capabilities(wanted, caps)
             if not missing:
-                return self.workers()
+                return WorkersReady(self.workers(), caps.capabilities)
             if loop.time() >= deadline:
                 raise self._worker_error(missing, caps.capabilities)
             await asyncio.sleep(min(self.config.poll_interval, max(0.0, deadline - loop.time())))
@@ -762,9 +1041,9 @@ class _JobHandle:
         return f"{type(self).__name__}(job_id={self.job_id!r}, task_type={self.task_type!r}, status={self.status!r})"
 
     @property
-    def status(self) -> str:
+    def status(self) -> StatusText:
         """The last status seen through events or polls (``queued`` before any)."""
-        return self._client.tracker.last_status(self.job_id) or "queued"
+        return StatusText(self._client.tracker.last_status(self.job_id) or "queued")
 
     @staticmethod
     def _check(job: JobResponse) -> JobResponse:
@@ -796,7 +1075,7 @@ class Job(_JobHandle):
         Raises:
             JobTimeoutError: not finished in time (default ``config.job_timeout``).
         """
-        return self._client.wait_for_job(self.job_id, timeout, self.task_type)
+        return self._client.wait_for_job(self.job_id, timeout=timeout, task_type=self.task_type)
 
     def result(self, timeout: float | None = None) -> JobResponse:
         """Wait for the end and return the record of a completed job.
@@ -830,7 +1109,7 @@ class AsyncJob(_JobHandle):
 
     async def wait(self, timeout: float | None = None) -> JobResponse:
         """Async ``Job.wait``."""
-        return await self._client.wait_for_job(self.job_id, timeout, self.task_type)
+        return await self._client.wait_for_job(self.job_id, timeout=timeout, task_type=self.task_type)
 
     async def result(self, timeout: float | None = None) -> JobResponse:
         """Async ``Job.result``."""

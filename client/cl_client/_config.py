@@ -1,7 +1,8 @@
 """Configuration: every default lives in ``ComputeClientConfig``; precedence is resolved in one place.
 
 Precedence (first wins): explicit argument > ``CL_*`` environment variable > upstream's variable
-(``COMPUTE_URL``, ``MQTT_URL``, ``AUTH_URL``) > default. The README has the same table.
+(``COMPUTE_URL``, ``MQTT_URL``, ``AUTH_URL``; for the broker then the January 2026 pair ``MQTT_BROKER`` /
+``MQTT_PORT``) > default. The README has the same table.
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
-from urllib.parse import unquote, urlsplit
+from typing import ClassVar, Literal
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from cl_client._exceptions import ConfigurationError
 
@@ -28,7 +29,59 @@ ENVIRONMENT_VARIABLES: Mapping[str, tuple[str, ...]] = {
     "timeout": ("CL_TIMEOUT",),
 }
 
+#: upstream's January 2026 broker variables, read after ``mqtt_url``'s (host, and port defaulting to 1883).
+MQTT_HOST_PORT_VARIABLES: tuple[str, str] = ("MQTT_BROKER", "MQTT_PORT")
+
 _DISABLED_MQTT = {"", "off", "none", "disabled", "false", "0"}
+
+#: query parameters whose value is a secret (matched as a part of the lower-cased name)
+_SECRET_QUERY_KEYS = ("token", "password", "passwd", "secret", "key", "auth")
+#: what stands for a secret in reprs and messages
+REDACTED = "***"
+
+
+def redact_url(url: str | None) -> str | None:
+    """Return ``url`` with its password (``scheme://user:PASSWORD@host``) and secret query values replaced.
+
+    Used by every repr/str that shows a URL; text that is no URL comes back unchanged.
+
+    Args:
+        url: a URL (http, mqtt, ...), or None.
+    """
+    if not url or ("@" not in url and "?" not in url):
+        return url
+    try:
+        parts = urlsplit(url if "://" in url else "//" + url)
+        netloc = parts.netloc
+        if "@" in netloc:
+            userinfo, _, hostport = netloc.rpartition("@")
+            user, colon, _ = userinfo.partition(":")
+            netloc = f"{user}:{REDACTED}@{hostport}" if colon else f"{userinfo}@{hostport}"
+        query = parts.query
+        if query:
+            pairs = parse_qsl(query, keep_blank_values=True)
+            if any(k in name.lower() for name, _ in pairs for k in _SECRET_QUERY_KEYS):
+                safe = [(n, REDACTED if any(k in n.lower() for k in _SECRET_QUERY_KEYS) else v) for n, v in pairs]
+                query = urlencode(safe, safe="*")
+        rebuilt = urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    except ValueError:
+        return REDACTED  # unparseable: show nothing of it rather than a secret
+    return rebuilt if "://" in url else rebuilt.removeprefix("//")
+
+
+def _shown(value: object) -> str:
+    return repr(redact_url(value)) if isinstance(value, str) else repr(value)
+
+
+def redacted_repr(obj: object, fields: Mapping[str, object]) -> str:
+    """``Name(a=..., b=...)`` with every string value passed through :func:`redact_url`.
+
+    Args:
+        obj: the object (its class name leads).
+        fields: the values to show, in order (secrets themselves must not be among them).
+    """
+    shown = ", ".join(f"{name}={_shown(value)}" for name, value in fields.items())
+    return f"{type(obj).__name__}({shown})"
 
 
 @dataclass(frozen=True)
@@ -126,7 +179,57 @@ class ComputeClientConfig:
         token_refresh_margin: refresh a JWT when fewer seconds than this remain.
         download_chunk_size: bytes per chunk when streaming downloads.
         user_agent: the User-Agent header.
+
+    Upstream's SDK used this class name for a holder of class constants; they are here too, as class
+    attributes (``ComputeClientConfig.DEFAULT_TIMEOUT``, ``ENDPOINT_GET_JOB``, ``PLUGIN_ENDPOINTS``,
+    ``get_plugin_endpoint(task_type)``, ...) with the same values as the instance defaults. They are read-only
+    facts about the protocol: changing them changes nothing in the client.
     """
+
+    DEFAULT_HOST: ClassVar[str] = "localhost"
+    DEFAULT_PORT: ClassVar[int] = 8002
+    DEFAULT_BASE_URL: ClassVar[str] = "http://localhost:8002"
+    DEFAULT_TIMEOUT: ClassVar[float] = 30.0
+    MQTT_URL: ClassVar[str] = "mqtt://localhost:1883"
+    MQTT_BROKER: ClassVar[str] = "localhost"
+    MQTT_PORT: ClassVar[int] = 1883
+    MQTT_CAPABILITY_TOPIC_PREFIX: ClassVar[str] = "inference/workers"
+    MQTT_JOB_EVENTS_TOPIC: ClassVar[str] = "inference/events"
+    ENDPOINT_GET_JOB: ClassVar[str] = "/jobs/{job_id}"
+    ENDPOINT_DELETE_JOB: ClassVar[str] = "/jobs/{job_id}"
+    ENDPOINT_GET_JOB_FILE: ClassVar[str] = "/jobs/{job_id}/files/{file_path}"
+    ENDPOINT_CAPABILITIES: ClassVar[str] = "/capabilities"
+    PLUGIN_ENDPOINTS: ClassVar[Mapping[str, str]] = {
+        name: f"/jobs/{name}"
+        for name in (
+            "clip_embedding",
+            "dino_embedding",
+            "exif",
+            "face_detection",
+            "face_embedding",
+            "hash",
+            "hls_streaming",
+            "image_conversion",
+            "media_thumbnail",
+        )
+    }
+    DEFAULT_POLL_INTERVAL: ClassVar[float] = 1.0
+    MAX_POLL_BACKOFF: ClassVar[float] = 10.0
+    POLL_BACKOFF_MULTIPLIER: ClassVar[float] = 1.5
+    WORKER_WAIT_TIMEOUT: ClassVar[float] = 30.0
+    WORKER_CAPABILITY_CHECK_INTERVAL: ClassVar[float] = 1.0
+
+    @classmethod
+    def get_plugin_endpoint(cls, task_type: str) -> str:
+        """The job-creation path of a plugin (``/jobs/clip_embedding``), as upstream's SDK has it.
+
+        Raises:
+            ConfigurationError: an unknown task type (also a ValueError, as upstream raised).
+        """
+        endpoint = cls.PLUGIN_ENDPOINTS.get(task_type)
+        if endpoint is None:
+            raise ConfigurationError(f"Unknown task type: {task_type}. Available: {list(cls.PLUGIN_ENDPOINTS)}")
+        return endpoint
 
     server_url: str = "http://localhost:8002"
     mqtt_url: str | None = "mqtt://localhost:1883"
@@ -192,6 +295,10 @@ class ComputeClientConfig:
         """``server_url`` without a trailing slash."""
         return self.server_url.rstrip("/")
 
+    def __repr__(self) -> str:
+        """Show the settings, URLs without their passwords; ``token`` and ``password`` are left out."""
+        return redacted_repr(self, {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.repr})
+
     def replace(self, **changes: object) -> ComputeClientConfig:
         """Return a copy with some settings changed (validated again)."""
         return dataclasses.replace(self, **changes)  # pyright: ignore[reportArgumentType]
@@ -224,6 +331,9 @@ def resolve_config(
     environ: Mapping[str, str] | None = None,
 ) -> ComputeClientConfig:
     """Build a config: arguments > ``CL_*`` variables > upstream variables > ``base`` (or the defaults).
+
+    For the broker, upstream's January 2026 pair ``MQTT_BROKER`` (host) / ``MQTT_PORT`` comes after
+    ``CL_MQTT_URL`` and ``MQTT_URL``: either one set gives ``mqtt://<MQTT_BROKER or localhost>:<MQTT_PORT or 1883>``.
 
     ``mqtt_url`` may be ``""`` or ``"off"`` (argument or environment) to disable MQTT and work by polling.
 
@@ -265,6 +375,8 @@ def resolve_config(
         if value is not None:
             changes[name] = value
     mqtt = pick("mqtt_url", mqtt_url)
+    if mqtt is None:
+        mqtt = mqtt_url_from_host_port(env)
     if mqtt is not None:
         changes["mqtt_url"] = None if mqtt.strip().lower() in _DISABLED_MQTT else mqtt
     if timeout is not None:
@@ -277,3 +389,19 @@ def resolve_config(
             except ValueError as exc:
                 raise ConfigurationError(f"CL_TIMEOUT must be a number of seconds, got {raw!r}") from exc
     return cfg.replace(**changes) if changes else cfg
+
+
+def mqtt_url_from_host_port(env: Mapping[str, str]) -> str | None:
+    """``mqtt://host:port`` from upstream's ``MQTT_BROKER`` / ``MQTT_PORT`` (None when neither is set).
+
+    Raises:
+        ConfigurationError: ``MQTT_PORT`` is not a port number.
+    """
+    host_var, port_var = MQTT_HOST_PORT_VARIABLES
+    host = (env.get(host_var) or "").strip()
+    port = (env.get(port_var) or "").strip()
+    if not host and not port:
+        return None
+    if port and not (port.isdigit() and 0 < int(port) < 65536):
+        raise ConfigurationError(f"{port_var} must be a port number, got {port!r}")
+    return f"mqtt://{host or 'localhost'}:{port or 1883}"

@@ -19,7 +19,7 @@ import httpx
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
-from cl_client._config import ComputeClientConfig
+from cl_client._config import ComputeClientConfig, redact_url
 from cl_client._exceptions import (
     AuthenticationError,
     ComputeClientError,
@@ -136,9 +136,9 @@ def form_value(value: object) -> str:
 
 # -- responses -------------------------------------------------------------------------------------
 def response_url(response: httpx.Response, fallback: str) -> str:
-    """The URL a response answers (``fallback`` when the response carries no request)."""
+    """The URL a response answers, without a password (``fallback`` when the response carries no request)."""
     try:
-        return str(response.request.url)
+        return redact_url(str(response.request.url)) or fallback
     except RuntimeError:
         return fallback
 
@@ -171,11 +171,14 @@ def map_error(request: Request, response: httpx.Response) -> HTTPStatusError:
     method = request.method
     text = _detail_text(detail)
     message = f"{method} {url} -> {status}" + (f": {text}" if text else "")
-    kwargs: dict[str, object] = {"method": method, "url": url, "status_code": status, "detail": detail}
     if status == 401:
-        return AuthenticationError(message, method=method, url=url, status_code=status, detail=detail)
+        return AuthenticationError(
+            message, method=method, url=url, status_code=status, detail=detail, response=response
+        )
     if status == 403:
-        return PermissionDeniedError(message, method=method, url=url, status_code=status, detail=detail)
+        return PermissionDeniedError(
+            message, method=method, url=url, status_code=status, detail=detail, response=response
+        )
     if status == 404:
         # A job route whose job is missing; a missing *file* of an existing job is a plain NotFoundError.
         job_missing = request.job_id is not None and (
@@ -183,16 +186,22 @@ def map_error(request: Request, response: httpx.Response) -> HTTPStatusError:
         )
         if job_missing and request.job_id is not None:
             return JobNotFoundError(
-                message, job_id=request.job_id, method=method, url=url, status_code=status, detail=detail
+                message,
+                job_id=request.job_id,
+                method=method,
+                url=url,
+                status_code=status,
+                detail=detail,
+                response=response,
             )
-        return NotFoundError(message, method=method, url=url, status_code=status, detail=detail)
+        return NotFoundError(message, method=method, url=url, status_code=status, detail=detail, response=response)
     if status in (400, 422):
-        return ValidationError(message, method=method, url=url, status_code=status, detail=detail)
+        return ValidationError(message, method=method, url=url, status_code=status, detail=detail, response=response)
     if status == 429:
-        return RateLimitedError(message, method=method, url=url, status_code=status, detail=detail)
+        return RateLimitedError(message, method=method, url=url, status_code=status, detail=detail, response=response)
     if status >= 500:
-        return ServerError(message, method=method, url=url, status_code=status, detail=detail)
-    return HTTPStatusError(message, **kwargs)  # pyright: ignore[reportArgumentType]
+        return ServerError(message, method=method, url=url, status_code=status, detail=detail, response=response)
+    return HTTPStatusError(message, method=method, url=url, status_code=status, detail=detail, response=response)
 
 
 def parse_model(model: type[M], response: httpx.Response) -> M:

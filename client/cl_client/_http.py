@@ -17,9 +17,10 @@ from typing import IO
 import httpx
 
 from cl_client._auth import AuthProvider
-from cl_client._config import ComputeClientConfig
+from cl_client._config import ComputeClientConfig, redact_url
 from cl_client._core import Request, backoff_delay, map_error, should_retry_status
 from cl_client._exceptions import ComputeConnectionError
+from cl_client._partials import owner_tag, sweep_partials
 
 log = logging.getLogger("cl_client.http")
 
@@ -74,7 +75,7 @@ class _RetryState:
         self.with_auth = not request.public
 
     def url(self) -> str:
-        return self.config.base_url + self.request.path
+        return redact_url(self.config.base_url + self.request.path) or ""
 
     def after_exception(self, exc: httpx.TransportError, trace: _ConnectionTrace | None = None) -> float:
         """Return the delay before the next attempt, or raise ``ComputeConnectionError``."""
@@ -131,14 +132,18 @@ def _files(request: Request) -> Generator[dict[str, tuple[str, IO[bytes], str]] 
 
 
 def _create_part(dest: Path) -> tuple[int, Path]:
-    """Create ``.<name>.<random>.part`` beside ``dest``, exclusively, with mode 0666 minus the umask.
+    """Create ``.<name>.<pid>.<start>-<random>.part`` beside ``dest``, exclusively, with mode 0666 minus the umask.
+
+    The name names this process (``cl_client._partials``): a later download into the same folder removes it if
+    this process is killed before it could.
 
     ``tempfile.mkstemp`` would make it 0600, and the rename would hand the user a file only they can read;
     creating it with 0666 lets the kernel apply the umask (and any default ACL) exactly as for any new file.
     """
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+    owner = owner_tag()
     for _ in range(100):
-        path = dest.parent / f".{dest.name}.{secrets.token_hex(4)}.part"
+        path = dest.parent / f".{dest.name}.{owner}{secrets.token_hex(4)}.part"
         try:
             return os.open(path, flags, 0o666), path
         except FileExistsError:
@@ -172,6 +177,41 @@ def as_destination(dest: str | Path) -> Path:
     if isinstance(dest, str) and dest.endswith(("/", os.sep)):
         target.mkdir(parents=True, exist_ok=True)
     return target
+
+
+def folders_to_create(dest: str | Path) -> list[Path]:
+    """The folders a download to ``dest`` may create that do not exist yet, deepest first.
+
+    ``dest`` itself when it names a folder (a string ending in ``/``), and the missing parents.
+
+    Args:
+        dest: the destination as given.
+    """
+    target = Path(os.path.abspath(dest))
+    start = target if isinstance(dest, str) and dest.endswith(("/", os.sep)) else target.parent
+    missing: list[Path] = []
+    for folder in (start, *start.parents):
+        if folder.exists():
+            break
+        missing.append(folder)
+    return missing
+
+
+@contextlib.contextmanager
+def removing_created_folders(dest: str | Path) -> Generator[None]:
+    """Remove again, when the block fails, the empty folders a download to ``dest`` created.
+
+    Args:
+        dest: the destination as given.
+    """
+    missing = folders_to_create(dest)
+    try:
+        yield
+    except BaseException:
+        for folder in missing:  # deepest first; a folder that holds something stays
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
 
 
 def download_target(dest: str | Path, file_path: str) -> Path:
@@ -245,6 +285,7 @@ class SyncHTTP:
             HTTPStatusError: the server refused (404, 403, 400, ...).
             ComputeConnectionError: the connection failed, also mid-body.
         """
+        sweep_partials(dest.parent)  # the partials of downloads whose process was killed
         state = _RetryState(self.config, request, self.auth)
         while True:
             part: _PartFile | None = None
@@ -325,6 +366,7 @@ class AsyncHTTP:
 
     async def download(self, request: Request, dest: Path) -> Path:
         """Async twin of ``SyncHTTP.download``."""
+        sweep_partials(dest.parent)  # the partials of downloads whose process was killed
         state = _RetryState(self.config, request, self.auth)
         while True:
             part: _PartFile | None = None

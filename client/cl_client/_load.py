@@ -413,8 +413,10 @@ class Summary:
 class Threshold:
     """One ``--fail-on`` limit: ``p95=2000`` (ms, upper), ``errors=1%`` / ``errors=3`` (upper), ``rps=10`` (lower).
 
+    ``capacity<N`` (lower, jobs/s) applies to a capacity search's result (``cl_client._capacity``), not to a row.
+
     Attributes:
-        metric: ``p50``, ``p95``, ``p99``, ``avg``, ``max``, ``errors`` or ``rps`` (jobs per second).
+        metric: ``p50``, ``p95``, ``p99``, ``avg``, ``max``, ``errors``, ``rps`` (jobs per second) or ``capacity``.
         limit: the number.
         percent: ``errors`` given as a percentage of the jobs.
     """
@@ -424,7 +426,9 @@ class Threshold:
     percent: bool = False
 
     def crossed(self, jobs: Row) -> str | None:
-        """Why ``jobs`` crosses this threshold, or None."""
+        """Why ``jobs`` crosses this threshold, or None (always None for ``capacity``: see ``capacity_crossed``)."""
+        if self.metric == "capacity":
+            return None
         if self.metric == "errors":
             value = jobs.error_ratio * 100 if self.percent else float(jobs.failures)
             unit = "%" if self.percent else " failed jobs"
@@ -436,8 +440,14 @@ class Threshold:
         value = cast(float, getattr(jobs, self.metric))
         return f"{self.metric} {value:.0f} ms > {self.limit:g} ms" if value > self.limit else None
 
+    def capacity_crossed(self, capacity: float) -> str | None:
+        """Why a capacity search's result (jobs/s) crosses a ``capacity<N`` threshold, or None."""
+        if self.metric != "capacity" or capacity >= self.limit:
+            return None
+        return f"capacity {capacity:.4g} jobs/s < {self.limit:g}"
 
-THRESHOLD_METRICS = ("p50", "p95", "p99", "avg", "max", "errors", "rps")
+
+THRESHOLD_METRICS = ("p50", "p95", "p99", "avg", "max", "errors", "rps", "capacity")
 
 
 def parse_thresholds(texts: Iterable[str]) -> list[Threshold]:
@@ -451,7 +461,9 @@ def parse_thresholds(texts: Iterable[str]) -> list[Threshold]:
         for part in (p.strip() for p in text.split(",")):
             if not part:
                 continue
-            metric, _, raw = part.partition("=")
+            if part.lower().startswith("capacity") and "<" not in part:
+                raise LoadUsageError(f"--fail-on: capacity takes a lower limit, capacity<JOBS_PER_S, got {part!r}")
+            metric, _, raw = part.partition("<" if part.lower().startswith("capacity") else "=")
             metric = metric.strip().lower()
             if metric not in THRESHOLD_METRICS:
                 raise LoadUsageError(f"--fail-on: unknown metric {metric!r}; known: {', '.join(THRESHOLD_METRICS)}")

@@ -26,8 +26,51 @@ TERMINAL_STATUSES = frozenset({JobStatus.COMPLETED.value, JobStatus.ERROR.value}
 
 def normalize_status(value: str) -> str:
     """Map upstream spellings (``in_progress``, ``failed``) to ``processing``/``error``; keep unknown values."""
-    lowered = value.strip().lower()
+    lowered = str.lower(str.strip(value))
     return _STATUS_ALIASES.get(lowered, lowered)
+
+
+class StatusText(str):
+    """A normalised job status that also equals upstream's spelling of it.
+
+    ``JobResponse.status`` holds one: its text is the normalised word (``error``, ``processing``), and it
+    compares equal to both spellings, so upstream code such as ``job.status == "failed"`` or
+    ``job.status in ["completed", "failed"]`` stays true. Hashing is that of the normalised text, so set and
+    dict look-ups must use the normalised words (``"error"``, ``"processing"``).
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, value: str) -> StatusText:
+        """Normalise ``value`` (``failed`` -> ``error``, ``in_progress``/``running`` -> ``processing``)."""
+        return super().__new__(cls, normalize_status(value))
+
+    def __eq__(self, other: object) -> bool:
+        """Equal to the normalised word and to every upstream spelling of it (case-insensitive)."""
+        if isinstance(other, str):
+            return str.__eq__(str(self), normalize_status(other))
+        return NotImplemented
+
+    def __ne__(self, other: object) -> bool:
+        """The negation of ``__eq__``."""
+        if isinstance(other, str):
+            return not self.__eq__(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        """The hash of the normalised text."""
+        return str.__hash__(self)
+
+    def __repr__(self) -> str:
+        return repr(str(self))
+
+    @property
+    def upstream(self) -> str:
+        """The word upstream's SDK documented for this status (``failed``, ``in_progress``; others unchanged)."""
+        return _UPSTREAM_WORDS.get(str(self), str(self))
+
+
+_UPSTREAM_WORDS = {"error": "failed", "processing": "in_progress"}
 
 
 def is_terminal_status(value: str) -> bool:
@@ -45,7 +88,8 @@ class JobResponse(_Model):
     Attributes:
         job_id: the job's UUID.
         task_type: the plugin name.
-        status: ``queued``, ``processing``, ``completed``, ``error`` or an unknown server value.
+        status: ``queued``, ``processing``, ``completed``, ``error`` or an unknown server value, as a
+            ``StatusText`` (equal to upstream's ``in_progress``/``failed`` too).
         progress: 0-100.
         params: the form fields echoed plus ``input_path`` and ``output_path``.
         task_output: the plugin's summary output (never the vectors or files themselves).
@@ -67,10 +111,10 @@ class JobResponse(_Model):
     started_at: int | None = None
     completed_at: int | None = None
 
-    @field_validator("status", mode="before")
+    @field_validator("status", mode="after")
     @classmethod
-    def _normalise_status(cls, value: object) -> object:
-        return normalize_status(value) if isinstance(value, str) else value
+    def _normalise_status(cls, value: str) -> str:
+        return StatusText(value)
 
     @field_validator("progress", mode="before")
     @classmethod

@@ -322,8 +322,8 @@ class JobTracker:
             raise self._timeout_error(job_id, timeout)
         return _unbox(box[0])
 
-    async def wait_async(self, job_id: str, timeout: float, task_type: str = "unknown") -> JobResponse:
-        """Async twin of ``wait`` (the waiting does not block the event loop)."""
+    async def wait_async(self, job_id: str, timeout: float | None, task_type: str = "unknown") -> JobResponse:
+        """Async twin of ``wait`` (the waiting does not block the event loop; ``timeout=None``: no limit)."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Outcome] = loop.create_future()
 
@@ -340,7 +340,7 @@ class JobTracker:
             outcome = await asyncio.wait_for(fut, timeout)
         except TimeoutError:
             self._queue.put(_Wait(job_id, waiter, add=False))
-            raise self._timeout_error(job_id, timeout) from None
+            raise self._timeout_error(job_id, timeout or 0.0) from None
         return _unbox(outcome)
 
     def notify_when_done(
@@ -379,6 +379,16 @@ class JobTracker:
                 return state.last_status
             final = self._finished.get(job_id)
             return final.status if final is not None else None
+
+    def reported(self, job_id: str) -> tuple[str, int] | None:
+        """What events last said of a running job: (status, progress), a terminal status included even before
+        a GET confirmed it; None when the job is not tracked or nothing was seen."""
+        with self._lock:
+            state = self._jobs.get(job_id)
+            if state is None:
+                return None
+            status = state.unconfirmed or state.last_status
+            return (status, max(state.last_progress, 0)) if status is not None else None
 
     def final(self, job_id: str) -> JobResponse | None:
         """The confirmed final record of a finished job, if the tracker saw it finish."""

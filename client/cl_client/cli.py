@@ -14,8 +14,9 @@ import click
 
 from cl_client._cli_admin import admin_group, guest_mode_group
 from cl_client._cli_certify import certify
-from cl_client._cli_common import CliState, alias, handled, state
+from cl_client._cli_common import CliState, alias, handled, sigterm_stops_like_ctrl_c, state
 from cl_client._cli_jobs import capabilities, health, job_download, job_group, workers
+from cl_client._cli_jobstore import jobs_group
 from cl_client._cli_load import load
 from cl_client._cli_plugins import plugin_groups
 
@@ -80,6 +81,8 @@ def cli(
       cl-client --json hash compute photo.jpg --algorithm md5
       cl-client workers --watch
       cl-client guest-mode set off
+      cl-client jobs usage
+      cl-client jobs clean --mine
       cl-client certify http://localhost:8002 -n 4
     """  # noqa: D301 - click needs the backspace of "\b" (no raw string)
     st = state(ctx)
@@ -90,14 +93,15 @@ def cli(
 
 for _group in plugin_groups():
     cli.add_command(_group)
-for _command in (job_group, capabilities, workers, health, guest_mode_group, admin_group, certify, load):
+for _command in (job_group, jobs_group, capabilities, workers, health, guest_mode_group, admin_group, certify, load):
     cli.add_command(_command)
 cli.add_command(alias(job_download, "download", "job download"))
 
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point (``cl-client``)."""
-    cli.main(args=argv if argv is not None else sys.argv[1:], prog_name="cl-client", obj=CliState())
+    with sigterm_stops_like_ctrl_c():  # downloads clean up on SIGTERM as on Ctrl-C
+        cli.main(args=argv if argv is not None else sys.argv[1:], prog_name="cl-client", obj=CliState())
 
 
 if __name__ == "__main__":  # pragma: no cover

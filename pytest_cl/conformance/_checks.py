@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import cast
 
 import httpx
@@ -41,7 +41,10 @@ def cosine(a: NDArray[np.floating], b: NDArray[np.floating]) -> float:
 
 
 def show(value: object, limit: int = 300) -> str:
-    """``repr(value)`` cut to ``limit`` characters (long records and bodies stay readable in a failure line)."""
+    """``repr(value)`` cut to ``limit`` characters (long records and bodies stay readable in a failure line); a hex
+    digest longer than 32 digits is shown by its first 16 (``'6e1d16988fefadaf…'``)."""
+    if isinstance(value, str) and len(value) > 32 and all(c in "0123456789abcdefABCDEF" for c in value):
+        return f"'{value[:16]}…'"
     text = repr(value)
     return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
 
@@ -70,16 +73,96 @@ def get_field(data: object, key: str, *, where: str) -> object:
     return mapping[key]
 
 
-def expect_field(data: object, key: str, expected: object, *, where: str, meaning: str = "") -> object:
+def expect_field(
+    data: object,
+    key: str,
+    expected: object,
+    *,
+    where: str,
+    meaning: str = "",
+    wrong: WrongAnswers | None = None,
+    same: Same | None = None,
+) -> object:
     """``data[key] == expected`` (the field must exist), else a sentence naming the field; returns the value.
 
-    ``meaning`` says what the expected value is (``"the MD5 of the uploaded bytes"``) and is shown after it.
+    ``meaning`` says what the expected value is (``"the MD5 of the uploaded bytes"``) and is shown after it;
+    ``wrong`` names the common wrong answers (see :func:`expect_value`), ``same`` replaces ``==``.
     """
     seen = get_field(data, key, where=where)
-    if not seen == expected:  # noqa: SIM201 (the == of the original asserts, also for pytest.approx)
-        said = f" ({meaning})" if meaning else ""
-        raise AssertionError(f"{where}: expected {key!r} {show(expected)}{said}, got {show(seen)}")
+    expect_value(seen, expected, f"{where}: {key!r}", meaning=meaning, wrong=wrong, same=same)
     return seen
+
+
+# -- naming the wrong answer -------------------------------------------------------------------------------------
+# Where a check compares a measured value with an expected one, it also knows the common *wrong* answers (the MD5
+# where SHA-512 was asked, the hash of the file's bytes instead of its pixels, a box in pixels, a size swapped)
+# and, when the value is wrong, says which of them it is: the failure line names the defect, not only the mismatch.
+
+#: A named wrong answer: its value, or a function that computes it (called only when the check already failed).
+WrongAnswers = Mapping[str, object]
+#: How a seen value is compared with an expected (or wrong) one; ``==`` by default.
+Same = Callable[[object, object], bool]
+
+
+def _equal(a: object, b: object) -> bool:
+    return bool(a == b)
+
+
+def which_wrong_answer(seen: object, wrong: WrongAnswers, *, same: Same | None = None) -> str | None:
+    """The name of the first wrong answer in ``wrong`` that ``seen`` equals, or None.
+
+    A value that is callable is called (with no argument) to get the wrong answer; one whose computation raises is
+    skipped (a wrong answer that cannot be computed for this input is simply not the one seen).
+    """
+    compare = same or _equal
+    for name, candidate in wrong.items():
+        try:
+            value = candidate() if callable(candidate) else candidate
+            if compare(seen, value):
+                return name
+        except Exception:  # an alternative that cannot be computed for this input is not the answer seen
+            continue
+    return None
+
+
+def diagnose(seen: object, wrong: WrongAnswers | None, *, same: Same | None = None) -> str:
+    """The end of a failure line: ``": that is <name>"`` for a recognised wrong answer; otherwise, when wrong
+    answers were tried, ``" (none of the common wrong answers: a; b)"``; ``""`` without any."""
+    if not wrong:
+        return ""
+    name = which_wrong_answer(seen, wrong, same=same)
+    if name is not None:
+        return f": that is {name}"
+    return f" (none of the common wrong answers: {'; '.join(wrong)})"
+
+
+def expect_value(
+    seen: object,
+    expected: object,
+    what: str,
+    *,
+    meaning: str = "",
+    wrong: WrongAnswers | None = None,
+    same: Same | None = None,
+) -> None:
+    """``seen`` equals ``expected``, else ``"<what>: expected <expected> (<meaning>), got <seen>: that is <name>"``.
+
+    Args:
+        seen: the value the deployment gave.
+        expected: the value the test computed.
+        what: names the value (``"hash job <id>: output/hash.json 'hash_value'"``).
+        meaning: what the expected value is, shown after it.
+        wrong: the common wrong answers by name (values or functions computing them); the first one ``seen``
+            equals is named in the failure (see :func:`diagnose`).
+        same: the comparison (default ``==``), used for the expected and the wrong answers alike.
+
+    Raises:
+        AssertionError: ``seen`` is not ``expected``.
+    """
+    if (same or _equal)(seen, expected):
+        return
+    said = f" ({meaning})" if meaning else ""
+    raise AssertionError(f"{what}: expected {show(expected)}{said}, got {show(seen)}{diagnose(seen, wrong, same=same)}")
 
 
 def expect_param(record: JobResponse, key: str, expected: object) -> object:

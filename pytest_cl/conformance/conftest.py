@@ -22,3 +22,36 @@ def any_client(request: pytest.FixtureRequest) -> ComputeClient:
     client = request.getfixturevalue(name)
     assert isinstance(client, ComputeClient)
     return client
+
+
+#: Modules whose jobs keep the deployment busiest, longest first (from a report's jobs: processing time per
+#: module). Under ``--dist loadscope`` xdist hands out modules in collection order, so these start first and the
+#: long jobs (HLS, the face models, WebP conversion) do not end the run alone on one worker; the rest keeps the
+#: order of collection. ``CL_CONFORMANCE_ORDER=collected`` keeps pytest's order (to measure the difference).
+LONGEST_FIRST = (
+    "plugins/test_hls_streaming.py",
+    "workflows/test_video.py",
+    "plugins/test_face_detection.py",
+    "plugins/test_face_embedding.py",
+    "plugins/test_image_conversion.py",
+    "workflows/test_fanout.py",
+    "workflows/test_image.py",
+    "protocol/test_jobs.py",
+    "plugins/test_exif.py",
+    "plugins/test_media_thumbnail.py",
+)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Put the modules with the longest jobs first (``LONGEST_FIRST``); a stable sort keeps the rest in order."""
+    import os
+
+    if os.environ.get("CL_CONFORMANCE_ORDER", "").strip().lower() == "collected":
+        return
+
+    def rank(item: pytest.Item) -> int:
+        path = item.nodeid.split("::", 1)[0].replace("\\", "/")
+        return next((i for i, tail in enumerate(LONGEST_FIRST) if path.endswith(tail)), len(LONGEST_FIRST))
+
+    items.sort(key=rank)

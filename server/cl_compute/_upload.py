@@ -65,6 +65,7 @@ class ReceivedForm:
         file_size: bytes written.
         file_as_text: the value of a ``file`` item sent as a plain field (when it is the last ``file`` item).
         body_bytes: size of the body read.
+        file_parts: how many items named ``file`` the body had (files or plain fields; more than one is refused).
     """
 
     fields: dict[str, str] = field(default_factory=dict)
@@ -73,6 +74,7 @@ class ReceivedForm:
     file_size: int = 0
     file_as_text: str | None = None
     body_bytes: int = 0
+    file_parts: int = 0
 
 
 def content_length(request: Request) -> int | None:
@@ -146,6 +148,8 @@ class _MultipartReceiver:
         if b"name" not in options:
             raise FormBodyError('The Content-Disposition header field "name" must be provided.')
         self.part.name = _decode(options[b"name"], self.charset)
+        if self.part.name == "file":
+            self.form.file_parts += 1
         if b"filename" in options:
             self.files += 1
             if self.files > MAX_FILES:
@@ -256,6 +260,8 @@ async def receive_job_form(request: Request, name_to_path: Callable[[str], Path]
         except Exception as exc:
             raise FormBodyError(getattr(exc, "message", None) or str(exc)) from exc
         for key, value in parsed.multi_items():
+            if key == "file":
+                form.file_parts += 1
             if isinstance(value, str):
                 if key == "file":
                     form.file_as_text = value

@@ -30,16 +30,20 @@ import threading
 import time
 import unicodedata
 import uuid
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Literal, TypedDict, cast
 
 from fastapi import Depends, FastAPI, Form, HTTPException, Query, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from cl_compute import __version__
 from cl_compute._upload import FormBodyError, ReceivedForm, UploadTooLarge, content_length, receive_job_form
@@ -175,8 +179,38 @@ def _format_limit(limit: int) -> str:
     return f"{limit // MIB} MB" if limit % MIB == 0 else f"{limit} bytes"
 
 
-def _validation_error(errors: list[dict[str, object]]) -> JSONResponse:
-    return JSONResponse(status_code=422, content={"detail": errors})
+#: the longest text an error answer echoes back (a value, a message); longer ones are cut (the size is said)
+ECHO_LIMIT = 200
+
+
+def bounded(value: object, limit: int = ECHO_LIMIT) -> object:
+    """``value`` with every string in it cut to ``limit`` characters (``…[N characters]``), lists/dicts too.
+
+    Error answers echo what the client sent; bounding them keeps a large bad field from coming back whole.
+
+    Args:
+        value: a JSON-able value.
+        limit: the longest string kept.
+    """
+    if isinstance(value, str):
+        return value if len(value) <= limit else f"{value[:limit]}…[{len(value)} characters]"
+    if isinstance(value, bytes):
+        return bounded(value.decode("utf-8", "replace"), limit)
+    if isinstance(value, list | tuple):
+        items = cast(list[object], list(value))  # pyright: ignore[reportUnknownArgumentType]
+        return [bounded(v, limit) for v in items[:MAX_ECHO_ITEMS]]
+    if isinstance(value, dict):
+        mapping = cast(dict[object, object], value)
+        return {str(k): bounded(v, limit) for k, v in list(mapping.items())[:MAX_ECHO_ITEMS]}
+    return value
+
+
+#: the most errors (or items of an echoed value) an error answer lists
+MAX_ECHO_ITEMS = 50
+
+
+def _validation_error(errors: Sequence[Mapping[str, object]]) -> JSONResponse:
+    return JSONResponse(status_code=422, content={"detail": bounded([dict(e) for e in errors])})
 
 
 # -- OpenAPI documentation of the job-creation routes ----------------------------------------------------------
@@ -591,6 +625,20 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app = FastAPI(title="cl_compute", version=__version__, lifespan=lifespan)
     app.state.cl = state
 
+    # Every error answer is bounded: FastAPI's own 422 echoes each bad value whole (``input``), an HTTPException
+    # may carry what the client sent (a path); strings are cut to ECHO_LIMIT characters, lists to MAX_ECHO_ITEMS.
+    @app.exception_handler(RequestValidationError)
+    async def validation_failed(request: Request, exc: RequestValidationError) -> JSONResponse:
+        del request
+        return JSONResponse(status_code=422, content={"detail": bounded(cast(object, jsonable_encoder(exc.errors())))})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        del request
+        if exc.status_code in (204, 304):
+            return Response(status_code=exc.status_code, headers=exc.headers)
+        return JSONResponse(status_code=exc.status_code, content={"detail": bounded(exc.detail)}, headers=exc.headers)
+
     # -- public -----------------------------------------------------------------------------------------
 
     @app.get("/", tags=["health"])
@@ -650,6 +698,9 @@ def create_app(settings: ServerSettings) -> FastAPI:
                 return _validation_error(
                     [{"type": "value_error", "loc": ["body"], "msg": f"Invalid form body: {exc}", "input": None}]
                 )
+            except ClientDisconnect:  # one line, not a traceback per upload (a cheap way to flood the log)
+                log.info("POST /jobs/%s: the client disconnected during the upload; nothing stored", task_type)
+                return Response(status_code=400)
             return await _create_job(task_type, plugin, form, user, job_id, staging)
         finally:
             await run_in_threadpool(shutil.rmtree, staging, True)
@@ -689,10 +740,19 @@ def create_app(settings: ServerSettings) -> FastAPI:
             )
         elif form.file_path is None and not without_file:
             errors.append({"type": "missing", "loc": ["body", "file"], "msg": "Field required", "input": None})
+        if form.file_parts > 1:
+            errors.append(
+                {
+                    "type": "value_error",
+                    "loc": ["body", "file"],
+                    "msg": f"Value error, expected one file part, received {form.file_parts}",
+                    "input": None,
+                }
+            )
         fields = dict(form.fields)
         priority = 5
-        raw_priority = fields.pop("priority", "")
-        if raw_priority.strip() != "":
+        raw_priority = fields.pop("priority", None)
+        if raw_priority is not None:
             try:
                 priority = int(raw_priority.strip())
             except ValueError:
@@ -796,14 +856,21 @@ def create_app(settings: ServerSettings) -> FastAPI:
                     state.mqtt.publish_event(ended.job_id, ended.status, ended.progress, ended.completed_at or now_ms())
 
         await run_in_threadpool(write_and_insert)
-        return JSONResponse({"job_id": job_id, "status": "queued", "task_type": task_type})
+        status = 201 if quirks().fault_post_status_201 else 200  # 201: a planted defect (faults profile family)
+        return JSONResponse({"job_id": job_id, "status": "queued", "task_type": task_type}, status_code=status)
 
     @app.get("/jobs/{job_id}", tags=["job"])
     def get_job(job_id: str, user: JobUser) -> dict[str, object]:
         job = state.store.get_job(job_id)
         if job is None:
             raise HTTPException(404, f"Job {job_id} not found")
-        return job.to_response()
+        record = job.to_response()
+        # planted defects (faults profile family): a JobResponse without priority; updated_at frozen at the start
+        if quirks().fault_job_missing_priority:
+            del record["priority"]
+        if quirks().fault_updated_at_frozen and record["started_at"] is not None:
+            record["updated_at"] = record["started_at"]
+        return record
 
     @app.delete("/jobs/{job_id}", status_code=204, tags=["job"])
     def delete_job(job_id: str, user: JobUser) -> Response:

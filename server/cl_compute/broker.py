@@ -33,6 +33,8 @@ from cl_compute.mqtt import MQTTConnectError, wait_for_broker
 BROKER_HOST = "127.0.0.1"
 
 MOSQUITTO_FALLBACK_PATHS = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto", "/opt/homebrew/sbin/mosquitto")
+#: the mosquitto binary to use (a name on PATH or a path), or ``none``: behave as if mosquitto were not installed
+MOSQUITTO_ENV = "CL_COMPUTE_MOSQUITTO"
 
 
 class BrokerError(RuntimeError):
@@ -40,7 +42,16 @@ class BrokerError(RuntimeError):
 
 
 def find_mosquitto() -> str | None:
-    """Path of the mosquitto binary (PATH, then the usual sbin directories), or None."""
+    """Path of the mosquitto binary, or None.
+
+    ``$CL_COMPUTE_MOSQUITTO`` when set (``none``: None, as on a machine without mosquitto; a name that is not an
+    executable: None), else ``mosquitto`` on PATH, then the usual sbin directories (often not on PATH).
+    """
+    chosen = os.environ.get(MOSQUITTO_ENV, "").strip()
+    if chosen:
+        if chosen.lower() == "none":
+            return None
+        return shutil.which(chosen) or (chosen if os.access(chosen, os.X_OK) and os.path.isfile(chosen) else None)
     found = shutil.which("mosquitto")
     if found:
         return found

@@ -21,6 +21,12 @@ that died (a crash, ``kill -9``, the OOM killer), logs it and starts it again wi
 it logs an error and leaves the worker stopped. The jobs the dead worker held end ``error`` as before (its last
 will); the restart waits until the API has ended them, so a job of the new incarnation is never mistaken for
 one of the dead one. ``kill_worker()`` (for worker-death tests) stops a worker *without* a restart.
+
+The broker the deployment started is supervised too (``restart_broker``, on by default): when it dies, the same
+thread logs it and starts a broker of the same kind on the same port after a back-off (0.5 s, doubling, at most
+8 s; it keeps trying, since nothing works without it). The API and the workers reconnect by themselves and
+subscribe again on every connect, so job events and worker announcements flow again; while the broker is down
+the API does not wait for acknowledgements it cannot get.
 """
 
 from __future__ import annotations
@@ -165,6 +171,7 @@ class Deployment:
         max_upload_mb: the API's upload limit in MiB (``--max-upload-mb``; 0 = no limit); None = the API's
             default, or ``CL_COMPUTE_MAX_UPLOAD_MB`` when set.
         restart_workers: restart a worker process that died (see the module documentation).
+        restart_broker: restart the broker started here when it died, on the same port (module documentation).
         profile: behaviour profile of every process (``cl_compute.profile``): ``"fixed"`` (every [fix] of
             PROTOCOL.md) or ``"upstream-2026-01"`` (upstream's quirks); None = ``CL_COMPUTE_PROFILE`` of the
             environment (``env`` included), else ``"fixed"``. Unknown names raise ``UnknownProfileError``.
@@ -176,6 +183,8 @@ class Deployment:
         worker_ids: ids of the worker processes.
         worker_pids: worker id -> pid of its supervisor process (the current one after a restart).
         worker_restarts: worker id -> how many times it was restarted.
+        broker_restarts: how many times the broker started here was restarted.
+        broker_pid: pid of the broker started here (the current one after a restart; 0 with ``mqtt_url``).
         api_pid: pid of the API server process.
         broker_kind: ``"mosquitto"``, ``"amqtt"`` or ``"external"``.
         startup_seconds: wall time ``start()`` took until everything was ready.
@@ -209,6 +218,7 @@ class Deployment:
         max_upload_mb: int | None = None,
         restart_workers: bool = True,
         profile: str | None = None,
+        restart_broker: bool = True,
     ) -> None:
         self.num_workers = workers if workers is not None else (os.cpu_count() or 1)
         if self.num_workers < 0:
@@ -236,6 +246,10 @@ class Deployment:
             raise ValueError("max_upload_mb must be >= 0")
         self.max_upload_mb = max_upload_mb
         self.restart_workers = restart_workers
+        self.restart_broker = restart_broker
+        self.broker_restarts = 0
+        self._broker_deaths: deque[float] = deque()
+        self._broker_restart_at: float | None = None
         chosen = profile if profile is not None else (self.env.get(PROFILE_ENV) or os.environ.get(PROFILE_ENV))
         #: the behaviour profile of the deployment's processes
         self.profile = check_profile(chosen or FIXED)
@@ -441,7 +455,7 @@ class Deployment:
             self._env = env
             self._spawn_worker(wid)
         self._wait_ready(t0)
-        if self.restart_workers and self.worker_ids:
+        if (self.restart_workers and self.worker_ids) or (self.restart_broker and self._broker is not None):
             self._supervisor = threading.Thread(target=self._supervise, name="cl-compute-supervisor", daemon=True)
             self._supervisor.start()
 
@@ -471,7 +485,8 @@ class Deployment:
         lease = 3 * self.heartbeat_interval
         while not self._stopping.wait(0.1):
             now = time.monotonic()
-            for wid in self.worker_ids:
+            self._supervise_broker(now)
+            for wid in self.worker_ids if self.restart_workers else ():
                 with self._procs_lock:
                     proc = self._workers.get(wid)
                     deliberate = wid in self._no_restart
@@ -542,6 +557,57 @@ class Deployment:
         # Restarted workers were started by this thread, and Linux sends their PR_SET_PDEATHSIG when it ends:
         # it lives on until stop() has stopped them, so that they get stop()'s one SIGTERM, not two.
         self._supervisor_release.wait()
+
+    @property
+    def broker_pid(self) -> int:
+        """The pid of the broker started here (0 when the deployment uses another one)."""
+        broker = self._broker
+        return broker.process.pid if broker is not None else 0
+
+    def _supervise_broker(self, now: float) -> None:
+        """Restart the broker started here when it died: same kind, same port, after a back-off (supervisor)."""
+        broker = self._broker
+        if broker is None or not self.restart_broker or self._stopping.is_set():
+            return
+        port = int(broker.url.rsplit(":", 1)[1])
+        if self._broker_restart_at is None:
+            code = broker.process.poll()
+            if code is None:
+                return
+            while self._broker_deaths and now - self._broker_deaths[0] > WORKER_RESTART_WINDOW:
+                self._broker_deaths.popleft()
+            delay = min(WORKER_RESTART_BACKOFF_MAX, WORKER_RESTART_BACKOFF_FIRST * 2.0 ** len(self._broker_deaths))
+            self._broker_deaths.append(now)
+            log.warning(
+                "MQTT broker (%s, port %d) died (%s); restarting it on the same port in %g s",
+                broker.kind,
+                port,
+                _describe_exit(code),
+                delay,
+            )
+            self._broker_restart_at = now + delay
+            return
+        if now < self._broker_restart_at:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):  # what is left of its group (mosquitto
+            os.killpg(broker.process.pid, signal.SIGKILL)  # outlives a killed watchdog): the port must be free
+        broker.stop()  # reaps it and removes its working folder
+        try:
+            new = start_broker(prefer=broker.kind, host=self.host, port=port, preexec_fn=_child_preexec)
+        except Exception as exc:
+            log.error(
+                "MQTT broker cannot be restarted on port %d: %s; trying again in %g s",
+                port,
+                exc,
+                WORKER_RESTART_BACKOFF_MAX,
+            )
+            self._broker_restart_at = now + WORKER_RESTART_BACKOFF_MAX
+            return
+        with self._procs_lock:
+            self._broker = new
+        self._broker_restart_at = None
+        self.broker_restarts += 1
+        log.warning("MQTT broker restarted on port %d (pid %d)", port, new.process.pid)
 
     def _bind_api_socket(self) -> socket.socket:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
@@ -701,9 +767,19 @@ class Deployment:
 
     def __repr__(self) -> str:
         return (
-            f"Deployment(server_url={self.server_url!r}, mqtt_url={self.mqtt_url!r}, "
+            f"Deployment(server_url={_redact_url(self.server_url)!r}, mqtt_url={_redact_url(self.mqtt_url)!r}, "
             f"workers={self.worker_ids!r}, data_dir={str(self.data_dir)!r})"
         )
+
+
+def _redact_url(url: str) -> str:
+    """``url`` with the password of its user part replaced (``mqtt://u:***@host``); cl_compute does not import
+    cl_client's internals, so this is its own small copy of ``cl_client._config.redact_url``."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, hostpart = rest.rpartition("@")
+    if not sep or not at or ":" not in userinfo:
+        return url
+    return f"{scheme}://{userinfo.partition(':')[0]}:***@{hostpart}"
 
 
 def _describe_exit(code: int) -> str:

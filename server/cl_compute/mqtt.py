@@ -185,8 +185,14 @@ class MQTTConnection:
     def publish_wait(
         self, topic: str, payload: bytes | str, *, qos: int = 1, retain: bool = False, timeout: float = 2.0
     ) -> bool:
-        """Publish and wait until the broker acknowledged it (QoS 1) or ``timeout``; True if acknowledged."""
+        """Publish and wait until the broker acknowledged it (QoS 1) or ``timeout``; True if acknowledged.
+
+        While the connection is known to be down, nothing is waited for (paho queues the message and sends it
+        after the reconnect): a request must not stall for a broker that is gone.
+        """
         info = self.client.publish(topic, payload, qos=qos, retain=retain)
+        if not self._connected.is_set():
+            return False
         try:
             info.wait_for_publish(timeout)
         except (RuntimeError, ValueError):

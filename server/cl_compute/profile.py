@@ -17,6 +17,10 @@ Each quirk is one field of :class:`Quirks`, read in exactly one place of the ser
 the environment variable ``CL_COMPUTE_PROFILE`` of the processes they start, so the API server, the workers and
 the workers' plugin processes agree.
 
+The ``fault-<class>`` profiles (one per ``fault_*`` switch of :class:`Quirks`, generated) plant one defect each in
+the fixed deployment; ``.ci/faults`` certifies each against the checks of :data:`FAULT_EXPECTATIONS` and fails when
+no check fails or the first failure line lacks the expected words (the suites' sensitivity as a CI property).
+
 Not reproduced, on purpose: a job whose worker died staying ``processing`` forever and a deleted running job
 carrying on (both would only make runs hang or leave files behind; PROTOCOL.md ยง4 records them).
 """
@@ -24,7 +28,7 @@ carrying on (both would only make runs hang or leave files behind; PROTOCOL.md ย
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from functools import cache
 
 #: Environment variable that carries the profile name to every process of a deployment.
@@ -43,7 +47,31 @@ UPSTREAM_2026_02_20 = "upstream-2026-02-20"
 class Quirks:
     """One switch per upstream quirk; all False is the fixed reference deployment.
 
+    The ``fault_*`` fields are the *faults* family: defects no release is known to have, one per defect class the
+    conformance suites claim to catch (issue 19). Each is off in every upstream profile and on in exactly one
+    generated profile ``fault-<class>`` (see :data:`FAULT_PROFILES`); :data:`FAULT_EXPECTATIONS` says which checks
+    must catch it and with which words (``.ci/faults`` proves it).
+
     Attributes:
+        fault_hash_video_all_frames: ``sha512`` of a video hashes every video packet, not only the key frames.
+        fault_hash_image_file_bytes: ``sha512`` of an image hashes the file's bytes, not its decoded pixels.
+        fault_face_landmarks_pixels: face landmarks are in pixels while the bbox stays normalised.
+        fault_face_eyes_swapped: ``left_eye`` and ``right_eye`` are swapped (the image's left called the left eye).
+        fault_face_embedding_unnormalized: face_embedding ignores ``normalize`` (the raw vector is stored).
+        fault_clip_float64: clip_embedding stores its vector as float64.
+        fault_dino_clip_length: dino_embedding stores 512 values (CLIP's length, zero-padded), not 384.
+        fault_exif_gps_sign_lost: the typed GPS latitude and longitude lose their sign (the Ref tags ignored).
+        fault_image_conversion_png_always: image_conversion writes PNG bytes whatever ``format`` asks for.
+        fault_image_conversion_quality_ignored: image_conversion ignores ``quality`` (always 85).
+        fault_thumbnail_upscales: media_thumbnail enlarges images smaller than the box.
+        fault_thumbnail_one_frame: a video thumbnail repeats its first key frame in every grid cell.
+        fault_hls_no_original: hls_streaming ignores ``include_original`` (no ``adaptive-orig`` stream), while
+            ``task_output`` still says true.
+        fault_hls_variant_missing: hls_streaming drops the last requested variant (``variants_generated`` still
+            counts it).
+        fault_post_status_201: ``POST /jobs/{task_type}`` answers 201 instead of 200.
+        fault_job_missing_priority: ``GET /jobs/{id}`` omits ``priority`` from the JobResponse.
+        fault_updated_at_frozen: ``updated_at`` stays at ``started_at`` (frozen once the job starts).
         upstream_identity: ``GET /`` answers upstream's ``{"service": "Task Server", "version": "v1"}`` (so
             clients and suites do not take the deployment for the reference one).
         lazy_capabilities: the first ``GET /capabilities`` after start-up is empty (upstream subscribes lazily).
@@ -105,6 +133,25 @@ class Quirks:
             end (``worker.job_was_cancelled``).
     """
 
+    # faults (issue 19 items 4-5)
+    fault_hash_video_all_frames: bool = False
+    fault_hash_image_file_bytes: bool = False
+    fault_face_landmarks_pixels: bool = False
+    fault_face_eyes_swapped: bool = False
+    fault_face_embedding_unnormalized: bool = False
+    fault_clip_float64: bool = False
+    fault_dino_clip_length: bool = False
+    fault_exif_gps_sign_lost: bool = False
+    fault_image_conversion_png_always: bool = False
+    fault_image_conversion_quality_ignored: bool = False
+    fault_thumbnail_upscales: bool = False
+    fault_thumbnail_one_frame: bool = False
+    fault_hls_no_original: bool = False
+    fault_hls_variant_missing: bool = False
+    fault_post_status_201: bool = False
+    fault_job_missing_priority: bool = False
+    fault_updated_at_frozen: bool = False
+    # upstream's quirks
     upstream_identity: bool = False
     lazy_capabilities: bool = False
     updated_at_is_created_at: bool = False
@@ -195,11 +242,84 @@ _FEBRUARY = replace(
     hls_manifest_progress=True,
 )
 
+#: Prefix of the fault switches (fields of :class:`Quirks`) and of their profiles.
+FAULT_FIELD_PREFIX = "fault_"
+FAULT_PROFILE_PREFIX = "fault-"
+
+
+def fault_fields() -> tuple[str, ...]:
+    """The names of every ``fault_*`` field of :class:`Quirks`, in declaration order."""
+    return tuple(f.name for f in fields(Quirks) if f.name.startswith(FAULT_FIELD_PREFIX))
+
+
+def fault_profile_name(field_name: str) -> str:
+    """The profile of one fault switch: ``fault_hls_no_original`` -> ``fault-hls-no-original``.
+
+    Args:
+        field_name: a ``fault_*`` field of :class:`Quirks`.
+
+    Raises:
+        ValueError: it is not one.
+    """
+    if field_name not in fault_fields():
+        raise ValueError(f"{field_name!r} is not a fault switch of Quirks (known: {', '.join(fault_fields())})")
+    return FAULT_PROFILE_PREFIX + field_name.removeprefix(FAULT_FIELD_PREFIX).replace("_", "-")
+
+
+#: ``fault-<class>`` -> the fixed profile with that one fault switch on; generated from the ``fault_*`` fields.
+FAULT_PROFILES: dict[str, Quirks] = {
+    fault_profile_name(name): replace(Quirks(), **{name: True}) for name in fault_fields()
+}
+
 PROFILES: dict[str, Quirks] = {
     FIXED: Quirks(),
     UPSTREAM_2026_01: _JANUARY,
     UPSTREAM_2026_02: _FEBRUARY,
     UPSTREAM_2026_02_20: replace(_FEBRUARY, ml_tools_broken_plugins=True),
+    **FAULT_PROFILES,
+}
+
+
+@dataclass(frozen=True)
+class FaultExpectation:
+    """What must catch one fault: the conformance rows to run, the checks to select, the words of the failure.
+
+    Attributes:
+        rows: matrix rows (``cl-client certify --plugins``): plugin names, ``protocol``, ``workflows``.
+        select: a pytest ``-k`` expression narrowing the run to the checks that concern the fault ("" = all).
+        words: each must appear (case-insensitive) in the first failure line.
+    """
+
+    rows: tuple[str, ...]
+    select: str
+    words: tuple[str, ...]
+
+
+#: fault switch -> what catches it. ``.ci/faults`` runs each; a unit test asserts every ``fault_*`` field has one.
+FAULT_EXPECTATIONS: dict[str, FaultExpectation] = {
+    "fault_hash_video_all_frames": FaultExpectation(("hash",), "video_hash", ("every video packet",)),
+    "fault_hash_image_file_bytes": FaultExpectation(("hash",), "default_sha512", ("of the file's bytes",)),
+    "fault_face_landmarks_pixels": FaultExpectation(("face_detection",), "landmarks", ("landmarks", "in pixels")),
+    "fault_face_eyes_swapped": FaultExpectation(("face_detection",), "landmarks", ("right_eye", "left_eye", "swapped")),
+    "fault_face_embedding_unnormalized": FaultExpectation(("face_embedding",), "crop_job", ("not normalised",)),
+    "fault_clip_float64": FaultExpectation(("clip_embedding",), "default_job", ("float64",)),
+    "fault_dino_clip_length": FaultExpectation(("dino_embedding",), "default_job", ("512", "clip_embedding")),
+    "fault_exif_gps_sign_lost": FaultExpectation(("exif",), "typed_fields_with_default", ("sign lost",)),
+    "fault_image_conversion_png_always": FaultExpectation(
+        ("image_conversion",), "through_events", ("the bytes are a png",)
+    ),
+    "fault_image_conversion_quality_ignored": FaultExpectation(
+        ("image_conversion",), "higher_quality", ("quality is ignored",)
+    ),
+    "fault_thumbnail_upscales": FaultExpectation(("media_thumbnail",), "never_upscales", ("upscaled",)),
+    "fault_thumbnail_one_frame": FaultExpectation(("media_thumbnail",), "video_gives_a_grid", ("one frame repeated",)),
+    "fault_hls_no_original": FaultExpectation(
+        ("hls_streaming",), "include_original_adds", ("adaptive-orig", "missing")
+    ),
+    "fault_hls_variant_missing": FaultExpectation(("hls_streaming",), "requested_variants", ("variant", "missing")),
+    "fault_post_status_201": FaultExpectation(("protocol",), "created_response", ("expected HTTP 200, got 201",)),
+    "fault_job_missing_priority": FaultExpectation(("protocol",), "created_response", ("no 'priority' field",)),
+    "fault_updated_at_frozen": FaultExpectation(("protocol",), "updated_at_follows", ("updated_at",)),
 }
 
 

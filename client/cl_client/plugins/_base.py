@@ -232,6 +232,20 @@ class _PluginJobBase(Generic[R]):
         """``params.output_path``."""
         return self.record.output_path
 
+    def model_dump(self, *, mode: str = "python", exclude_none: bool = False) -> dict[str, object]:
+        """The last record as a dict (``JobResponse.model_dump``), for code written for upstream's SDK,
+        whose plugin methods returned the ``JobResponse`` itself."""
+        return cast(dict[str, object], self.record.model_dump(mode=mode, exclude_none=exclude_none))
+
+    def model_dump_json(self, *, indent: int | None = None, exclude_none: bool = False) -> str:
+        """The last record as JSON (``JobResponse.model_dump_json``)."""
+        return self.record.model_dump_json(indent=indent, exclude_none=exclude_none)
+
+    @property
+    def is_terminal(self) -> bool:
+        """True when the last record is completed or failed."""
+        return self.record.is_terminal
+
     def _completed(self, record: JobResponse) -> JobResponse:
         self.record = record
         if record.is_failed:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TypeVar, cast
 
 from cl_client._exceptions import ComputeClientError
+from cl_client._partials import owner_tag, sweep_partials
 
 T = TypeVar("T")
 
@@ -93,14 +94,20 @@ class StagedFolder:
         self.dest = Path(os.path.abspath(dest))
         self._created_dest = False  # dest made only to hold the staging folder: removed again on failure
         self._committed = False
-        prefix = f".{self.dest.name or 'download'}."
+        # the name names this process (``cl_client._partials``): the next download into the same folder
+        # removes it when this process was killed before it could
+        owner = owner_tag()
+        prefix = f".{self.dest.name or 'download'}.{owner}"
+        self._created_parents = [p for p in self.dest.parents if not p.exists()]
         try:
             self.dest.parent.mkdir(parents=True, exist_ok=True)
+            sweep_partials(self.dest.parent)
             self.path = Path(tempfile.mkdtemp(prefix=prefix, suffix=".partial", dir=self.dest.parent))
         except OSError:  # e.g. the parent is not writable (a download into a home folder): stage inside
             self._created_dest = not self.dest.exists()
             self.dest.mkdir(parents=True, exist_ok=True)
-            self.path = Path(tempfile.mkdtemp(prefix=".cl-download.", suffix=".partial", dir=self.dest))
+            sweep_partials(self.dest)
+            self.path = Path(tempfile.mkdtemp(prefix=f".cl-download.{owner}", suffix=".partial", dir=self.dest))
 
     def commit(self, written: list[Path]) -> list[Path]:
         """Move every staged file into ``dest`` (same relative path) and return ``written`` mapped there.
@@ -128,9 +135,13 @@ class StagedFolder:
         """Remove the staging folder and anything still in it (idempotent)."""
         with contextlib.suppress(FileNotFoundError):
             shutil.rmtree(self.path)
-        if self._created_dest and not self._committed:
-            with contextlib.suppress(OSError):
-                self.dest.rmdir()
+        if not self._committed:
+            for folder in [self.dest] if self._created_dest else []:
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+            for folder in self._created_parents:  # made for this download only (deepest first; if empty)
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
 
 
 class JobFiles:

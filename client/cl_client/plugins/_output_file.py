@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import JsonValue
 
-from cl_client._http import as_destination
+from cl_client._http import as_destination, removing_created_folders
 from cl_client.plugins._base import PathLike, PluginResult
 from cl_client.plugins._files import Plan, read, save
 
@@ -32,11 +32,13 @@ class OutputFileResult(PluginResult):
 
     def download(self, dest: PathLike) -> Path:
         """Download the output file to ``dest`` (a file path, or a folder to keep the server's name)."""
-        return self.files.run(self._save_plan(as_destination(dest)))
+        with removing_created_folders(dest):
+            return self.files.run(self._save_plan(as_destination(dest)))
 
     async def adownload(self, dest: PathLike) -> Path:
         """Async ``download``."""
-        return await self.files.arun(self._save_plan(as_destination(dest)))
+        with removing_created_folders(dest):
+            return await self.files.arun(self._save_plan(as_destination(dest)))
 
     def read_bytes(self) -> bytes:
         """The output file's bytes."""

@@ -13,7 +13,7 @@ from typing import cast
 import pytest
 from PIL import Image
 
-from cl_client import ComputeClient, JobFailedError
+from cl_client import AsyncComputeClient, ComputeClient, JobFailedError
 
 pytestmark = pytest.mark.cl_requires("hash")
 
@@ -64,3 +64,16 @@ def test_exif_make_and_model_are_read(compute_client, cl_media, cl_jobs) -> None
     seen = {"make": result.make, "model": result.model}
     want = {"make": expected.get("make"), "model": expected.get("model")}
     assert seen == want, f"exif of {item.path.name}: expected {json.dumps(want)}, got {json.dumps(seen)}"
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(90)
+async def test_the_async_client_hashes_too(async_compute_client: AsyncComputeClient, cl_media, cl_jobs) -> None:
+    """``async_compute_client`` needs nothing beyond the ``pytest`` extra (it brings pytest-asyncio)."""
+    item = cl_media["png_800x600"]
+    job = await async_compute_client.hash.compute(item.path, algorithm="md5")
+    result = await job.result()
+    assert result.hash_value == hashlib.md5(item.read_bytes()).hexdigest(), (
+        f"md5 of {item.path.name} through the async client: expected the MD5 of its bytes, got {result.hash_value}"
+    )
+    assert len(cl_jobs()) == 1, f"one job expected, the fixture recorded {cl_jobs()}"

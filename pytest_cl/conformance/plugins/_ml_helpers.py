@@ -20,7 +20,7 @@ import hashlib
 import io
 import json
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -175,22 +175,163 @@ def load_npy(client: ComputeClient, record: JobResponse, dest: Path) -> NDArray[
     return np.load(io.BytesIO(data), allow_pickle=False)
 
 
+#: vector length -> the models (plugins) whose vectors have it, to name "a vector of another model's length"
+KNOWN_LENGTHS: dict[int, str] = {
+    512: "a clip_embedding or face_embedding vector (CLIP ViT-B/32, ArcFace)",
+    384: "a dino_embedding vector (DINOv2 ViT-S/14)",
+    128: "a raw dlib / FaceNet face descriptor",
+    768: "a CLIP ViT-L/14 or DINOv2 ViT-B/14 vector",
+    1024: "a DINOv2 ViT-L/14 vector",
+    1536: "a DINOv2 ViT-g/14 vector",
+}
+
+
+def vector_defect(vector: NDArray[np.generic], dim: int, *, normalized: bool) -> str | None:
+    """None when ``vector`` is a finite float32 vector of ``dim`` values with L2 norm 1 (``normalized``) or clearly
+    not 1 (not ``normalized``); else a sentence naming the defect: another dtype (float64, float16, …), a batch of
+    one, the length of another model's vectors (zero-padded or cut), non-finite values, no normalisation, the L1
+    or max-abs norm instead of L2, or normalised although ``normalize=false``."""
+    if vector.dtype != np.float32:
+        kind = {"float64": "float64 (8-byte floats)", "float16": "float16 (half precision)"}.get(
+            str(vector.dtype), str(vector.dtype)
+        )
+        return f"stored as {kind}, expected float32"
+    if vector.shape != (dim,):
+        if vector.size == dim:
+            return f"shape {vector.shape}, expected ({dim},): the {dim} values are wrapped in a batch axis"
+        flat = vector.reshape(-1)
+        said = f"{flat.size} values, expected {dim}"
+        if flat.size in KNOWN_LENGTHS:
+            said += f": the length of {KNOWN_LENGTHS[flat.size]}"
+        if flat.size > dim and not np.any(flat[dim:]):
+            said += f" (values {dim}… are zero: padded)"
+        return said
+    if not np.isfinite(vector).all():
+        return f"{int((~np.isfinite(vector)).sum())} non-finite values (NaN or infinite)"
+    wide = vector.astype(np.float64)
+    norm = float(np.linalg.norm(wide))
+    if normalized and abs(norm - 1.0) >= NORM_TOL:
+        if abs(float(np.abs(wide).sum()) - 1.0) < NORM_TOL:
+            return f"not normalised to L2 norm 1 (norm {norm:.4g}): it is normalised with the L1 norm (sum of |v| is 1)"
+        if abs(float(np.abs(wide).max()) - 1.0) < NORM_TOL:
+            return f"not normalised to L2 norm 1 (norm {norm:.4g}): it is scaled to a largest |value| of 1"
+        return f"not normalised (L2 norm {norm:.4g}, expected 1 ± {NORM_TOL}): normalize=true was ignored"
+    if not normalized and abs(norm - 1.0) <= 0.01:
+        return f"normalised (L2 norm {norm:.4g}) although normalize=false: the field was ignored"
+    return None
+
+
 def check_vector(
     vector: NDArray[np.generic], dim: int, *, normalized: bool, what: str = "the embedding"
 ) -> NDArray[np.float32]:
     """A finite float32 vector of ``dim`` values; L2 norm 1 when ``normalized``, clearly not 1 otherwise.
 
-    ``what`` names the vector in a failure (e.g. ``"clip_embedding job <id>: output/clip_embedding.npy"``).
+    ``what`` names the vector in a failure (e.g. ``"clip_embedding job <id>: output/clip_embedding.npy"``); the
+    failure says which defect it has (see :func:`vector_defect`).
     """
-    assert vector.dtype == np.float32, f"{what}: expected dtype float32, got {vector.dtype}"
-    assert vector.shape == (dim,), f"{what}: expected shape ({dim},), got {vector.shape}"
-    assert np.isfinite(vector).all(), f"{what}: {int((~np.isfinite(vector)).sum())} non-finite values"
-    norm = float(np.linalg.norm(vector.astype(np.float64)))
-    if normalized:
-        assert abs(norm - 1.0) < NORM_TOL, f"{what}: normalize=true but the L2 norm is {norm}, expected 1 ± {NORM_TOL}"
-    else:
-        assert abs(norm - 1.0) > 0.01, f"{what}: normalize=false but the L2 norm is {norm} (looks normalised)"
+    defect = vector_defect(vector, dim, normalized=normalized)
+    assert defect is None, f"{what}: {defect}"
     return vector.astype(np.float32)
+
+
+# -- face detection: what a wrong box or wrong landmarks are -------------------------------------------------------
+Box = tuple[float, float, float, float]
+Point = tuple[float, float]
+
+
+def _inside(point: Point, box: Box, slack: float = 0.05) -> bool:
+    x1, y1, x2, y2 = box
+    dx, dy = slack * (x2 - x1), slack * (y2 - y1)
+    return x1 - dx <= point[0] <= x2 + dx and y1 - dy <= point[1] <= y2 + dy
+
+
+def box_defect(box: Box, image_size: tuple[int, int]) -> str | None:
+    """None when the bbox is normalised corners with 0 <= x1 < x2 <= 1 and 0 <= y1 < y2 <= 1; else the defect:
+    in pixels, corners swapped, (x, y, width, height) instead of corners, or out of range."""
+    x1, y1, x2, y2 = box
+    width, height = image_size
+    if 0.0 <= x1 < x2 <= 1.0 and 0.0 <= y1 < y2 <= 1.0:
+        return None
+    if max(box) > 1.0 and all(0.0 <= v <= 1.0 for v in (x1 / width, y1 / height, x2 / width, y2 / height)):
+        return f"bbox {box} is in pixels, not normalised to [0, 1] (divided by the {width}×{height} image size it is)"
+    if x1 > x2 or y1 > y2:
+        return f"bbox {box} has its corners swapped (x1 > x2 or y1 > y2)"
+    if x1 + x2 <= 1.0 and y1 + y2 <= 1.0 and (x2 <= x1 or y2 <= y1):
+        return f"bbox {box} looks like (x, y, width, height), not corners (x1, y1, x2, y2)"
+    return f"bbox {box} is not 0 <= x1 < x2 <= 1 and 0 <= y1 < y2 <= 1"
+
+
+def misplaced_box(box: Box, iou: Callable[[Box], float], min_iou: float) -> str | None:
+    """For a bbox that overlaps no known face (``iou`` gives the best IoU with a known face): the named defect
+    when a transformed box does overlap one — x and y swapped, y from the bottom, (x, y, w, h) — else None."""
+    x1, y1, x2, y2 = box
+    candidates: dict[str, Box] = {
+        "x and y swapped": (y1, x1, y2, x2),
+        "y measured from the bottom (flipped)": (x1, 1 - y2, x2, 1 - y1),
+        "(x, y, width, height), not corners": (x1, y1, x1 + x2, y1 + y2),
+        "x measured from the right (mirrored)": (1 - x2, y1, 1 - x1, y2),
+    }
+    for name, candidate in candidates.items():
+        if iou(candidate) > min_iou:
+            return name
+    return None
+
+
+def landmark_defect(box: Box, points: Mapping[str, Point], image_size: tuple[int, int]) -> str | None:
+    """None when the five landmarks are normalised like the bbox, lie in it (5 % slack) in anatomical order (eyes
+    above the nose tip above the mouth corners; the person's right eye and mouth corner on the image's left); else
+    the defect: landmarks in pixels while the bbox is normalised, [y, x] pairs, the right and left names swapped,
+    upside down, or one point outside its box."""
+    width, height = image_size
+    normalised_box = all(-0.01 <= v <= 1.01 for v in box)
+    largest = max(abs(c) for p in points.values() for c in p)
+    if normalised_box and largest > 1.5:
+        scaled = {n: (x / width, y / height) for n, (x, y) in points.items()}
+        fits = all(_inside(p, box) for p in scaled.values())
+        return f"landmarks in pixels while the bbox is normalised (values up to {largest:.1f};" + (
+            f" divided by the {width}×{height} image size they fall inside the bbox)"
+            if fits
+            else " even divided by the image size they miss the bbox)"
+        )
+    outside = [n for n, p in points.items() if not _inside(p, box)]
+    swapped = {n: (y, x) for n, (x, y) in points.items()}
+    swapped_fits = all(_inside(p, box) for p in swapped.values()) and _anatomy_defect(swapped) is None
+    if outside:
+        if swapped_fits:
+            return f"landmarks are [y, x] pairs, not [x, y]: swapped they fall inside the bbox {box} ({dict(points)})"
+        name = outside[0]
+        return f"landmark {name} {points[name]} outside its bbox {box} (5 % slack)"
+    defect = _anatomy_defect(points)
+    if defect is not None and swapped_fits:
+        return f"landmarks are [y, x] pairs, not [x, y]: swapped they are in anatomical order ({dict(points)})"
+    return defect
+
+
+def _anatomy_defect(points: Mapping[str, Point]) -> str | None:
+    """None when the landmarks are in anatomical order (see :func:`landmark_defect`), else what is out of order."""
+    right_eye, left_eye, nose = points["right_eye"], points["left_eye"], points["nose_tip"]
+    mouth_right, mouth_left = points["mouth_right"], points["mouth_left"]
+    if min(right_eye[1], left_eye[1]) > nose[1] > max(mouth_right[1], mouth_left[1]):
+        return f"landmarks upside down: the mouth is above the nose and the eyes below it (y from the bottom?) {points}"
+    eyes_swapped = right_eye[0] > left_eye[0]
+    mouth_swapped = mouth_right[0] > mouth_left[0]
+    if eyes_swapped and mouth_swapped:
+        return (
+            "right and left swapped for the eyes and the mouth corners: the names follow the image's sides, not the"
+            f" person's (the person's right_eye and mouth_right are on the image's left) {dict(points)}"
+        )
+    if eyes_swapped:
+        return (
+            f"right_eye and left_eye swapped: right_eye {right_eye} is right of left_eye {left_eye} in the image"
+            " (the person's right eye is on the image's left)"
+        )
+    if mouth_swapped:
+        return f"mouth_right and mouth_left swapped: mouth_right {mouth_right} is right of mouth_left {mouth_left}"
+    if not max(right_eye[1], left_eye[1]) < nose[1]:
+        return f"the eyes are not above the nose tip {dict(points)}"
+    if not nose[1] < min(mouth_right[1], mouth_left[1]):
+        return f"the nose tip is not above the mouth corners {dict(points)}"
+    return None
 
 
 def npy_label(record: JobResponse) -> str:

@@ -24,9 +24,12 @@ from pytest_cl.conformance.plugins._ml_helpers import (
     Detection,
     Params,
     assert_rejected,
+    box_defect,
     check_hostile_inputs_fail,
     crop_image,
     detect_all,
+    landmark_defect,
+    misplaced_box,
     read_face_detection,
     run_job,
 )
@@ -94,10 +97,13 @@ def _match(det: Detection, known: tuple[FaceBox, ...]) -> list[FaceBox]:
     for i, face in enumerate(det.faces):
         box = _box(det, face)
         best = max(known, key=lambda k: k.iou(*box))
-        assert best.iou(*box) > MIN_IOU, (
-            f"{det.where}: faces[{i}] bbox {box} overlaps no known face (best {best.identity},"
-            f" IoU {best.iou(*box):.2f}, needed > {MIN_IOU})"
-        )
+        if best.iou(*box) <= MIN_IOU:
+            named = misplaced_box(box, lambda b: max(k.iou(*b) for k in known), MIN_IOU)
+            said = f": the bbox has {named}" if named else ""
+            raise AssertionError(
+                f"{det.where}: faces[{i}] bbox {box} overlaps no known face (best {best.identity},"
+                f" IoU {best.iou(*box):.2f}, needed > {MIN_IOU}){said}"
+            )
         matched.append(best)
     identities = [m.identity for m in matched]
     assert len(set(identities)) == len(identities), f"{det.where}: two detections claim the same face: {identities}"
@@ -162,11 +168,10 @@ def test_boxes_are_ordered_and_on_the_known_faces(
     """Each bbox has 0 <= x1 < x2 <= 1 and 0 <= y1 < y2 <= 1, overlaps a manifest face box (IoU > 0.3), one
     detection per known face; each confidence is in [0.7 (the default threshold), 1]."""
     det = _defaults(compute_client, cl_media)[name]
+    size = (cl_media[name].fact_int("width"), cl_media[name].fact_int("height"))
     for face in det.faces:
-        x1, y1, x2, y2 = _box(det, face)
-        assert 0.0 <= x1 < x2 <= 1.0 and 0.0 <= y1 < y2 <= 1.0, (
-            f"{_where(det, face)}: bbox {(x1, y1, x2, y2)} is not 0 <= x1 < x2 <= 1 and 0 <= y1 < y2 <= 1"
-        )
+        defect = box_defect(_box(det, face), size)
+        assert defect is None, f"{_where(det, face)}: {defect}"
         confidence = _confidence(det, face)
         assert 0.7 <= confidence <= 1.0, (
             f"{_where(det, face)}: confidence {confidence} outside [0.7 (the default threshold), 1]"
@@ -186,22 +191,11 @@ def test_landmarks_inside_the_box_in_anatomical_order(
     """The five landmarks lie in their bbox (5 % slack: landmarks are not clamped); both eyes above the nose
     tip, the nose tip above both mouth corners; the person's right eye and mouth corner on the image's left."""
     det = _defaults(compute_client, cl_media)[name]
+    size = (cl_media[name].fact_int("width"), cl_media[name].fact_int("height"))
     for i, face in enumerate(det.faces):
-        x1, y1, x2, y2 = _box(det, face)
-        dx, dy = 0.05 * (x2 - x1), 0.05 * (y2 - y1)
         pts = {n: _point(det, face, n) for n in LANDMARKS}
-        where = f"{det.where} faces[{i}]"
-        for n, (x, y) in pts.items():
-            assert x1 - dx <= x <= x2 + dx and y1 - dy <= y <= y2 + dy, (
-                f"{where}: landmark {n} {x, y} outside its bbox {x1, y1, x2, y2} (5 % slack)"
-            )
-        nose_y = pts["nose_tip"][1]
-        assert max(pts["right_eye"][1], pts["left_eye"][1]) < nose_y, f"{where}: eyes not above the nose {pts}"
-        assert nose_y < min(pts["mouth_right"][1], pts["mouth_left"][1]), f"{where}: nose not above the mouth {pts}"
-        assert pts["right_eye"][0] < pts["left_eye"][0], (
-            f"{where}: the person's right eye not on the image's left {pts}"
-        )
-        assert pts["mouth_right"][0] < pts["mouth_left"][0], f"{where}: mouth corners swapped {pts}"
+        defect = landmark_defect(_box(det, face), pts, size)
+        assert defect is None, f"{det.where} faces[{i}]: {defect}"
 
 
 def test_crops_are_112px_pngs_of_their_own_face(compute_client: ComputeClient, cl_media: MediaCatalogue) -> None:

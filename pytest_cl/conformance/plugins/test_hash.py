@@ -18,8 +18,18 @@ from PIL import Image, ImageFile
 
 from cl_client import ComputeClient, ValidationError
 from pytest_cl._media import MediaCatalogue, MediaItem
-from pytest_cl.conformance._checks import expect, expect_field, expect_param, get_field
-from pytest_cl.conformance.plugins._media_helpers import completed, failed, output_path, pixel_bytes, read_json, run_job
+from pytest_cl.conformance._checks import WrongAnswers, expect, expect_field, expect_param, expect_value, get_field
+from pytest_cl.conformance.plugins._media_helpers import (
+    byte_digest_answers,
+    completed,
+    failed,
+    image_hash_answers,
+    output_path,
+    pixel_bytes,
+    read_json,
+    run_job,
+    video_hash_answers,
+)
 
 pytestmark = [pytest.mark.cl_requires("hash"), pytest.mark.timeout(120)]
 
@@ -39,9 +49,10 @@ class HashJson:
     def __getitem__(self, key: str) -> object:
         return get_field(self.data, key, where=self.where)
 
-    def expect(self, key: str, expected: object, meaning: str = "") -> None:
-        """``hash.json[key] == expected``, else the job, the file, the field, expected and seen."""
-        expect_field(self.data, key, expected, where=self.where, meaning=meaning)
+    def expect(self, key: str, expected: object, meaning: str = "", wrong: WrongAnswers | None = None) -> None:
+        """``hash.json[key] == expected``, else the job, the file, the field, expected, seen and which of the
+        ``wrong`` answers (by name) it is."""
+        expect_field(self.data, key, expected, where=self.where, meaning=meaning, wrong=wrong)
 
 
 def _hash_json(client: ComputeClient, item: MediaItem, algorithm: str | None) -> HashJson:
@@ -79,7 +90,8 @@ def test_md5_is_md5_of_the_uploaded_bytes(any_client: ComputeClient, cl_media: M
     """md5 = MD5 hex of the uploaded bytes; media_type image; hash.json and task_output agree (events, polling)."""
     item = cl_media["png_800x600"]
     data = _hash_json(any_client, item, "md5")
-    data.expect("hash_value", hashlib.md5(item.read_bytes()).hexdigest(), "the MD5 of the uploaded bytes")
+    md5 = hashlib.md5(item.read_bytes()).hexdigest()
+    data.expect("hash_value", md5, "the MD5 of the uploaded bytes", byte_digest_answers(item.path, md5))
     data.expect("algorithm", "md5")
     data.expect("media_type", "image")
     process_time = data["process_time"]
@@ -93,7 +105,8 @@ def test_md5_and_media_type_of_each_kind(compute_client: ComputeClient, cl_media
     """md5 of image, video, text and audio files is the MD5 of their bytes; media_type is the manifest's."""
     item = cl_media[name]
     data = _hash_json(compute_client, item, "md5")
-    data.expect("hash_value", hashlib.md5(item.read_bytes()).hexdigest(), "the MD5 of the uploaded bytes")
+    md5 = hashlib.md5(item.read_bytes()).hexdigest()
+    data.expect("hash_value", md5, "the MD5 of the uploaded bytes", byte_digest_answers(item.path, md5))
     data.expect("algorithm", "md5")
     data.expect("media_type", item.fact_str("media_type"), f"{item.name} is a {item.fact_str('media_type')} file")
 
@@ -107,7 +120,8 @@ def test_default_sha512_of_an_image_is_sha512_of_its_pixels(
     data = _hash_json(any_client, item, None)
     data.expect("algorithm", "sha512_image", "the default algorithm is sha512; on an image, of its pixels")
     data.expect("media_type", "image")
-    data.expect("hash_value", hashlib.sha512(pixel_bytes(item.path)).hexdigest(), "the SHA-512 of the decoded pixels")
+    expected = hashlib.sha512(pixel_bytes(item.path)).hexdigest()
+    data.expect("hash_value", expected, "the SHA-512 of the decoded pixels", image_hash_answers(item.path, expected))
     assert data["hash_value"] != hashlib.sha512(item.read_bytes()).hexdigest(), (
         f"{data.where}: 'hash_value' is the SHA-512 of the file's bytes, expected the SHA-512 of its decoded pixels"
     )
@@ -130,10 +144,12 @@ def test_sha512_image_in_the_files_own_mode(compute_client: ComputeClient, cl_me
     assert HEX128.match(str(data["hash_value"])), (
         f"{data.where}: 'hash_value' is not 128 lowercase hex digits: {data['hash_value']!r}"
     )
+    expected = hashlib.sha512(pixel_bytes(item.path)).hexdigest()
     data.expect(
         "hash_value",
-        hashlib.sha512(pixel_bytes(item.path)).hexdigest(),
+        expected,
         f"the SHA-512 of the decoded {img.mode} pixels of the first frame",
+        image_hash_answers(item.path, expected),
     )
 
 
@@ -149,8 +165,13 @@ def test_identical_pixels_in_png_and_lossless_webp_hash_alike(
     expected = hashlib.sha512(pixel_bytes(png.path)).hexdigest()
     png_hash = _hash_json(compute_client, png, "sha512")
     webp_hash = _hash_json(compute_client, webp, "sha512")
-    png_hash.expect("hash_value", expected, "the SHA-512 of the decoded pixels")
-    webp_hash.expect("hash_value", expected, f"the SHA-512 of the decoded pixels, the same as {png.path.name}'s")
+    png_hash.expect("hash_value", expected, "the SHA-512 of the decoded pixels", image_hash_answers(png.path, expected))
+    webp_hash.expect(
+        "hash_value",
+        expected,
+        f"the SHA-512 of the decoded pixels, the same as {png.path.name}'s",
+        image_hash_answers(webp.path, expected),
+    )
     png_md5, webp_md5 = _hash_json(compute_client, png, "md5"), _hash_json(compute_client, webp, "md5")
     assert png_md5["hash_value"] != webp_md5["hash_value"], (
         f"md5 jobs {png_md5.job_id} and {webp_md5.job_id}: two different files ({png.path.name}, {webp.path.name})"
@@ -194,10 +215,12 @@ def test_video_hash_is_stable_and_covers_key_frames(compute_client: ComputeClien
         f"hash job {first.job_id}, sha512 of {item.path.name}: expected algorithm 'sha512_video' and media_type"
         f" 'video', got {kind}"
     )
-    assert first["hash_value"] == expected, (
-        f"hash job {first.job_id}, sha512 of {item.path.name}: expected the SHA-512 of its {keyframes} key-frame"
-        f" packets ({expected[:16]}…), "
-        f"got {str(first['hash_value'])[:16]}…"
+    expect_value(
+        first["hash_value"],
+        expected,
+        f"{first.where}: 'hash_value' (sha512 of a video)",
+        meaning=f"the SHA-512 of its {keyframes} key-frame packets",
+        wrong=video_hash_answers(item.path, expected),
     )
     assert second["hash_value"] == expected, (
         f"job {second_job.job_id}: the same video uploaded as 'renamed copy.mp4' hashed differently "
@@ -217,7 +240,8 @@ def test_sha512_of_other_files_is_sha512_of_the_bytes(
     data = _hash_json(compute_client, item, "sha512")
     data.expect("media_type", item.fact_str("media_type"), f"{item.name} is a {item.fact_str('media_type')} file")
     data.expect("algorithm", "sha512_generic")
-    data.expect("hash_value", hashlib.sha512(item.read_bytes()).hexdigest(), "the SHA-512 of the raw bytes")
+    expected = hashlib.sha512(item.read_bytes()).hexdigest()
+    data.expect("hash_value", expected, "the SHA-512 of the raw bytes", byte_digest_answers(item.path, expected))
 
 
 # -- hostile inputs and bad parameters -----------------------------------------------------------------------

@@ -28,7 +28,8 @@ from PIL import Image
 from cl_client import ComputeClient, JobNotFoundError, JobResponse, JobTimeoutError, NotFoundError
 from cl_client.plugins import PluginJob, PluginResult
 from pytest_cl._media import MediaCatalogue, MediaItem
-from pytest_cl.conformance._checks import expect, has_magic
+from pytest_cl.conformance._checks import expect, expect_value, has_magic
+from pytest_cl.conformance.plugins._media_helpers import byte_digest_answers
 from pytest_cl.deployment import DeploymentInfo
 
 PLUGINS = ("hash", "exif", "media_thumbnail", "image_conversion")
@@ -68,7 +69,13 @@ def _hash_spec(client: ComputeClient, item: MediaItem) -> Spec:
     expected = hashlib.md5(item.read_bytes()).hexdigest()
 
     def check(result: PluginResult, where: str) -> None:
-        expect(getattr(result, "hash_value"), expected, f"{where}: hash_value (the MD5 of the uploaded bytes)")  # noqa: B009
+        expect_value(
+            getattr(result, "hash_value"),  # noqa: B009
+            expected,
+            f"{where}: hash_value",
+            meaning="the MD5 of the uploaded bytes",
+            wrong=byte_digest_answers(item.path, expected),
+        )
 
     return Spec("hash", f"hash {item.name}", lambda **cb: client.hash.compute(item.path, algorithm="md5", **cb), check)
 

@@ -31,7 +31,9 @@ from cl_client import ComputeClient, JobResponse, JobTimeoutError
 from cl_client.plugins import PluginJob, PluginResult
 from cl_client.plugins.face_detection import FaceDetectionResult
 from pytest_cl._media import MediaCatalogue, MediaItem
-from pytest_cl.conformance._checks import cosine, expect
+from pytest_cl.conformance._checks import cosine, expect, expect_value
+from pytest_cl.conformance.plugins._media_helpers import image_hash_answers
+from pytest_cl.conformance.plugins._ml_helpers import vector_defect
 from pytest_cl.deployment import DeploymentInfo
 
 #: part of the workflow -> the plugin (capability) that runs it
@@ -195,10 +197,13 @@ def test_hash_part(image_run: ImageRun | None) -> None:
     where = f"hash job {run.jobs['hash'].job_id} on {run.group.path.name}"
     expect(getattr(hashed, "algorithm"), "sha512_image", f"{where}: algorithm")  # noqa: B009
     expect(getattr(hashed, "media_type"), "image", f"{where}: media_type")  # noqa: B009
-    expect(
+    expected = _pixels_sha512(run.group)
+    expect_value(
         getattr(hashed, "hash_value"),  # noqa: B009
-        _pixels_sha512(run.group),
-        f"{where}: hash_value (the SHA-512 of the decoded pixels)",
+        expected,
+        f"{where}: hash_value",
+        meaning="the SHA-512 of the decoded pixels",
+        wrong=image_hash_answers(run.group.path, expected),
     )
 
 
@@ -248,12 +253,9 @@ def test_embedding_part(image_run: ImageRun | None, part: str, dim: int) -> None
     emb = run.result(part)
     vector = getattr(emb, "embedding")  # noqa: B009
     seen_dim = getattr(emb, "dim")  # noqa: B009
-    assert vector.shape == (dim,) and seen_dim == dim, (
-        f"{where}: expected a vector of {dim} values, got shape {vector.shape} (dim {seen_dim})"
-    )
-    assert np.isfinite(vector).all(), f"{where}: {int((~np.isfinite(vector)).sum())} non-finite values"
-    norm = float(np.linalg.norm(vector))
-    assert abs(norm - 1) < 1e-3, f"{where}: expected a unit vector (normalize defaults to true), its norm is {norm}"
+    expect(seen_dim, dim, f"{where}: the result's dim")
+    defect = vector_defect(np.asarray(vector, dtype=np.float32), dim, normalized=True)  # the client's dtype
+    assert defect is None, f"{where}: {defect}"
 
 
 @pytest.mark.cl_requires("face_detection")

@@ -27,6 +27,8 @@ from PIL import Image
 from cl_client import ComputeClient, JobResponse
 from cl_client.plugins import PluginJob, PluginResult
 from pytest_cl._media import MediaCatalogue, MediaItem
+from pytest_cl.conformance._checks import expect_value
+from pytest_cl.conformance.plugins._media_helpers import video_hash_answers
 from pytest_cl.deployment import DeploymentInfo
 
 PLUGINS = ("hash", "media_thumbnail", "hls_streaming", "exif")
@@ -128,7 +130,13 @@ def test_hash_part(video_run: VideoRun | None) -> None:
     assert kind == ("sha512_video", "video"), f"expected ('sha512_video', 'video'), got {kind}"
     expected = _keyframe_sha512(run.video)
     value = str(getattr(hashed, "hash_value"))  # noqa: B009
-    assert value == expected, f"expected the key frames' SHA-512 {expected[:16]}…, got {value[:16]}…"
+    expect_value(
+        value,
+        expected,
+        f"hash job {run.records['hash'].job_id}, sha512 of {run.video.path.name}: 'hash_value'",
+        meaning="the SHA-512 of its key-frame packets",
+        wrong=video_hash_answers(run.video.path, expected),
+    )
 
 
 @pytest.mark.cl_requires("media_thumbnail")

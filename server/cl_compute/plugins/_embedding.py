@@ -16,6 +16,7 @@ from cl_compute.plugins._descriptor import DescriptorSpec
 from cl_compute.plugins._imageio import load_rgb_image, parse_bool, save_vector
 from cl_compute.plugins._onnx import OnnxPreprocess
 from cl_compute.plugins.base import BOOL_SPELLINGS, BackendUnavailable, Plugin, PluginError, TaskContext
+from cl_compute.profile import quirks
 
 if TYPE_CHECKING:
     import numpy as np
@@ -112,6 +113,15 @@ class ImageEmbeddingPlugin(Plugin):
             if not np.isfinite(norm) or norm <= 1e-12:
                 raise PluginError("embedding has zero norm; cannot normalise")
             vector = vector / norm
-        save_vector(ctx.output(output_rel), vector)
+        # planted defects (faults profile family): clip stores float64, dino stores CLIP's length (zero-padded)
+        if self.task_type == "dino_embedding" and quirks().fault_dino_clip_length:
+            vector = np.concatenate([vector, np.zeros(512 - vector.size)])
+        if self.task_type == "clip_embedding" and quirks().fault_clip_float64:
+            out = ctx.output(output_rel)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            with out.open("wb") as fh:
+                np.save(fh, vector.astype(np.float64))
+        else:
+            save_vector(ctx.output(output_rel), vector)
         ctx.report_progress(100)
         return {"embedding_dim": self.dim, "normalized": normalize}

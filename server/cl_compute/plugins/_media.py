@@ -445,10 +445,21 @@ def find_ffmpeg() -> str | None:
 
 
 def require_ffmpeg() -> str:
-    """Like :func:`find_ffmpeg` but raises BackendUnavailable when there is none."""
+    """Like :func:`find_ffmpeg` but raises when there is none.
+
+    Raises:
+        BackendUnavailable: no ffmpeg; raised from the ``ModuleNotFoundError`` of imageio-ffmpeg when that is
+            not installed either, so that the worker reports it as the missing ``server`` extra (one line for
+            every plugin that lacks it) rather than as a plugin of its own without ffmpeg.
+    """
     exe = find_ffmpeg()
     if exe is None:
-        raise BackendUnavailable(f"No ffmpeg found: set {FFMPEG_ENV}, put ffmpeg on PATH or install imageio-ffmpeg")
+        message = f"No ffmpeg found: set {FFMPEG_ENV}, put ffmpeg on PATH or install imageio-ffmpeg"
+        try:
+            import imageio_ffmpeg  # pyright: ignore[reportMissingTypeStubs, reportUnusedImport]  # noqa: F401
+        except ModuleNotFoundError as exc:
+            raise BackendUnavailable(message) from exc
+        raise BackendUnavailable(message)
     return exe
 
 

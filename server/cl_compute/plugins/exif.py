@@ -183,6 +183,10 @@ def typed_fields(raw: Mapping[str, object]) -> dict[str, object]:
             out["image_width"], out["image_height"] = _to_int(w), _to_int(h)
     out["gps_latitude"] = _signed(raw, "GPSLatitude", "GPSLatitudeRef", lambda r: str(r).upper().startswith("S"))
     out["gps_longitude"] = _signed(raw, "GPSLongitude", "GPSLongitudeRef", lambda r: str(r).upper().startswith("W"))
+    if quirks().fault_exif_gps_sign_lost:  # a planted defect (faults profile family): the Ref tags ignored
+        for key in ("gps_latitude", "gps_longitude"):
+            value = out[key]
+            out[key] = abs(value) if isinstance(value, float) else value
     out["gps_altitude"] = _signed(
         raw, "GPSAltitude", "GPSAltitudeRef", lambda r: str(r).strip() in ("1", "Below Sea Level")
     )

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from cl_compute.plugins._imageio import float_param, image_hw, load_rgb_image, parse_unit_float
 from cl_compute.plugins.base import BackendUnavailable, Plugin, PluginError, TaskContext
+from cl_compute.profile import quirks
 
 if TYPE_CHECKING:
     from cl_compute.plugins._faces import Mtcnn
@@ -118,6 +119,11 @@ class FaceDetectionPlugin(Plugin):
         faces_dir = ctx.job_dir / FACES_DIR
         faces_dir.mkdir(parents=True, exist_ok=True)
         faces: list[dict[str, object]] = []
+        # planted defects (faults profile family): landmarks in pixels; the eyes' names swapped
+        mark_scale = (1.0, 1.0) if quirks().fault_face_landmarks_pixels else (float(width), float(height))
+        names = list(LANDMARK_NAMES)
+        if quirks().fault_face_eyes_swapped:
+            names = [{"left_eye": "right_eye", "right_eye": "left_eye"}.get(n, n) for n in names]
         for i, det in enumerate(detections):
             try:
                 crop = align_face(rgb, det.points)
@@ -133,8 +139,8 @@ class FaceDetectionPlugin(Plugin):
                     "bbox": {"x1": _r(nx1), "y1": _r(ny1), "x2": _r(nx2), "y2": _r(ny2)},
                     "confidence": _r(det.score),
                     "landmarks": {
-                        name: [_r(px / width), _r(py / height)]
-                        for name, (px, py) in zip(LANDMARK_NAMES, det.points, strict=True)
+                        name: [_r(px / mark_scale[0]), _r(py / mark_scale[1])]
+                        for name, (px, py) in zip(names, det.points, strict=True)
                     },
                     "file_path": rel,
                 }

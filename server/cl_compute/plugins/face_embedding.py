@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, ClassVar, Protocol, cast
 
 from cl_compute.plugins._imageio import image_hw, load_rgb_image, parse_bool, save_vector
 from cl_compute.plugins.base import BOOL_SPELLINGS, BackendUnavailable, Plugin, PluginError, TaskContext
+from cl_compute.profile import quirks
 
 if TYPE_CHECKING:
     import numpy as np
@@ -215,7 +216,7 @@ class FaceEmbeddingPlugin(Plugin):
         ctx.report_progress(80)
         assert self._lift is not None
         vector = self._lift @ desc
-        if normalize:
+        if normalize and not quirks().fault_face_embedding_unnormalized:  # a planted defect (faults family)
             norm = float(np.linalg.norm(vector))
             if not np.isfinite(norm) or norm <= 1e-12:
                 raise PluginError("Face descriptor has zero norm; cannot normalise")

@@ -121,8 +121,9 @@ def _hash_video(path: Path) -> str | None:
             if not container.streams.video:
                 return None
             stream = container.streams.video[0]
+            every_packet = quirks().fault_hash_video_all_frames  # a planted defect (faults profile family)
             for packet in container.demux(stream):
-                if packet.size and packet.is_keyframe:
+                if packet.size and (packet.is_keyframe or every_packet):
                     digest.update(bytes(packet))
                     found += 1
     except FFmpegError as exc:
@@ -201,7 +202,10 @@ class HashPlugin(Plugin):
             value, used = _hash_file(path, "md5"), "md5"
         elif media_type == "image":
             try:
-                value, used = _hash_image(path, allow_truncated=lenient), "sha512_image"
+                if quirks().fault_hash_image_file_bytes:  # a planted defect (faults profile family)
+                    value, used = _hash_file(path, "sha512"), "sha512_image"
+                else:
+                    value, used = _hash_image(path, allow_truncated=lenient), "sha512_image"
             except _media.NotAnImageError:
                 value, used = _hash_file(path, "sha512"), "sha512_generic"
         elif media_type == "video" and quirks().video_hash_csv_defect:

@@ -16,7 +16,9 @@ audio works (upstream maps ``0:a`` unconditionally and fails), only the first au
 30 fps), so segments are ~2 s whatever the rate; pixels are converted to yuv420p and heights rounded down to
 even so any source encodes; ``master_playlist`` is the job-relative ``output/adaptive.m3u8``; when the
 original cannot be stream-copied into MPEG-TS (e.g. VP9) it is re-encoded at its own size. Like upstream,
-variants taller than the source are upscaled (the master lists exactly the requested variants).
+variants taller than the source are upscaled (the master lists exactly the requested variants). ffmpeg 7 and
+newer (imageio-ffmpeg's bundled binary on a pip-only machine) leave a variant whose bandwidth they could not
+measure, such as a one-frame stream, out of the master playlist: :func:`complete_master` lists it.
 Progress comes from ffmpeg's ``-progress`` output against the PyAV-probed duration; the job's time limit
 bounds the ffmpeg runs, and a cancellation kills ffmpeg.
 
@@ -130,6 +132,52 @@ def _playlist_uris(path: Path) -> list[str]:
     return [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")]
 
 
+def _stream_inf(variant: dict[str, int], info: _media.MediaInfo) -> str:
+    """An ``#EXT-X-STREAM-INF`` line for a variant from its nominal rates (what ffmpeg writes without measures)."""
+    height = max(2, variant["resolution"] - variant["resolution"] % 2)
+    audio = int(AUDIO_BITRATE.rstrip("k")) if info.has_audio else 0
+    line = f"#EXT-X-STREAM-INF:BANDWIDTH={(variant['bitrate'] + audio) * 1100}"
+    if info.width and info.height:
+        width = round(info.width * height / info.height / 2) * 2
+        line += f",RESOLUTION={max(2, width)}x{height}"
+    return line
+
+
+def complete_master(master: Path, variants: list[dict[str, int]], info: _media.MediaInfo) -> bool:
+    """List in the master playlist every variant whose playlist ffmpeg wrote but left out of the master.
+
+    ffmpeg 7 and newer (imageio-ffmpeg's bundled binary, the pip-only path) leave a variant out of the master
+    playlist when they cannot measure its bandwidth, as for a one-frame stream; the variant's own playlist and
+    segments are there. Such a master is rewritten with the variants in the requested order: ffmpeg's
+    ``#EXT-X-STREAM-INF`` line where it wrote one, else one from the nominal bitrates and the scaled size.
+
+    Args:
+        master: the master playlist ffmpeg wrote.
+        variants: the requested variants.
+        info: the probed source (its size and whether it has audio).
+
+    Returns:
+        True when the master playlist was rewritten.
+    """
+    lines = master.read_text(encoding="utf-8", errors="replace").splitlines()
+    written: dict[str, str] = {}
+    for i, line in enumerate(lines):
+        uri = line.strip()
+        if uri and not uri.startswith("#"):
+            previous = lines[i - 1].strip() if i else ""
+            written[uri] = previous if previous.startswith("#EXT-X-STREAM-INF") else ""
+    names = [f"adaptive-{variant_name(v['resolution'], v['bitrate'])}.m3u8" for v in variants]
+    absent = [n for n in names if n not in written and (master.parent / n).is_file()]
+    if not absent:
+        return False
+    body = ["#EXTM3U", "#EXT-X-VERSION:3"]
+    for name, variant in zip(names, variants, strict=True):
+        if name in written or name in absent:
+            body += [written.get(name) or _stream_inf(variant, info), name]
+    master.write_text("\n".join(body) + "\n", encoding="utf-8")
+    return True
+
+
 class HlsStreamingPlugin(Plugin):
     """ffmpeg adaptive HLS (see the module docstring)."""
 
@@ -235,6 +283,8 @@ class HlsStreamingPlugin(Plugin):
         raw_variants = ctx.params.get("variants")
         variants = parse_variants(json.dumps(raw_variants)) if raw_variants else parse_variants(DEFAULT_VARIANTS)
         include_original = bool(ctx.params.get("include_original", False))
+        # a planted defect (faults profile family): the last requested variant is not made, yet counted
+        made = variants[:-1] if len(variants) > 1 and quirks().fault_hls_variant_missing else variants
         server_input = ctx.params.get("input_absolute_path")
         out_dir: Path | None = None
         if server_input:
@@ -284,7 +334,7 @@ class HlsStreamingPlugin(Plugin):
             else:
                 ctx.report_progress(2 + int(fraction * (span - 2)))
 
-        args = self._variant_args(path, out_dir, variants, info)
+        args = self._variant_args(path, out_dir, made, info)
         _media.run_ffmpeg(
             exe,
             args,
@@ -297,16 +347,17 @@ class HlsStreamingPlugin(Plugin):
             manifest_ready()  # upstream's last look, for an ffmpeg run that ended before a poll saw the file
         else:
             ctx.report_progress(span)
-        if include_original:
+        if include_original and not quirks().fault_hls_no_original:  # a planted defect: the original skipped
             self._original(exe, path, out_dir, remaining, info)
             if not manifest_only:
                 ctx.report_progress(97)
 
         if not master.exists():
             raise PluginError("ffmpeg did not write the master playlist adaptive.m3u8")
+        complete_master(master, variants, info)
         total_segments = 0
         listed = _playlist_uris(master)
-        for variant in variants:
+        for variant in made:
             name = f"adaptive-{variant_name(variant['resolution'], variant['bitrate'])}.m3u8"
             if name not in listed or not (out_dir / name).exists():
                 raise PluginError(f"ffmpeg did not produce the variant playlist {name}")

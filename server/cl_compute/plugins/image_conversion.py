@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from cl_compute.plugins import _media
 from cl_compute.plugins.base import ParamError, Plugin, PluginError, TaskContext
+from cl_compute.profile import quirks
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage
@@ -106,6 +107,10 @@ class ImageConversionPlugin(Plugin):
             raise PluginError(f"Unsupported target format {fmt!r}")
         pil_format = FORMATS[fmt][0]
         quality = _int_param(ctx.params.get("quality", 85) or 85, "quality")
+        if quirks().fault_image_conversion_quality_ignored:  # a planted defect (faults profile family)
+            quality = 85
+        if quirks().fault_image_conversion_png_always:  # a planted defect: PNG bytes under the requested name
+            pil_format = "PNG"
         out = ctx.output(str(ctx.params["output_path"]))
         out.parent.mkdir(parents=True, exist_ok=True)
         ctx.report_progress(10)

@@ -56,6 +56,9 @@ def thumbnail_size(
     if width is not None and height is not None:
         if not keep_aspect:
             return max(1, min(width, w0)), max(1, min(height, h0))
+        if quirks().fault_thumbnail_upscales:  # a planted defect (faults profile family): fills the box, even up
+            fill = min(width / w0, height / h0)
+            return max(1, round(w0 * fill)), max(1, round(h0 * fill))
         scale = min(width / w0, height / h0, 1.0)
     elif width is not None:
         if not keep_aspect:
@@ -180,6 +183,10 @@ class MediaThumbnailPlugin(Plugin):
                 raise PluginError("ffmpeg produced no key-frame grid (no decodable key frames)")
             ctx.report_progress(75)
             with _media.open_image(grid_path) as grid:
+                if quirks().fault_thumbnail_one_frame:  # a planted defect: the first key frame in every cell
+                    cell = grid.crop((0, 0, grid.width // 4, grid.height // 4))
+                    for index in range(16):
+                        grid.paste(cell, ((index % 4) * cell.width, (index // 4) * cell.height))
                 self._save(grid, out, width, height, keep)
 
 

@@ -10,55 +10,20 @@ the client's MQTT path worked (the jobs' events arrived: the run is far faster t
 from __future__ import annotations
 
 import csv
-import json
-import threading
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlparse
 
 import httpx
-import paho.mqtt.client as paho
 import pytest
 from click.testing import CliRunner
-from paho.mqtt.enums import CallbackAPIVersion
 
 from cl_client._cli_common import CliState
 from cl_client._load import DELETE, JOB, SUBMIT, Summary
 from cl_client.cli import cli
 from cl_compute.deployment import Deployment
+from tests.unit.client.witness import Witness
 
 RUN_SECONDS = 15
-
-
-class Witness:
-    """Counts distinct job ids per event type on ``inference/events``."""
-
-    def __init__(self, mqtt_url: str) -> None:
-        self.seen: dict[str, set[str]] = {}
-        self.lock = threading.Lock()
-        ready = threading.Event()
-        parsed = urlparse(mqtt_url)
-        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"witness-{uuid.uuid4().hex[:6]}")
-        self.client.on_connect = lambda c, *a: c.subscribe("inference/events", 1)
-        self.client.on_subscribe = lambda *a: ready.set()
-        self.client.on_message = self._on_message
-        self.client.connect(parsed.hostname or "127.0.0.1", parsed.port or 1883)
-        self.client.loop_start()
-        assert ready.wait(10)
-
-    def _on_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
-        data = json.loads(msg.payload)
-        with self.lock:
-            self.seen.setdefault(str(data.get("event_type")), set()).add(str(data.get("job_id")))
-
-    def jobs(self, event_type: str) -> set[str]:
-        with self.lock:
-            return set(self.seen.get(event_type, set()))
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +32,9 @@ def deployment() -> Iterator[Deployment]:
         yield dep
 
 
-def test_distributed_load_counts_every_job_once_and_leaves_none(deployment: Deployment, tmp_path: Path) -> None:
+def test_distributed_load_counts_every_job_once_and_leaves_none(
+    deployment: Deployment, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     witness = Witness(deployment.mqtt_url)
     summary_path = tmp_path / "summary.json"
     try:
@@ -84,6 +51,10 @@ def test_distributed_load_counts_every_job_once_and_leaves_none(deployment: Depl
     finally:
         witness.close()
     assert result.exit_code == 0, result.output
+    # the command says Locust started (Locust itself is silent until the end), and the master no longer claims
+    # to discard the workers' final reports (Locust's statistics merge them; the JOB rows below prove it)
+    assert "cl-client load: Locust master + 2 worker process(es) started against" in result.output
+    assert "Discarded report from unrecognized worker" not in capfd.readouterr().err
     summary = Summary.from_json(summary_path.read_text())
     print(result.output)
 

@@ -11,10 +11,12 @@ import json
 import re
 import sys
 from pathlib import Path
+from typing import cast
 
 import pytest
 
 from pytest_cl._html import HINT, render
+from pytest_cl._svg import COLOURS
 from pytest_cl.report import NOISE_TEXT, Results, beyond_noise, compare
 from tests.unit.pytest_cl.conftest import Target, run
 
@@ -105,6 +107,13 @@ def test_html_report_has_header_matrix_charts_and_failure_forensics(
     assert "curl -sS -X POST" in page and ("Bearer $CL_TOKEN" in page) == bool(auth)
     assert "flipped to failing" not in page
     assert data["deployment_lacks"] == []  # the reference deployment has every fix (see the next test)
+    # explains itself: the verdict first, the deployment once, a legend for every mark and line
+    verdict = page.index('<div class="verdict bad" id="verdict">')
+    assert verdict < page.index('id="deployment"') < page.index('id="matrix"')
+    assert "<h2>Not certified</h2>" in page and "<li>1 check(s) failed</li>" in page
+    assert data["deployment"] not in page and page.count("<dt>URL</dt>") == 1 and "<dt>Deployment</dt>" not in page
+    assert "p50 (median)</span>" in page and "p95</span>" in page and "end: error the check did not expect" in page
+    assert COLOURS["expected_error"] not in page.split('id="legend"')[1].split("</div>", 1)[1]  # its error: unexpected
 
 
 def test_html_report_lists_what_the_deployment_lacks() -> None:
@@ -262,3 +271,63 @@ def test_the_plugin_imports_no_jinja2_at_load_time() -> None:
 
     code = "import sys, pytest_cl.plugin, pytest_cl.report; assert 'jinja2' not in sys.modules, 'jinja2 imported'"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def _data(tests: dict[str, dict[str, object]], **extra: object) -> dict[str, object]:
+    data = Results().as_dict(
+        "cl_compute 0.1.0 at http://h (mqtt off)", "skip (local run)", header={"server_url": "http://h"}
+    )
+    matrix: dict[str, dict[str, object]] = {}
+    for test in tests.values():
+        row = matrix.setdefault(str(test["row"]), {"row": test["row"], "passed": 0, "failed": 0, "skipped": 0,
+                                                   "not_checked": 0, "jobs": 0})  # fmt: skip
+        row[str(test["outcome"])] = int(cast(int, row[str(test["outcome"])])) + 1
+    data.update(tests=tests, matrix=list(matrix.values()), **extra)
+    return data
+
+
+def _test(
+    row: str, outcome: str, latencies: list[float], jobs: list[dict[str, object]] | None = None
+) -> dict[str, object]:
+    return {"row": row, "outcome": outcome, "latencies_ms": latencies, "jobs": jobs or []}
+
+
+def test_the_verdict_is_certified_with_known_gaps_or_not_certified() -> None:
+    passed = {"t.py::a": _test("hash", "passed", [10.0])}
+    page = render(_data(passed))
+    assert '<div class="verdict good" id="verdict">' in page and "<h2>Certified</h2>" in page
+    skipped = {**passed, "t.py::b": _test("hash", "skipped", [])}
+    page = render(_data(skipped))
+    assert "<h2>Certified with known gaps</h2>" in page and "1 skipped, 0 not checked" in page
+    finding = {"test": "t.py::s", "finding": "exp not checked", "detail": "d", "acknowledged": True}
+    page = render(_data(passed, security_findings=[finding]))
+    assert "<h2>Certified with known gaps</h2>" in page and "1 security finding(s), all acknowledged" in page
+    assert page.index('id="verdict"') < page.index('id="security"') < page.index('id="deployment"')
+    page = render(_data(passed, security_findings=[{**finding, "acknowledged": False}]))
+    assert '<div class="verdict bad" id="verdict">' in page and "1 not acknowledged" in page
+
+
+def test_every_row_shares_one_latency_scale() -> None:
+    """A long tail in one row puts every row's histogram on the same log axis, from the report's min to max."""
+    tests = {
+        "a.py::x": _test("narrow", "passed", [100.0, 110.0, 120.0]),
+        "b.py::y": _test("tail", "passed", [10.0] * 20 + [1000.0]),
+    }
+    page = render(_data(tests))
+    charts = re.findall(r'<svg class="chart"[^>]*aria-label="latency histogram">.*?</svg>', page)
+    assert len(charts) == 2
+    assert all("log scale" in c and ">10 ms<" in c and ">1.00 s<" in c for c in charts), charts
+    assert "on one log scale shared by every row" in page
+
+
+def test_jobs_whose_error_the_check_expected_are_drawn_apart_with_a_legend() -> None:
+    t0 = 1_700_000_000.0
+    job = {"id": "j1", "task": "fail", "submitted": t0, "queued": t0 + 0.01, "processing": t0 + 0.02,
+           "terminal": t0 + 0.1, "status": "error"}  # fmt: skip
+    expected = render(_data({"t.py::a": _test("fail", "passed", [100.0], [job])}))
+    unexpected = render(_data({"t.py::a": _test("fail", "failed", [100.0], [{**job, "id": "j2"}])}))
+    end = f'width="4" height="7" fill="{COLOURS["expected_error"]}"'
+    assert end in expected and "(an error the check expected)" in expected
+    assert end not in unexpected and f'width="4" height="7" fill="{COLOURS["error"]}"' in unexpected
+    assert "1 job(s) ended in an error their check expected" in expected
+    assert "end: error the check expected" in expected and "end: error the check did not expect" in expected

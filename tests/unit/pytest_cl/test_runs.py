@@ -417,7 +417,10 @@ def test_expect_lacks_file_missing_is_a_usage_error(pytester: pytest.Pytester, c
     result = run(pytester, *cl_target.args, "--cl-expect-lacks", "nope.txt")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(
-        ["*cl: --cl-expect-lacks: cannot read nope.txt: No such file or directory (packaged lists: upstream-2026-01)*"]
+        [
+            "*cl: --cl-expect-lacks: cannot read nope.txt: No such file or directory "
+            "(packaged lists: upstream-2026-01, upstream-2026-02)*"
+        ]
     )
 
 

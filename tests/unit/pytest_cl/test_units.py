@@ -274,7 +274,21 @@ def test_async_fixture_without_pytest_asyncio(pytester: pytest.Pytester, cl_targ
     pytester.makepyfile("def test_a(async_compute_client):\n    pass\n")
     result = pytester.runpytest("-p", "no:asyncio", "-p", "no:cacheprovider", *cl_target.args)
     result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(["*async_compute_client needs pytest-asyncio: pip install pytest-asyncio*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*async_compute_client needs pytest-asyncio, which the pytest extra installs: "
+            'pip install "cl-client[[]pytest]"*'
+        ]
+    )
+
+
+def test_the_pytest_extra_brings_what_every_fixture_needs() -> None:
+    """``async_compute_client`` needs pytest-asyncio: the ``pytest`` extra (and so ``conformance``) installs it."""
+    import tomllib
+
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[3] / "pyproject.toml").read_text(encoding="utf-8"))
+    extra = [str(r) for r in pyproject["project"]["optional-dependencies"]["pytest"]]
+    assert any(r.startswith("pytest-asyncio") for r in extra), extra
 
 
 def test_job_wait_deadline_follows_the_test_timeout(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -317,13 +318,37 @@ def default_ports_lock() -> Iterator[None]:
     Every test that starts ``cl-compute up`` on its default ports, or occupies them itself, holds this lock, so
     no two such tests run at the same time (xdist workers, other pytest sessions on the host).
     """
-    path = Path(tempfile.gettempdir()) / DEFAULT_PORTS_LOCK
-    with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+    with path_lock(Path(tempfile.gettempdir()) / DEFAULT_PORTS_LOCK):
+        yield
+
+
+@contextlib.contextmanager
+def path_lock(path: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on the file ``path``, which is removed when the last holder lets go.
+
+    The holder removes the file before it unlocks, so nothing is left behind. A waiter may then hold a lock on
+    the removed file while a newcomer creates a new one: each holder checks after locking that ``path`` still
+    is the file it locked, and starts again otherwise.
+    """
+    while True:
+        f = open(path, "a")  # noqa: SIM115 - closed below, after the unlock
         try:
-            yield
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                current = os.stat(path)
+            except FileNotFoundError:
+                continue
+            mine = os.fstat(f.fileno())
+            if (current.st_dev, current.st_ino) != (mine.st_dev, mine.st_ino):
+                continue
+            try:
+                yield
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+            return
         finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+            f.close()  # closing releases the lock
 
 
 def check_md5_job_over_mqtt(client: Any, tmp_path: Path) -> None:

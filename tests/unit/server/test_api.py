@@ -222,9 +222,11 @@ def test_non_multipart_body_422(http: httpx.Client) -> None:
     assert r.json()["detail"][0]["loc"] == ["body", "file"]
 
 
-def test_priority_empty_string_means_default(http: httpx.Client, recorder: Recorder) -> None:
-    job = run_job(http, recorder, "echo", {"priority": ""})
-    assert job["priority"] == 5
+def test_priority_empty_string_is_refused(http: httpx.Client) -> None:
+    """An empty ``priority`` is no integer: 422 (issue 22), as for any other value that is not one."""
+    r = http.post("/jobs/echo", files={"file": ("a.txt", b"x")}, data={"priority": "  "})
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"][0]["loc"] == ["body", "priority"]
 
 
 # -- upload names -------------------------------------------------------------------------------------------

@@ -219,11 +219,14 @@ def test_cli_embedded_without_server_extra_says_so(monkeypatch: pytest.MonkeyPat
     assert "Traceback" not in res.output
 
 
-def test_cli_usage_errors_exit_2() -> None:
+def test_cli_usage_errors_are_one_line_and_exit_4() -> None:
+    """4 is pytest's usage error, as certify's help says (the table of bad inputs is test_bad_arguments.py)."""
     res = CliRunner().invoke(cli, ["certify", "localhost:8002"], obj=CliState())
-    assert res.exit_code == 2 and "expected the http(s) URL" in res.output
+    assert res.exit_code == 4 and "expected the http(s) URL" in res.output
+    assert len(res.output.strip().splitlines()) == 1
     res = CliRunner().invoke(cli, ["certify", "http://h", "-k", "md5"], obj=CliState())
-    assert res.exit_code == 2 and "No such option '-k'" in res.output  # pytest options only after --
+    assert res.exit_code == 4 and "No such option '-k'" in res.output  # pytest options only after --
+    assert "after --" in res.output
     res = CliRunner().invoke(cli, ["certify", "--help"], obj=CliState())
     assert res.exit_code == 0 and "[URL] [-- PYTEST_ARGS...]" in res.output
 
@@ -259,12 +262,12 @@ def test_cli_runs_pytest_with_secrets_in_its_environment_only(tmp_path: Path) ->
     args = ["--token", "tok.SECRET", "--username", "alice", "--password", "pw-SECRET", "--auth-url", "http://a:1"]
     res = CliRunner().invoke(
         cli,
-        ["certify", "http://127.0.0.1:9", *args, "--", "-p", "certify_probe", "--collect-only"],
+        ["certify", "http://127.0.0.1:9", "-v", *args, "--", "-p", "certify_probe", "--collect-only"],
         obj=CliState(),
         env=env,
     )
     assert res.exit_code == 0, res.output
-    assert "cl-client certify: python -P -m pytest" in res.output and "SECRET" not in res.output
+    assert "cl-client certify: python -P -m pytest" in res.output and "SECRET" not in res.output  # -v shows it
     record = json.loads(out.read_text())
     assert not any("SECRET" in part for part in record["cmdline"]), record["cmdline"]
     assert "--cl-server" in record["cmdline"] and "http://127.0.0.1:9" in record["cmdline"]

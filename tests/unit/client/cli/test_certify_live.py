@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import httpx
 import pytest
@@ -86,6 +88,7 @@ def test_certify_hash_row_from_a_directory_with_a_hostile_pytest_configuration(
         "hash",
         "--report",
         "out/cert.json",
+        "-v",
         cwd=hostile_dir,
     )
     assert res.returncode == 0, res.stdout + res.stderr
@@ -93,7 +96,7 @@ def test_certify_hash_row_from_a_directory_with_a_hostile_pytest_configuration(
     assert (row, failed) == ("hash", "0") and int(passed) >= 10
     assert "cl: conformance matrix" in res.stdout
     assert "| protocol |" not in res.stdout  # only the row asked for
-    assert "python -P -m pytest -c" in res.stderr  # the command it ran, for a rerun by hand
+    assert "python -P -m pytest -c" in res.stderr  # -v: the command it ran, for a rerun by hand
     rows = {r["row"] for r in json.loads(report.read_text())["matrix"]}
     assert rows == {"hash"}
     assert report.with_suffix(".md").exists()
@@ -125,17 +128,29 @@ def test_strict_certify_of_a_plugin_without_worker_fails(hash_deployment: Deploy
     assert matrix_row(res.stdout, "exif")[2] != "0"  # failed
 
 
-def test_unknown_plugin_name_is_pytests_usage_error(hash_deployment: Deployment, tmp_path: Path) -> None:
+def test_unknown_plugin_name_is_a_usage_error_before_pytest(hash_deployment: Deployment, tmp_path: Path) -> None:
     res = certify(hash_deployment.server_url, "--mqtt", "off", "--plugins", "hashh", cwd=tmp_path, timeout=60)
     assert res.returncode == 4, res.stdout + res.stderr
-    assert "unknown row(s): hashh" in res.stderr and "hash, hls_streaming" in res.stderr
+    assert "--plugins: unknown row(s): hashh (did you mean hash?)" in res.stderr and "hash, hls_streaming" in res.stderr
+    assert "--cl-rows" not in res.stderr and res.stdout == ""
 
 
 def test_sigterm_interrupts_pytest_cleanly(hash_deployment: Deployment, tmp_path: Path) -> None:
     """SIGTERM to certify reaches pytest, which stops like on Ctrl-C, deletes its jobs, and exits 2."""
     dep = hash_deployment
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cl_client", "certify", dep.server_url, "--mqtt", dep.mqtt_url, "--plugins", "hash"],
+        [
+            sys.executable,
+            "-m",
+            "cl_client",
+            "certify",
+            dep.server_url,
+            "--mqtt",
+            dep.mqtt_url,
+            "--plugins",
+            "hash",
+            "-v",
+        ],
         cwd=tmp_path,
         env=clean_env(),
         stdout=subprocess.PIPE,
@@ -144,7 +159,7 @@ def test_sigterm_interrupts_pytest_cleanly(hash_deployment: Deployment, tmp_path
     try:
         assert proc.stdout is not None and proc.stderr is not None
         seen = b""
-        while b"." not in seen:  # the first check passed: pytest is in the middle of the run
+        while b"PASSED" not in seen:  # -v: the first check passed, pytest is in the middle of the run
             chunk = proc.stdout.read(1)
             assert chunk, seen + proc.stderr.read()
             seen += chunk
@@ -174,3 +189,57 @@ def test_missing_dependency_in_a_real_process_is_one_line(tmp_path: Path) -> Non
         "error: cl-client certify needs the conformance extra (m3u8 not installed): "
         'pip install "cl-client[conformance]"'
     ]
+
+
+# -- the live view -----------------------------------------------------------------------------------------
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def test_in_a_pipe_the_live_view_is_plain_lines_with_failures_per_row(
+    hash_deployment: Deployment, tmp_path: Path
+) -> None:
+    """Not a terminal (a pipe, CI): plain lines, no ANSI code, no carriage return, no pytest command line, no
+    progress dots and no xdist status lines; a line per finished row with its failures."""
+    dep = hash_deployment
+    res = certify(
+        dep.server_url, "--mqtt", dep.mqtt_url, "--plugins", "hash,exif", "--strict", "-n", "2",
+        "--", "--cl-worker-wait", "0", cwd=tmp_path,
+    )  # fmt: skip
+    assert res.returncode == 1, res.stdout + res.stderr  # exif has no worker: strict fails its checks
+    out = res.stdout
+    assert "\x1b[" not in out and "\r" not in out, repr(out[:2000])
+    assert "python -P -m pytest" not in res.stderr and "bringing up nodes" not in out
+    counts = re.search(r"^cl: (\d+) checks in 2 row\(s\): exif (\d+), hash (\d+)$", out, re.M)
+    assert counts is not None, out
+    total, exif, hashes = (int(x) for x in counts.groups())
+    assert total == exif + hashes
+    assert re.search(rf"^cl: \[\d+/{total}\] exif: {exif} checks done, {exif} failed \(\d+ failed so far\)$", out, re.M)
+    assert re.search(rf"^cl: \[\d+/{total}\] hash: {hashes} checks done, 0 failed", out, re.M), out
+    assert re.search(rf"^cl: {total}/{total} checks done in .*, {exif} failed$", out, re.M), out
+    assert not re.search(r"^[.FsxE]{3,}", out, re.M), out  # pytest's progress letters are left to the view
+    assert "cl: conformance matrix" in out
+
+
+def test_in_a_terminal_a_progress_display_and_the_embedded_deployment_start(tmp_path: Path) -> None:
+    """A pseudo-terminal (pexpect): a line that the embedded deployment is starting, one that it is ready and how
+    long that took, then rich's progress bars (checks done of the total, per row), and the matrix."""
+    pexpect = pytest.importorskip("pexpect")
+    env = {**clean_env(), "TERM": "xterm-256color"}
+    args = ["-m", "cl_client", "certify", "--plugins", "hash", "--", "--cl-embedded-tasks", "hash",
+            "--cl-embedded-workers", "1"]  # fmt: skip
+    child = pexpect.spawn(sys.executable, args, cwd=str(tmp_path), env=env, timeout=200, dimensions=(40, 120))
+    try:
+        child.expect(pexpect.EOF)
+        raw = cast(bytes, child.before).decode(errors="replace")
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 0, raw[-3000:]
+    text = ANSI.sub("", raw)
+    starting = text.index("cl: starting the embedded reference deployment")
+    ready = re.search(r"cl: embedded deployment ready in \d+(\.\d)? s \(1 worker\(s\), 1 capabilities\)", text)
+    assert ready is not None and ready.start() > starting, text[-3000:]
+    assert "\x1b[" in raw  # drawn with colours and cursor moves: a progress display, not lines
+    total = int(re.findall(r"cl: (\d+) checks in 1 row\(s\): hash \d+", text)[0])
+    assert re.search(rf"all checks .*\b0/{total}\b", text) and re.search(rf"hash .*\b{total}/{total}\b", text)
+    assert f"cl: {total}/{total} checks done in" in text and "cl: conformance matrix" in text
+    assert "python -P -m pytest" not in text

@@ -13,8 +13,10 @@ import pytest
 
 from cl_compute.plugins import _media, get_plugin
 from cl_compute.plugins.base import JobCancelled, ParamError, PluginError
-from cl_compute.plugins.hls_streaming import DEFAULT_VARIANTS, HlsStreamingPlugin
+from cl_compute.plugins.hls_streaming import DEFAULT_VARIANTS, HlsStreamingPlugin, complete_master
 
+MEDIA = Path(__file__).resolve().parents[4] / "pytest_cl" / "media"
+ONE_VARIANT = json.dumps([{"resolution": 72, "bitrate": 100}])
 SMALL = json.dumps([{"resolution": 96, "bitrate": 300}, {"resolution": 64, "bitrate": 150}])
 
 
@@ -269,3 +271,66 @@ def test_run_ffmpeg_time_limit_and_cancel(tmp_path: Path) -> None:
 def test_job_time_limit(mp_job, mp_video_5s: Path) -> None:
     with pytest.raises(PluginError, match="time limit"):
         mp_job(HlsStreamingPlugin(), mp_video_5s, {"variants": DEFAULT_VARIANTS}, time_limit=1.2)
+
+
+# -- ffmpeg 7+ (imageio-ffmpeg's bundled binary) leaves an unmeasured variant out of the master playlist -------------
+#: the master playlist imageio-ffmpeg's bundled ffmpeg writes for a one-frame stream (no variant in it)
+MASTER_WITHOUT_VARIANT = "#EXTM3U\n#EXT-X-VERSION:3\n"
+VARIANT_PLAYLIST = (
+    "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:0\n#EXT-X-PLAYLIST-TYPE:VOD\n"
+    "#EXTINF:0.040000,\nadaptive-72p-100-000.ts\n#EXT-X-ENDLIST\n"
+)
+
+
+def _probe(width: int, height: int, audio: bool) -> _media.MediaInfo:
+    return _media.MediaInfo("png_pipe", 0.04, True, audio, width, height, 25.0)
+
+
+def test_a_master_playlist_without_its_variant_is_completed(tmp_path: Path) -> None:
+    """The master lists the variant whose playlist exists, with the nominal bandwidth and the scaled size."""
+    master = tmp_path / "adaptive.m3u8"
+    master.write_text(MASTER_WITHOUT_VARIANT)
+    (tmp_path / "adaptive-72p-100.m3u8").write_text(VARIANT_PLAYLIST)
+    assert complete_master(master, [{"resolution": 72, "bitrate": 100}], _probe(800, 600, audio=False))
+    playlist = m3u8.load(str(master))
+    assert playlist.is_variant
+    assert [p.uri for p in playlist.playlists] == ["adaptive-72p-100.m3u8"]
+    info = playlist.playlists[0].stream_info
+    assert (info.bandwidth, info.resolution) == (110_000, (96, 72))
+
+
+def test_a_complete_master_playlist_is_left_as_ffmpeg_wrote_it(tmp_path: Path) -> None:
+    """ffmpeg's own lines are kept; a missing one is added in the requested order; an unwritten one is not."""
+    master = tmp_path / "adaptive.m3u8"
+    ffmpeg_line = '#EXT-X-STREAM-INF:BANDWIDTH=3850000,RESOLUTION=1280x720,CODECS="avc1.64001f,mp4a.40.2"'
+    text = f"#EXTM3U\n#EXT-X-VERSION:3\n{ffmpeg_line}\nadaptive-720p-3500.m3u8\n\n"
+    master.write_text(text)
+    for name in ("adaptive-720p-3500.m3u8", "adaptive-480p-1500.m3u8"):
+        (tmp_path / name).write_text(VARIANT_PLAYLIST)
+    one = [{"resolution": 720, "bitrate": 3500}]
+    assert not complete_master(master, one, _probe(1280, 720, audio=True))
+    assert master.read_text() == text
+    two = [{"resolution": 480, "bitrate": 1500}, *one, {"resolution": 360, "bitrate": 800}]
+    assert complete_master(master, two, _probe(1280, 720, audio=True))
+    lines = master.read_text().splitlines()
+    assert lines[2:] == [
+        "#EXT-X-STREAM-INF:BANDWIDTH=1790800,RESOLUTION=854x480",  # (1500 + 128 audio) kbit/s x 1.1
+        "adaptive-480p-1500.m3u8",
+        ffmpeg_line,
+        "adaptive-720p-3500.m3u8",
+    ]  # 360p: ffmpeg wrote no playlist for it, so the run fails on it as before
+
+
+def test_hls_works_with_imageio_ffmpegs_bundled_binary(
+    mp_job, mp_video_5s: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pip-only path: the bundled ffmpeg encodes a video, and a still image in the upstream profile."""
+    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
+    monkeypatch.setenv(_media.FFMPEG_ENV, str(imageio_ffmpeg.get_ffmpeg_exe()))
+    job = mp_job(HlsStreamingPlugin(), mp_video_5s, {"variants": SMALL})
+    _check_output(job, json.loads(SMALL), mp_video_5s, audio=True)
+    monkeypatch.setenv("CL_COMPUTE_PROFILE", "upstream-2026-01")
+    still = mp_job(HlsStreamingPlugin(), MEDIA / "images" / "synthetic_800x600.png", {"variants": ONE_VARIANT})
+    master = m3u8.load(str(still.job_dir / "output" / "adaptive.m3u8"))
+    assert [p.uri for p in master.playlists] == ["adaptive-72p-100.m3u8"]
+    assert still.task_output["total_segments"] == 1

@@ -1,0 +1,78 @@
+"""Certification time against the deployment's own limit, before and after the longest-first order, in one run.
+
+For each profile (the embedded deployment ``fixed`` and ``upstream-2026-01``) ``cl-client certify -n N`` runs
+twice, alternately: with pytest's collection order (``CL_CONFORMANCE_ORDER=collected``, the "before") and with the
+longest jobs first (the default, the "after"). Each run's JSON report states where its wall time went
+(``certification_time``: the deployment busy = processing time / workers, idle with jobs queued, the suites
+alone); the table prints them side by side with ``wall / busy``.
+
+Run: ``uv run python benchmarks/bench_certify.py [-n 4] [--profiles fixed,upstream-2026-01] [--repeat 1]``
+(about 2-4 minutes a certify run on a 2-core machine). Writes ``benchmarks/results/certify-time.md``
+(``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+ORDERS = (("collected", "before: collection order"), ("longest-first", "after: longest jobs first"))
+
+
+def certify(profile: str, order: str, workers: str, report: Path) -> dict[str, object]:
+    env = {**os.environ, "CL_CONFORMANCE_ORDER": order}
+    argv = [sys.executable, "-m", "cl_client", "certify", "-n", workers, "--report", str(report)]
+    if profile != "fixed":
+        argv += ["--profile", profile, "--expect-lacks", profile, "--", "--cl-embedded-workers", "4"]  # as in CI
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=1800)
+    if not report.is_file():
+        raise SystemExit(f"certify wrote no report ({profile}, {order}): {done.stdout[-3000:]}{done.stderr[-2000:]}")
+    data = json.loads(report.read_text())
+    timing = dict(data["certification_time"])
+    timing["exit"] = done.returncode
+    return timing
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("-n", dest="workers", default="4", help="xdist processes of certify")
+    parser.add_argument("--profiles", default="fixed,upstream-2026-01")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each (profile, order), interleaved")
+    parser.add_argument("--note", default="", help='e.g. "loaded machine"')
+    parser.add_argument("--out", default=str(RESULTS / "certify-time.md"))
+    args = parser.parse_args()
+    when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    where = f"{os.cpu_count()} cores {platform.machine()}, Python {platform.python_version()}"
+    lines = [
+        f"Certification time, embedded deployment, `cl-client certify -n {args.workers}` ({where}; {when}"
+        f"{'; ' + args.note if args.note else ''}); `uv run python benchmarks/bench_certify.py`.",
+        "",
+        "| profile | order | wall s | busy s | idle with jobs queued s | suites alone s | wall / busy | exit |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    with tempfile.TemporaryDirectory(prefix="cl-bench-certify-") as tmp:
+        for profile in args.profiles.split(","):
+            for i in range(args.repeat):
+                for order, label in ORDERS:
+                    t = certify(profile, order, args.workers, Path(tmp) / f"{profile}-{order}-{i}.json")
+                    row = (
+                        f"| {profile} | {label} | {t['wall_s']} | {t['busy_s']} | {t['idle_with_jobs_queued_s']} | "
+                        f"{t['suites_alone_s']} | {t['wall_over_busy']} | {t['exit']} |"
+                    )
+                    print(row, flush=True)
+                    lines.append(row)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
