@@ -21,8 +21,10 @@ The ``fault-<class>`` profiles (one per ``fault_*`` switch of :class:`Quirks`, g
 the fixed deployment; ``.ci/faults`` certifies each against the checks of :data:`FAULT_EXPECTATIONS` and fails when
 no check fails or the first failure line lacks the expected words (the suites' sensitivity as a CI property).
 
-Not reproduced, on purpose: a job whose worker died staying ``processing`` forever and a deleted running job
-carrying on (both would only make runs hang or leave files behind; PROTOCOL.md §4 records them).
+Not reproduced by the upstream profiles, on purpose: a job whose worker died staying ``processing`` forever and a
+deleted running job carrying on (both would only make runs hang or leave files behind; PROTOCOL.md §4 records
+them, and the upstream lists carry them as optional entries). The faults ``fault-worker-death-leaves-processing``
+and ``fault-delete-does-not-cancel`` plant them, one at a time, to prove the checks that catch them.
 """
 
 from __future__ import annotations
@@ -320,26 +322,23 @@ FAULT_EXPECTATIONS: dict[str, FaultExpectation] = {
     "fault_post_status_201": FaultExpectation(("protocol",), "created_response", ("expected HTTP 200, got 201",)),
     "fault_job_missing_priority": FaultExpectation(("protocol",), "created_response", ("no 'priority' field",)),
     "fault_updated_at_frozen": FaultExpectation(("protocol",), "updated_at_follows", ("updated_at",)),
+    "fault_retained_job_events": FaultExpectation(
+        ("protocol",), "test_delivery", ("the deployment publishes job events retained",)
+    ),
+    "fault_events_to_late_subscribers": FaultExpectation(
+        ("protocol",), "test_delivery", ("old events reach new subscribers",)
+    ),
+    "fault_capability_not_cleared": FaultExpectation(
+        ("protocol",), "test_delivery", ("capability message is not cleared",)
+    ),
+    "fault_worker_death_leaves_processing": FaultExpectation(
+        ("protocol",), "test_worker_death and SIGKILL", ("a dead worker's job stays processing",)
+    ),
+    "fault_delete_does_not_cancel": FaultExpectation(
+        ("protocol",), "test_cancellation", ("a deleted running job went on",)
+    ),
 }
 
-
-# -- fault profiles (issue 19 items 1-3; the faults framework of items 4-5 may replace this generator) --------
-#: Prefix of the generated fault profiles: ``fault-<name>`` for each ``fault_<name>`` field of :class:`Quirks`.
-FAULT_PREFIX = "fault-"
-
-
-def _fault_profiles() -> dict[str, Quirks]:
-    """One profile per ``fault_*`` field: the fixed deployment with that single defect planted."""
-    names = [name for name in Quirks.__dataclass_fields__ if name.startswith("fault_")]
-    return {fault_profile(name): replace(Quirks(), **{name: True}) for name in names}
-
-
-def fault_profile(field_name: str) -> str:
-    """The profile name of a fault field: ``fault_delete_does_not_cancel`` -> ``fault-delete-does-not-cancel``."""
-    return FAULT_PREFIX + field_name.removeprefix("fault_").replace("_", "-")
-
-
-PROFILES.update({name: quirks for name, quirks in _fault_profiles().items() if name not in PROFILES})
 
 #: One line ``cl-compute up`` prints for a profile that opens a security hole (PROTOCOL.md §9).
 SERVER_PATHS_WARNING = (
