@@ -671,8 +671,14 @@ def _row(item: pytest.Item) -> str:
 
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """Hand this worker's session data to the controller, or write the report (controller / no xdist)."""
+    """Stop the owned embedded deployment, then hand the session data to the controller or write the report.
+
+    The owner waits here for the other xdist workers before stopping the deployment: in the session fixture's
+    finalizer that wait would run within the last test's teardown, under its pytest-timeout (a long module on another
+    worker ended the run with a teardown error).
+    """
     state = _state(session.config)
+    state.embedded.release()
     if state.stopper.received is not None and session.exitstatus in (
         pytest.ExitCode.OK,
         pytest.ExitCode.TESTS_FAILED,
@@ -873,7 +879,9 @@ def _cl_runtime(request: pytest.FixtureRequest) -> Iterator[Runtime]:
         state.session_kept += runtime.kept_at_session_end()
         for problem in state.session_problems:
             warnings.warn(ClCleanupWarning(problem), stacklevel=1)
-        state.embedded.release()
+        # The embedded deployment is stopped in pytest_sessionfinish, not here: the owner waits there for the other
+        # xdist workers, and a wait inside this finalizer would run within the last test's teardown and so under
+        # its pytest-timeout (a long module on another worker ended the run with a teardown error).
 
 
 @pytest.fixture(scope="session")

@@ -166,3 +166,34 @@ def test_a_configured_task_no_worker_offers_fails_the_run(pytester: pytest.Pytes
         ["*Interrupted: cl: the embedded deployment * no worker offers unloadable (unloadable: the unloadable test "
          "backend is missing on purpose)*"]
     )  # fmt: skip
+
+
+OWNER_FINISHES_FIRST = """
+import time
+import pytest
+
+@pytest.fixture
+def late():
+    time.sleep(3)  # the other xdist worker starts the deployment (and so owns it)
+
+@pytest.mark.timeout(5)
+def test_owner(cl_deployment):
+    assert cl_deployment.embedded
+
+@pytest.mark.timeout(60)
+def test_long_on_the_other_worker(late, cl_deployment):
+    time.sleep(10)  # the owner's last test ended long ago; its 5 s timeout must not cover the wait for this one
+"""
+
+
+def test_the_owner_waits_for_the_other_workers_outside_its_last_tests_timeout(pytester: pytest.Pytester) -> None:
+    """Under xdist the process that started the embedded deployment waits for the other workers before stopping it.
+    That wait ran in the session fixture's finalizer, inside the owner's last test's teardown, so a short
+    ``timeout`` on that test ended the run with a teardown error while another worker was still busy."""
+    pytester.makepyfile(test_owner=OWNER_FINISHES_FIRST)
+    result = run(pytester, "-n", "2", "--dist", "load", "-p", "no:randomly", "--cl-embedded-tasks=hash",
+                 "--cl-embedded-workers=1")  # fmt: skip
+    result.assert_outcomes(passed=2)
+    out = result.stdout.str()
+    assert "Timeout" not in out and "error" not in out.lower().split("passed")[-1], out
+    result.stdout.fnmatch_lines(["jobs on the embedded deployment: 0 at start, 0 at the end"])
