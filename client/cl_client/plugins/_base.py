@@ -15,7 +15,7 @@ import math
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Generic, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, ClassVar, Generic, Protocol, TypeVar, cast
 
 from pydantic import JsonValue
 
@@ -459,8 +459,38 @@ class PluginClient(Generic[OutT_co]):
     ``AsyncComputeClient``. Every parameter is validated before anything is sent.
     """
 
-    def __init__(self, runner: Runner[OutT_co]) -> None:
-        self._runner = runner
+    #: The plugin's task type (set by each of the nine plugin classes).
+    TASK_TYPE: ClassVar[str] = ""
+
+    def __init__(self, runner: Runner[OutT_co] | ComputeClient | AsyncComputeClient) -> None:
+        """Bind the plugin to a runner, or to a client as upstream's SDK does (``ClipEmbeddingClient(client)``).
+
+        Args:
+            runner: what ``client.<plugin>`` passes; or a ``ComputeClient`` / ``AsyncComputeClient`` (then the
+                methods return a ``PluginJob``, or an awaitable ``AsyncPluginJob``, exactly as ``client.<plugin>``).
+
+        Raises:
+            ConfigurationError: a client given to the base class itself, which names no plugin.
+        """
+        from cl_client._client import AsyncComputeClient, ComputeClient
+
+        if isinstance(runner, ComputeClient | AsyncComputeClient):
+            if not self.TASK_TYPE:
+                raise ConfigurationError(f"{type(self).__name__} names no plugin; use one of the nine plugin clients")
+            from cl_client.plugins import get_spec
+
+            spec = get_spec(self.TASK_TYPE)
+            built = SyncRunner(runner, spec) if isinstance(runner, ComputeClient) else AsyncRunner(runner, spec)
+            self._runner = cast("Runner[OutT_co]", built)
+            self.client: ComputeClient | AsyncComputeClient | None = runner
+        else:
+            self._runner = runner
+            self.client = getattr(runner, "client", None)
+
+    @property
+    def task_type(self) -> str:
+        """The plugin's task type (``clip_embedding`` ...), as upstream's plugin clients name it."""
+        return self._runner.spec.task_type
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(task_type={self.spec.task_type!r})"

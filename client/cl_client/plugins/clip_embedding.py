@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from cl_client.plugins._base import OutT_co, PluginSpec
 from cl_client.plugins._embedding import NORMALIZE, EmbeddingResult, ImageEmbeddingClient, embedding_builder
 
@@ -18,3 +20,5 @@ SPEC: PluginSpec[EmbeddingResult] = PluginSpec(
 
 class ClipEmbeddingClient(ImageEmbeddingClient[OutT_co]):
     """``client.clip_embedding``: CLIP image embeddings; ``result()`` gives an ``EmbeddingResult``."""
+
+    TASK_TYPE: ClassVar[str] = "clip_embedding"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from pydantic import JsonValue
 
@@ -205,6 +206,8 @@ SPEC: PluginSpec[ExifResult] = PluginSpec(
 
 class ExifClient(PluginClient[OutT_co]):
     """``client.exif``: metadata extraction; ``result()`` gives an ``ExifResult``."""
+
+    TASK_TYPE: ClassVar[str] = "exif"
 
     def extract(
         self,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
+from typing import ClassVar, cast
 
 from pydantic import JsonValue
 
@@ -266,6 +266,8 @@ SPEC: PluginSpec[FaceDetectionResult] = PluginSpec(
 
 class FaceDetectionClient(PluginClient[OutT_co]):
     """``client.face_detection``: face detection; ``result()`` gives a ``FaceDetectionResult``."""
+
+    TASK_TYPE: ClassVar[str] = "face_detection"
 
     def detect(
         self,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from cl_client._tracker import JobCallback
 from cl_client.plugins._base import OutT_co, PathLike, PluginClient, PluginSpec
 from cl_client.plugins._embedding import NORMALIZE, FaceEmbeddingResult, build_face_embedding
@@ -19,6 +21,8 @@ SPEC: PluginSpec[FaceEmbeddingResult] = PluginSpec(
 
 class FaceEmbeddingClient(PluginClient[OutT_co]):
     """``client.face_embedding``: face embeddings; ``result()`` gives a ``FaceEmbeddingResult``."""
+
+    TASK_TYPE: ClassVar[str] = "face_embedding"
 
     def embed_faces(
         self,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import JsonValue
 
@@ -79,6 +79,8 @@ SPEC: PluginSpec[HashResult] = PluginSpec(
 
 class HashClient(PluginClient[OutT_co]):
     """``client.hash``: file hashes; ``result()`` gives a ``HashResult``."""
+
+    TASK_TYPE: ClassVar[str] = "hash"
 
     def compute(
         self,

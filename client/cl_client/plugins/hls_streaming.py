@@ -13,6 +13,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from pydantic import JsonValue
 
@@ -251,6 +252,8 @@ VariantSpec = HlsVariant | tuple[int, int] | str
 
 class HlsStreamingClient(PluginClient[OutT_co]):
     """``client.hls_streaming``: HLS packaging; ``result()`` gives an ``HlsResult``."""
+
+    TASK_TYPE: ClassVar[str] = "hls_streaming"
 
     def generate_manifest(
         self,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import JsonValue
 
@@ -66,6 +66,8 @@ SPEC: PluginSpec[ImageConversionResult] = PluginSpec(
 
 class ImageConversionClient(PluginClient[OutT_co]):
     """``client.image_conversion``: format conversion; ``result()`` gives an ``ImageConversionResult``."""
+
+    TASK_TYPE: ClassVar[str] = "image_conversion"
 
     def convert(
         self,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from pydantic import JsonValue
 
@@ -58,6 +59,8 @@ SPEC: PluginSpec[ThumbnailResult] = PluginSpec(
 
 class MediaThumbnailClient(PluginClient[OutT_co]):
     """``client.media_thumbnail``: thumbnails; ``result()`` gives a ``ThumbnailResult``."""
+
+    TASK_TYPE: ClassVar[str] = "media_thumbnail"
 
     def generate(
         self,

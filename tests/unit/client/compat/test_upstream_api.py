@@ -300,3 +300,49 @@ def test_our_sync_client_accepts_upstream_keywords(http_only_server: ScriptedSer
         final = client.wait_for_job(job.job_id, poll_interval=0.5, timeout=30)
         assert final.status == "failed"
         assert client.wait_for_workers(required_capabilities=["hash"], timeout=10)
+
+
+# -- row: plugin clients built on a client, as upstream's compute client builds them ------------------------------
+PLUGIN_CLASSES = {
+    "clip_embedding": "cl_client.plugins.clip_embedding:ClipEmbeddingClient",
+    "dino_embedding": "cl_client.plugins.dino_embedding:DinoEmbeddingClient",
+    "exif": "cl_client.plugins.exif:ExifClient",
+    "face_detection": "cl_client.plugins.face_detection:FaceDetectionClient",
+    "face_embedding": "cl_client.plugins.face_embedding:FaceEmbeddingClient",
+    "hash": "cl_client.plugins.hash:HashClient",
+    "hls_streaming": "cl_client.plugins.hls_streaming:HlsStreamingClient",
+    "image_conversion": "cl_client.plugins.image_conversion:ImageConversionClient",
+    "media_thumbnail": "cl_client.plugins.media_thumbnail:MediaThumbnailClient",
+}
+
+
+@pytest.mark.parametrize("task_type", sorted(PLUGIN_CLASSES))
+def test_plugin_client_on_a_client_names_its_task_type(http_only_server: ScriptedServer, task_type: str) -> None:
+    import importlib
+
+    module, name = PLUGIN_CLASSES[task_type].split(":")
+    cls = getattr(importlib.import_module(module), name)
+    with ComputeClient(http_only_server.url, mqtt_url="off") as client:
+        plugin = cls(client)  # upstream: ClipEmbeddingClient(self) in its compute client
+        assert plugin.task_type == task_type
+        assert plugin.client is client
+
+
+async def test_plugin_client_on_a_client_submits(server: ScriptedServer, broker: Broker, photo: Path) -> None:
+    from cl_client.plugins.hash import HashClient
+
+    server.behaviour["hash"] = "complete_before_reply"
+    async with AsyncUpstreamClient(server.url, mqtt_url=broker.url) as client:
+        job = await HashClient(client).compute(image=photo, algorithm="md5", wait=True, timeout=30)
+        assert job.status == "completed"
+        assert job.params["algorithm"] == "md5"
+    with ComputeClient(server.url, mqtt_url=broker.url) as sync_client:
+        job = HashClient(sync_client).compute(image=photo, algorithm="md5", wait=True, timeout=30)
+        assert job.status == "completed"
+
+
+def test_the_base_plugin_class_names_no_plugin(http_only_server: ScriptedServer) -> None:
+    from cl_client.plugins import PluginClient
+
+    with ComputeClient(http_only_server.url, mqtt_url="off") as client, pytest.raises(cl_client.ConfigurationError):
+        PluginClient(client)
