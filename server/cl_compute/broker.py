@@ -25,7 +25,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import cast
+from typing import IO, cast
 
 from cl_compute.mqtt import MQTTConnectError, wait_for_broker
 
@@ -142,12 +142,19 @@ class Broker:
             shutil.rmtree(self._workdir, ignore_errors=True)
 
 
-def _read_stderr(proc: subprocess.Popen[bytes]) -> str:
-    if proc.stderr is None:
-        return ""
-    with contextlib.suppress(Exception):
-        data = cast(bytes, proc.stderr.read())  # typeshed types Popen's pipes as IO[Any]
-        return data.decode(errors="replace")[-2000:]
+#: The broker's stderr goes to this file in its working folder, never to a pipe: nobody reads a pipe once the broker
+#: runs, and mosquitto logs every connection, so a pipe filled after ~240 connections and the broker stopped
+#: accepting any (blocked on the write).
+BROKER_LOG = "broker.log"
+
+
+def _open_log(workdir: Path) -> IO[bytes]:
+    return (workdir / BROKER_LOG).open("wb")
+
+
+def _read_log(workdir: Path) -> str:
+    with contextlib.suppress(OSError):
+        return (workdir / BROKER_LOG).read_bytes().decode(errors="replace")[-2000:]
     return ""
 
 
@@ -182,14 +189,15 @@ def start_mosquitto(
         cmd = [binary, "-c", str(conf)]
         if preexec_fn is not None:
             cmd = [sys.executable, "-m", "cl_compute._watchdog", *cmd]
-        proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-            preexec_fn=preexec_fn,
-        )
+        with _open_log(workdir) as log:
+            proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+                start_new_session=True,
+                preexec_fn=preexec_fn,
+            )
         url = f"mqtt://{url_host(host)}:{chosen}"
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -203,9 +211,7 @@ def start_mosquitto(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        last_error = _read_stderr(proc)
-        if proc.stderr is not None:
-            proc.stderr.close()
+        last_error = _read_log(workdir)
         shutil.rmtree(workdir, ignore_errors=True)
     raise BrokerError(f"mosquitto ({binary}) failed to start: {last_error.strip() or 'no output'}")
 
@@ -223,28 +229,34 @@ def start_amqtt(
             'mosquitto is not installed and neither is amqtt (pip install "cl-client[server]", '
             "or apt-get install mosquitto)"
         )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cl_compute._amqtt_broker", "--host", host, "--port", str(port or 0)],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-        preexec_fn=preexec_fn,
-    )
+    workdir = Path(tempfile.mkdtemp(prefix="cl-compute-amqtt-"))
+    with _open_log(workdir) as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cl_compute._amqtt_broker", "--host", host, "--port", str(port or 0)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,  # one line, "PORT n"; closed right after
+            stderr=log,
+            start_new_session=True,
+            preexec_fn=preexec_fn,
+        )
     assert proc.stdout is not None
     line = cast(bytes, proc.stdout.readline()).decode().strip()  # typeshed types Popen's pipes as IO[Any]
+    proc.stdout.close()
     if not line.startswith("PORT "):
         proc.kill()
         proc.wait()
-        raise BrokerError(f"amqtt broker failed to start: {line} {_read_stderr(proc)}".strip())
+        error = _read_log(workdir)
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise BrokerError(f"amqtt broker failed to start: {line} {error}".strip())
     url = f"mqtt://{url_host(host)}:{int(line.split()[1])}"
     try:
         wait_for_broker(url, timeout=10)
     except MQTTConnectError as exc:
         proc.kill()
         proc.wait()
+        shutil.rmtree(workdir, ignore_errors=True)
         raise BrokerError(f"amqtt broker did not accept connections: {exc}") from exc
-    return Broker(url, "amqtt", proc, None)
+    return Broker(url, "amqtt", proc, workdir)
 
 
 def start_broker(

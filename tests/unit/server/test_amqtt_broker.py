@@ -125,3 +125,21 @@ def test_an_amqtt_deployment_sends_an_events_subscriber_only_events() -> None:
             assert foreign == [], f"an inference/events subscriber received {foreign}"
         finally:
             client.close()
+
+
+def test_the_broker_keeps_accepting_connections_after_many(broker: Broker) -> None:
+    """Both brokers log every connection. Their log went to a pipe that nobody read once the broker ran, so after
+    about 240 connections mosquitto blocked on the full pipe and accepted no further connection (a long-lived
+    ``cl-compute up`` and the test suites' session deployments stopped answering). 600 connect/disconnect
+    rounds, each of which must be accepted."""
+    for i in range(600):
+        client = _Client(broker.url, [])
+        connected = client.client.is_connected()
+        for _ in range(1000):  # CONNACK within 10 s
+            if connected:
+                break
+            threading.Event().wait(0.01)
+            connected = client.client.is_connected()
+        client.close()
+        assert connected, f"{broker.kind} accepted no connection after {i} connect/disconnect rounds"
+    assert broker.process.poll() is None, f"{broker.kind} exited"
