@@ -103,7 +103,10 @@ class PhaseRun:
         pytester.makepyfile(**{plugin: PHASE_PLUGIN.format(markers=str(self.markers), phase=phase, xdist=bool(mode))})
         pytester.makepyfile(test_phase=PHASE_TESTS)
         self.log = pytester.path / "run.log"
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(pytester.path), os.environ.get("PYTHONPATH", "")])}
+        # not this test's own xdist variables: a controller that inherits PYTEST_XDIST_WORKER takes itself for a
+        # worker (the phase plugin then held it at start-up, and no worker was ever started)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_XDIST_", "PYTEST_CURRENT_TEST"))}
+        env["PYTHONPATH"] = os.pathsep.join([str(pytester.path), os.environ.get("PYTHONPATH", "")])
         if certify:  # the packaged conformance suite, with the plugin that holds its processes
             argv = [sys.executable, "-m", "cl_client", "certify", cl_target_url(target), "--mqtt", target.mqtt_url]
             argv += [*mode, "--", "-p", plugin]
