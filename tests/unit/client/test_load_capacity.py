@@ -247,23 +247,24 @@ def test_capacity_usage_errors_exit_2(tmp_path: Path) -> None:
 # -- one short search for real ---------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def deployment() -> Iterator[Deployment]:
-    with Deployment(workers=1, tasks=["exif"]) as dep:
+    with Deployment(workers=1, tasks=["face_detection"]) as dep:
         yield dep
 
 
 def test_find_capacity_finds_the_knee_and_loses_no_job(deployment: Deployment, tmp_path: Path) -> None:
-    """Five steps at most (2, 4, 8, 16, 32 jobs/s of exif on ONE deployment worker): one of them cannot be
-    sustained on any machine, so the search must stop at a broken step; every job is counted once."""
+    """Five steps at most (2, 4, 8, 16, 32 jobs/s of face_detection on ONE deployment worker): one of them cannot
+    be sustained on any machine, so the search must stop at a broken step; every job is counted once. (Not exif:
+    without ExifTool, on the pip-only path, the pure-Python reader sustained all five steps.)"""
     witness = Witness(deployment.mqtt_url)
     summary_path = tmp_path / "summary.json"
     out = tmp_path / "cap"
     try:
         argv = [
             sys.executable, "-m", "cl_client", "load", deployment.server_url, "--mqtt", deployment.mqtt_url,
-            "--mix", "exif=1", "--workers", "2", "--find-capacity", "--slo", "p95=1s,errors=0",
+            "--mix", "face_detection=1", "--workers", "2", "--find-capacity", "--slo", "p95=1s,errors=0",
             "--capacity-start", "2", "--capacity-factor", "2", "--step-time", "8s", "--settle", "4s",
             "--max-steps", "5", "--capacity-out", str(out), "--summary", str(summary_path),
-            "--note", "test run", "--ceiling", "exif=9",
+            "--note", "test run", "--ceiling", "face_detection=5",
         ]  # fmt: skip
         done = subprocess.run(argv, capture_output=True, text=True, timeout=600)
     finally:
@@ -280,7 +281,7 @@ def test_find_capacity_finds_the_knee_and_loses_no_job(deployment: Deployment, t
     assert (tmp_path / "cap.csv").read_text().startswith("step,")
     summary = Summary.from_json(summary_path.read_text())
     completed = witness.jobs("completed")
-    job, submit, delete = (summary.row(kind, "exif") for kind in (JOB, SUBMIT, DELETE))
+    job, submit, delete = (summary.row(kind, "face_detection") for kind in (JOB, SUBMIT, DELETE))
     assert job is not None and submit is not None and delete is not None
     assert summary.jobs.requests == job.requests == submit.requests == delete.requests == len(completed) > 0
     assert witness.jobs("queued") == completed  # no job submitted and lost
