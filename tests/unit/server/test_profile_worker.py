@@ -94,7 +94,10 @@ def _deployment(profile: str, **kw: Any) -> Deployment:
 def setup(request: pytest.FixtureRequest) -> Iterator[Setup]:
     """One deployment per profile for the whole module (parametrized: January, February, fixed)."""
     profile = str(request.param)
-    with _deployment(profile) as dep, httpx.Client(base_url=dep.server_url, timeout=10) as http:
+    # no keep-alive: upstream's 5 s poll outlasts uvicorn's 5 s keep-alive, and a request sent on a connection the
+    # server is just closing fails 'Server disconnected without sending a response'
+    no_keepalive = httpx.Limits(max_keepalive_connections=0)
+    with _deployment(profile) as dep, httpx.Client(base_url=dep.server_url, timeout=10, limits=no_keepalive) as http:
         rec = Recorder(dep.mqtt_url)
         try:
             setup = Setup(dep, rec, http)
