@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import cast
 from urllib.parse import urlsplit
 
 import httpcore
@@ -265,17 +266,7 @@ class MqttTap:
 
     def job_events(self, job_id: str) -> list[dict[str, object]]:
         """The decoded ``inference/events`` payloads of one job, in arrival order."""
-        out: list[dict[str, object]] = []
-        for m in self.snapshot():
-            if m.topic != EVENTS_TOPIC:
-                continue
-            try:
-                data = m.json()
-            except ValueError:
-                continue
-            if isinstance(data, dict) and data.get("job_id") == job_id:
-                out.append(data)
-        return out
+        return [cast(dict[str, object], m.json()) for m in job_event_messages(self.snapshot(), job_id)]
 
     def has_terminal(self, job_id: str) -> Callable[[list[Message]], bool]:
         """A predicate for ``wait_until``: a terminal event of ``job_id`` arrived."""
@@ -285,3 +276,18 @@ class MqttTap:
             return any(e.get("event_type") in TERMINAL for e in self.job_events(job_id))
 
         return check
+
+
+def job_event_messages(messages: list[Message], job_id: str) -> list[Message]:
+    """The ``inference/events`` messages of one job among ``messages`` (undecodable payloads left out), in order."""
+    out: list[Message] = []
+    for m in messages:
+        if m.topic != EVENTS_TOPIC:
+            continue
+        try:
+            data = m.json()
+        except ValueError:
+            continue
+        if isinstance(data, dict) and data.get("job_id") == job_id:
+            out.append(m)
+    return out

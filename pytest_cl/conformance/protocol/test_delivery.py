@@ -36,6 +36,7 @@ from pytest_cl.conformance.protocol._helpers import (
     Message,
     MqttTap,
     bearer_headers,
+    job_event_messages,
 )
 from pytest_cl.conformance.protocol._private import private_deployment
 from pytest_cl.deployment import DeploymentInfo
@@ -65,20 +66,6 @@ def _flush(tap: MqttTap, marker: str) -> None:
     tap.publish(marker, b"1")
     if not tap.wait_until(lambda ms: any(m.topic == marker for m in ms), 10.0):
         time.sleep(3.0)  # the broker refused our marker: give retained messages a generous margin instead
-
-
-def _events_of(messages: list[Message], job_id: str) -> list[Message]:
-    out: list[Message] = []
-    for m in messages:
-        if m.topic != EVENTS_TOPIC:
-            continue
-        try:
-            data = m.json()
-        except ValueError:
-            continue
-        if isinstance(data, dict) and data.get("job_id") == job_id:
-            out.append(m)
-    return out
 
 
 def _retained_events(messages: list[Message]) -> list[Message]:
@@ -127,7 +114,7 @@ def test_a_late_subscriber_receives_no_event_of_an_ended_job(
         first = _ended_hash_job(compute_client, live, cl_media)
     with MqttTap(mqtt_url, (EVENTS_TOPIC,)) as late:
         second = _ended_hash_job(compute_client, late, cl_media)
-        replayed = _events_of(late.snapshot(), first.job_id)
+        replayed = job_event_messages(late.snapshot(), first.job_id)
     assert not replayed, (
         f"old events reach new subscribers: hash job {first.job_id} ended ({first.status}) before a subscriber"
         f" connected, which then received {len(replayed)} event(s) of it while job {second.job_id} ran:"
