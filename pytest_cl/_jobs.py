@@ -24,6 +24,7 @@ import httpx
 from cl_client import (
     AsyncComputeClient,
     ComputeClient,
+    ComputeClientConfig,
     ComputeClientError,
     JobNotFoundError,
     JobResponse,
@@ -351,9 +352,21 @@ class TrackedComputeClient(ComputeClient):
 
     Job waits (``Job.wait``/``result``, ``wait_for_job``) never last longer than the test's deadline, which is
     shorter than its pytest-timeout, so clean-up still runs when a job hangs.
+
+    Args:
+        ledger: where the client's jobs are recorded.
+        options: how to connect.
+        max_wait: longest job wait in seconds (the test's deadline still applies).
+        config: client settings such as the polling interval (the defaults when omitted).
     """
 
-    def __init__(self, ledger: Ledger, options: ClientOptions, max_wait: float | None = None) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        options: ClientOptions,
+        max_wait: float | None = None,
+        config: ComputeClientConfig | None = None,
+    ) -> None:
         kw = options.kwargs()
         super().__init__(
             options.server_url,
@@ -362,6 +375,7 @@ class TrackedComputeClient(ComputeClient):
             auth_url=kw["auth_url"],
             username=kw["username"],
             password=kw["password"],
+            config=config,
             transport=RecordingTransport(ledger),
         )
         self.cl_ledger = ledger

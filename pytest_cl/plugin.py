@@ -99,9 +99,12 @@ MARKERS = (
 NOT_CHECKED_MQTT = f"{NOT_CHECKED}needs the deployment's MQTT broker, and this run has none (--cl-mqtt off)"
 #: Node id of the collect report that carries an unknown-row error from an xdist worker to the controller.
 ROWS_ERROR_NODEID = "cl: --cl-rows"
+# A test that uses one of these (directly or through another fixture, such as a factory's client, which uses
+# ``_cl_test``) is one of ours: it gets a row, job records and a time line in the report.
 CL_FIXTURES = frozenset(
-    {"cl_deployment", "compute_client", "async_compute_client", "cl_session_client", "require_worker", "cl_jobs"}
-)
+    {"cl_deployment", "compute_client", "async_compute_client", "cl_session_client", "require_worker", "cl_jobs",
+     "_cl_test"}
+)  # fmt: skip
 ASYNC_HINT = (
     'async_compute_client needs pytest-asyncio, which the pytest extra installs: pip install "cl-client[pytest]" '
     "(or use compute_client)"

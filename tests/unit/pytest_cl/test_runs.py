@@ -598,6 +598,8 @@ def test_fixture_factory_and_cleanup_problems(pytester: pytest.Pytester, cl_targ
             f = tmp_path / "p.txt"
             f.write_text("p")
             assert polling_client.monitor is None
+            default = polling_client.__class__.__mro__[1]("http://x").config.poll_interval  # the library's
+            assert polling_client.config.poll_interval < default, (polling_client.config.poll_interval, default)
             assert polling_client.submit("hash", f).result().status == "completed"
 
         def test_undeletable(undeletable, compute_client, tmp_path):

@@ -94,6 +94,48 @@ def test_report_terminal_and_html_state_the_certification_time(pytester: pytest.
     assert 'id="certification-time"' in page and "idle with jobs queued" in page
 
 
+LATE_LOOK = """
+import json
+import time
+from pathlib import Path
+
+from cl_client import ComputeClient
+from pytest_cl import factories
+
+polling_client = factories.compute_client(polling_only=True)
+
+
+def test_late_look(polling_client, tmp_path):
+    f = tmp_path / "in.txt"
+    f.write_bytes(b"x")
+    job = polling_client.submit("sleep", f, {"seconds": 0.2})
+    with ComputeClient(polling_client.config.server_url, mqtt_url="off") as plain:  # untracked: not the fixture
+        deadline = time.monotonic() + 60
+        while plain.get_job(job.job_id).status != "completed":
+            assert time.monotonic() < deadline, "the sleep job did not complete"
+            time.sleep(0.05)
+    time.sleep(1.0)  # the witness has long seen the terminal event; the fixture client has not looked yet
+    looked = time.time()
+    assert job.result().status == "completed"
+    (Path(__file__).parents[2] / "looked.json").write_text(json.dumps(looked))
+"""
+
+
+def test_a_jobs_end_is_the_deployments_not_when_a_polling_client_looked(
+    pytester: pytest.Pytester, cl_target: Target
+) -> None:
+    """The time line's ``terminal`` is the witness's terminal event, so the busy time is not stretched by polls."""
+    pytester.makepyfile(**{"clsuite/__init__": "", "clsuite/plugins/__init__": "",
+                           "clsuite/plugins/test_late": textwrap.dedent(LATE_LOOK)})  # fmt: skip
+    result = run(pytester, *cl_target.args, "--cl-report", "out/cert.html")
+    result.assert_outcomes(passed=1)
+    looked = json.loads((pytester.path / "looked.json").read_text())
+    data = json.loads((pytester.path / "out/cert.json").read_text())
+    [job] = [j for test in data["tests"].values() for j in test["jobs"]]
+    assert job["terminal"] is not None and job["processing"] is not None
+    assert job["terminal"] < looked, f"terminal {job['terminal']} is when the fixture client looked ({looked})"
+
+
 def _collected_modules(order: str | None) -> list[str]:
     conformance = Path(pytest_cl.__file__).parent / "conformance"
     env = {k: v for k, v in os.environ.items() if k != "CL_CONFORMANCE_ORDER"}
