@@ -24,21 +24,28 @@ def any_client(request: pytest.FixtureRequest) -> ComputeClient:
     return client
 
 
-#: Modules whose jobs keep the deployment busiest, longest first (from a report's jobs: processing time per
-#: module). Under ``--dist loadscope`` xdist hands out modules in collection order, so these start first and the
-#: long jobs (HLS, the face models, WebP conversion) do not end the run alone on one worker; the rest keeps the
-#: order of collection. ``CL_CONFORMANCE_ORDER=collected`` keeps pytest's order (to measure the difference).
+#: The modules that take longest in one process (wall time per module in a ``-n 4`` run on the embedded
+#: deployment: the worker-death and cancellation checks wait on private deployments for a keep-alive or a slow
+#: job, HLS and WebP conversion are the longest jobs), longest first. ``cl-client certify`` runs ``--dist loadscope
+#: --no-loadscope-reorder``, so xdist hands the modules out in this order and no long module starts last and ends the
+#: run alone; the rest keeps the order of collection. ``CL_CONFORMANCE_ORDER=collected`` keeps pytest's order (to
+#: measure the difference).
 LONGEST_FIRST = (
+    "protocol/test_worker_freeze.py",
     "plugins/test_hls_streaming.py",
-    "workflows/test_video.py",
-    "plugins/test_face_detection.py",
-    "plugins/test_face_embedding.py",
     "plugins/test_image_conversion.py",
-    "workflows/test_fanout.py",
-    "workflows/test_image.py",
-    "protocol/test_jobs.py",
-    "plugins/test_exif.py",
+    "protocol/test_cancellation.py",
     "plugins/test_media_thumbnail.py",
+    "plugins/test_face_detection.py",
+    "plugins/test_hash.py",
+    "protocol/test_downloads.py",
+    "protocol/test_worker_death.py",
+    "plugins/test_face_embedding.py",
+    "workflows/test_image.py",
+    "protocol/test_delivery.py",
+    "workflows/test_fanout.py",
+    "protocol/test_auth.py",
+    "workflows/test_video.py",
 )
 
 

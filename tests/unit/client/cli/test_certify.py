@@ -97,10 +97,11 @@ def test_options_map_to_the_cl_plugins_options_and_extra_arguments_come_last(tmp
 def test_n_distributes_by_module_unless_the_pytest_arguments_choose() -> None:
     argv = list(build(CertifyRequest(url="https://host", workers="4")).argv)
     assert argv[argv.index("--dist") + 1] == "loadscope"  # a module fixture (a workflow) is set up once
+    assert argv[argv.index("--dist") + 2] == "--no-loadscope-reorder"  # xdist keeps the longest-first module order
     assert "--dist" not in build(CertifyRequest(url="https://host")).argv  # no xdist, no --dist
     for chosen in (("--dist", "load"), ("--dist=worksteal",), ("-d",)):
         argv = list(build(CertifyRequest(url="https://host", workers="4", pytest_args=chosen)).argv)
-        assert "loadscope" not in argv, chosen
+        assert "loadscope" not in argv and "--no-loadscope-reorder" not in argv, chosen
         assert argv[-len(chosen) :] == list(chosen)
 
 
