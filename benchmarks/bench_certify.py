@@ -1,14 +1,15 @@
 """Certification time against the deployment's own limit, before and after the longest-first order, in one run.
 
 For each profile (the embedded deployment ``fixed`` and ``upstream-2026-01``) ``cl-client certify -n N`` runs
-twice, alternately: with pytest's collection order (``CL_CONFORMANCE_ORDER=collected``, the "before") and with the
-longest jobs first (the default, the "after"). Each run's JSON report states where its wall time went
+twice, alternately: "before" as certify distributed until 2026-12-05 (xdist's own module order, the modules with
+the most checks first: ``CL_CONFORMANCE_ORDER=collected`` and ``--loadscope-reorder``) and "after" as it does now
+(the longest modules first, ``--no-loadscope-reorder``). Each run's JSON report states where its wall time went
 (``certification_time``: the deployment busy = processing time / workers, idle with jobs queued, the suites
 alone); the table prints them side by side with ``wall / busy``.
 
 Run: ``uv run python benchmarks/bench_certify.py [-n 4] [--profiles fixed,upstream-2026-01] [--repeat 1]``
-(about 2-4 minutes a certify run on a 2-core machine). Writes ``benchmarks/results/certify-time.md``
-(``--out``).
+(about 1 minute a certify run of the fixed profile on a 2-core machine, 3-4 minutes of the upstream one). Writes
+``benchmarks/results/certify-time.md`` (``--out``).
 """
 
 from __future__ import annotations
@@ -24,14 +25,22 @@ import tempfile
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
-ORDERS = (("collected", "before: collection order"), ("longest-first", "after: longest jobs first"))
+ORDERS = (
+    ("collected", "before: xdist's order (most checks first)"),
+    ("longest-first", "after: longest modules first"),
+)
 
 
-def certify(profile: str, order: str, workers: str, report: Path) -> dict[str, object]:
+def certify(profile: str, order: str, workers: str, report: Path, plugins: str | None = None) -> dict[str, object]:
     env = {**os.environ, "CL_CONFORMANCE_ORDER": order}
     argv = [sys.executable, "-m", "cl_client", "certify", "-n", workers, "--report", str(report)]
+    if plugins:
+        argv += ["--plugins", plugins]
     if profile != "fixed":
-        argv += ["--profile", profile, "--expect-lacks", profile, "--", "--cl-embedded-workers", "4"]  # as in CI
+        argv += ["--profile", profile, "--expect-lacks", profile]
+    argv += ["--", *(["--loadscope-reorder"] if order == "collected" else [])]
+    if profile != "fixed":
+        argv += ["--cl-embedded-workers", "4"]  # as in CI
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=1800)
     if not report.is_file():
         raise SystemExit(f"certify wrote no report ({profile}, {order}): {done.stdout[-3000:]}{done.stderr[-2000:]}")
@@ -48,7 +57,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="runs of each (profile, order), interleaved")
     parser.add_argument("--note", default="", help='e.g. "loaded machine"')
     parser.add_argument("--out", default=str(RESULTS / "certify-time.md"))
+    parser.add_argument("--short", action="store_true", help="CI's check that it runs: the hash row, fixed profile")
     args = parser.parse_args()
+    plugins = "hash" if args.short else None
+    if args.short:
+        args.profiles, args.repeat = "fixed", 1
     when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     where = f"{os.cpu_count()} cores {platform.machine()}, Python {platform.python_version()}"
     lines = [
@@ -62,7 +75,9 @@ def main() -> None:
         for profile in args.profiles.split(","):
             for i in range(args.repeat):
                 for order, label in ORDERS:
-                    t = certify(profile, order, args.workers, Path(tmp) / f"{profile}-{order}-{i}.json")
+                    t = certify(profile, order, args.workers, Path(tmp) / f"{profile}-{order}-{i}.json", plugins)
+                    if args.short and (t["exit"] != 0 or not t["jobs"]):
+                        raise SystemExit(f"certify ({order}) exited {t['exit']} with {t['jobs']} jobs timed")
                     row = (
                         f"| {profile} | {label} | {t['wall_s']} | {t['busy_s']} | {t['idle_with_jobs_queued_s']} | "
                         f"{t['suites_alone_s']} | {t['wall_over_busy']} | {t['exit']} |"

@@ -20,4 +20,6 @@ for broker in "${brokers[@]}"; do
     --locust-workers "$locust_workers" \
     --out "$out/capacity-$broker"
 done
+echo "== bench_certify, short mode (the hash row, both orders)"
+uv run python benchmarks/bench_certify.py --short -n 2 --out "$out/certify.md"
 echo "run_short: every benchmark ran with ${brokers[*]}"
