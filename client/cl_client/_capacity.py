@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import math
 import re
@@ -531,14 +532,22 @@ def chart(
     offered = [s.offered for s in steps] + ([s.offered for s in old.steps] if old else [])
     x_top = _nice(max(offered, default=1.0) * 1.05)
     mix_ceiling = _mix_ceiling(report.mix, ceiling) if ceiling else None
-    rates = [s.total.rate for s in steps] + [x_top] + ([mix_ceiling] if mix_ceiling else [])
+    announced = meta.get("deployment_workers")
+    n_workers = announced if isinstance(announced, int) and not isinstance(announced, bool) and announced > 1 else 0
+    all_ceiling = mix_ceiling * n_workers if mix_ceiling and n_workers else None
+    rates = [s.total.rate for s in steps] + [x_top] + [c for c in (mix_ceiling, all_ceiling) if c]
     y1_top = _nice(max(rates) * 1.05)
     latency_limit = _limit_ms(report.objective)
     p95s = [s.total.p95 for s in steps] + ([latency_limit] if latency_limit else [])
     y2_top = _nice(max(p95s, default=1.0) * 1.1)
 
+    # offered load on a log scale: the finder's steps grow geometrically, so they come out evenly spaced
+    positive = [v for v in offered if v > 0]
+    x_lo = _nice_below(min(positive, default=x_top / 10) / 1.15)
+    x_span = math.log(x_top / x_lo) if x_top > x_lo else 1.0
+
     def x(v: float) -> float:
-        return left + plot_w * v / x_top
+        return left + plot_w * math.log(max(v, x_lo) / x_lo) / x_span
 
     def y1(v: float) -> float:
         return head + panel * (1 - v / y1_top)
@@ -559,8 +568,10 @@ def chart(
         f'<text x="{left}" y="18" {_FONT} font-size="13" font-weight="bold">{escape(title)}</text>',
         f'<text x="{left}" y="36" {_FONT}>{escape(sub)}</text>',
     ]
-    if note:
-        p.append(f'<text x="{left}" y="54" {_FONT} fill="#c62828" font-weight="bold">{escape(note)}</text>')
+    if note:  # red when it warns that the machine was shared
+        warn = any(word in note.lower() for word in ("loaded", "shared", "busy"))
+        p.append(f'<text x="{left}" y="54" {_FONT} fill="{"#c62828" if warn else "#333"}" font-weight="bold">'
+                 f"{escape(note)}</text>")  # fmt: skip
     knee, broke = report.knee, report.broke
     summary = f"capacity {report.capacity:.2f} jobs/s (step {knee.index})" if knee else "no step met the objective"
     if broke is not None:
@@ -575,34 +586,41 @@ def chart(
             p.append(f'<text x="{left - 4}" y="{_n(yy + 4)}" text-anchor="end" {_FONT}>{fmt.format(value)}</text>')
         p.append(f'<text x="14" y="{top + panel / 2:.0f}" {_FONT} transform="rotate(-90 14 {top + panel / 2:.0f})" '
                  f'text-anchor="middle">{label}</text>')  # fmt: skip
-        for i in range(5):
-            value = x_top * i / 4
+        for value in _log_ticks(x_lo, x_top):
+            p.append(f'<line x1="{_n(x(value))}" y1="{top}" x2="{_n(x(value))}" y2="{top + panel}" stroke="#eee"/>')
             p.append(f'<text x="{_n(x(value))}" y="{top + panel + 14}" text-anchor="middle" {_FONT}>{value:g}</text>')
     p.append(f'<text x="{left + plot_w / 2:.0f}" y="{top2 + panel + 30}" text-anchor="middle" {_FONT}>'
-             f"offered jobs/s</text>")  # fmt: skip
+             f"offered jobs/s (log scale)</text>")  # fmt: skip
     # panel 1: offered = achieved diagonal, achieved per step, ceiling
-    p.append(f'<line x1="{_n(x(0))}" y1="{_n(y1(0))}" x2="{_n(x(x_top))}" y2="{_n(y1(min(x_top, y1_top)))}" '
-             f'stroke="#bbb" stroke-dasharray="4,3"><title>achieved = offered</title></line>')  # fmt: skip
+    diagonal = [(x(v), y1(min(v, y1_top))) for v in _log_points(x_lo, x_top)]
+    p.append(_polyline(diagonal, "#bbb", "4,3").replace("/>", "><title>achieved = offered</title></polyline>"))
     legend: list[tuple[str, str, str]] = [("#bbb", "4,3", "achieved = offered"), ("#1f5fa8", "", "achieved (mix)")]
     if mix_ceiling:
         p.append(f'<line x1="{left}" y1="{_n(y1(mix_ceiling))}" x2="{left + plot_w}" y2="{_n(y1(mix_ceiling))}" '
                  f'stroke="#555" stroke-dasharray="8,3"/>')  # fmt: skip
-        p.append(f'<text x="{left + plot_w - 4}" y="{_n(y1(mix_ceiling) - 4)}" text-anchor="end" {_FONT}>'
+        p.append(f'<text x="{left + 4}" y="{_n(y1(mix_ceiling) - 4)}" {_FONT}>'
                  f"ceiling {mix_ceiling:.1f} jobs/s (one worker per plugin, bench_server.py)</text>")  # fmt: skip
         legend.append(("#555", "8,3", "one-worker ceiling"))
+    if all_ceiling:
+        p.append(f'<line x1="{left}" y1="{_n(y1(all_ceiling))}" x2="{left + plot_w}" y2="{_n(y1(all_ceiling))}" '
+                 f'stroke="#555" stroke-dasharray="2,3"/>')  # fmt: skip
+        p.append(f'<text x="{left + 4}" y="{_n(y1(all_ceiling) - 4)}" {_FONT}>ceiling {all_ceiling:.1f} jobs/s '
+                 f"({n_workers} workers x one-worker rate)</text>")  # fmt: skip
+        legend.append(("#555", "2,3", f"{n_workers}-worker ceiling"))
     if old is not None:
         p.append(_polyline([(x(s.offered), y1(s.total.rate)) for s in old.steps], "#1f5fa8", "5,4"))
         p.append(_polyline([(x(s.offered), y2(s.total.p95)) for s in old.steps], "#c62828", "5,4"))
         legend.append(("#777", "5,4", "previous run"))
     p.append(_polyline([(x(s.offered), y1(s.total.rate)) for s in steps], "#1f5fa8", ""))
+    xs = [x(s.offered) for s in steps]
+    tilted = any(b - a < 34 for a, b in itertools.pairwise(xs))  # close points: slanted labels stay apart
     for s in steps:
         cx, cy = x(s.offered), y1(s.total.rate)
         fill = "#1f5fa8" if s.met else "#fff"
         p.append(f'<circle cx="{_n(cx)}" cy="{_n(cy)}" r="4" fill="{fill}" stroke="#1f5fa8">'
                  f"<title>step {s.index}: offered {s.offered:.2f}, achieved {s.total.rate:.2f} jobs/s</title>"
                  f"</circle>")  # fmt: skip
-        p.append(f'<text x="{_n(cx)}" y="{_n(cy - 8)}" text-anchor="middle" {_FONT} font-size="10">'
-                 f"{s.total.rate:.1f}</text>")  # fmt: skip
+        p.append(_point_label(cx, cy, f"{s.total.rate:.1f}", tilted))
     # panel 2: p95 per step (and per plugin), the objective
     if latency_limit:
         p.append(f'<line x1="{left}" y1="{_n(y2(latency_limit))}" x2="{left + plot_w}" y2="{_n(y2(latency_limit))}" '
@@ -625,14 +643,16 @@ def chart(
                  f'fill="{"#333" if s.met else "#fff"}" stroke="#333"><title>step {s.index}: p95 {s.total.p95:.0f} ms'
                  f"</title></rect>")  # fmt: skip
         label = f"{s.total.p95 / 1000:.2f} s" if s.total.p95 >= 1000 else f"{s.total.p95:.0f} ms"
-        p.append(f'<text x="{_n(cx)}" y="{_n(cy - 8)}" text-anchor="middle" {_FONT} font-size="10">{label}</text>')
+        p.append(_point_label(cx, cy, label, tilted))
     # the knee across both panels
     if knee is not None:
         kx = x(knee.offered)
         p.append(f'<line x1="{_n(kx)}" y1="{head}" x2="{_n(kx)}" y2="{top2 + panel}" stroke="#2e7d32" '
                  f'stroke-width="1.5" stroke-dasharray="6,3"/>')  # fmt: skip
-        p.append(f'<text x="{_n(kx + 4)}" y="{head + 12}" {_FONT} fill="#2e7d32">knee: {report.capacity:.2f} jobs/s'
-                 f"</text>")  # fmt: skip
+        right_side = kx > left + plot_w * 0.7  # near the right edge: the label goes left of the line
+        p.append(f'<text x="{_n(kx - 4 if right_side else kx + 4)}" y="{head + 12}" '
+                 f'text-anchor="{"end" if right_side else "start"}" {_FONT} fill="#2e7d32">'
+                 f"knee: {report.capacity:.2f} jobs/s</text>")  # fmt: skip
     if broke is not None:
         bx = x(broke.offered)
         anchor = "end" if bx > left + plot_w * 0.7 else "start"
@@ -660,6 +680,37 @@ def chart(
                      f'font-family="monospace">{escape(change.text())}</text>')  # fmt: skip
     p.append("</g></svg>")
     return "\n".join(p) + "\n"
+
+
+def _nice_below(value: float) -> float:
+    """The largest 1-2-5 number at or below ``value`` (the log axis's lower end)."""
+    if value <= 0:
+        return 0.1
+    magnitude = float(10.0 ** math.floor(math.log10(value)))
+    return max(m * magnitude for m in (1, 2, 5) if m * magnitude <= value * (1 + 1e-9))
+
+
+def _log_ticks(low: float, high: float) -> list[float]:
+    """The 1-2-5 numbers from ``low`` to ``high`` (tick marks of the log axis)."""
+    ticks: list[float] = []
+    magnitude = float(10.0 ** math.floor(math.log10(low)))
+    while magnitude <= high:
+        ticks += [v for m in (1, 2, 5) if low * (1 - 1e-9) <= (v := round(m * magnitude, 10)) <= high * (1 + 1e-9)]
+        magnitude *= 10
+    return ticks
+
+
+def _log_points(low: float, high: float, n: int = 40) -> list[float]:
+    """``n`` points evenly spaced on a log scale from ``low`` to ``high``."""
+    return [low * (high / low) ** (i / (n - 1)) for i in range(n)]
+
+
+def _point_label(cx: float, cy: float, text: str, tilted: bool) -> str:
+    """A point's value above it; slanted up to the right when points lie close together, so labels do not overlap."""
+    if tilted:
+        return (f'<text x="{_n(cx + 3)}" y="{_n(cy - 6)}" transform="rotate(-50 {_n(cx + 3)} {_n(cy - 6)})" '
+                f'{_FONT} font-size="10">{escape(text)}</text>')  # fmt: skip
+    return f'<text x="{_n(cx)}" y="{_n(cy - 8)}" text-anchor="middle" {_FONT} font-size="10">{escape(text)}</text>'
 
 
 def _polyline(points: Sequence[tuple[float, float]], colour: str, dash: str) -> str:

@@ -30,6 +30,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+from typing import cast
 
 import click
 
@@ -305,6 +306,23 @@ def verdict(plan: LoadPlan, code: int) -> tuple[int, str]:
     return EXIT_OK, f"{text}\npassed: {', '.join(f'{t.metric}' for t in plan.thresholds)} within limits"
 
 
+def deployment_workers(url: str) -> int | None:
+    """The workers a deployment announces (``GET /capabilities``: ``num_workers``), or None when it does not say.
+
+    Args:
+        url: the compute API.
+    """
+    import httpx
+
+    try:
+        response = httpx.get(f"{url.rstrip('/')}/capabilities", timeout=10)
+        body = cast(object, response.json()) if response.status_code == 200 else None
+        value = cast("dict[str, object]", body).get("num_workers") if isinstance(body, dict) else None
+    except (httpx.HTTPError, ValueError):
+        return None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
 def parse_ceiling(text: str | None) -> dict[str, float]:
     """Parse ``--ceiling hash=35.6,exif=9`` (one deployment worker's jobs/s per plugin).
 
@@ -486,11 +504,13 @@ def load(
             started = time.monotonic()
             code = run_plan(plan)
             if find_capacity:
-                meta = {
+                meta: dict[str, object] = {
                     "url": url, "machine": machine(), "note": note or "",
                     "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
                     "workers_text": f"{workers} Locust worker process(es)" if workers else "one Locust process",
                 }  # fmt: skip
+                if (announced := deployment_workers(request.url)) is not None:
+                    meta["deployment_workers"] = announced
                 exit_code, text = capacity_verdict(plan, Path(capacity_out), meta=meta, old=old, ceiling=rates)
             else:
                 exit_code, text = verdict(plan, code)

@@ -9,6 +9,7 @@ job was counted once and none was lost.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import subprocess
@@ -152,6 +153,27 @@ def test_chart_is_valid_svg_with_every_point_labelled_the_objective_knee_ceiling
     assert len(root.findall(".//{http://www.w3.org/2000/svg}circle")) == 3
 
 
+def test_chart_spaces_geometric_steps_evenly_keeps_labels_apart_and_draws_the_deployments_ceiling() -> None:
+    """The finder's offered load grows by a factor per step: on a linear axis its first steps crowded into a few
+    pixels with their labels written over each other (the idle-machine chart); the offered axis is logarithmic."""
+    offered = [2.0 * 1.4**i for i in range(11)]
+    built = tuple(measure(i, i * 4, rate, jobs(rate, 0, 10, "hash", 100), 0, 10, P95_2S)
+                  for i, rate in enumerate(offered, 1))  # fmt: skip
+    report = CapacityReport(built, "p95=2s,errors=0", "hash=1", {"deployment_workers": 2, "note": "idle machine"})
+    svg = chart(report, ceiling={"hash": 30.0})
+    root = ET.fromstring(svg)
+    ns = "{http://www.w3.org/2000/svg}"
+    xs = [float(c.get("cx", "0")) for c in root.iter(f"{ns}circle")]
+    gaps = [b - a for a, b in itertools.pairwise(xs)]
+    assert len(xs) == 11 and min(gaps) > 30 and max(gaps) - min(gaps) < 1, gaps  # evenly spaced, room for a label
+    labels = {"".join(t.itertext()) for t in root.iter(f"{ns}text")}
+    assert {f"{rate:.1f}" for rate in offered} <= labels  # every point labelled
+    assert "ceiling 60.0 jobs/s (2 workers x one-worker rate)" in labels and "ceiling 30.0 jobs/s" in "".join(labels)
+    assert "offered jobs/s (log scale)" in labels
+    note = next(t for t in root.iter(f"{ns}text") if "".join(t.itertext()) == "idle machine")
+    assert note.get("fill") != "#c62828"  # red is for a loaded machine's warning
+
+
 def test_compare_uses_both_runs_spread_and_charts_the_change() -> None:
     old = CapacityReport(steps()[:3], "p95=2s,errors=0", "hash=3,exif=1", {"date": "before"})
     same = compare(old, old)
@@ -277,6 +299,8 @@ def test_find_capacity_finds_the_knee_and_loses_no_job(deployment: Deployment, t
     assert report.broke is not None, report.lines()  # the knee was found: the search stopped past it
     assert report.steps[-1] is report.broke or report.steps[-1] == report.broke
     assert report.meta["note"] == "test run" and report.meta["url"] == deployment.server_url
+    announced = httpx.get(f"{deployment.server_url}/capabilities", timeout=10).json()["num_workers"]
+    assert report.meta["deployment_workers"] == announced  # the chart's all-workers ceiling
     ET.fromstring((tmp_path / "cap.svg").read_text())
     assert (tmp_path / "cap.csv").read_text().startswith("step,")
     summary = Summary.from_json(summary_path.read_text())
