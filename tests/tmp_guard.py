@@ -18,8 +18,6 @@ from pathlib import Path
 
 #: the names the project's code gives its temporary files and folders
 PREFIX = "cl-"
-#: broker folders (``cl_compute.broker``): left by a SIGKILLed deployment and not swept yet (a known gap)
-KNOWN_UNSWEPT = ("cl-compute-mosquitto-", "cl-compute-amqtt-")
 _OWNER = re.compile(r"-(?P<pid>\d+)\.(?P<start>\d+)-")
 
 
@@ -87,9 +85,7 @@ def leftovers(before: set[str], root: Path | None = None, wait: float = 10.0) ->
     base = root if root is not None else Path(tempfile.gettempdir())
     deadline = time.monotonic() + wait
     while True:
-        # known gap, not counted: a broker's folder whose deployment was SIGKILLed (test_left_behind,
-        # test_signal_phases) stays, since its name carries no owner for the next start() to sweep
-        new = sorted(n for n in snapshot(base) - before if not n.startswith(KNOWN_UNSWEPT))
+        new = sorted(snapshot(base) - before)
         if new:
             opened, texts = _live_references()
             new = [name for name in new if not in_use(base / name, opened, texts)]

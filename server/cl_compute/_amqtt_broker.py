@@ -14,6 +14,12 @@ the retain flag (MQTT 3.1.1 §3.3.1.3: retained messages go only to a *new subsc
 :class:`_SubscribedOnlyBroker` sends retained messages for a topic filter only to a session that holds that
 subscription, which is what a new subscription (SUBSCRIBE, where amqtt records the subscription before it
 publishes the retained messages) always does. ``tests/unit/server/test_amqtt_broker.py`` reproduces the defect.
+
+amqtt 0.12 also never expires a silent client: its reader waits one keep-alive for a packet, and on the time-out
+the broker's handler does nothing and waits again. A frozen client (SIGSTOP, a pulled cable) so kept its session
+for ever and its will was never sent, so a frozen worker's retained capability message stayed. MQTT 3.1.1
+§3.1.2.10: the server disconnects a client that sent nothing for one and a half keep-alives, as a network failure
+(so the will is published). :class:`_ExpiringHandler` reads with that time-out and ends the connection on it.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import argparse
 import asyncio
 import ipaddress
 import logging
+import math
 import signal
 import sys
 from typing import TYPE_CHECKING
@@ -50,9 +57,40 @@ def _one_socket(host: str) -> bool:
 
 
 def _broker_class() -> type[Broker]:
-    """amqtt's ``Broker`` with retained messages sent only to the subscriptions that match them (module docs)."""
-    from amqtt.broker import Broker  # pyright: ignore[reportMissingTypeStubs]
+    """amqtt's ``Broker`` with retained messages sent only to the subscriptions that match them, and silent clients
+    disconnected after one and a half keep-alives (module docs).
+
+    The handler class is replaced in ``amqtt.broker``'s namespace, where ``Broker`` looks it up when a client
+    connects; this module runs as the broker's own process, so nothing else sees the change.
+    """
+    import amqtt.broker  # pyright: ignore[reportMissingTypeStubs]
+    from amqtt.adapters import ReaderAdapter, WriterAdapter  # pyright: ignore[reportMissingTypeStubs]
+    from amqtt.broker import Broker, BrokerContext  # pyright: ignore[reportMissingTypeStubs]
+    from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler  # pyright: ignore[reportMissingTypeStubs]
+    from amqtt.plugins.manager import PluginManager  # pyright: ignore[reportMissingTypeStubs]
     from amqtt.session import Session  # pyright: ignore[reportMissingTypeStubs]
+
+    class _ExpiringHandler(BrokerProtocolHandler):
+        @classmethod
+        async def init_from_connect(
+            cls,
+            reader: ReaderAdapter,
+            writer: WriterAdapter,
+            plugins_manager: PluginManager[BrokerContext],
+            loop: asyncio.AbstractEventLoop | None = None,
+        ) -> tuple[BrokerProtocolHandler, Session]:
+            handler, session = await super().init_from_connect(reader, writer, plugins_manager, loop)
+            if session.keep_alive > 0:  # the reader's time-out: 1.5 keep-alives (0: the client asked for none)
+                session.keep_alive = math.ceil(session.keep_alive * 1.5)
+            return handler, session
+
+        def handle_read_timeout(self) -> None:
+            # nothing for 1.5 keep-alives: end the reader (it is the running task), which closes the connection
+            # as a failure, so the broker publishes the client's will
+            if self._reader_task is not None:  # pyright: ignore[reportPrivateUsage]
+                self._reader_task.cancel()  # pyright: ignore[reportPrivateUsage]
+
+    amqtt.broker.BrokerProtocolHandler = _ExpiringHandler  # pyright: ignore[reportAttributeAccessIssue]
 
     class _SubscribedOnlyBroker(Broker):
         async def _publish_retained_messages_for_subscription(

@@ -21,13 +21,18 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, cast
 
 from cl_compute.mqtt import MQTTConnectError, wait_for_broker
+from cl_compute.owned_tmp import make_owned_tmp_dir
+
+#: a broker's folder (configuration, log): the name says which process started it (``cl_compute.owned_tmp``), so
+#: the next deployment start removes the folder of a caller that was killed (``deployment.TMP_PREFIXES``)
+MOSQUITTO_DIR_PREFIX = "cl-compute-mosquitto-"
+AMQTT_DIR_PREFIX = "cl-compute-amqtt-"
 
 #: the interface a broker started here listens on unless told otherwise (loopback only).
 BROKER_HOST = "127.0.0.1"
@@ -180,7 +185,7 @@ def start_mosquitto(
     last_error = ""
     for _ in range(attempts if port is None else 1):
         chosen = port or free_port(host)
-        workdir = Path(tempfile.mkdtemp(prefix="cl-compute-mosquitto-"))
+        workdir = make_owned_tmp_dir(MOSQUITTO_DIR_PREFIX)
         conf = workdir / "mosquitto.conf"
         conf.write_text(
             f"{_mosquitto_listener(host, chosen)}\nallow_anonymous true\npersistence false\nset_tcp_nodelay true\n"
@@ -229,7 +234,7 @@ def start_amqtt(
             'mosquitto is not installed and neither is amqtt (pip install "cl-client[server]", '
             "or apt-get install mosquitto)"
         )
-    workdir = Path(tempfile.mkdtemp(prefix="cl-compute-amqtt-"))
+    workdir = make_owned_tmp_dir(AMQTT_DIR_PREFIX)
     with _open_log(workdir) as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "cl_compute._amqtt_broker", "--host", host, "--port", str(port or 0)],

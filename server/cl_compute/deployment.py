@@ -53,7 +53,7 @@ from typing import IO, cast
 
 import httpx
 
-from cl_compute.broker import Broker, port_in_use, start_broker, url_host
+from cl_compute.broker import AMQTT_DIR_PREFIX, MOSQUITTO_DIR_PREFIX, Broker, port_in_use, start_broker, url_host
 from cl_compute.owned_tmp import make_owned_tmp_dir, sweep_owned_tmp_dirs
 from cl_compute.plugins import EXTRA_PLUGINS_ENV, format_extra_plugins, parse_extra_plugins
 from cl_compute.profile import FIXED, PROFILE_ENV, check_profile
@@ -72,7 +72,7 @@ WORKER_RESTART_BACKOFF_MAX = 8.0
 
 #: Prefixes of the temporary folders a deployment makes (data, logs, the auth key). The name goes on with the
 #: owning process (``cl_compute.owned_tmp``), then mkdtemp's random part: nothing is added inside.
-TMP_PREFIXES = ("cl-compute-data-", "cl-compute-logs-", "cl-compute-key-")
+TMP_PREFIXES = ("cl-compute-data-", "cl-compute-logs-", "cl-compute-key-", MOSQUITTO_DIR_PREFIX, AMQTT_DIR_PREFIX)
 
 
 def sweep_stale_tmp_dirs(root: str | os.PathLike[str] | None = None) -> list[Path]:

@@ -84,12 +84,6 @@ def _observe(request: pytest.FixtureRequest, cl_deployment: DeploymentInfo, sig:
     if not cl_deployment.mqtt_url:
         pytest.skip(NOT_CHECKED_MQTT)
     with private_deployment(request.config, keepalive=KEEPALIVE_S, heartbeat=LEASE_HEARTBEAT_S) as dep:
-        if sig == signal.SIGSTOP and dep.broker_kind == "amqtt":
-            pytest.skip(
-                "not checked: the embedded deployment runs the amqtt fallback broker (no mosquitto installed), which "
-                "never expires a silent client's keep-alive (amqtt 0.12 ignores the read time-out), so a frozen "
-                "worker's last will is never sent; install mosquitto to check SIGSTOP"
-            )
         wid = dep.worker_ids[0]
         topic = f"inference/workers/{wid}"
         pid = dep.worker_pids[wid]

@@ -7,6 +7,7 @@ same checks run against mosquitto when it is installed, as the behaviour both br
 
 from __future__ import annotations
 
+import socket
 import threading
 import uuid
 from collections.abc import Iterator
@@ -22,7 +23,7 @@ from cl_compute.deployment import Deployment
 class _Client:
     """A real paho client that records ``(topic, payload, retain)`` of every message."""
 
-    def __init__(self, url: str, topics: list[str]) -> None:
+    def __init__(self, url: str, topics: list[str], keepalive: int = 30) -> None:
         host, port = url.removeprefix("mqtt://").rsplit(":", 1)
         self.messages: list[tuple[str, bytes, bool]] = []
         self._cond = threading.Condition()
@@ -32,7 +33,7 @@ class _Client:
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
-        self.client.connect(host, int(port), 30)
+        self.client.connect(host, int(port), keepalive)
         self.client.loop_start()
         if topics:
             assert self._subscribed.wait(10), f"no SUBACK for {topics}"
@@ -143,3 +144,44 @@ def test_the_broker_keeps_accepting_connections_after_many(broker: Broker) -> No
         client.close()
         assert connected, f"{broker.kind} accepted no connection after {i} connect/disconnect rounds"
     assert broker.process.poll() is None, f"{broker.kind} exited"
+
+
+def _utf8(text: str) -> bytes:
+    data = text.encode()
+    return len(data).to_bytes(2, "big") + data
+
+
+def _frozen_client(url: str, will_topic: str, keepalive: int) -> socket.socket:
+    """A client that sends CONNECT (clean session, a retained QoS 1 will, ``keepalive`` s), reads its CONNACK, then
+    sends nothing more and keeps the connection open: a process frozen with SIGSTOP, seen from the broker."""
+    host, port = url.removeprefix("mqtt://").rsplit(":", 1)
+    flags = 0x02 | 0x04 | 0x08 | 0x20  # clean session, will, will QoS 1, will retain
+    variable = _utf8("MQTT") + bytes([4, flags]) + keepalive.to_bytes(2, "big")
+    payload = _utf8(f"frozen-{uuid.uuid4().hex[:8]}") + _utf8(will_topic) + _utf8("")
+    body = variable + payload
+    assert len(body) < 128  # one-byte remaining length
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    sock.sendall(bytes([0x10, len(body)]) + body)
+    connack = sock.recv(4)
+    assert connack[:2] == b"\x20\x02" and connack[3] == 0, f"CONNACK {connack!r}"
+    return sock
+
+
+def test_a_silent_client_is_dropped_after_one_and_a_half_keep_alives_and_its_will_sent(broker: Broker) -> None:
+    """MQTT 3.1.1 §3.1.2.10: a client that sends nothing for 1.5 keep-alives is disconnected as a network failure,
+    so its will goes out. amqtt 0.12 never did (a frozen worker's retained capability message stayed for ever);
+    ``cl_compute._amqtt_broker`` makes it, and mosquitto always has. A live client that pings stays."""
+    topic = f"inference/workers/frozen-{uuid.uuid4().hex[:6]}"
+    watcher = _Client(broker.url, [topic])
+    live = _Client(broker.url, [], keepalive=1)  # paho pings within its keep-alive: it must not be dropped meanwhile
+    frozen = _frozen_client(broker.url, topic, keepalive=1)
+    try:
+        assert watcher.wait_for(topic, timeout=30), (
+            f"{broker.kind} never sent the will of a client silent for 30 s with a keep-alive of 1 s"
+        )
+        assert frozen.recv(1) == b"", "the broker kept the silent client's connection open"
+        assert live.client.is_connected(), f"{broker.kind} dropped a client that pings within its keep-alive"
+    finally:
+        frozen.close()
+        watcher.close()
+        live.close()

@@ -62,16 +62,19 @@ def test_the_next_start_removes_what_a_sigkilled_caller_left() -> None:
         import sys, time
         from cl_compute.deployment import Deployment
         dep = Deployment(workers=1, tasks=["hash"]).start()
-        print(dep.data_dir, dep.log_dir, flush=True)
+        import glob, os, tempfile
+        [broker_dir] = [d for prefix in ("cl-compute-mosquitto-", "cl-compute-amqtt-")
+                        for d in glob.glob(os.path.join(tempfile.gettempdir(), f"{prefix}{os.getpid()}.*"))]
+        print(dep.data_dir, dep.log_dir, broker_dir, flush=True)
         time.sleep(600)
         """
     )
     caller = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     assert caller.stdout is not None
     line = caller.stdout.readline().split()
-    assert len(line) == 2, f"the caller did not start its deployment: {line}"
-    data_dir, log_dir = Path(line[0]), Path(line[1])
-    assert data_dir.is_dir() and log_dir.is_dir()
+    assert len(line) == 3, f"the caller did not start its deployment: {line}"
+    data_dir, log_dir, broker_dir = Path(line[0]), Path(line[1]), Path(line[2])
+    assert data_dir.is_dir() and log_dir.is_dir() and broker_dir.is_dir()
     caller.send_signal(signal.SIGKILL)
     caller.wait()
     time.sleep(1.0)  # its children got SIGTERM from the kernel (PR_SET_PDEATHSIG) and stop
@@ -80,4 +83,5 @@ def test_the_next_start_removes_what_a_sigkilled_caller_left() -> None:
         assert dep.data_dir != data_dir
         assert not data_dir.exists(), f"{data_dir} of the SIGKILLed caller is still there after the next start"
         assert not log_dir.exists(), f"{log_dir} of the SIGKILLed caller is still there after the next start"
+        assert not broker_dir.exists(), f"{broker_dir} of the SIGKILLed caller's broker is still there"
         assert dep.data_dir.name.startswith(f"cl-compute-data-{os.getpid()}.")
