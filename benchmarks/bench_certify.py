@@ -31,8 +31,12 @@ ORDERS = (
 )
 
 
-def certify(profile: str, order: str, workers: str, report: Path, plugins: str | None = None) -> dict[str, object]:
+def certify(
+    profile: str, order: str, workers: str, report: Path, plugins: str | None = None, pyc: bool = False
+) -> dict[str, object]:
     env = {**os.environ, "CL_CONFORMANCE_ORDER": order}
+    if pyc:  # Python's default: modules compiled once and cached (some CI machines set PYTHONDONTWRITEBYTECODE=1)
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
     argv = [sys.executable, "-m", "cl_client", "certify", "-n", workers, "--report", str(report)]
     if plugins:
         argv += ["--plugins", plugins]
@@ -58,6 +62,12 @@ def main() -> None:
     parser.add_argument("--note", default="", help='e.g. "loaded machine"')
     parser.add_argument("--out", default=str(RESULTS / "certify-time.md"))
     parser.add_argument("--short", action="store_true", help="CI's check that it runs: the hash row, fixed profile")
+    parser.add_argument(
+        "--pyc",
+        action="store_true",
+        help="run certify with Python's bytecode cache even where PYTHONDONTWRITEBYTECODE is set (after one untimed "
+        "run that fills it): without it every process of a run compiles every module it imports",
+    )
     args = parser.parse_args()
     plugins = "hash" if args.short else None
     if args.short:
@@ -71,11 +81,17 @@ def main() -> None:
         "| profile | order | wall s | busy s | idle with jobs queued s | suites alone s | wall / busy | exit |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
+    cache = "on" if args.pyc or not os.environ.get("PYTHONDONTWRITEBYTECODE") else "off (PYTHONDONTWRITEBYTECODE)"
+    lines[0] = lines[0].replace("`uv run python", f"bytecode cache {cache}; `uv run python", 1)
     with tempfile.TemporaryDirectory(prefix="cl-bench-certify-") as tmp:
+        if args.pyc:
+            first = args.profiles.split(",")[0]
+            certify(first, "longest-first", args.workers, Path(tmp) / "warm-up.json", plugins, pyc=True)
         for profile in args.profiles.split(","):
             for i in range(args.repeat):
                 for order, label in ORDERS:
-                    t = certify(profile, order, args.workers, Path(tmp) / f"{profile}-{order}-{i}.json", plugins)
+                    report = Path(tmp) / f"{profile}-{order}-{i}.json"
+                    t = certify(profile, order, args.workers, report, plugins, args.pyc)
                     if args.short and (t["exit"] != 0 or not t["jobs"]):
                         raise SystemExit(f"certify ({order}) exited {t['exit']} with {t['jobs']} jobs timed")
                     row = (
