@@ -103,7 +103,10 @@ class Runtime:
     def client(self) -> TrackedComputeClient:
         """The process-wide sync fixture client (connected; its jobs are recorded)."""
         if self._client is None:
-            self._client = TrackedComputeClient(self.ledger, self.options)
+            polling = self.options.mqtt_url is None  # no broker (--cl-mqtt off): the client polls, so poll soon
+            self._client = TrackedComputeClient(
+                self.ledger, self.options, config=POLLING_FIXTURE_CONFIG if polling else None
+            )
             if self._client.monitor is not None:
                 self._client.monitor.wait_ready()
         return self._client
@@ -111,9 +114,9 @@ class Runtime:
     def new_client(self, settings: Settings, *, polling_only: bool = False) -> TrackedComputeClient:
         """A sync fixture client with other settings (a fixture factory's); the caller closes it.
 
-        With ``polling_only`` the client connects no broker and waits on jobs by polling, every
-        ``POLLING_FIXTURE_CONFIG.poll_interval`` (0.2 s) at first instead of the library's 1 s: a test waits
-        for its job, not for the next poll.
+        With ``polling_only`` the client connects no broker and waits on jobs by polling. A client without a
+        broker (``polling_only``, or a run with ``--cl-mqtt off``) polls every ``POLLING_FIXTURE_CONFIG.poll_interval``
+        (0.2 s) at first instead of the library's 1 s: a test waits for its job, not for the next poll.
         """
         options = ClientOptions(
             self.info.server_url,
@@ -127,7 +130,7 @@ class Runtime:
             self.ledger,
             options,
             max_wait=settings.job_timeout,
-            config=POLLING_FIXTURE_CONFIG if polling_only else None,
+            config=POLLING_FIXTURE_CONFIG if options.mqtt_url is None else None,
         )
         if client.monitor is not None:
             client.monitor.wait_ready()

@@ -524,6 +524,8 @@ def test_polling_only_and_async_client(pytester: pytest.Pytester, cl_target: Tar
             f = tmp_path / "a.txt"
             f.write_bytes(b"x")
             assert compute_client.submit("hash", f).result().status == "completed"
+            default = compute_client.__class__.__mro__[1]("http://x").config.poll_interval  # the library's
+            assert compute_client.config.poll_interval < default  # no broker: it polls, and soon
         """
     )
     before = cl_target.job_count()
