@@ -11,7 +11,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from cl_client import ComputeClient, ComputeClientConfig, ComputeClientError, JobResponse, WorkerUnavailableError
+from cl_client import ComputeClient, ComputeClientError, JobResponse, WorkerUnavailableError
 from pytest_cl._events import EventRecorder
 from pytest_cl._jobs import (
     SESSION,
@@ -27,11 +27,6 @@ from pytest_cl._ledgerfile import LedgerFile
 from pytest_cl._lifecycle import Finding, check_job
 from pytest_cl.config import Settings
 from pytest_cl.deployment import DeploymentInfo
-
-# The polling fixture clients' settings: a first poll after 0.2 s (the library's default is 1 s), backing off by
-# 1.5 up to 2 s. Most conformance jobs end in well under a second, so with 1 s every polling check waited about a
-# second for nothing (about 30 of them in a certification).
-POLLING_FIXTURE_CONFIG = ComputeClientConfig(poll_interval=0.2, poll_backoff=1.5, poll_max_interval=2.0)
 
 
 class LifecycleViolationError(AssertionError):
@@ -103,10 +98,7 @@ class Runtime:
     def client(self) -> TrackedComputeClient:
         """The process-wide sync fixture client (connected; its jobs are recorded)."""
         if self._client is None:
-            polling = self.options.mqtt_url is None  # no broker (--cl-mqtt off): the client polls, so poll soon
-            self._client = TrackedComputeClient(
-                self.ledger, self.options, config=POLLING_FIXTURE_CONFIG if polling else None
-            )
+            self._client = TrackedComputeClient(self.ledger, self.options)
             if self._client.monitor is not None:
                 self._client.monitor.wait_ready()
         return self._client
@@ -114,9 +106,8 @@ class Runtime:
     def new_client(self, settings: Settings, *, polling_only: bool = False) -> TrackedComputeClient:
         """A sync fixture client with other settings (a fixture factory's); the caller closes it.
 
-        With ``polling_only`` the client connects no broker and waits on jobs by polling. A client without a
-        broker (``polling_only``, or a run with ``--cl-mqtt off``) polls every ``POLLING_FIXTURE_CONFIG.poll_interval``
-        (0.2 s) at first instead of the library's 1 s: a test waits for its job, not for the next poll.
+        With ``polling_only`` the client connects no broker and waits on jobs by polling (see
+        ``TrackedComputeClient`` for how often).
         """
         options = ClientOptions(
             self.info.server_url,
@@ -126,12 +117,7 @@ class Runtime:
             settings.username,
             settings.password,
         )
-        client = TrackedComputeClient(
-            self.ledger,
-            options,
-            max_wait=settings.job_timeout,
-            config=POLLING_FIXTURE_CONFIG if options.mqtt_url is None else None,
-        )
+        client = TrackedComputeClient(self.ledger, options, max_wait=settings.job_timeout)
         if client.monitor is not None:
             client.monitor.wait_ready()
         return client
