@@ -30,7 +30,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import cast
 
 import click
 
@@ -312,15 +311,14 @@ def deployment_workers(url: str) -> int | None:
     Args:
         url: the compute API.
     """
-    import httpx
+    from cl_client import ComputeClient, ComputeClientError
 
     try:
-        response = httpx.get(f"{url.rstrip('/')}/capabilities", timeout=10)
-        body = cast(object, response.json()) if response.status_code == 200 else None
-        value = cast("dict[str, object]", body).get("num_workers") if isinstance(body, dict) else None
-    except (httpx.HTTPError, ValueError):
+        with ComputeClient(url, mqtt_url="off", timeout=10) as client:
+            workers = client.get_capabilities().num_workers
+    except ComputeClientError:
         return None
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+    return workers if workers > 0 else None
 
 
 def parse_ceiling(text: str | None) -> dict[str, float]:
