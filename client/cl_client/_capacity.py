@@ -649,14 +649,11 @@ def chart(
         kx = x(knee.offered)
         p.append(f'<line x1="{_n(kx)}" y1="{head}" x2="{_n(kx)}" y2="{top2 + panel}" stroke="#2e7d32" '
                  f'stroke-width="1.5" stroke-dasharray="6,3"/>')  # fmt: skip
-        right_side = kx > left + plot_w * 0.7  # near the right edge: the label goes left of the line
-        p.append(f'<text x="{_n(kx - 4 if right_side else kx + 4)}" y="{head + 12}" '
-                 f'text-anchor="{"end" if right_side else "start"}" {_FONT} fill="#2e7d32">'
+        tx, anchor = _beside(kx, left + plot_w * 0.7, 4)
+        p.append(f'<text x="{_n(tx)}" y="{head + 12}" text-anchor="{anchor}" {_FONT} fill="#2e7d32">'
                  f"knee: {report.capacity:.2f} jobs/s</text>")  # fmt: skip
     if broke is not None:
-        bx = x(broke.offered)
-        anchor = "end" if bx > left + plot_w * 0.7 else "start"
-        bx = bx - 8 if anchor == "end" else bx + 4
+        bx, anchor = _beside(x(broke.offered), left + plot_w * 0.7, 8)
         p.append(f'<text x="{_n(bx)}" y="{top2 + 12}" text-anchor="{anchor}" {_FONT} fill="#c62828">broke'
                  f"{' (' + escape(broke.culprit) + ')' if broke.culprit else ''}</text>")  # fmt: skip
     for i, (colour, dash, label) in enumerate(legend):
@@ -703,6 +700,12 @@ def _log_ticks(low: float, high: float) -> list[float]:
 def _log_points(low: float, high: float, n: int = 40) -> list[float]:
     """``n`` points evenly spaced on a log scale from ``low`` to ``high``."""
     return [low * (high / low) ** (i / (n - 1)) for i in range(n)]
+
+
+def _beside(at: float, edge: float, gap: float) -> tuple[float, str]:
+    """Where a label beside the vertical line at ``at`` goes, and its anchor: right of it, or left of it past
+    ``edge`` (near the plot's right side); ``gap`` px away on the left, 4 px on the right."""
+    return (at - gap, "end") if at > edge else (at + 4, "start")
 
 
 def _point_label(cx: float, cy: float, text: str, tilted: bool) -> str:
