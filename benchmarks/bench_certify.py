@@ -40,11 +40,11 @@ def certify(
     argv = [sys.executable, "-m", "cl_client", "certify", "-n", workers, "--report", str(report)]
     if plugins:
         argv += ["--plugins", plugins]
+    pytest_args = ["--loadscope-reorder"] if order == "collected" else []
     if profile != "fixed":
         argv += ["--profile", profile, "--expect-lacks", profile]
-    argv += ["--", *(["--loadscope-reorder"] if order == "collected" else [])]
-    if profile != "fixed":
-        argv += ["--cl-embedded-workers", "4"]  # as in CI
+        pytest_args += ["--cl-embedded-workers", "4"]  # as in CI
+    argv += ["--", *pytest_args]
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=1800)
     if not report.is_file():
         raise SystemExit(f"certify wrote no report ({profile}, {order}): {done.stdout[-3000:]}{done.stderr[-2000:]}")
