@@ -63,7 +63,8 @@ def test_the_next_start_removes_what_a_sigkilled_caller_left() -> None:
         from cl_compute.deployment import Deployment
         dep = Deployment(workers=1, tasks=["hash"]).start()
         import glob, os, tempfile
-        [broker_dir] = [d for prefix in ("cl-compute-mosquitto-", "cl-compute-amqtt-")
+        from cl_compute.broker import AMQTT_DIR_PREFIX, MOSQUITTO_DIR_PREFIX
+        [broker_dir] = [d for prefix in (MOSQUITTO_DIR_PREFIX, AMQTT_DIR_PREFIX)
                         for d in glob.glob(os.path.join(tempfile.gettempdir(), f"{prefix}{os.getpid()}.*"))]
         print(dep.data_dir, dep.log_dir, broker_dir, flush=True)
         time.sleep(600)
