@@ -22,6 +22,7 @@ import httpx
 from cl_client._config import redact_url
 from cl_client._core import response_detail
 from cl_client._exceptions import AuthenticationError, ComputeConnectionError, ConfigurationError
+from cl_client._tls import shared_ssl_context
 
 
 class AuthProvider:
@@ -264,7 +265,9 @@ class JWTAuthProvider(AuthProvider):
             flow = self._flow()
             try:
                 request = next(flow)
-                http = self._sync_http = self._sync_http or httpx.Client(timeout=self._timeout)
+                if self._sync_http is None:
+                    self._sync_http = httpx.Client(timeout=self._timeout, verify=shared_ssl_context())
+                http = self._sync_http
                 while True:
                     request = flow.send(http.send(request))
             except StopIteration:
@@ -281,7 +284,9 @@ class JWTAuthProvider(AuthProvider):
         flow = self._flow()
         try:
             request = next(flow)
-            http = self._async_http = self._async_http or httpx.AsyncClient(timeout=self._timeout)
+            if self._async_http is None:
+                self._async_http = httpx.AsyncClient(timeout=self._timeout, verify=shared_ssl_context())
+            http = self._async_http
             while True:
                 request = flow.send(await http.send(request))
         except StopIteration:

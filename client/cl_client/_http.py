@@ -21,6 +21,7 @@ from cl_client._config import ComputeClientConfig, redact_url
 from cl_client._core import Request, backoff_delay, map_error, should_retry_status
 from cl_client._exceptions import ComputeConnectionError
 from cl_client._partials import owner_tag, sweep_partials
+from cl_client._tls import shared_ssl_context
 
 log = logging.getLogger("cl_client.http")
 
@@ -243,6 +244,7 @@ class SyncHTTP:
             timeout=httpx.Timeout(config.timeout, connect=config.connect_timeout),
             headers={"User-Agent": config.user_agent},
             transport=transport,
+            verify=shared_ssl_context(),
         )
 
     def send(self, request: Request) -> httpx.Response:
@@ -334,6 +336,7 @@ class AsyncHTTP:
             timeout=httpx.Timeout(config.timeout, connect=config.connect_timeout),
             headers={"User-Agent": config.user_agent},
             transport=transport,
+            verify=shared_ssl_context(),
         )
 
     async def send(self, request: Request) -> httpx.Response:

@@ -18,6 +18,7 @@ from cl_client._auth import AuthProvider, JWTAuthProvider, NoAuthProvider, token
 from cl_client._config import redact_url
 from cl_client._core import Request, map_error, response_detail
 from cl_client._exceptions import AuthenticationError, ComputeConnectionError, ConfigurationError
+from cl_client._tls import shared_ssl_context
 from cl_client.server_pref import ServerPref
 
 if TYPE_CHECKING:
@@ -52,7 +53,7 @@ class SessionManager:
     def __init__(self, base_url: str | None = None, server_pref: ServerPref | None = None) -> None:
         self._pref = server_pref or ServerPref.from_env()
         self._auth_url = (base_url or self._pref.auth_url).rstrip("/")
-        self._http = httpx.AsyncClient(base_url=self._auth_url, timeout=30.0)
+        self._http = httpx.AsyncClient(base_url=self._auth_url, timeout=30.0, verify=shared_ssl_context())
         self._token: str | None = None
         self._credentials: tuple[str, str] | None = None
 

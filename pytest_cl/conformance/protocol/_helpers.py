@@ -24,6 +24,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from cl_client._tls import shared_ssl_context
 from pytest_cl.config import resolve_settings
 from pytest_cl.deployment import DeploymentInfo
 
@@ -77,7 +78,9 @@ class RawHTTP:
     client: httpx.Client = field(init=False)
 
     def __post_init__(self) -> None:
-        self.client = httpx.Client(base_url=self.base_url, headers=self.headers, timeout=30.0)
+        self.client = httpx.Client(
+            base_url=self.base_url, headers=self.headers, timeout=30.0, verify=shared_ssl_context()
+        )
 
     def close(self) -> None:
         """Close the connection pool."""

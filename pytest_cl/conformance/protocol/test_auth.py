@@ -27,6 +27,7 @@ import httpx
 import pytest
 
 from cl_client import ComputeClient
+from cl_client._tls import shared_ssl_context
 from pytest_cl._media import MediaCatalogue
 from pytest_cl.config import resolve_settings
 from pytest_cl.conformance._checks import expect, expect_field, expect_status, get_field
@@ -158,7 +159,7 @@ def config_routes(auth_target: AuthTarget) -> tuple[str, ...]:
     """The settings routes this deployment has: ``GET /admin/config`` (January 2026), ``GET /admin/pref``
     (February 2026), or both (the reference deployment). A route that does not exist answers 404 before any
     auth check; a deployment with neither fails every check that uses them, saying so."""
-    with httpx.Client(base_url=auth_target.server_url, timeout=30) as client:
+    with httpx.Client(base_url=auth_target.server_url, timeout=30, verify=shared_ssl_context()) as client:
         statuses = {path: client.get(path).status_code for path in CONFIG_ROUTES}
     found = tuple(path for path, status in statuses.items() if status != 404)
     if not found:

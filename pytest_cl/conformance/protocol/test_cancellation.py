@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
+from cl_client._tls import shared_ssl_context
 from pytest_cl._media import MediaCatalogue
 from pytest_cl.conformance.protocol._helpers import EVENTS_TOPIC, MqttTap, bearer_headers
 from pytest_cl.conformance.protocol._private import private_deployment, wait_status
@@ -74,7 +75,7 @@ def _storage(http: httpx.Client) -> tuple[int, int] | None:
 @pytest.mark.cl_needs_fix(CANCEL_FIX)
 def test_deleting_a_running_job_stops_it(target: Target, cl_media: MediaCatalogue) -> None:
     """A deleted running job publishes nothing more, writes nothing more and frees its worker (see the module)."""
-    http = httpx.Client(base_url=target.server_url, headers=target.headers, timeout=30)
+    http = httpx.Client(base_url=target.server_url, headers=target.headers, timeout=30, verify=shared_ssl_context())
     tap = MqttTap(target.mqtt_url, (EVENTS_TOPIC,)).__enter__() if target.mqtt_url else None
     try:
         if target.private:
