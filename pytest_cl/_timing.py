@@ -1,9 +1,10 @@
 """Certification time against the deployment's own limit: how long the deployment was busy, idle with jobs
 queued, and how long the suites spent on their own (from the jobs' time lines of the report).
 
-Per job (``Results.timelines``; epoch seconds): ``submitted`` (the POST), ``queued`` / ``processing`` (the first
-such MQTT events the witness saw), ``terminal`` (the witness's terminal event, or when a fixture client first
-saw the terminal record if that was earlier or there was no event: not when a polling client next looked).
+Per job (``Results.all_timelines``: the tests' jobs and those that module or session fixtures created; epoch
+seconds): ``submitted`` (the POST), ``queued`` / ``processing`` (the first such MQTT events the witness saw),
+``terminal`` (the witness's terminal event, or when a fixture client first saw the terminal record if that was
+earlier or there was no event: not when a polling client next looked).
 
 * **busy**: the sum of the jobs' processing times (processing → terminal) divided by the workers the deployment
   announced: the shortest wall time in which these workers could have run these jobs (the deployment's limit).

@@ -131,6 +131,8 @@ class _State:
     runtime: Runtime | None = None
     session_problems: list[str] = field(default_factory=list[str])
     session_kept: list[str] = field(default_factory=list[str])
+    #: the time lines of the jobs created outside tests (module and session fixtures): the certification time
+    session_timeline: list[dict[str, object]] = field(default_factory=list[dict[str, object]])
     stopper: Stopper = field(default_factory=Stopper)
     journal: LedgerFile | None = None
     run_lock: RunLock | None = None
@@ -694,13 +696,14 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         "jobs_at_end": state.embedded.jobs_at_end,
         "problems": state.session_problems,
         "kept": state.session_kept,
+        "timeline": state.session_timeline,
         "info": state.embedded.info.to_json() if state.embedded.info else None,
     }
     if state.worker:
         workeroutput = cast(dict[str, object], getattr(session.config, "workeroutput"))  # noqa: B009
         workeroutput["cl_session"] = json.dumps(data)
         return
-    if state.embedded.info is not None or state.session_problems or state.session_kept:
+    if state.embedded.info is not None or state.session_problems or state.session_kept or state.session_timeline:
         state.results.add_session(state.process, data)
     state.results.settle_unfinished(interrupted=session.exitstatus == pytest.ExitCode.INTERRUPTED)
     state.results.finished = time.time()
@@ -746,7 +749,7 @@ def pytest_testnodedown(node: object, error: object) -> None:
     raw = output.get("cl_session")
     if isinstance(raw, str):
         data = cast(dict[str, object], json.loads(raw))
-        if cast(int, data.get("starts", 0)) or data.get("problems") or data.get("kept"):
+        if cast(int, data.get("starts", 0)) or data.get("problems") or data.get("kept") or data.get("timeline"):
             state.results.add_session(process, data)
         if state.info is None and isinstance(data.get("info"), str):
             state.info = DeploymentInfo.from_json(cast(str, data["info"]))
@@ -828,7 +831,7 @@ def _write_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if results.timelines:
         terminalreporter.write_sep("-", "cl: certification time")
         terminalreporter.write_line(
-            from_report(results.timelines, _header(state), results.started, results.finished).line()
+            from_report(results.all_timelines(), _header(state), results.started, results.finished).line()
         )
     comparison = state.lacks_comparison
     if comparison is not None:
@@ -859,6 +862,7 @@ def _write_summary(terminalreporter: pytest.TerminalReporter) -> None:
 @pytest.fixture(scope="session")
 def _cl_runtime(request: pytest.FixtureRequest) -> Iterator[Runtime]:
     """Provide the per-process runtime: deployment (probed or embedded), clients, ledger, MQTT witness."""
+    from pytest_cl._jobs import SESSION
     from pytest_cl._runtime import Runtime
 
     state = _state(request.config)
@@ -878,6 +882,7 @@ def _cl_runtime(request: pytest.FixtureRequest) -> Iterator[Runtime]:
     try:
         yield runtime
     finally:
+        state.session_timeline = runtime.timeline(SESSION)
         state.session_problems += runtime.close()
         state.session_kept += runtime.kept_at_session_end()
         for problem in state.session_problems:

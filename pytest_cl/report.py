@@ -495,6 +495,19 @@ class Results:
         self.problems.extend(cast(list[str], data.get("problems", [])))
         self.kept.extend(cast(list[str], data.get("kept", [])))
 
+    def all_timelines(self) -> dict[str, list[dict[str, object]]]:
+        """Return every job time line of the run: each test's, and as ``<session PROCESS>`` each process's jobs.
+
+        The latter are the jobs created outside tests (module and session fixtures, e.g. a workflow's jobs
+        submitted once for its checks); the certification time counts them with the tests' jobs.
+        """
+        out = dict(self.timelines)
+        for process, data in self.sessions.items():
+            jobs = data.get("timeline")
+            if isinstance(jobs, list) and jobs:
+                out[f"<session {process}>"] = cast(list[dict[str, object]], jobs)
+        return out
+
     @property
     def starts(self) -> int:
         """How many times an embedded deployment was started in this run (all processes)."""
@@ -636,7 +649,7 @@ class Results:
             },
             "failures": {n: self.failures[n] for n in sorted(self.failures) if n in self.tests},
             "comparison": comparison.as_dict() if comparison is not None else None,
-            "certification_time": from_report(self.timelines, header, self.started, self.finished).as_dict(),
+            "certification_time": from_report(self.all_timelines(), header, self.started, self.finished).as_dict(),
             "skipped_for_missing_worker": [
                 {"test": n, "capabilities": c, "outcome": o} for n, c, o in self.missing_workers
             ],

@@ -94,6 +94,45 @@ def test_report_terminal_and_html_state_the_certification_time(pytester: pytest.
     assert 'id="certification-time"' in page and "idle with jobs queued" in page
 
 
+MODULE_JOBS = """
+import pytest
+
+
+@pytest.fixture(scope="module")
+def two_sleeps(cl_session_client, tmp_path_factory):
+    f = tmp_path_factory.mktemp("in") / "in.txt"
+    f.write_bytes(b"x")
+    jobs = [cl_session_client.submit("sleep", f, {"seconds": 0.6}) for _ in range(2)]
+    return [job.result() for job in jobs]
+
+
+def test_both_ended(two_sleeps):
+    assert [r.status for r in two_sleeps] == ["completed", "completed"]
+
+
+def test_one_more(compute_client, tmp_path):
+    f = tmp_path / "in.txt"
+    f.write_bytes(b"x")
+    assert compute_client.submit("sleep", f, {"seconds": 0.6}).result().status == "completed"
+"""
+
+
+def test_jobs_of_module_fixtures_count_in_the_certification_time(
+    pytester: pytest.Pytester, cl_target: Target, mode: list[str]
+) -> None:
+    """A module fixture's jobs belong to no test (a workflow submitted once for its checks): the busy time must
+    still count them, serially and when an xdist worker hands its session data to the controller; left out,
+    the deployment looked idle with jobs queued while it ran them."""
+    pytester.makepyfile(**{"clsuite/__init__": "", "clsuite/plugins/__init__": "",
+                           "clsuite/plugins/test_fixture_jobs": textwrap.dedent(MODULE_JOBS)})  # fmt: skip
+    result = run(pytester, *cl_target.args, *mode, "--cl-report", "out/cert.html")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["wall * s = *; deployment busy * s (3 jobs / 2 worker(s)), *"])
+    timing = json.loads((pytester.path / "out/cert.json").read_text())["certification_time"]
+    assert timing["jobs"] == 3, f"expected the 2 fixture jobs and the test's job, counted: {timing}"
+    assert timing["busy_s"] >= 3 * 0.6 / 2, timing  # each sleep job processes at least 0.6 s
+
+
 LATE_LOOK = """
 import json
 import time
