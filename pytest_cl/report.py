@@ -647,6 +647,9 @@ class Results:
                 }
                 for nodeid, (row, outcome, latencies) in sorted(self.tests.items())
             },
+            "session_jobs": {
+                process: jobs for process, data in sorted(self.sessions.items()) if (jobs := data.get("timeline"))
+            },
             "failures": {n: self.failures[n] for n in sorted(self.failures) if n in self.tests},
             "comparison": comparison.as_dict() if comparison is not None else None,
             "certification_time": from_report(self.all_timelines(), header, self.started, self.finished).as_dict(),

@@ -128,8 +128,11 @@ def test_jobs_of_module_fixtures_count_in_the_certification_time(
     result = run(pytester, *cl_target.args, *mode, "--cl-report", "out/cert.html")
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(["wall * s = *; deployment busy * s (3 jobs / 2 worker(s)), *"])
-    timing = json.loads((pytester.path / "out/cert.json").read_text())["certification_time"]
+    data = json.loads((pytester.path / "out/cert.json").read_text())
+    timing = data["certification_time"]
     assert timing["jobs"] == 3, f"expected the 2 fixture jobs and the test's job, counted: {timing}"
+    fixture_jobs = [j for jobs in data["session_jobs"].values() for j in jobs]
+    assert [j["task"] for j in fixture_jobs] == ["sleep", "sleep"], data["session_jobs"]
     assert timing["busy_s"] >= 3 * 0.6 / 2, timing  # each sleep job processes at least 0.6 s
 
 
