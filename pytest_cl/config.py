@@ -131,6 +131,12 @@ OPTIONS: tuple[Option, ...] = (
     _opt("worker_wait", "float", "how long require_worker waits for a capability to appear", "S"),
     _opt("event_deadline", "float", "how long after the REST terminal state its MQTT event may arrive", "S"),
     _opt("embedded_workers", "int", "worker processes of the embedded deployment", "N"),
+    _opt(
+        "embedded_early",
+        "bool",
+        "with xdist: start the embedded deployment as the run begins, while the workers start and collect, instead "
+        "of when the first test needs it (cl-client certify -n sets it)",
+    ),
     _opt("embedded_tasks", "list", "task types the embedded workers serve (default: all plugins)", "A,B"),
     _opt("embedded_plugins", "list", "extra plugins of the embedded deployment: name=/path/file.py:Class,...", "SPECS"),
     _opt(
@@ -179,6 +185,7 @@ class Settings:
         worker_wait: how long ``require_worker`` waits, seconds.
         event_deadline: how long the MQTT terminal event may lag the REST terminal state, seconds.
         embedded_workers: worker processes of the embedded deployment.
+        embedded_early: under xdist the controller starts the embedded deployment at once (not on first use).
         embedded_tasks: task types of the embedded deployment (empty = all).
         embedded_plugins: extra plugins of the embedded deployment, name -> ``path:Class``.
         embedded_profile: behaviour profile of the embedded deployment (``cl_compute.profile``).
@@ -207,6 +214,7 @@ class Settings:
     worker_wait: float = 5.0
     event_deadline: float = 5.0
     embedded_workers: int = 2
+    embedded_early: bool = False
     embedded_tasks: tuple[str, ...] = ()
     embedded_plugins: Mapping[str, str] = field(default_factory=dict[str, str])
     embedded_profile: str = "fixed"
@@ -362,6 +370,7 @@ def resolve_settings(
         worker_wait=cast(float, values.get("worker_wait", 5.0)),
         event_deadline=cast(float, values.get("event_deadline", 5.0)),
         embedded_workers=cast(int, values.get("embedded_workers", 2)),
+        embedded_early=cast(bool, values.get("embedded_early", False)),
         embedded_tasks=cast(tuple[str, ...], values.get("embedded_tasks", ())),
         embedded_plugins=plugins,
         embedded_profile=cast(str | None, values.get("embedded_profile")) or "fixed",

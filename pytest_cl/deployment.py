@@ -20,6 +20,7 @@ import fcntl
 import importlib
 import json
 import os
+import threading
 import time
 import uuid
 from collections.abc import Callable, Generator, Mapping
@@ -538,6 +539,9 @@ class EmbeddedDeployment:
     jobs_at_end: int | None = None
     _deployment: _Deployment | None = field(default=None, repr=False)
     _session_lock: IO[str] | None = field(default=None, repr=False)
+    _starter: threading.Thread | None = field(default=None, repr=False)
+    _start_ended: threading.Event = field(default_factory=threading.Event, repr=False)
+    _released: threading.Event = field(default_factory=threading.Event, repr=False)
 
     # -- xdist membership --------------------------------------------------------------------------------
     def join(self) -> None:
@@ -556,6 +560,33 @@ class EmbeddedDeployment:
             self._session_lock = None
 
     # -- start or attach ---------------------------------------------------------------------------------
+    def start_early(self, shared_dir: Path) -> None:
+        """Xdist controller: start the deployment on a thread now, while the workers start and collect.
+
+        The workers attach to it through ``state.json`` exactly as to a deployment another worker started
+        (``acquire``), and a failed start is recorded there, so each worker reports it. The thread lives until
+        ``release``: the deployment's processes get SIGTERM when the thread that started them ends (Linux's
+        parent-death signal follows the thread, not the process).
+
+        Args:
+            shared_dir: the run's shared directory (the one handed to the workers).
+        """
+        if self._starter is not None or self.info is not None:
+            return
+        self.shared_dir = shared_dir
+
+        def run() -> None:
+            try:
+                self.acquire()
+            except Exception:
+                pass
+            finally:
+                self._start_ended.set()
+            self._released.wait()
+
+        self._starter = threading.Thread(target=run, name="cl-embedded-early-start", daemon=True)
+        self._starter.start()
+
     def acquire(self) -> DeploymentInfo:
         """Start the deployment, or attach to the one another xdist worker started.
 
@@ -670,7 +701,21 @@ class EmbeddedDeployment:
         return self._deployment is not None
 
     def release(self) -> None:
-        """Owner: wait until every other xdist worker finished, then stop the deployment. Others: nothing."""
+        """Owner: wait until every other xdist worker finished, then stop the deployment. Others: nothing.
+
+        A start on ``start_early``'s thread is waited for first, and the thread ends after the stop.
+        """
+        if self._starter is not None:
+            self._start_ended.wait()
+        try:
+            self._stop_owned()
+        finally:
+            if self._starter is not None:
+                self._released.set()
+                self._starter.join(5.0)
+                self._starter = None
+
+    def _stop_owned(self) -> None:
         dep = self._deployment
         if dep is None:
             return

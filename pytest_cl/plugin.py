@@ -435,6 +435,9 @@ def pytest_configure_node(node: object) -> None:
     if state.shared_dir is None:
         state.shared_dir = make_shared_dir()  # and remove those of controllers that were SIGKILLed
         state.own_shared_dir = True
+        s = state.settings
+        if s.embedded_early and s.embedded and state.info is None and not config.option.collectonly:
+            state.embedded.start_early(state.shared_dir)  # while the workers start and collect
     workerinput = cast(dict[str, object], getattr(node, "workerinput"))  # noqa: B009
     workerinput["cl_shared_dir"] = str(state.shared_dir)
     if state.info is not None:
@@ -465,8 +468,9 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     else:
         tasks = ",".join(s.embedded_tasks) or "all plugins"
         extra = f" + {','.join(s.embedded_plugins)}" if s.embedded_plugins else ""
+        when = "started on first use, under xdist as the run begins" if s.embedded_early else "started on first use"
         lines = [
-            f"cl: deployment under test: embedded cl_compute (started on first use; {s.embedded_workers} "
+            f"cl: deployment under test: embedded cl_compute ({when}; {s.embedded_workers} "
             f"worker(s); capabilities: {tasks}{extra})"
         ]
         if s.embedded_profile != "fixed":

@@ -595,6 +595,8 @@ def build_command(
         argv += ["--cl-embedded-profile", request.profile]
     if request.workers is not None:
         argv += ["-n", _workers(request.workers)]
+        if request.embedded:
+            argv.append("--cl-embedded-early")  # the deployment starts while the xdist workers start and collect
         if not _chooses_dist(request.pytest_args):
             # xdist (3.8) would hand out the modules with the most checks first; the suites order them longest first
             argv += ["--dist", "loadscope", "--no-loadscope-reorder"]

@@ -40,7 +40,9 @@ def test_destructive_runs_on_embedded(compute_client):
 """
 
 
-def test_embedded_deployment_end_to_end(pytester: pytest.Pytester, mode: list[str]) -> None:
+@pytest.mark.parametrize("early", [False, True], ids=["first-use", "early"])
+def test_embedded_deployment_end_to_end(pytester: pytest.Pytester, mode: list[str], early: bool) -> None:
+    """Serially and under xdist; with ``--cl-embedded-early`` the xdist controller starts (and stops) it."""
     pytester.makepyfile(
         **{
             "clsuite/__init__": "",
@@ -55,17 +57,16 @@ def test_embedded_deployment_end_to_end(pytester: pytest.Pytester, mode: list[st
         "--cl-embedded-workers=1",
         "--cl-worker-wait=0.2",
         "-rs",
+        *(["--cl-embedded-early"] if early else []),
     ]
     result = run(pytester, *mode, *args)
     result.assert_outcomes(passed=6, skipped=1)
+    when = "started on first use, under xdist as the run begins" if early else "started on first use"
     result.stdout.fnmatch_lines(
-        [
-            "cl: deployment under test: embedded cl_compute (started on first use; 1 worker(s); capabilities: "
-            "hash,sleep + sleep)",
-        ]
+        [f"cl: deployment under test: embedded cl_compute ({when}; 1 worker(s); capabilities: hash,sleep + sleep)"]
     )
     out = result.stdout.str()
-    owner = "main" if not mode else "gw*"
+    owner = "main" if not mode or early else "gw*"
     result.stdout.fnmatch_lines(
         [
             "deployment: embedded cl_compute 0.1.0 at http://127.0.0.1:* (mqtt mqtt://127.0.0.1:*; 1 worker(s); "

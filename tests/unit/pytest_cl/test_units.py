@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import threading
+import time
 from pathlib import Path, PurePath
 
 import pytest
@@ -262,6 +263,59 @@ def test_shared_embedded_deployment_protocol(tmp_path: Path) -> None:
     finally:
         other.leave()
         owner.release()
+
+
+def test_the_controller_starts_early_on_a_thread_and_the_workers_attach(tmp_path: Path) -> None:
+    """``start_early`` (the xdist controller, ``--cl-embedded-early``): the deployment starts on a thread, the
+    workers attach to it, it stays up after the start (its processes' parent-death signal follows the thread
+    that started them, so that thread must live on), and ``release`` stops it after the workers left."""
+    import httpx
+
+    settings = Settings(embedded_workers=1, embedded_tasks=("hash",))
+    controller = EmbeddedDeployment(settings, None, "main")
+    worker = EmbeddedDeployment(settings, tmp_path, "gw0")
+    worker.join()
+    controller.start_early(tmp_path)
+    try:
+        deadline = time.monotonic() + 120
+        while controller.info is None:  # the controller's thread starts it (a worker comes a second later)
+            assert time.monotonic() < deadline, "the early start did not finish"
+            time.sleep(0.05)
+        info = worker.acquire()
+        assert not worker.owner and worker.starts == 0
+        assert controller.owner and controller.starts == 1 and controller.info == info
+        assert read_state(tmp_path)["owner"] == "main"
+        threads = [t.name for t in threading.enumerate()]
+        assert "cl-embedded-early-start" in threads, f"the starting thread ended: {threads}"
+        for _ in range(3):  # still up a while after its start
+            assert httpx.get(f"{info.server_url}/capabilities", timeout=10).json()["num_workers"] == 1
+            threading.Event().wait(0.3)
+        stopper = threading.Thread(target=controller.release)
+        stopper.start()
+        stopper.join(0.3)
+        assert stopper.is_alive(), "the controller must wait while a worker is still in the run"
+        worker.leave()
+        stopper.join(30)
+        assert not stopper.is_alive() and read_state(tmp_path)["status"] == "stopped"
+        assert "cl-embedded-early-start" not in [t.name for t in threading.enumerate()]
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"{info.server_url}/capabilities", timeout=5)
+    finally:
+        worker.leave()
+        controller.release()
+
+
+def test_an_early_start_that_fails_is_reported_by_the_workers(tmp_path: Path) -> None:
+    settings = Settings(embedded_tasks=("hash",), require_workers=("exif",))  # refused before anything starts
+    controller = EmbeddedDeployment(settings, None, "main")
+    controller.start_early(tmp_path)
+    try:
+        with pytest.raises(DeploymentUnavailableError, match=r"--cl-require-workers names exif"):
+            EmbeddedDeployment(settings, tmp_path, "gw0").acquire()
+        assert read_state(tmp_path)["status"] == "failed"
+    finally:
+        controller.release()
+    assert not controller.owner and "cl-embedded-early-start" not in [t.name for t in threading.enumerate()]
 
 
 def test_a_failed_start_is_reported_by_every_worker_without_retrying(tmp_path: Path) -> None:

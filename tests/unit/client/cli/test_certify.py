@@ -99,6 +99,10 @@ def test_n_distributes_by_module_unless_the_pytest_arguments_choose() -> None:
     assert argv[argv.index("--dist") + 1] == "loadscope"  # a module fixture (a workflow) is set up once
     assert argv[argv.index("--dist") + 2] == "--no-loadscope-reorder"  # xdist keeps the longest-first module order
     assert "--dist" not in build(CertifyRequest(url="https://host")).argv  # no xdist, no --dist
+    assert "--cl-embedded-early" not in argv  # a deployment given by URL is never started
+    embedded = build(CertifyRequest(workers="4")).argv
+    assert "--cl-embedded-early" in embedded  # starts while the xdist workers start and collect
+    assert "--cl-embedded-early" not in build(CertifyRequest()).argv  # serially: on first use
     for chosen in (("--dist", "load"), ("--dist=worksteal",), ("-d",)):
         argv = list(build(CertifyRequest(url="https://host", workers="4", pytest_args=chosen)).argv)
         assert "loadscope" not in argv and "--no-loadscope-reorder" not in argv, chosen
