@@ -47,11 +47,20 @@ LONGEST_FIRST = (
     "protocol/test_auth.py",
     "workflows/test_video.py",
 )
+#: Then the modules that give the deployment (almost) no job (the API's answers to bad uploads, its schema, its
+#: security checks): they run while the other processes still keep the deployment busy, and the run ends on short
+#: modules that submit jobs (the embedding plugins, exif, events, jobs) rather than on checks that leave it idle.
+DEPLOYMENT_LIGHT = (
+    "protocol/test_uploads.py",
+    "protocol/test_security.py",
+    "protocol/test_openapi.py",
+)
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Put the modules with the longest jobs first (``LONGEST_FIRST``); a stable sort keeps the rest in order."""
+    """Put the modules with the longest jobs first (``LONGEST_FIRST``), then ``DEPLOYMENT_LIGHT``; a stable sort
+    keeps the rest in order."""
     import os
 
     if os.environ.get("CL_CONFORMANCE_ORDER", "").strip().lower() == "collected":
@@ -59,6 +68,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
     def rank(item: pytest.Item) -> int:
         path = item.nodeid.split("::", 1)[0].replace("\\", "/")
-        return next((i for i, tail in enumerate(LONGEST_FIRST) if path.endswith(tail)), len(LONGEST_FIRST))
+        order = LONGEST_FIRST + DEPLOYMENT_LIGHT
+        return next((i for i, tail in enumerate(order) if path.endswith(tail)), len(order))
 
     items.sort(key=rank)

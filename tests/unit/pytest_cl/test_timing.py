@@ -19,7 +19,7 @@ import pytest
 
 import pytest_cl
 from pytest_cl._timing import certification_time, from_report
-from pytest_cl.conformance.conftest import LONGEST_FIRST
+from pytest_cl.conformance.conftest import DEPLOYMENT_LIGHT, LONGEST_FIRST
 from tests.unit.pytest_cl.conftest import Target, run
 
 
@@ -202,6 +202,9 @@ def test_certify_starts_the_modules_with_the_longest_jobs_first() -> None:
     that wait longest (a frozen worker's keep-alive) and the HLS jobs must not start last."""
     modules = _collected_modules(None)
     assert modules[:2] == ["protocol/test_worker_freeze.py", "plugins/test_hls_streaming.py"], modules[:4]
-    assert set(LONGEST_FIRST) <= set(modules)  # the list names real modules
+    assert set(LONGEST_FIRST) | set(DEPLOYMENT_LIGHT) <= set(modules)  # the lists name real modules
+    rest = [i for i, m in enumerate(modules) if m not in LONGEST_FIRST + DEPLOYMENT_LIGHT]
+    light = [modules.index(m) for m in DEPLOYMENT_LIGHT]
+    assert rest and max(light) < min(rest), f"the run must end on modules that submit jobs: {modules[-6:]}"
     collected = _collected_modules("collected")
     assert sorted(collected) == sorted(modules) and collected != modules
