@@ -174,6 +174,9 @@ DISCOVERY_CONNECT_TIMEOUT = 3.0
 #: the capability topic only on the first call, so that call answers ``{}`` (PROTOCOL.md §2).
 CAPABILITIES_RETRIES = 4
 CAPABILITIES_RETRY_DELAY = 0.5
+#: How long the workers' retained capability messages may take to arrive once the MQTT session is up (seconds):
+#: the broker sends them just after the subscription is acknowledged, so "connected" is not yet "heard them".
+RETAINED_WAIT = 2.0
 #: How long the retained capability messages of a discovered broker may take to match ``/capabilities``.
 DISCOVERY_MATCH_WAIT = 3.0
 MQTT_FLAGS = "--cl-mqtt URL (ini cl_mqtt, env CL_MQTT_URL)"
@@ -270,6 +273,9 @@ def describe(
             if settings.require_workers:
                 with contextlib.suppress(ComputeClientError):
                     broker.wait_for_workers(settings.require_workers, timeout=settings.worker_wait)
+            heard = time.monotonic() + RETAINED_WAIT
+            while len(broker.workers()) < caps.num_workers and time.monotonic() < heard:
+                time.sleep(0.02)  # the workers the API counts announce themselves in retained messages
             workers = {wid: list(cap.capabilities) for wid, cap in broker.workers().items()}
     offered = set(caps.capabilities)
     for worker_caps in workers.values():

@@ -436,7 +436,7 @@ def pytest_configure_node(node: object) -> None:
         state.shared_dir = make_shared_dir()  # and remove those of controllers that were SIGKILLed
         state.own_shared_dir = True
         s = state.settings
-        if s.embedded_early and s.embedded and state.info is None and not config.option.collectonly:
+        if s.embedded_early and s.embedded and state.info is None and not config.getoption("collectonly"):
             state.embedded.start_early(state.shared_dir)  # while the workers start and collect
     workerinput = cast(dict[str, object], getattr(node, "workerinput"))  # noqa: B009
     workerinput["cl_shared_dir"] = str(state.shared_dir)
