@@ -584,7 +584,7 @@ class EmbeddedDeployment:
         def run() -> None:
             try:
                 self.acquire()
-            except Exception:
+            except Exception:  # a failed start is in state.json; anything else: the first worker starts it itself
                 pass
             finally:
                 self._start_ended.set()

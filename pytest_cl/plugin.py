@@ -886,11 +886,13 @@ def _cl_runtime(request: pytest.FixtureRequest) -> Iterator[Runtime]:
     try:
         yield runtime
     finally:
-        state.session_timeline = runtime.timeline(SESSION)
-        state.session_problems += runtime.close()
-        state.session_kept += runtime.kept_at_session_end()
-        for problem in state.session_problems:
-            warnings.warn(ClCleanupWarning(problem), stacklevel=1)
+        try:
+            state.session_timeline = runtime.timeline(SESSION)  # for the certification time
+        finally:
+            state.session_problems += runtime.close()
+            state.session_kept += runtime.kept_at_session_end()
+            for problem in state.session_problems:
+                warnings.warn(ClCleanupWarning(problem), stacklevel=1)
         # The embedded deployment is stopped in pytest_sessionfinish, not here: the owner waits there for the other
         # xdist workers, and a wait inside this finalizer would run within the last test's teardown and so under
         # its pytest-timeout (a long module on another worker ended the run with a teardown error).

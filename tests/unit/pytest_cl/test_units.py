@@ -239,6 +239,17 @@ def test_probe_names_a_wrong_url(cl_target: Target) -> None:
         probe(Settings(server=f"{cl_target.server_url}/nope", mqtt="off"))
 
 
+def _release_waits_for_the_other(owner: EmbeddedDeployment, other: EmbeddedDeployment, shared: Path) -> None:
+    """The owner's ``release`` waits while ``other`` is still in the run, and stops once it left."""
+    stopper = threading.Thread(target=owner.release)
+    stopper.start()
+    stopper.join(0.3)
+    assert stopper.is_alive(), f"{owner.process_id} must wait while {other.process_id} is still in the run"
+    other.leave()
+    stopper.join(30)
+    assert not stopper.is_alive() and read_state(shared)["status"] == "stopped"
+
+
 def test_shared_embedded_deployment_protocol(tmp_path: Path) -> None:
     """Two xdist workers simulated in one process: the first starts, the second attaches through the state
     file, and the owner stops only after the other left."""
@@ -252,14 +263,8 @@ def test_shared_embedded_deployment_protocol(tmp_path: Path) -> None:
         assert owner.owner and owner.starts == 1 and owner.jobs_at_start == 0
         assert other.acquire() == info and not other.owner and other.starts == 0
         assert read_state(tmp_path)["status"] == "running"
-        stopper = threading.Thread(target=owner.release)
-        stopper.start()
-        stopper.join(0.3)
-        assert stopper.is_alive(), "the owner must wait while another worker is still running"
-        other.leave()
-        stopper.join(30)
-        assert not stopper.is_alive()
-        assert read_state(tmp_path)["status"] == "stopped" and owner.jobs_at_end == 0
+        _release_waits_for_the_other(owner, other, tmp_path)
+        assert owner.jobs_at_end == 0
     finally:
         other.leave()
         owner.release()
@@ -290,13 +295,7 @@ def test_the_controller_starts_early_on_a_thread_and_the_workers_attach(tmp_path
         for _ in range(3):  # still up a while after its start
             assert httpx.get(f"{info.server_url}/capabilities", timeout=10).json()["num_workers"] == 1
             threading.Event().wait(0.3)
-        stopper = threading.Thread(target=controller.release)
-        stopper.start()
-        stopper.join(0.3)
-        assert stopper.is_alive(), "the controller must wait while a worker is still in the run"
-        worker.leave()
-        stopper.join(30)
-        assert not stopper.is_alive() and read_state(tmp_path)["status"] == "stopped"
+        _release_waits_for_the_other(controller, worker, tmp_path)
         assert "cl-embedded-early-start" not in [t.name for t in threading.enumerate()]
         with pytest.raises(httpx.TransportError):
             httpx.get(f"{info.server_url}/capabilities", timeout=5)
