@@ -502,10 +502,17 @@ class Results:
         submitted once for its checks); the certification time counts them with the tests' jobs.
         """
         out = dict(self.timelines)
-        for process, data in self.sessions.items():
+        for process, jobs in self.session_timelines().items():
+            out[f"<session {process}>"] = jobs
+        return out
+
+    def session_timelines(self) -> dict[str, list[dict[str, object]]]:
+        """Return, by process, the time lines of the jobs it created outside tests (processes with none left out)."""
+        out: dict[str, list[dict[str, object]]] = {}
+        for process, data in sorted(self.sessions.items()):
             jobs = data.get("timeline")
             if isinstance(jobs, list) and jobs:
-                out[f"<session {process}>"] = cast(list[dict[str, object]], jobs)
+                out[process] = cast(list[dict[str, object]], jobs)
         return out
 
     @property
@@ -647,9 +654,7 @@ class Results:
                 }
                 for nodeid, (row, outcome, latencies) in sorted(self.tests.items())
             },
-            "session_jobs": {
-                process: jobs for process, data in sorted(self.sessions.items()) if (jobs := data.get("timeline"))
-            },
+            "session_jobs": self.session_timelines(),
             "failures": {n: self.failures[n] for n in sorted(self.failures) if n in self.tests},
             "comparison": comparison.as_dict() if comparison is not None else None,
             "certification_time": from_report(self.all_timelines(), header, self.started, self.finished).as_dict(),

@@ -66,9 +66,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     if os.environ.get("CL_CONFORMANCE_ORDER", "").strip().lower() == "collected":
         return
 
+    order = LONGEST_FIRST + DEPLOYMENT_LIGHT
+
     def rank(item: pytest.Item) -> int:
         path = item.nodeid.split("::", 1)[0].replace("\\", "/")
-        order = LONGEST_FIRST + DEPLOYMENT_LIGHT
         return next((i for i, tail in enumerate(order) if path.endswith(tail)), len(order))
 
     items.sort(key=rank)
